@@ -1,0 +1,126 @@
+"""The model seam: one adapter per model family absorbs its quirks so one loop serves them all.
+
+An adapter wraps a loaded diffusers pipeline and reuses its components (VAE, denoiser, text
+encoders, `encode_prompt`); it never re-implements a pipeline's `__call__`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+
+from ..guidance import ClassifierFreeGuidance
+
+
+@dataclass
+class Conditioning:
+    """Everything the denoiser needs besides latents and timestep, batched for guidance."""
+
+    kwargs: dict[str, Any] = field(default_factory=dict)  # keyword arguments for the denoiser call
+    settings: dict[str, Any] = field(default_factory=dict)  # family-specific settings, for metadata
+
+
+class Adapter:
+    """Base adapter for latent diffusion models with a VAE and an epsilon/v-predicting denoiser."""
+
+    family: ClassVar[str] = "base"
+    pipeline_classes: ClassVar[tuple[str, ...]] = ()  # `_class_name` values in model_index.json
+
+    def __init__(self, pipe) -> None:
+        self.pipe = pipe
+
+    # -- properties --------------------------------------------------------------------------
+    @property
+    def device(self) -> torch.device:
+        return self.pipe._execution_device
+
+    @property
+    def denoiser(self) -> torch.nn.Module:
+        return self.pipe.unet
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.denoiser.dtype
+
+    @property
+    def vae_scale_factor(self) -> int:
+        return self.pipe.vae_scale_factor
+
+    # -- conditioning ------------------------------------------------------------------------
+    def guidance(self, scale: float) -> ClassifierFreeGuidance:
+        return ClassifierFreeGuidance(scale)
+
+    def encode_prompt(
+        self, prompt: str, negative_prompt: str, guidance: ClassifierFreeGuidance, image_size: tuple[int, int]
+    ) -> Conditioning:
+        """image_size: (H, W) in pixels of the frame being denoised."""
+        raise NotImplementedError
+
+    # -- latent space ------------------------------------------------------------------------
+    def _vae_fp32(self) -> bool:
+        # Mirrors diffusers: VAEs flagged `force_upcast` overflow in fp16, so they run in fp32.
+        vae = self.pipe.vae
+        return vae.dtype == torch.float16 and getattr(vae.config, "force_upcast", False)
+
+    def _latent_stats(self, like: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        cfg = self.pipe.vae.config
+        mean, std = getattr(cfg, "latents_mean", None), getattr(cfg, "latents_std", None)
+        if mean is None or std is None:
+            return None, None
+        shape = (1, len(mean), 1, 1)
+        return (
+            torch.tensor(mean).view(shape).to(like.device, like.dtype),
+            torch.tensor(std).view(shape).to(like.device, like.dtype),
+        )
+
+    @torch.no_grad()
+    def encode_image(self, image: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        """image: (1, 3, H, W) in [-1, 1] -> scaled latents (1, C, H/f, W/f), sampled with `generator`."""
+        vae = self.pipe.vae
+        upcast = self._vae_fp32()
+        if upcast:
+            vae.to(torch.float32)
+        try:
+            x = image.to(self.device, torch.float32 if upcast else vae.dtype)
+            latents = vae.encode(x).latent_dist.sample(generator)
+        finally:
+            if upcast:
+                vae.to(torch.float16)
+        latents = latents.to(self.dtype)
+        mean, std = self._latent_stats(latents)
+        if mean is not None:
+            return (latents - mean) * vae.config.scaling_factor / std
+        return vae.config.scaling_factor * latents
+
+    @torch.no_grad()
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """latents: (1, C, h, w) -> image (1, 3, h*f, w*f) in [-1, 1] (unclamped)."""
+        vae = self.pipe.vae
+        mean, std = self._latent_stats(latents)
+        if mean is not None:
+            latents = latents * std / vae.config.scaling_factor + mean
+        else:
+            latents = latents / vae.config.scaling_factor
+        upcast = self._vae_fp32()
+        if upcast:
+            vae.to(torch.float32)
+        try:
+            return vae.decode(latents.to(torch.float32 if upcast else vae.dtype), return_dict=False)[0]
+        finally:
+            if upcast:
+                vae.to(torch.float16)
+
+    def add_noise(self, scheduler, clean: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """Noised copy of `clean` at timestep `t` (the scheduler's forward process).
+
+        Sigma-based diffusers schedulers read the sigma from their step index once `set_begin_index`
+        was called, so this must be called at the step it is for, never precomputed for all steps.
+        """
+        return scheduler.add_noise(clean, noise, t.reshape(1))
+
+    # -- the model call ----------------------------------------------------------------------
+    def predict(self, latents: torch.Tensor, t: torch.Tensor, cond: Conditioning) -> torch.Tensor:
+        """latents: (B, C, h, w), already expanded for guidance and scaled by the scheduler."""
+        return self.denoiser(latents, t, return_dict=False, **cond.kwargs)[0]

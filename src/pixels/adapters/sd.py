@@ -1,0 +1,39 @@
+"""Stable Diffusion 1.x / 2.x: one CLIP text encoder, UNet2DConditionModel, AutoencoderKL."""
+
+from __future__ import annotations
+
+import torch
+
+from ..guidance import ClassifierFreeGuidance
+from .base import Adapter, Conditioning
+
+
+class StableDiffusionAdapter(Adapter):
+    family = "sd"
+    pipeline_classes = ("StableDiffusionPipeline", "StableDiffusionImg2ImgPipeline")
+
+    def guidance(self, scale: float) -> ClassifierFreeGuidance:
+        # Guidance-distilled UNets (LCM) take the scale as an embedding instead of a second branch.
+        if self.denoiser.config.time_cond_proj_dim is not None:
+            return ClassifierFreeGuidance(1.0)
+        return ClassifierFreeGuidance(scale)
+
+    def _timestep_cond(self, scale: float) -> torch.Tensor | None:
+        dim = self.denoiser.config.time_cond_proj_dim
+        if dim is None:
+            return None
+        w = torch.tensor(scale - 1).repeat(1)
+        return self.pipe.get_guidance_scale_embedding(w, embedding_dim=dim).to(self.device, self.dtype)
+
+    @torch.no_grad()
+    def encode_prompt(
+        self, prompt: str, negative_prompt: str, guidance: ClassifierFreeGuidance, image_size: tuple[int, int]
+    ) -> Conditioning:
+        embeds, negative = self.pipe.encode_prompt(
+            prompt, self.device, 1, guidance.enabled, negative_prompt or None
+        )
+        if guidance.enabled:
+            embeds = torch.cat([negative, embeds])
+        return Conditioning(
+            kwargs={"encoder_hidden_states": embeds, "timestep_cond": self._timestep_cond(guidance.scale)}
+        )

@@ -1,0 +1,59 @@
+"""SDXL base and refiner: two text encoders (the refiner has only the second), pooled embeddings and
+micro-conditioning time ids (the refiner's carry an aesthetic score instead of the target size)."""
+
+from __future__ import annotations
+
+import torch
+
+from ..guidance import ClassifierFreeGuidance
+from .base import Conditioning
+from .sd import StableDiffusionAdapter
+
+AESTHETIC_SCORE = 6.0  # diffusers' default for the refiner's positive branch
+NEGATIVE_AESTHETIC_SCORE = 2.5  # and for its negative branch
+
+
+class StableDiffusionXLAdapter(StableDiffusionAdapter):
+    family = "sdxl"
+    pipeline_classes = ("StableDiffusionXLPipeline", "StableDiffusionXLImg2ImgPipeline")
+
+    @property
+    def is_refiner(self) -> bool:
+        return bool(self.pipe.config.get("requires_aesthetics_score", False))
+
+    @torch.no_grad()
+    def encode_prompt(
+        self, prompt: str, negative_prompt: str, guidance: ClassifierFreeGuidance, image_size: tuple[int, int]
+    ) -> Conditioning:
+        pipe = self.pipe
+        embeds, negative, pooled, negative_pooled = pipe.encode_prompt(
+            prompt=prompt,
+            device=self.device,
+            num_images_per_prompt=1,
+            do_classifier_free_guidance=guidance.enabled,
+            negative_prompt=negative_prompt or None,
+        )
+        if pipe.text_encoder_2 is None:
+            projection_dim = int(pooled.shape[-1])
+        else:
+            projection_dim = pipe.text_encoder_2.config.projection_dim
+        size = tuple(image_size)
+        time_ids, negative_time_ids = pipe._get_add_time_ids(
+            size, (0, 0), size, AESTHETIC_SCORE, NEGATIVE_AESTHETIC_SCORE, size, (0, 0), size,
+            dtype=embeds.dtype, text_encoder_projection_dim=projection_dim,
+        )
+        if guidance.enabled:
+            embeds = torch.cat([negative, embeds])
+            pooled = torch.cat([negative_pooled, pooled])
+            time_ids = torch.cat([negative_time_ids, time_ids])
+        settings = {"refiner": self.is_refiner}
+        if self.is_refiner:
+            settings |= {"aesthetic_score": AESTHETIC_SCORE, "negative_aesthetic_score": NEGATIVE_AESTHETIC_SCORE}
+        return Conditioning(
+            kwargs={
+                "encoder_hidden_states": embeds.to(self.device),
+                "timestep_cond": self._timestep_cond(guidance.scale),
+                "added_cond_kwargs": {"text_embeds": pooled.to(self.device), "time_ids": time_ids.to(self.device)},
+            },
+            settings=settings,
+        )

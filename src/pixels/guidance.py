@@ -1,0 +1,32 @@
+"""Guidance, kept apart from sampling: how the model's conditional and unconditional outputs combine."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class ClassifierFreeGuidance:
+    """Classifier-free guidance (Ho & Salimans 2022): uncond + scale * (cond - uncond).
+
+    The batch is [uncond, cond], the order diffusers uses, so embeddings line up with its pipelines.
+    """
+
+    scale: float  # 1.0 (or less) disables guidance: one model call on the conditional branch only
+
+    @property
+    def enabled(self) -> bool:
+        return self.scale > 1.0
+
+    def expand(self, latents: torch.Tensor) -> torch.Tensor:
+        """latents: (B, C, h, w) -> (2B, C, h, w) when guidance is on."""
+        return torch.cat([latents] * 2) if self.enabled else latents
+
+    def combine(self, output: torch.Tensor) -> torch.Tensor:
+        """output: (2B, ...) -> (B, ...) guided prediction."""
+        if not self.enabled:
+            return output
+        uncond, cond = output.chunk(2)
+        return uncond + self.scale * (cond - uncond)

@@ -1,0 +1,211 @@
+"""Reading images and strength maps from paths, PIL images and numpy arrays, with documented conversions.
+
+Every accepted input is turned into an 8-bit RGB picture (plus its alpha, if any) or a float32 strength
+map in [0, 1]; anything else raises `InputError` naming the argument.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .errors import InputError
+
+ImageLike = Union[str, os.PathLike, Image.Image, np.ndarray]
+
+MAX_PIXELS = 64 * 1024 * 1024  # larger inputs are refused (decompression bombs, absurd sizes)
+MAP_SNAP = 4 / 255  # 8/16-bit map values this close to 0 or 1 count as exactly 0 or 1 (JPEG ringing)
+
+_LUMA = np.array([0.299, 0.587, 0.114], np.float32)  # ITU-R 601, as PIL's "L" conversion
+
+
+def _check_size(width: int, height: int, name: str, max_pixels: int) -> None:
+    if width < 1 or height < 1:
+        raise InputError(f"{name}: empty image ({width}x{height})")
+    if width * height > max_pixels:
+        raise InputError(
+            f"{name}: {width}x{height} is {width * height:,} pixels, more than the limit of {max_pixels:,}"
+        )
+
+
+def _open(path: Path, name: str, max_pixels: int) -> Image.Image:
+    if not path.exists():
+        raise InputError(f"{name}: no such file: {path}")
+    if path.is_dir():
+        raise InputError(f"{name}: {path} is a folder, not an image file")
+    try:
+        with Image.open(path) as image:
+            _check_size(*image.size, name, max_pixels)  # from the header, before decoding anything
+            image.load()
+            return image.copy()
+    except InputError:
+        raise
+    except UnidentifiedImageError:
+        raise InputError(f"{name}: {path} is not an image file Pillow can read") from None
+    except Image.DecompressionBombError as e:
+        raise InputError(f"{name}: {path} is too large to decode safely ({e})") from None
+    except (OSError, SyntaxError, ValueError) as e:  # truncated or corrupt data
+        raise InputError(f"{name}: {path} is truncated or corrupt ({e})") from None
+
+
+def _float_image(array: np.ndarray, name: str) -> np.ndarray:
+    """Float data must already lie in [0, 1]; returns it as float32."""
+    values = array.astype(np.float32)
+    if values.size and (not np.isfinite(values).all() or values.min() < 0 or values.max() > 1):
+        finite = values[np.isfinite(values)]
+        lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (np.nan, np.nan)
+        bad = "non-finite values, " if not np.isfinite(values).all() else ""
+        raise InputError(
+            f"{name}: float values must lie in [0, 1] ({bad}min {lo:.4g}, max {hi:.4g}); "
+            "scale the array, or pass uint8 / uint16 data"
+        )
+    return values
+
+
+def _unit_array(array: np.ndarray, name: str) -> tuple[np.ndarray, bool]:
+    """Numpy data as float32 in [0, 1], and whether it came from integers (so snapping applies)."""
+    if array.dtype == np.bool_:
+        return array.astype(np.float32), True
+    if array.dtype == np.uint8:
+        return array.astype(np.float32) / 255.0, True
+    if array.dtype == np.uint16:
+        return array.astype(np.float32) / 65535.0, True
+    if np.issubdtype(array.dtype, np.floating):
+        return _float_image(array, name), False
+    raise InputError(
+        f"{name}: unsupported array dtype {array.dtype}; use uint8, uint16, bool, or float in [0, 1]"
+    )
+
+
+def _array_channels(array: np.ndarray, name: str, max_pixels: int) -> np.ndarray:
+    """(H, W), (H, W, 1), (H, W, 3) or (H, W, 4) -> (H, W, C) with C in {1, 3, 4}."""
+    if array.ndim == 2:
+        array = array[..., None]
+    if array.ndim != 3 or array.shape[2] not in (1, 3, 4):
+        raise InputError(
+            f"{name}: array of shape {array.shape} is not an image; expected (H, W), (H, W, 1), (H, W, 3) or (H, W, 4)"
+        )
+    _check_size(array.shape[1], array.shape[0], name, max_pixels)
+    return array
+
+
+def _pil_unit(image: Image.Image, name: str) -> tuple[np.ndarray, bool]:
+    """A PIL image as (H, W, C) float32 in [0, 1] with C in {1, 3, 4}, and whether snapping applies.
+
+    16-bit and 32-bit integer grayscale keep their full precision; float ("F") images must lie in [0, 1].
+    """
+    image = ImageOps.exif_transpose(image)
+    mode = image.mode
+    if mode.startswith("I;16"):
+        return (np.asarray(image, np.float32) / 65535.0)[..., None], True
+    if mode == "I":
+        values = np.asarray(image, np.int64)
+        if values.size and (values.min() < 0 or values.max() > 65535):
+            raise InputError(
+                f"{name}: 32-bit integer image with values {values.min()}..{values.max()}, outside 0..65535"
+            )
+        return (values.astype(np.float32) / 65535.0)[..., None], True
+    if mode == "F":
+        return _float_image(np.asarray(image, np.float32), name)[..., None], False
+    if mode == "1":
+        image = image.convert("L")
+    elif mode == "P":
+        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+    elif mode == "PA":
+        image = image.convert("RGBA")
+    elif mode not in ("L", "LA", "RGB", "RGBA"):
+        image = image.convert("RGB")  # CMYK, YCbCr, LAB, HSV, RGBX...
+    array = np.asarray(image, np.float32) / 255.0
+    if image.mode == "LA":
+        array = array[..., [0, 0, 0, 1]]  # gray + alpha -> RGBA
+    return (array if array.ndim == 3 else array[..., None]), True
+
+
+def _to_unit(value: ImageLike, name: str, max_pixels: int) -> tuple[np.ndarray, bool]:
+    if isinstance(value, (str, os.PathLike)):
+        return _pil_unit(_open(Path(value), name, max_pixels), name)
+    if isinstance(value, Image.Image):
+        _check_size(*value.size, name, max_pixels)
+        return _pil_unit(value, name)
+    if isinstance(value, np.ndarray):
+        array = _array_channels(value, name, max_pixels)
+        return _unit_array(array, name)
+    if isinstance(value, torch.Tensor):
+        raise InputError(f"{name}: got a torch.Tensor; pass a PIL image, a numpy array or a path")
+    raise InputError(f"{name}: expected a PIL image, a numpy array or a path, got {type(value).__name__}")
+
+
+def load_image(value: ImageLike, *, name: str, max_pixels: int = MAX_PIXELS) -> tuple[Image.Image, np.ndarray | None]:
+    """Read a picture as 8-bit RGB, plus its alpha as float32 (H, W) in [0, 1] when it has a
+    non-opaque alpha channel (None otherwise). EXIF orientation is applied."""
+    unit, _ = _to_unit(value, name, max_pixels)
+    alpha = None
+    if unit.shape[2] == 4:
+        alpha = unit[..., 3]
+        if alpha.min() >= 1.0:
+            alpha = None
+        unit = unit[..., :3]
+    elif unit.shape[2] == 1:
+        unit = np.repeat(unit, 3, axis=2)
+    rgb = np.clip(np.round(unit * 255.0), 0, 255).astype(np.uint8)
+    return Image.fromarray(rgb, "RGB"), alpha
+
+
+def load_map(
+    value: ImageLike,
+    *,
+    name: str,
+    size: tuple[int, int],
+    invert: bool = False,
+    max_pixels: int = MAX_PIXELS,
+) -> tuple[np.ndarray, list[str]]:
+    """Read a strength map as float32 (H, W) in [0, 1] (white = full edit) for a source of `size` (W, H).
+
+    - colour maps are reduced to their luminance (ITU-R 601 weights);
+    - integer data (8/16-bit files and uint arrays) within MAP_SNAP of 0 or 1 is snapped to exactly 0 or 1,
+      so JPEG-compressed maps still keep their black pixels bit-exact; float arrays are taken as they are;
+    - `invert=True` reads the reference convention (white = keep) and flips it;
+    - a map with transparency is multiplied by its alpha (transparent = keep);
+    - a map of another size is resized bilinearly to the source, and a note says so.
+    """
+    notes: list[str] = []
+    unit, integer = _to_unit(value, name, max_pixels)
+    alpha = None
+    if unit.shape[2] in (2, 4):
+        alpha = unit[..., -1]
+        unit = unit[..., :-1]
+    channels = unit[..., :3]
+    gray = unit.shape[2] == 1 or bool((channels == channels[..., :1]).all())
+    values = unit[..., 0] if gray else channels @ _LUMA
+    values = np.clip(values, 0.0, 1.0).astype(np.float32)
+    if integer:
+        values = np.where(values <= MAP_SNAP, 0.0, np.where(values >= 1.0 - MAP_SNAP, 1.0, values))
+    if invert:
+        values = 1.0 - values
+    if alpha is not None and alpha.min() < 1.0:
+        values = values * alpha
+        notes.append(f"{name}: has transparency; strength multiplied by alpha (transparent = keep)")
+    values = values.astype(np.float32)
+    width, height = size
+    if values.shape != (height, width):
+        h, w = values.shape
+        values = np.asarray(Image.fromarray(values, "F").resize((width, height), Image.BILINEAR), np.float32)
+        notes.append(f"{name}: resized from {w}x{h} to {width}x{height} to match the source")
+    return np.clip(values, 0.0, 1.0).astype(np.float32), notes
+
+
+def to_tensor(image: Image.Image) -> torch.Tensor:
+    """RGB PIL image -> (1, 3, H, W) float32 in [-1, 1], as diffusers' image processor does."""
+    array = np.asarray(image.convert("RGB"), np.float32) / 255.0
+    return torch.from_numpy(array).permute(2, 0, 1)[None] * 2.0 - 1.0
+
+
+def to_pil(tensor: torch.Tensor) -> Image.Image:
+    """(1, 3, H, W) in [-1, 1] -> RGB PIL image, rounding as diffusers' postprocess does."""
+    array = (tensor[0].float() / 2 + 0.5).clamp(0, 1).permute(1, 2, 0).cpu().numpy()
+    return Image.fromarray((array * 255).round().astype(np.uint8))

@@ -1,0 +1,177 @@
+"""Finding and loading models: hub ids, local diffusers folders, single-file checkpoints.
+
+Loading itself is diffusers' `from_pretrained` / `from_single_file`; this module picks the family,
+refuses pickle files unless asked, and turns "not available offline" into an actionable error.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+import torch
+
+from .adapters import adapter_class
+from .errors import InputError, ModelNotFoundError, UnsafeCheckpointError
+
+PICKLE_SUFFIXES = (".ckpt", ".bin", ".pt", ".pth", ".pkl")
+HUB_ID = re.compile(r"^[\w.-]+(/[\w.-]+)?$")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+DTYPES = {"fp32": torch.float32, "float32": torch.float32, "fp16": torch.float16, "float16": torch.float16,
+          "bf16": torch.bfloat16, "bfloat16": torch.bfloat16}
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """'auto' picks cuda, then mps, then cpu; an explicit device must be available."""
+    if isinstance(device, torch.device):
+        return device
+    name = str(device).lower()
+    if name.split(":")[0] not in DEVICES:
+        raise InputError(f"device: unknown device {device!r}; choose one of {', '.join(DEVICES)}")
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise InputError(f"device: {device!r} requested but this PyTorch build sees no CUDA GPU; use --device cpu")
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise InputError("device: 'mps' requested but Metal is not available here; use --device cpu")
+    return torch.device(name)
+
+
+def resolve_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype:
+    """'auto' is fp16 on GPUs and fp32 on the CPU (where half precision is slow or unsupported)."""
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    name = str(dtype).lower()
+    if name == "auto":
+        return torch.float32 if device.type == "cpu" else torch.float16
+    if name not in DTYPES:
+        raise InputError(f"dtype: unknown dtype {dtype!r}; choose one of auto, fp32, fp16, bf16")
+    return DTYPES[name]
+
+
+def _not_available(model: str, reason: BaseException) -> ModelNotFoundError:
+    first_line = str(reason).strip().splitlines()[0] if str(reason).strip() else type(reason).__name__
+    return ModelNotFoundError(
+        f"model {model!r} is not available: it is not in the local Hugging Face cache and could not be"
+        f" downloaded ({first_line}).\n"
+        f"  - on a machine with network, download it once:  hf download {model}\n"
+        f"    (the cache is ~/.cache/huggingface/hub, or $HF_HOME; copy it over for offline use)\n"
+        f"  - or pass --model PATH to a local diffusers folder or a .safetensors checkpoint"
+    )
+
+
+def _read_index(folder: Path) -> dict:
+    index = folder / "model_index.json"
+    if not index.is_file():
+        raise InputError(
+            f"model: {str(folder)!r} is a folder but has no model_index.json; point --model at a diffusers"
+            " pipeline folder (as written by save_pretrained) or at a .safetensors checkpoint"
+        )
+    try:
+        return json.loads(index.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise InputError(f"model: cannot read {str(index)!r}: {error}") from None
+
+
+def _hub_index(model: str, local_files_only: bool | None) -> dict:
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import HfHubHTTPError
+
+    try:
+        path = hf_hub_download(model, "model_index.json", local_files_only=bool(local_files_only))
+    except (OSError, HfHubHTTPError, ValueError) as error:
+        raise _not_available(model, error) from None
+    return json.loads(Path(path).read_text())
+
+
+def single_file_class(path: Path) -> str:
+    """Pipeline class of an original-layout (A1111/ComfyUI) checkpoint, from its tensor names."""
+    if path.suffix != ".safetensors":
+        return "StableDiffusionImg2ImgPipeline"
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            keys = list(f.keys())
+    except Exception as error:  # safetensors raises its own error types for corrupt headers
+        raise InputError(f"model: {str(path)!r} is not a readable .safetensors file: {error}") from None
+    if any(k.startswith("conditioner.embedders.1.") for k in keys):
+        return "StableDiffusionXLImg2ImgPipeline"  # base: two text encoders
+    if any(k.startswith("conditioner.embedders.0.model.") for k in keys):
+        return "StableDiffusionXLImg2ImgPipeline"  # refiner: only the OpenCLIP-G encoder
+    return "StableDiffusionImg2ImgPipeline"
+
+
+def load_pipeline(
+    model: str,
+    *,
+    device: torch.device,
+    dtype: torch.dtype,
+    allow_unsafe_pickle: bool = False,
+    local_files_only: bool | None = None,
+    config: str | None = None,
+):
+    """Load an img2img diffusers pipeline for `model` (hub id, diffusers folder or checkpoint file)."""
+    import diffusers
+
+    if not isinstance(model, (str, os.PathLike)) or not str(model).strip():
+        raise InputError(f"model: expected a hub id or a path, got {model!r}")
+    model = str(model)
+    path = Path(model).expanduser()
+    common = {"torch_dtype": dtype}
+
+    if path.is_file():
+        if path.suffix.lower() in PICKLE_SUFFIXES and not allow_unsafe_pickle:
+            raise UnsafeCheckpointError(
+                f"model: {model!r} is a pickle checkpoint, and loading a pickle can run arbitrary code;"
+                " convert it to .safetensors, or pass --allow-unsafe-pickle if you trust its source"
+            )
+        if path.suffix.lower() not in PICKLE_SUFFIXES + (".safetensors",):
+            raise InputError(f"model: {model!r} is neither a .safetensors checkpoint nor a diffusers folder")
+        cls = getattr(diffusers, single_file_class(path))
+        kwargs = dict(common, config=config) if config else common
+        try:
+            pipe = cls.from_single_file(str(path), local_files_only=local_files_only, **kwargs)
+        except (OSError, ValueError) as error:
+            raise ModelNotFoundError(
+                f"model: could not build a pipeline from {model!r}: {str(error).strip().splitlines()[0]}\n"
+                "  single-file checkpoints need their architecture's diffusers config: pass --config with a"
+                " local diffusers folder (or a cached hub id) of the same family"
+            ) from None
+        return pipe.to(device)
+
+    if path.is_dir():
+        index = _read_index(path)
+        source = str(path)
+    elif path.suffix.lower() in PICKLE_SUFFIXES + (".safetensors",) or model.startswith((".", "/", "~")) \
+            or not HUB_ID.match(model):
+        raise ModelNotFoundError(f"model: no such file or folder: {model!r}")
+    else:
+        index = _hub_index(model, local_files_only)
+        source = model
+
+    family = adapter_class(index.get("_class_name", "?"), model)
+    kwargs = dict(common, use_safetensors=None if allow_unsafe_pickle else True)
+    if family.family == "sd":
+        kwargs |= {"safety_checker": None, "requires_safety_checker": False}
+    try:
+        pipe = diffusers.AutoPipelineForImage2Image.from_pretrained(
+            source, local_files_only=local_files_only, **kwargs
+        )
+    except (OSError, ValueError) as error:
+        text = str(error)
+        if "safetensors" in text.lower() and not allow_unsafe_pickle:
+            raise UnsafeCheckpointError(
+                f"model: {model!r} has no .safetensors weights, only pickle files, which can run arbitrary"
+                " code when loaded; convert them, or pass --allow-unsafe-pickle if you trust the source"
+            ) from None
+        if path.is_dir():
+            raise InputError(f"model: cannot load {model!r}: {text.strip().splitlines()[0]}") from None
+        raise _not_available(model, error) from None
+    return pipe.to(device)

@@ -1,0 +1,88 @@
+"""The one denoising loop, with the latent surgery of PIXELS (arXiv 2501.09826, Sec. 3) inside it."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from .adapters import Adapter, Conditioning
+from .guidance import ClassifierFreeGuidance
+from .schedule import keep_mask
+
+
+@dataclass
+class Surgery:
+    """What the loop blends. Latents are (1, C, h, w); masks are (1, 1, h, w) and broadcast over C."""
+
+    source: torch.Tensor  # clean source latents zS
+    source_noise: torch.Tensor  # the one noise draw for the source, shared by every step
+    keep: torch.Tensor  # float keep map in [0, 1] (1 - strength): pinned while keep > i/K
+    graft: torch.Tensor | None = None  # clean exemplar latents, combined over all exemplars
+    graft_noise: torch.Tensor | None = None  # their noise, combined with unit variance
+    graft_mask: torch.Tensor | None = None  # bool: where the exemplar latents replace the source at step 0
+
+
+def combine_grafts(
+    weights: list[torch.Tensor], latents: list[torch.Tensor], noises: list[torch.Tensor]
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Merge several exemplars' grafts into one, in latent space.
+
+    weights: binary (1, 1, h, w) graft regions; latents, noises: (1, C, h, w) per exemplar.
+    Overlaps average the clean latents and combine the noises as sum(w n) / sqrt(sum(w^2)), which
+    keeps unit variance; outside overlaps each exemplar's own latents and noise pass unchanged.
+    Returns (latents, noise, mask).
+    """
+    total = torch.stack(weights).sum(0)
+    latent = sum(w * z for w, z in zip(weights, latents)) / total.clamp(min=1)
+    noise = sum(w * n for w, n in zip(weights, noises)) / torch.stack(weights).square().sum(0).clamp(min=1).sqrt()
+    return latent, noise, total > 0
+
+
+def step_kwargs(scheduler, generator: torch.Generator | None, eta: float = 0.0) -> dict:
+    """Extra `scheduler.step` arguments that only some schedulers accept (as diffusers passes them)."""
+    params = set(inspect.signature(scheduler.step).parameters)
+    kwargs: dict = {}
+    if "eta" in params:
+        kwargs["eta"] = eta
+    if "generator" in params:
+        kwargs["generator"] = generator
+    return kwargs
+
+
+def denoise(
+    adapter: Adapter,
+    scheduler,
+    timesteps: torch.Tensor,
+    cond: Conditioning,
+    guidance: ClassifierFreeGuidance,
+    surgery: Surgery,
+    extra_step_kwargs: dict,
+    on_step: Callable[[int, int], None] | None = None,
+) -> tuple[torch.Tensor, int]:
+    """Run the K steps; returns the final latents (1, C, h, w) and the number of model calls made."""
+    num_steps = len(timesteps)
+    latents: torch.Tensor | None = None
+    calls = 0
+    for i, t in enumerate(timesteps):
+        pinned = keep_mask(surgery.keep, i, num_steps)
+        noised_source = adapter.add_noise(scheduler, surgery.source, surgery.source_noise, t)
+        if latents is None:
+            # Latent surgery: the released pixels start from the noised exemplar where it is grafted.
+            latents = noised_source
+            if surgery.graft is not None:
+                noised_graft = adapter.add_noise(scheduler, surgery.graft, surgery.graft_noise, t)
+                latents = torch.where(surgery.graft_mask, noised_graft, latents)
+        # Pin the pixels not yet released to the noised source (Differential Diffusion).
+        latents = torch.where(pinned, noised_source, latents)
+
+        model_input = scheduler.scale_model_input(guidance.expand(latents), t)
+        prediction = guidance.combine(adapter.predict(model_input, t, cond))
+        latents = scheduler.step(prediction, t, latents, **extra_step_kwargs, return_dict=False)[0]
+        calls += 1
+        if on_step is not None:
+            on_step(i + 1, num_steps)
+    assert latents is not None
+    return latents, calls

@@ -1,0 +1,60 @@
+"""The release schedule: which timesteps run, and when each latent pixel is released.
+
+PIXELS (arXiv 2501.09826) and Differential Diffusion (Levin & Fried 2023) pin a pixel whose
+keep value is m to the noised source while m > i/K, i.e. for about the first m*K of K steps.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .errors import InputError
+
+
+def img2img_timesteps(
+    scheduler, num_inference_steps: int, strength: float, denoising_start: float | None, device: torch.device
+) -> torch.Tensor:
+    """Set the scheduler up and return the truncated img2img timesteps t_0 > ... > t_{K-1}.
+
+    Same truncation as diffusers' SD/SDXL img2img pipelines, so a full-strength edit runs the very
+    same steps: `strength` keeps the last int(N * strength) steps; `denoising_start` (SDXL refiner
+    style) keeps the steps below the training timestep (1 - denoising_start) * T instead.
+    """
+    scheduler.set_timesteps(num_inference_steps, device=device)
+    order = getattr(scheduler, "order", 1)
+    if denoising_start is None:
+        init = min(int(num_inference_steps * strength), num_inference_steps)
+        begin = max(num_inference_steps - init, 0) * order
+    else:
+        train_steps = scheduler.config.num_train_timesteps
+        cutoff = int(round(train_steps - denoising_start * train_steps))
+        count = int((scheduler.timesteps < cutoff).sum().item())
+        if order == 2 and count % 2 == 0:
+            count += 1
+        begin = len(scheduler.timesteps) - count
+    timesteps = scheduler.timesteps[begin:]
+    if len(timesteps) == 0:
+        raise InputError(
+            f"no denoising step left: num_inference_steps={num_inference_steps} with strength={strength}"
+            f" and denoising_start={denoising_start} keeps 0 steps; raise the steps or the strength"
+        )
+    if hasattr(scheduler, "set_begin_index"):
+        scheduler.set_begin_index(begin)
+    return timesteps
+
+
+def to_latent_map(pixel_map: np.ndarray | torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Resize a (H, W) map to latent resolution `size` = (h, w): bilinear, no antialias, as the reference.
+
+    Returns (1, 1, h, w) float32.
+    """
+    t = torch.as_tensor(pixel_map, dtype=torch.float32)[None, None]
+    return F.interpolate(t, size=size, mode="bilinear", align_corners=False, antialias=False)
+
+
+def keep_mask(keep: torch.Tensor, step: int, num_steps: int) -> torch.Tensor:
+    """Pixels still pinned to the noised source at step `step` of `num_steps`: keep > step / K (strict)."""
+    return keep > step / num_steps
+

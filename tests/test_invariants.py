@@ -1,0 +1,205 @@
+"""Invariants of an edit, on every family and scheduler: kept pixels exact, determinism, cost."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from conftest import box_map, photo
+
+from pixels import Editor, Exemplar, InputError
+from pixels.loop import combine_grafts
+from pixels.schedulers import SCHEDULERS
+
+FAST = dict(num_inference_steps=4, guidance_scale=4.0)
+
+
+def count_calls(editor: Editor):
+    calls = []
+    handle = editor.adapter.denoiser.register_forward_hook(lambda *args: calls.append(1))
+    return calls, handle
+
+
+def test_zero_map_returns_the_source_bit_exact(any_pipe):
+    source = photo(32, 32, seed=2)
+    result = Editor.from_pipe(any_pipe).edit(source, strength_map=np.zeros((32, 32), np.float32), seed=0, **FAST)
+    assert np.array_equal(np.asarray(result.image), np.asarray(source))
+
+
+@pytest.mark.parametrize("name", list(SCHEDULERS))
+def test_strength_zero_pixels_exact_and_edit_happens(any_pipe, name):
+    source = photo(32, 32, seed=3)
+    exemplar = photo(32, 32, seed=8)
+    m = box_map(value=1.0)
+    m[4:8, 4:28] = 0.5  # a gray band beside the graft
+    result = Editor.from_pipe(any_pipe).edit(
+        source, exemplars=[Exemplar(exemplar, strength_map=m)], seed=1, scheduler=name, **FAST
+    )
+    out, src = np.asarray(result.image), np.asarray(source)
+    assert result.image.size == source.size
+    assert np.array_equal(out[m == 0], src[m == 0])
+    assert not np.array_equal(out[m == 1], src[m == 1])
+
+
+def test_same_seed_same_result_and_seed_matters(sd_pipe):
+    editor = Editor.from_pipe(sd_pipe)
+    source, m = photo(32, 32, seed=4), box_map()
+    a = editor.edit(source, strength_map=m, seed=5, scheduler="euler-a", **FAST)
+    b = editor.edit(source, strength_map=m, seed=5, scheduler="euler-a", **FAST)
+    c = editor.edit(source, strength_map=m, seed=6, scheduler="euler-a", **FAST)
+    assert np.array_equal(np.asarray(a.image), np.asarray(b.image))
+    assert not np.array_equal(np.asarray(a.image), np.asarray(c.image))
+    assert a.metadata["seed"] == 5
+    g = editor.edit(source, strength_map=m, generator=torch.Generator().manual_seed(5), scheduler="euler-a", **FAST)
+    assert np.array_equal(np.asarray(a.image), np.asarray(g.image))
+
+
+def test_random_seed_is_recorded_and_reproduces(sd_pipe):
+    editor = Editor.from_pipe(sd_pipe)
+    source = photo(32, 32, seed=4)
+    first = editor.edit(source, strength_map=box_map(), **FAST)
+    again = editor.edit(source, strength_map=box_map(), seed=first.metadata["seed"], **FAST)
+    assert np.array_equal(np.asarray(first.image), np.asarray(again.image))
+
+
+def test_model_calls_do_not_grow_with_exemplar_count(any_pipe):
+    editor = Editor.from_pipe(any_pipe)
+    source = photo(32, 32, seed=1)
+    counts = []
+    for n in (0, 1, 3):
+        exemplars = [Exemplar(photo(32, 32, seed=10 + k), strength_map=box_map(box=(4 * k, 0, 4 * k + 12, 32)))
+                     for k in range(n)]
+        calls, handle = count_calls(editor)
+        try:
+            result = editor.edit(source, exemplars=exemplars, strength_map=box_map(), seed=0, **FAST)
+        finally:
+            handle.remove()
+        counts.append(len(calls))
+        assert result.metadata["model_calls"] == len(calls)
+    assert counts == [4, 4, 4]
+
+
+def test_combine_grafts_single_disjoint_and_overlap():
+    torch.manual_seed(0)
+    z = [torch.randn(1, 4, 8, 8) for _ in range(2)]
+    n = [torch.randn(1, 4, 8, 8) for _ in range(2)]
+    left = torch.zeros(1, 1, 8, 8)
+    left[..., :5] = 1
+    right = torch.zeros(1, 1, 8, 8)
+    right[..., 3:] = 1
+    latent, noise, mask = combine_grafts([left], z[:1], n[:1])
+    assert torch.equal(latent[..., :5], z[0][..., :5]) and torch.equal(noise[..., :5], n[0][..., :5])
+    assert mask[..., :5].all() and not mask[..., 5:].any()
+    latent, noise, mask = combine_grafts([left, right], z, n)
+    assert torch.equal(latent[..., :3], z[0][..., :3]) and torch.equal(latent[..., 5:], z[1][..., 5:])
+    assert torch.allclose(latent[..., 3:5], (z[0][..., 3:5] + z[1][..., 3:5]) / 2)
+    assert torch.allclose(noise[..., 3:5], (n[0][..., 3:5] + n[1][..., 3:5]) / 2**0.5)
+    assert mask.all()
+
+
+def first_model_input(editor, monkeypatch, **kwargs):
+    """The latents the model sees at step 0 (guidance off, DDIM: no input scaling)."""
+    seen = []
+    predict = editor.adapter.predict
+    monkeypatch.setattr(editor.adapter, "predict", lambda x, t, c: seen.append(x.clone()) or predict(x, t, c))
+    editor.edit(seed=0, num_inference_steps=4, strength=0.5, guidance_scale=1.0, scheduler="ddim", **kwargs)
+    monkeypatch.undo()
+    return seen[0]
+
+
+def test_two_exemplars_in_one_pass_each_lands_in_its_region(sd_pipe, monkeypatch):
+    """Each exemplar's graft covers exactly its own region: the step-0 latents of a two-exemplar edit
+    equal, region by region, those of the same edit where the other exemplar's map is empty."""
+    editor = Editor.from_pipe(sd_pipe)
+    source = photo(32, 32, seed=0)
+    dark, light = np.zeros((32, 32, 3), np.uint8), np.full((32, 32, 3), 255, np.uint8)
+    a, b, empty = box_map(box=(0, 0, 16, 32)), box_map(box=(16, 0, 32, 32)), np.zeros((32, 32), np.float32)
+    both = first_model_input(editor, monkeypatch, source=source, exemplars=[Exemplar(dark, a), Exemplar(light, b)])
+    only_a = first_model_input(editor, monkeypatch, source=source,
+                               exemplars=[Exemplar(dark, a), Exemplar(light, empty)])
+    only_b = first_model_input(editor, monkeypatch, source=source,
+                               exemplars=[Exemplar(dark, empty), Exemplar(light, b)])
+    plain = first_model_input(editor, monkeypatch, source=source, strength_map=np.ones((32, 32), np.float32))
+    half = both.shape[-1] // 2  # the tiny VAE's factor is 2: pixel column 16 is latent column 8
+    assert torch.equal(both[..., :half], only_a[..., :half])
+    assert torch.equal(both[..., half:], only_b[..., half:])
+    # and the grafts did replace the noised source on both sides
+    assert not torch.equal(both[..., :half], plain[..., :half])
+    assert not torch.equal(both[..., half:], plain[..., half:])
+
+
+def test_sizes_off_the_vae_grid_keep_every_border_pixel(sd_pipe):
+    editor = Editor.from_pipe(sd_pipe)
+    source = photo(33, 27, seed=5)  # the tiny VAE's factor is 2: both sides are odd
+    m = np.zeros((27, 33), np.float32)
+    m[:, -5:] = 1.0  # edit the last columns, including the one beyond the grid
+    result = editor.edit(source, strength_map=m, seed=0, **FAST)
+    out, src = np.asarray(result.image), np.asarray(source)
+    assert result.image.size == (33, 27)
+    assert np.array_equal(out[:, :-5], src[:, :-5])
+    assert not np.array_equal(out[:, -1], src[:, -1])
+
+
+def test_no_map_is_a_full_frame_edit_and_inverted_maps_agree(sd_pipe):
+    editor = Editor.from_pipe(sd_pipe)
+    source = photo(32, 32, seed=5)
+    full = editor.edit(source, seed=2, **FAST)
+    white = editor.edit(source, strength_map=np.ones((32, 32), np.float32), seed=2, **FAST)
+    assert np.array_equal(np.asarray(full.image), np.asarray(white.image))
+    m = (box_map() * 255).astype(np.uint8)
+    m[12:20, 12:20] = 128
+    plain = editor.edit(source, strength_map=m, seed=2, **FAST)
+    inverted = editor.edit(source, strength_map=255 - m, invert_map=True, seed=2, **FAST)
+    assert np.array_equal(np.asarray(plain.image), np.asarray(inverted.image))
+
+
+def test_exemplar_alpha_is_its_region_and_other_sizes_are_resized(sd_pipe):
+    editor = Editor.from_pipe(sd_pipe)
+    source = photo(32, 32, seed=5)
+    rgba = np.zeros((64, 64, 4), np.uint8)
+    rgba[..., :3] = 255
+    rgba[16:48, 16:48, 3] = 255  # opaque square in the middle, transparent elsewhere
+    with pytest.warns(UserWarning, match="resized from 64x64 to 32x32"):
+        result = editor.edit(source, exemplars=[Exemplar(rgba)], seed=0, **FAST)
+    out, src = np.asarray(result.image), np.asarray(source)
+    # transparent rows far enough from the square to stay zero after the bilinear resize are kept exactly
+    assert np.array_equal(out[:6], src[:6]) and np.array_equal(out[-6:], src[-6:])
+    assert result.strength_map[16, 16] == 1.0 and result.strength_map[0, 0] == 0.0
+    with pytest.raises(InputError, match=r"exemplars\[0\]: no strength_map and no alpha"):
+        editor.edit(source, exemplars=[Exemplar(photo(32, 32))], **FAST)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(num_inference_steps=0), "num_inference_steps"),
+        (dict(num_inference_steps=2.5), "num_inference_steps"),
+        (dict(strength=0.0), "strength"),
+        (dict(strength=1.5), "strength"),
+        (dict(denoising_start=1.0), "denoising_start"),
+        (dict(guidance_scale=float("nan")), "guidance_scale"),
+        (dict(scheduler="heun++"), "scheduler"),
+        (dict(mode="magic"), "mode"),
+        (dict(preserve="some"), "preserve"),
+        (dict(seed=-1), "seed"),
+        (dict(seed=1, generator=torch.Generator()), "seed"),
+        (dict(strength_map=np.full((32, 32), 2.0)), "strength_map"),
+        (dict(exemplars=[photo()]), "exemplars"),
+        (dict(strength=0.1, num_inference_steps=4), "no denoising step left"),
+    ],
+)
+def test_bad_arguments_are_named(sd_pipe, kwargs, match):
+    with pytest.raises(InputError, match=match):
+        Editor.from_pipe(sd_pipe).edit(photo(), **kwargs)
+
+
+def test_metadata_records_every_setting(refiner_pipe):
+    result = Editor.from_pipe(refiner_pipe).edit(
+        photo(), strength_map=box_map(), prompt="x", seed=4, denoising_start=0.6, guidance_scale=17.5,
+        num_inference_steps=10,
+    )
+    md = result.metadata
+    assert md["family"] == "sdxl" and md["refiner"] is True and md["aesthetic_score"] == 6.0
+    assert md["denoising_start"] == 0.6 and md["guidance_scale"] == 17.5 and md["seed"] == 4
+    assert md["steps_run"] == md["model_calls"] == 4  # the last 40% of a 10-step DDIM schedule
+    assert md["size"] == [32, 32] and md["mode"] == "paper" and md["preserve"] == "exact"
