@@ -1,11 +1,39 @@
-"""pixels: exemplar-based, progressive image editing with off-the-shelf diffusion models (PIXELS)."""
+"""pixels: exemplar-based, progressive image editing with off-the-shelf diffusion models (PIXELS).
+
+    from pixels import Editor, Exemplar
+    editor = Editor.from_pretrained("path/or/hub-id")
+    result = editor.edit(photo, exemplars=[Exemplar(reference, strength_map=where)], seed=0)
+
+Heavy imports (torch, diffusers) happen on first use of the names below, so `pixels --version`
+and `import pixels` stay fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
 
-from .editor import EditResult, EditSettings, Editor, Exemplar  # noqa: E402
-from .errors import InputError, ModelNotFoundError, PixelsError, UnsafeCheckpointError  # noqa: E402
+_EXPORTS = {
+    "EditResult": ".editor", "EditSettings": ".editor", "Editor": ".editor", "Exemplar": ".editor",
+    "InputError": ".errors", "ModelNotFoundError": ".errors", "PixelsError": ".errors",
+    "UnsafeCheckpointError": ".errors",
+}
+__all__ = [*_EXPORTS, "__version__"]
 
-__all__ = [
-    "EditResult", "EditSettings", "Editor", "Exemplar",
-    "InputError", "ModelNotFoundError", "PixelsError", "UnsafeCheckpointError", "__version__",
-]
+if TYPE_CHECKING:
+    from .editor import EditResult, EditSettings, Editor, Exemplar
+    from .errors import InputError, ModelNotFoundError, PixelsError, UnsafeCheckpointError
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'pixels' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
