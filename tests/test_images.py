@@ -157,7 +157,7 @@ def test_absurd_sizes_refused_before_decoding(tmp_path):
 
 def test_map_from_uint8_and_uint16_and_float():
     m8, notes = load_map(np.array([[0, 128, 255]], np.uint8), name="m", size=(3, 1))
-    assert m8.dtype == np.float32 and m8.tolist() == [[0.0, np.float32(128 / 255), 1.0]] and notes == []
+    assert m8.dtype == np.float64 and m8.tolist() == [[0.0, np.float32(128 / 255), 1.0]] and notes == []
     m16, _ = load_map(np.array([[0, 2000, 65535]], np.uint16), name="m", size=(3, 1))
     assert m16[0, 1] == np.float32(2000 / 65535)  # full 16-bit precision, no rounding to 8 bits
     mf, _ = load_map(np.array([[0.001, 0.5, 0.999]], np.float32), name="m", size=(3, 1))
@@ -207,6 +207,13 @@ def test_map_from_16_bit_file_keeps_precision(tmp_path):
     path = save(tmp_path, Image.fromarray(values), "m16.png")
     m, _ = load_map(path, name="m", size=(4, 1))
     assert np.allclose(m[0], values[0] / 65535) and m[0, 0] == 0 and m[0, 3] == 1
+
+
+def test_inverting_twice_is_lossless():
+    """Maps in the reference convention (white = keep) reach the keep rule as the same float32 values."""
+    keep = np.random.default_rng(3).random((8, 8), dtype=np.float32)
+    strength, _ = load_map(keep, name="m", size=(8, 8), invert=True)
+    assert np.array_equal((1.0 - strength).astype(np.float32), keep)
 
 
 def test_map_errors_name_the_argument():

@@ -203,3 +203,17 @@ def test_metadata_records_every_setting(refiner_pipe):
     assert md["denoising_start"] == 0.6 and md["guidance_scale"] == 17.5 and md["seed"] == 4
     assert md["steps_run"] == md["model_calls"] == 4  # the last 40% of a 10-step DDIM schedule
     assert md["size"] == [32, 32] and md["mode"] == "paper" and md["preserve"] == "exact"
+
+
+def test_from_pipe_accepts_text_to_image_pipelines(sd_pipe, sdxl_pipe):
+    """A loaded text-to-image pipeline is reused as is (same modules) and edits like its img2img twin."""
+    from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
+
+    for img2img, cls in ((sd_pipe, StableDiffusionPipeline), (sdxl_pipe, StableDiffusionXLPipeline)):
+        text2img = cls(**{k: v for k, v in img2img.components.items() if k in cls._get_signature_keys(cls)[0]})
+        editor = Editor.from_pipe(text2img)
+        assert editor.adapter.pipe.unet is img2img.unet and editor.adapter.pipe.vae is img2img.vae
+        source = photo(32, 32, seed=3)
+        a = editor.edit(source, strength_map=box_map(), seed=1, **FAST)
+        b = Editor.from_pipe(img2img).edit(source, strength_map=box_map(), seed=1, **FAST)
+        assert np.array_equal(np.asarray(a.image), np.asarray(b.image))

@@ -87,8 +87,8 @@ class EditResult:
 class _Inputs:
     source: Image.Image
     exemplars: list[Image.Image]
-    exemplar_maps: list[np.ndarray]  # strength, (H, W) each
-    strength: np.ndarray  # combined strength, (H, W)
+    exemplar_maps: list[np.ndarray]  # strength, (H, W) float64 each
+    strength: np.ndarray  # combined strength, (H, W) float64
     labels: dict[str, Any]
     notes: list[str]
 
@@ -140,13 +140,13 @@ def prepare_inputs(
     if strengths:
         combined = np.maximum.reduce(strengths) if len(strengths) > 1 else strengths[0]
     else:
-        combined = np.ones((size[1], size[0]), np.float32)  # no map at all: a plain full-frame edit
+        combined = np.ones((size[1], size[0]))  # no map at all: a plain full-frame edit
     labels = {
         "source": _label(source),
         "exemplars": [{"image": _label(e.image), "strength_map": _label(e.strength_map)} for e in exemplars],
         "strength_map": None if strength_map is None else _label(strength_map),
     }
-    return _Inputs(image, images, maps, combined.astype(np.float32), labels, notes)
+    return _Inputs(image, images, maps, combined.astype(np.float64), labels, notes)
 
 
 def _pad(array: np.ndarray, multiple: int) -> np.ndarray:

@@ -1,6 +1,6 @@
 """Reading images and strength maps from paths, PIL images and numpy arrays, with documented conversions.
 
-Every accepted input is turned into an 8-bit RGB picture (plus its alpha, if any) or a float32 strength
+Every accepted input is turned into an 8-bit RGB picture (plus its alpha, if any) or a float64 strength
 map in [0, 1]; anything else raises `InputError` naming the argument.
 """
 
@@ -21,7 +21,7 @@ ImageLike = Union[str, os.PathLike, Image.Image, np.ndarray]
 MAX_PIXELS = 64 * 1024 * 1024  # larger inputs are refused (decompression bombs, absurd sizes)
 MAP_SNAP = 4 / 255  # 8/16-bit map values this close to 0 or 1 count as exactly 0 or 1 (JPEG ringing)
 
-_LUMA = np.array([0.299, 0.587, 0.114], np.float32)  # ITU-R 601, as PIL's "L" conversion
+_LUMA = np.array([0.299, 0.587, 0.114])  # ITU-R 601, as PIL's "L" conversion
 
 
 def _check_size(width: int, height: int, name: str, max_pixels: int) -> None:
@@ -164,7 +164,7 @@ def load_map(
     invert: bool = False,
     max_pixels: int = MAX_PIXELS,
 ) -> tuple[np.ndarray, list[str]]:
-    """Read a strength map as float32 (H, W) in [0, 1] (white = full edit) for a source of `size` (W, H).
+    """Read a strength map as float64 (H, W) in [0, 1] (white = full edit) for a source of `size` (W, H).
 
     - colour maps are reduced to their luminance (ITU-R 601 weights);
     - integer data (8/16-bit files and uint arrays) within MAP_SNAP of 0 or 1 is snapped to exactly 0 or 1,
@@ -182,21 +182,23 @@ def load_map(
     channels = unit[..., :3]
     gray = unit.shape[2] == 1 or bool((channels == channels[..., :1]).all())
     values = unit[..., 0] if gray else channels @ _LUMA
-    values = np.clip(values, 0.0, 1.0).astype(np.float32)
+    # float64 from here on: 1 - (1 - v) == v exactly, so inverted maps reach the keep rule unchanged
+    values = np.clip(values.astype(np.float64), 0.0, 1.0)
     if integer:
-        values = np.where(values <= MAP_SNAP, 0.0, np.where(values >= 1.0 - MAP_SNAP, 1.0, values))
+        low, high = np.float32(MAP_SNAP), np.float32(1.0 - MAP_SNAP)  # the grid integer data was read on
+        values = np.where(values <= low, 0.0, np.where(values >= high, 1.0, values))
     if invert:
         values = 1.0 - values
     if alpha is not None and alpha.min() < 1.0:
         values = values * alpha
         notes.append(f"{name}: has transparency; strength multiplied by alpha (transparent = keep)")
-    values = values.astype(np.float32)
     width, height = size
     if values.shape != (height, width):
         h, w = values.shape
-        values = np.asarray(Image.fromarray(values, "F").resize((width, height), Image.BILINEAR), np.float32)
+        resized = Image.fromarray(values.astype(np.float32), "F").resize((width, height), Image.BILINEAR)
+        values = np.asarray(resized, np.float64)
         notes.append(f"{name}: resized from {w}x{h} to {width}x{height} to match the source")
-    return np.clip(values, 0.0, 1.0).astype(np.float32), notes
+    return np.clip(values, 0.0, 1.0), notes
 
 
 def to_tensor(image: Image.Image) -> torch.Tensor:
