@@ -217,3 +217,10 @@ def test_from_pipe_accepts_text_to_image_pipelines(sd_pipe, sdxl_pipe):
         a = editor.edit(source, strength_map=box_map(), seed=1, **FAST)
         b = Editor.from_pipe(img2img).edit(source, strength_map=box_map(), seed=1, **FAST)
         assert np.array_equal(np.asarray(a.image), np.asarray(b.image))
+
+
+def test_on_step_reports_every_step(sd_pipe):
+    seen = []
+    result = Editor.from_pipe(sd_pipe).edit(photo(), seed=0, num_inference_steps=10, strength=0.5,
+                                            on_step=lambda done, total: seen.append((done, total)))
+    assert seen == [(i, 5) for i in range(1, 6)] and result.metadata["steps_run"] == 5

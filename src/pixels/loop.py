@@ -78,7 +78,7 @@ def denoise(
         # Pin the pixels not yet released to the noised source (Differential Diffusion).
         latents = torch.where(pinned, noised_source, latents)
 
-        model_input = scheduler.scale_model_input(guidance.expand(latents), t)
+        model_input = adapter.scale_model_input(scheduler, guidance.expand(latents), t)
         prediction = guidance.combine(adapter.predict(model_input, t, cond))
         latents = scheduler.step(prediction, t, latents, **extra_step_kwargs, return_dict=False)[0]
         calls += 1

@@ -120,6 +120,10 @@ class Adapter:
         """
         return scheduler.add_noise(clean, noise, t.reshape(1))
 
+    def scale_model_input(self, scheduler, latents: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """Scheduler-specific input scaling (sigma schedulers divide by sqrt(sigma^2 + 1))."""
+        return scheduler.scale_model_input(latents, t)
+
     # -- the model call ----------------------------------------------------------------------
     def predict(self, latents: torch.Tensor, t: torch.Tensor, cond: Conditioning) -> torch.Tensor:
         """latents: (B, C, h, w), already expanded for guidance and scaled by the scheduler."""
