@@ -73,10 +73,17 @@ def _read_index(folder: Path) -> dict:
             f"model: {str(folder)!r} is a folder but has no model_index.json; point --model at a diffusers"
             " pipeline folder (as written by save_pretrained) or at a .safetensors checkpoint"
         )
+    return _parse_index(index)
+
+
+def _parse_index(index: Path) -> dict:
     try:
-        return json.loads(index.read_text())
-    except (OSError, json.JSONDecodeError) as error:
+        data = json.loads(index.read_text())
+    except (OSError, ValueError) as error:  # ValueError: JSONDecodeError and UnicodeDecodeError
         raise InputError(f"model: cannot read {str(index)!r}: {error}") from None
+    if not isinstance(data, dict):
+        raise InputError(f"model: cannot read {str(index)!r}: expected a JSON object, got {type(data).__name__}")
+    return data
 
 
 def _hub_index(model: str, local_files_only: bool | None) -> dict:
@@ -87,7 +94,7 @@ def _hub_index(model: str, local_files_only: bool | None) -> dict:
         path = hf_hub_download(model, "model_index.json", local_files_only=bool(local_files_only))
     except (OSError, HfHubHTTPError, ValueError) as error:
         raise _not_available(model, error) from None
-    return json.loads(Path(path).read_text())
+    return _parse_index(Path(path))
 
 
 def single_file_class(path: Path) -> str:
