@@ -13,9 +13,11 @@ import torch
 from diffusers import (
     AutoencoderKL,
     DDIMScheduler,
+    DDPMPipeline,
     StableDiffusionImg2ImgPipeline,
     StableDiffusionXLImg2ImgPipeline,
     UNet2DConditionModel,
+    UNet2DModel,
 )
 from PIL import Image
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
@@ -110,9 +112,30 @@ def refiner_pipe(tmp_path_factory):
     return build_sdxl(tmp_path_factory.mktemp("refiner"), refiner=True)
 
 
+def build_pixel() -> DDPMPipeline:
+    """A tiny unconditional pixel-space model (the demo model's architecture, smaller)."""
+    torch.manual_seed(0)
+    unet = UNet2DModel(
+        sample_size=32, in_channels=3, out_channels=3, block_out_channels=(16, 32), layers_per_block=1,
+        down_block_types=("DownBlock2D",) * 2, up_block_types=("UpBlock2D",) * 2, norm_num_groups=8,
+    )
+    return DDPMPipeline(unet=unet, scheduler=DDIMScheduler(clip_sample=True, set_alpha_to_one=True))
+
+
+@pytest.fixture(scope="session")
+def pixel_pipe():
+    return build_pixel()
+
+
 @pytest.fixture(scope="session", params=["sd", "sdxl", "refiner"])
+def latent_pipe(request):
+    """Each latent diffusion family that has a diffusers img2img pipeline to compare with."""
+    return request.getfixturevalue(f"{request.param}_pipe")
+
+
+@pytest.fixture(scope="session", params=["sd", "sdxl", "refiner", "pixel"])
 def any_pipe(request):
-    return request.getfixturevalue(f"{request.param}_pipe" if request.param != "refiner" else "refiner_pipe")
+    return request.getfixturevalue(f"{request.param}_pipe")
 
 
 @pytest.fixture(scope="session")

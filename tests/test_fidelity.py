@@ -22,8 +22,8 @@ def with_scheduler(pipe, name):
 
 
 @pytest.mark.parametrize("name", SCHEDULER_NAMES)
-def test_white_map_equals_diffusers_img2img(any_pipe, name):
-    pipe = with_scheduler(any_pipe, name)
+def test_white_map_equals_diffusers_img2img(latent_pipe, name):
+    pipe = with_scheduler(latent_pipe, name)
     source = photo(32, 32, seed=1)
     settings = dict(prompt="a red fox", num_inference_steps=6, strength=0.7, guidance_scale=5.0)
     ours = Editor.from_pipe(pipe).edit(source, strength_map=np.ones((32, 32), np.float32), seed=3,

@@ -14,7 +14,7 @@ from diffusers.utils.torch_utils import randn_tensor
 from PIL import Image
 
 from . import __version__
-from .adapters import Adapter, adapter_for
+from .adapters import Adapter, adapter_class, adapter_for
 from .errors import InputError
 from .images import ImageLike, load_image, load_map, to_pil, to_tensor
 from .loading import load_pipeline, resolve_device, resolve_dtype
@@ -185,11 +185,8 @@ class Editor:
     @classmethod
     def from_pipe(cls, pipe) -> Editor:
         """Reuse the components of an already loaded diffusers pipeline (no copy, no reload)."""
-        from diffusers import AutoPipelineForImage2Image
-
-        if not type(pipe).__name__.endswith("Img2ImgPipeline"):
-            pipe = AutoPipelineForImage2Image.from_pipe(pipe)
-        return cls(adapter_for(pipe))
+        family = adapter_class(type(pipe).__name__, getattr(pipe, "name_or_path", None) or type(pipe).__name__)
+        return cls(adapter_for(family.prepare(pipe)))
 
     def edit(
         self,
@@ -232,16 +229,18 @@ class Editor:
             warnings.warn(note, stacklevel=2)
 
         adapter = self.adapter
-        device, dtype, f = adapter.device, adapter.dtype, adapter.vae_scale_factor
+        device, dtype = adapter.device, adapter.dtype
+        f, multiple = adapter.vae_scale_factor, adapter.size_multiple
 
-        # 2. Pad to the VAE's factor and build the latent keep map and graft masks
+        # 2. Pad to the model's size multiple and build the latent keep map and graft masks
         src = np.asarray(inputs.source)
         height, width = src.shape[:2]
-        padded = _pad(src, f)
+        padded = _pad(src, multiple)
         latent_size = (padded.shape[0] // f, padded.shape[1] // f)
-        keep = to_latent_map(_pad(1.0 - inputs.strength, f), latent_size).to(device)
+        keep = to_latent_map(_pad(1.0 - inputs.strength, multiple), latent_size).to(device)
         graft_weights = [
-            (~(to_latent_map(_pad(1.0 - m, f), latent_size) > 0)).to(device, dtype) for m in inputs.exemplar_maps
+            (~(to_latent_map(_pad(1.0 - m, multiple), latent_size) > 0)).to(device, dtype)
+            for m in inputs.exemplar_maps
         ]
 
         # 3. Encode the prompt
@@ -261,7 +260,7 @@ class Editor:
 
         surgery = Surgery(*encode(padded), keep=keep)
         if inputs.exemplars:
-            encoded = [encode(_pad(np.asarray(e), f)) for e in inputs.exemplars]
+            encoded = [encode(_pad(np.asarray(e), multiple)) for e in inputs.exemplars]
             surgery.graft, surgery.graft_noise, surgery.graft_mask = combine_grafts(
                 graft_weights, [z for z, _ in encoded], [n for _, n in encoded]
             )

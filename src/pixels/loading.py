@@ -16,6 +16,7 @@ import torch
 from .adapters import adapter_class
 from .errors import InputError, ModelNotFoundError, UnsafeCheckpointError
 
+BUNDLED = {"demo": "models/demo"}  # name -> folder inside the package
 PICKLE_SUFFIXES = (".ckpt", ".bin", ".pt", ".pth", ".pkl")
 HUB_ID = re.compile(r"^[\w.-]+(/[\w.-]+)?$")
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -97,6 +98,21 @@ def _hub_index(model: str, local_files_only: bool | None) -> dict:
     return _parse_index(Path(path))
 
 
+def bundled_model(name: str) -> Path | None:
+    """The folder of a model that ships inside the package (`demo`), or None for any other name."""
+    if name not in BUNDLED:
+        return None
+    from importlib import resources
+
+    folder = Path(str(resources.files("pixels").joinpath(BUNDLED[name])))
+    if not (folder / "model_index.json").is_file():
+        raise ModelNotFoundError(
+            f"model: the bundled {name!r} model is missing from this installation ({folder}); reinstall pixels,"
+            " or rebuild it with scripts/train_demo_model.py"
+        )
+    return folder
+
+
 def single_file_class(path: Path) -> str:
     """Pipeline class of an original-layout (A1111/ComfyUI) checkpoint, from its tensor names."""
     if path.suffix != ".safetensors":
@@ -130,7 +146,7 @@ def load_pipeline(
     if not isinstance(model, (str, os.PathLike)) or not str(model).strip():
         raise InputError(f"model: expected a hub id or a path, got {model!r}")
     model = str(model)
-    path = Path(model).expanduser()
+    path = bundled_model(model) or Path(model).expanduser()
     common = {"torch_dtype": dtype}
 
     if path.is_file():
@@ -165,12 +181,8 @@ def load_pipeline(
 
     family = adapter_class(index.get("_class_name", "?"), model)
     kwargs = dict(common, use_safetensors=None if allow_unsafe_pickle else True)
-    if family.family == "sd":
-        kwargs |= {"safety_checker": None, "requires_safety_checker": False}
     try:
-        pipe = diffusers.AutoPipelineForImage2Image.from_pretrained(
-            source, local_files_only=local_files_only, **kwargs
-        )
+        pipe = family.load(source, local_files_only=local_files_only, **kwargs)
     except (OSError, ValueError) as error:
         text = str(error)
         if "safetensors" in text.lower() and not allow_unsafe_pickle:

@@ -52,6 +52,7 @@ def step_kwargs(scheduler, generator: torch.Generator | None, eta: float = 0.0) 
     return kwargs
 
 
+@torch.no_grad()
 def denoise(
     adapter: Adapter,
     scheduler,

@@ -5,9 +5,10 @@ from __future__ import annotations
 from ..errors import InputError
 from .base import Adapter, Conditioning
 from .sd import StableDiffusionAdapter
+from .pixel import PixelSpaceAdapter
 from .sdxl import StableDiffusionXLAdapter
 
-ADAPTERS: tuple[type[Adapter], ...] = (StableDiffusionAdapter, StableDiffusionXLAdapter)
+ADAPTERS: tuple[type[Adapter], ...] = (StableDiffusionAdapter, StableDiffusionXLAdapter, PixelSpaceAdapter)
 
 SUPPORTED_PIPELINES: dict[str, type[Adapter]] = {
     name: adapter for adapter in ADAPTERS for name in adapter.pipeline_classes
@@ -28,15 +29,7 @@ def adapter_class(pipeline_class: str, model: str = "model") -> type[Adapter]:
 def adapter_for(pipe) -> Adapter:
     """Wrap a loaded diffusers pipeline, after checking its denoiser is one the adapter can drive."""
     cls = adapter_class(type(pipe).__name__, getattr(pipe, "name_or_path", None) or type(pipe).__name__)
-    unet = getattr(pipe, "unet", None)
-    vae = getattr(pipe, "vae", None)
-    if unet is None or vae is None:
-        raise InputError(f"{type(pipe).__name__}: the pipeline needs both a unet and a vae component")
-    if unet.config.in_channels != vae.config.latent_channels:
-        raise InputError(
-            f"{type(pipe).__name__}: the UNet takes {unet.config.in_channels} input channels but the VAE makes"
-            f" {vae.config.latent_channels}; inpainting checkpoints (9-channel UNets) are not supported yet"
-        )
+    cls.check(pipe)
     return cls(pipe)
 
 

@@ -31,6 +31,38 @@ class Adapter:
     def __init__(self, pipe) -> None:
         self.pipe = pipe
 
+    # -- loading -----------------------------------------------------------------------------
+    @classmethod
+    def load(cls, source: str, **kwargs):
+        """Load this family's pipeline from a folder or hub id (diffusers' own loader)."""
+        from diffusers import AutoPipelineForImage2Image
+
+        return AutoPipelineForImage2Image.from_pretrained(source, **kwargs)
+
+    @classmethod
+    def prepare(cls, pipe):
+        """The pipeline variant this adapter drives, sharing `pipe`'s modules (img2img for latent models)."""
+        if type(pipe).__name__.endswith("Img2ImgPipeline"):
+            return pipe
+        from diffusers import AutoPipelineForImage2Image
+
+        return AutoPipelineForImage2Image.from_pipe(pipe)
+
+    @classmethod
+    def check(cls, pipe) -> None:
+        """Refuse pipelines whose denoiser this adapter cannot drive."""
+        from ..errors import InputError
+
+        unet, vae = getattr(pipe, "unet", None), getattr(pipe, "vae", None)
+        if unet is None or vae is None:
+            raise InputError(f"{type(pipe).__name__}: the pipeline needs both a unet and a vae component")
+        if unet.config.in_channels != vae.config.latent_channels:
+            raise InputError(
+                f"{type(pipe).__name__}: the UNet takes {unet.config.in_channels} input channels but the VAE"
+                f" makes {vae.config.latent_channels}; inpainting checkpoints (9-channel UNets) are not"
+                " supported yet"
+            )
+
     # -- properties --------------------------------------------------------------------------
     @property
     def device(self) -> torch.device:
@@ -46,7 +78,13 @@ class Adapter:
 
     @property
     def vae_scale_factor(self) -> int:
+        """Pixels per latent cell along each side."""
         return self.pipe.vae_scale_factor
+
+    @property
+    def size_multiple(self) -> int:
+        """Frames are edge-padded to a multiple of this many pixels before encoding."""
+        return self.vae_scale_factor
 
     # -- conditioning ------------------------------------------------------------------------
     def guidance(self, scale: float) -> ClassifierFreeGuidance:

@@ -1,0 +1,76 @@
+"""Pixel-space, unconditional diffusion models (diffusers `DDPMPipeline`/`DDIMPipeline`: a UNet2DModel).
+
+The "latent" is the image itself in [-1, 1] (no VAE: encode and decode are the identity, scale
+factor 1), so latent surgery grafts exemplar pixels directly. pixels' bundled demo model is one.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..errors import InputError
+from ..guidance import ClassifierFreeGuidance
+from .base import Adapter, Conditioning
+
+
+class PixelSpaceAdapter(Adapter):
+    family = "pixel"
+    pipeline_classes = ("DDPMPipeline", "DDIMPipeline")
+
+    @classmethod
+    def load(cls, source: str, **kwargs):
+        from diffusers import DiffusionPipeline
+
+        return DiffusionPipeline.from_pretrained(source, **kwargs)
+
+    @classmethod
+    def prepare(cls, pipe):
+        return pipe
+
+    @classmethod
+    def check(cls, pipe) -> None:
+        unet = getattr(pipe, "unet", None)
+        if unet is None or unet.config.in_channels != unet.config.out_channels:
+            raise InputError(f"{type(pipe).__name__}: expected a UNet mapping images to noise of the same shape")
+        if unet.config.in_channels != 3:
+            raise InputError(
+                f"{type(pipe).__name__}: pixel-space models must work on RGB images, this UNet takes"
+                f" {unet.config.in_channels} channels"
+            )
+
+    @property
+    def device(self) -> torch.device:
+        return self.denoiser.device
+
+    @property
+    def vae_scale_factor(self) -> int:
+        return 1  # the model works on pixels
+
+    @property
+    def size_multiple(self) -> int:
+        # The UNet halves the resolution len(blocks) - 1 times and cannot upsample back odd sizes.
+        return 2 ** (len(self.denoiser.config.block_out_channels) - 1)
+
+    def guidance(self, scale: float) -> ClassifierFreeGuidance:
+        return ClassifierFreeGuidance(1.0)  # unconditional: there is no second branch to guide with
+
+    def encode_prompt(
+        self, prompt: str, negative_prompt: str, guidance: ClassifierFreeGuidance, image_size: tuple[int, int]
+    ) -> Conditioning:
+        if prompt or negative_prompt:
+            raise InputError(
+                "prompt: this model is unconditional and takes no text; leave --prompt and --negative-prompt"
+                " empty (the exemplars and maps steer the edit)"
+            )
+        return Conditioning(settings={"conditioning": "none (unconditional model)"})
+
+    @torch.no_grad()
+    def encode_image(self, image: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        return image.to(self.device, self.dtype)
+
+    @torch.no_grad()
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        return latents
+
+    def predict(self, latents: torch.Tensor, t: torch.Tensor, cond: Conditioning) -> torch.Tensor:
+        return self.denoiser(latents, t, return_dict=False)[0]

@@ -1,0 +1,83 @@
+"""Model-based edit measures (CLIP-I, CLIP-T, DINO) through transformers, when the weights are available.
+
+These read local weights only by default (a folder, or a hub id already in the cache), so they never
+start a download in the middle of an evaluation; a missing model raises `ModelNotFoundError` saying
+how to get it, and `pixels evaluate` reports the measure as skipped.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from .errors import InputError, ModelNotFoundError
+
+CLIP_MODEL = "openai/clip-vit-base-patch32"
+DINO_MODEL = "facebook/dino-vits16"
+
+
+def _load(kind: str, model: str, local_files_only: bool):
+    from transformers import AutoImageProcessor, AutoModel, CLIPModel, CLIPProcessor
+
+    try:
+        if kind == "clip":
+            return CLIPModel.from_pretrained(model, local_files_only=local_files_only).eval(), \
+                CLIPProcessor.from_pretrained(model, local_files_only=local_files_only)
+        return AutoModel.from_pretrained(model, local_files_only=local_files_only).eval(), \
+            AutoImageProcessor.from_pretrained(model, local_files_only=local_files_only)
+    except (OSError, ValueError) as error:
+        raise ModelNotFoundError(
+            f"{kind}: model {model!r} is not available locally ({str(error).strip().splitlines()[0]}); download it"
+            f" with `hf download {model}` or pass a local folder"
+        ) from None
+
+
+def crop_to_region(image: Any, region: np.ndarray | None) -> Any:
+    """The bounding box of `region` (the edited area), so image-level scores look at the edit."""
+    from PIL import Image
+
+    picture = image if isinstance(image, Image.Image) else Image.fromarray(np.asarray(image))
+    if region is None:
+        return picture
+    ys, xs = np.nonzero(np.asarray(region, bool))
+    if len(xs) == 0:
+        raise InputError("region: is empty")
+    return picture.convert("RGB").crop((int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1))
+
+
+def _cosine(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float(torch.nn.functional.cosine_similarity(a, b, dim=-1).item())
+
+
+@torch.no_grad()
+def clip_scores(result: Any, exemplar: Any | None = None, prompt: str | None = None, region: np.ndarray | None = None,
+                model: str = CLIP_MODEL, local_files_only: bool = True) -> dict[str, float]:
+    """CLIP-I: cosine of CLIP image embeddings of result and exemplar (inside `region`'s box);
+    CLIP-T: cosine of the result's image embedding and the prompt's text embedding."""
+    clip, processor = _load("clip", model, local_files_only)
+    scores: dict[str, float] = {}
+    image = crop_to_region(result, region)
+    embedding = clip.get_image_features(**processor(images=image, return_tensors="pt"))
+    embedding = getattr(embedding, "pooler_output", embedding)
+    if exemplar is not None:
+        other = clip.get_image_features(**processor(images=crop_to_region(exemplar, region), return_tensors="pt"))
+        scores["clip_i"] = _cosine(embedding, getattr(other, "pooler_output", other))
+    if prompt:
+        text = clip.get_text_features(**processor(text=[prompt], return_tensors="pt", padding=True))
+        scores["clip_t"] = _cosine(embedding, getattr(text, "pooler_output", text))
+    return scores
+
+
+@torch.no_grad()
+def dino_score(result: Any, exemplar: Any, region: np.ndarray | None = None, model: str = DINO_MODEL,
+               local_files_only: bool = True) -> dict[str, float]:
+    """DINO: cosine of the ViT [CLS] features of result and exemplar (inside `region`'s box)."""
+    vit, processor = _load("dino", model, local_files_only)
+
+    def features(image: Any) -> torch.Tensor:
+        out = vit(**processor(images=crop_to_region(image, region), return_tensors="pt"))
+        return out.last_hidden_state[:, 0]
+
+    return {"dino": _cosine(features(result), features(exemplar))}
