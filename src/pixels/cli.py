@@ -114,6 +114,37 @@ def build_parser() -> argparse.ArgumentParser:
     edit.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     edit.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no summary")
     edit.set_defaults(run=_edit, exemplars=[])
+
+    demo = commands.add_parser(
+        "demo", help="run a complete edit on bundled photos with the bundled model (offline, CPU)",
+        description="Put a patch of lunar surface into the sky of a rocket-launch photo with the bundled demo"
+                    " model, write the inputs, the result and a contact sheet, and print the edit's metrics.",
+    )
+    demo.add_argument("-o", "--output", default="pixels-demo", metavar="DIR", help="folder (default pixels-demo)")
+    demo.add_argument("--overwrite", action="store_true", help="replace the demo's files in DIR")
+    demo.add_argument("--seed", type=_seed, default=0, metavar="N", help="random seed (default 0)")
+    demo.add_argument("--steps", type=int, default=50, metavar="N", help="schedule length (default 50)")
+    demo.add_argument("--strength", type=_unit_float, default=0.5, metavar="F", help="img2img strength (default 0.5)")
+    demo.add_argument("--device", default="cpu", metavar="auto|cpu|cuda|mps", help="default cpu")
+    demo.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no report")
+    demo.set_defaults(run=_demo)
+
+    evaluate = commands.add_parser(
+        "evaluate", help="measure an edit: background fidelity, seam quality, exemplar fidelity",
+        description="Weight-free measures of RESULT against its source and strength map (and exemplar).",
+    )
+    evaluate.add_argument("result", metavar="RESULT", help="the edited image")
+    evaluate.add_argument("--source", required=True, help="the photo that was edited")
+    evaluate.add_argument("--map", required=True, help="the combined strength map used (white = full edit)")
+    evaluate.add_argument("--exemplar", help="the exemplar, placed as it was for the edit")
+    evaluate.add_argument("--invert-map", action="store_true", help="the map is white = keep")
+    evaluate.add_argument("--prompt", default="", metavar="TEXT", help="the edit's prompt, for CLIP-T")
+    evaluate.add_argument("--clip", default="openai/clip-vit-base-patch32", metavar="ID|PATH",
+                          help="CLIP model for CLIP-I/CLIP-T (local folder or cached hub id; 'none' to skip)")
+    evaluate.add_argument("--dino", default="facebook/dino-vits16", metavar="ID|PATH",
+                          help="DINO ViT for the DINO score (local folder or cached hub id; 'none' to skip)")
+    evaluate.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    evaluate.set_defaults(run=_evaluate)
     return parser
 
 
@@ -121,15 +152,35 @@ def _note(text: str) -> None:
     print(f"pixels: note: {text}", file=sys.stderr)
 
 
-def _quiet_loading() -> None:
-    """No loading progress bars when not on a terminal (logs, CI) or when asked to be quiet."""
-    import diffusers
-    import huggingface_hub
-    import transformers
+class _Progress:
+    """A denoising progress bar on a terminal; when disabled, the libraries' loading bars are silenced too."""
 
-    diffusers.utils.logging.disable_progress_bar()
-    transformers.utils.logging.disable_progress_bar()
-    huggingface_hub.utils.disable_progress_bars()
+    def __init__(self, enabled: bool) -> None:
+        self.enabled, self.bar = enabled, None
+        if not enabled:  # logs and CI: no bars at all
+            import diffusers
+            import huggingface_hub
+            import transformers
+
+            diffusers.utils.logging.disable_progress_bar()
+            transformers.utils.logging.disable_progress_bar()
+            huggingface_hub.utils.disable_progress_bars()
+
+    def update(self, done: int, total: int) -> None:
+        if not self.enabled:
+            return
+        if self.bar is None:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=total, desc="denoising", unit="step", file=sys.stderr, leave=False)
+        self.bar.update(done - self.bar.n)
+
+    def __enter__(self) -> _Progress:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 def _edit(args: argparse.Namespace) -> int:
@@ -158,36 +209,17 @@ def _edit(args: argparse.Namespace) -> int:
         for note in inputs.notes:
             _note(note)
 
-    show = not args.quiet and sys.stderr.isatty()
-    if not show:
-        _quiet_loading()
+    progress = _Progress(enabled=not args.quiet and sys.stderr.isatty())
     editor = Editor.from_pretrained(
         args.model, device=device, dtype=dtype, allow_unsafe_pickle=args.allow_unsafe_pickle,
         local_files_only=True if args.offline else None, config=args.config,
     )
-
-    progress = None
-
-    def on_step(done: int, total: int) -> None:
-        nonlocal progress
-        if not show:
-            return
-        if progress is None:
-            from tqdm.auto import tqdm
-
-            progress = tqdm(total=total, desc="denoising", unit="step", file=sys.stderr, leave=False)
-        progress.update(done - progress.n)
-
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), progress:
         warnings.simplefilter("ignore", UserWarning)  # the input notes were printed above
-        try:
-            result = editor.edit(
-                args.source, exemplars=exemplars, strength_map=args.map, seed=args.seed, on_step=on_step,
-                **asdict(settings),
-            )
-        finally:
-            if progress is not None:
-                progress.close()
+        result = editor.edit(
+            args.source, exemplars=exemplars, strength_map=args.map, seed=args.seed, on_step=progress.update,
+            **asdict(settings),
+        )
     save_image(result.image, output, result.metadata, overwrite=args.overwrite)
     if not args.quiet:
         md = result.metadata
@@ -195,6 +227,84 @@ def _edit(args: argparse.Namespace) -> int:
             f"wrote {output} ({md['size'][0]}x{md['size'][1]}, {md['family']} model, seed {md['seed']},"
             f" {md['steps_run']} steps, {md['model_calls']} model calls, {len(exemplars)} exemplar(s))"
         )
+    return EXIT_OK
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from .demo import DemoSettings, run
+    from .editor import Editor
+    from .loading import resolve_device
+
+    if args.steps < 1:
+        raise InputError(f"--steps: expected an integer >= 1, got {args.steps}")
+    device = resolve_device(args.device)
+    progress = _Progress(enabled=not args.quiet and sys.stderr.isatty())
+    editor = Editor.from_pretrained("demo", device=device)
+    settings = DemoSettings(num_inference_steps=args.steps, strength=args.strength, seed=args.seed)
+    with progress:
+        done = run(args.output, overwrite=args.overwrite, settings=settings, editor=editor, on_step=progress.update)
+    if not args.quiet:
+        from .metrics import format_report
+
+        md = done["metadata"]
+        print(
+            f"pixels demo: grafted a lunar-surface exemplar into the sky of a {md['size'][0]}x{md['size'][1]}"
+            f" photo with a radial strength map, using the bundled {md['family']}-space model"
+            f" ({md['steps_run']} of {md['num_inference_steps']} steps, seed {md['seed']})."
+        )
+        print(f"wrote {', '.join(done['files'])} to {done['folder']}/")
+        print(format_report(done["report"]))
+    return EXIT_OK
+
+
+def _model_metrics(args: argparse.Namespace, result, exemplar, strength) -> dict:
+    """CLIP-I, CLIP-T and DINO when their weights are at hand; each missing one is reported as skipped."""
+    from .errors import ModelNotFoundError
+    from .model_metrics import clip_scores, dino_score
+
+    region = strength >= 1.0 if exemplar is not None and (strength >= 1.0).any() else None
+    scores: dict = {}
+    wanted = []
+    if args.clip.lower() != "none" and (exemplar is not None or args.prompt):
+        wanted.append(("CLIP", lambda: clip_scores(result, exemplar, args.prompt or None, region, model=args.clip)))
+    if args.dino.lower() != "none" and exemplar is not None:
+        wanted.append(("DINO", lambda: dino_score(result, exemplar, region, model=args.dino)))
+    for name, measure in wanted:
+        try:
+            scores |= measure()
+        except ModelNotFoundError as error:
+            _note(f"{name} skipped: {error}")
+    return {"model_based": scores} if scores else {}
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    import json
+    import math
+
+    from .images import load_image, load_map
+    from .metrics import evaluate, format_report
+
+    result, _ = load_image(args.result, name="result")
+    source, _ = load_image(args.source, name="--source")
+    if source.size != result.size:
+        raise InputError(f"--source: size {source.size} differs from the result's {result.size}")
+    strength, notes = load_map(args.map, name="--map", size=result.size, invert=args.invert_map)
+    exemplar = None
+    if args.exemplar:
+        exemplar, _ = load_image(args.exemplar, name="--exemplar")
+        if exemplar.size != result.size:
+            notes.append(f"--exemplar: resized from {exemplar.width}x{exemplar.height} to the result's size")
+            exemplar = exemplar.resize(result.size)
+    for note in notes:
+        _note(note)
+    report = evaluate(result, source, strength, exemplar)
+    report |= _model_metrics(args, result, exemplar, strength)
+    if args.json:
+        clean = {g: {k: (None if isinstance(v, float) and math.isinf(v) else v) for k, v in values.items()}
+                 for g, values in report.items()}
+        print(json.dumps(clean, indent=2))
+    else:
+        print(format_report(report))
     return EXIT_OK
 
 
