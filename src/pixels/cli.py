@@ -123,8 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("-o", "--output", default="pixels-demo", metavar="DIR", help="folder (default pixels-demo)")
     demo.add_argument("--overwrite", action="store_true", help="replace the demo's files in DIR")
     demo.add_argument("--seed", type=_seed, default=0, metavar="N", help="random seed (default 0)")
-    demo.add_argument("--steps", type=int, default=50, metavar="N", help="schedule length (default 50)")
-    demo.add_argument("--strength", type=_unit_float, default=0.5, metavar="F", help="img2img strength (default 0.5)")
+    demo.add_argument("--steps", type=int, default=100, metavar="N", help="schedule length (default 100)")
+    demo.add_argument("--strength", type=_unit_float, default=0.15, metavar="F",
+                      help="img2img strength (default 0.15)")
     demo.add_argument("--device", default="cpu", metavar="auto|cpu|cuda|mps", help="default cpu")
     demo.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no report")
     demo.set_defaults(run=_demo)

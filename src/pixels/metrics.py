@@ -116,9 +116,25 @@ def colour_distance(a: Any, b: Any, region: np.ndarray) -> float:
     return float(np.mean(np.abs(xs.mean(0) - ys.mean(0))) + np.mean(np.abs(xs.std(0) - ys.std(0))))
 
 
+def region_psnr(a: Any, b: Any, region: np.ndarray) -> float:
+    """PSNR (dB) of a against b inside `region` (inf when identical there)."""
+    x, y = _rgb(a, "image"), _rgb(b, "reference")
+    region = np.asarray(region, bool)
+    if not region.any():
+        raise InputError("region: is empty")
+    mse = float(np.mean((x[region] - y[region]) ** 2))
+    return math.inf if mse == 0 else 10 * math.log10(1.0 / mse)
+
+
 def exemplar_fidelity(result: Any, exemplar: Any, region: np.ndarray) -> dict[str, float]:
-    """How much of the exemplar survives in `region`: SSIM (higher = closer) and colour distance (lower)."""
-    return {"ssim": ssim(result, exemplar, region), "colour_distance": colour_distance(result, exemplar, region)}
+    """How much of the exemplar survives in `region`: PSNR and SSIM (higher = closer) and colour distance
+    (lower = closer). SSIM rates two nearly flat patches as similar, so for low-contrast exemplars read
+    it together with PSNR and colour distance."""
+    return {
+        "psnr": region_psnr(result, exemplar, region),
+        "ssim": ssim(result, exemplar, region),
+        "colour_distance": colour_distance(result, exemplar, region),
+    }
 
 
 def evaluate(result: Any, source: Any, strength: np.ndarray, exemplar: Any | None = None) -> dict[str, Any]:
