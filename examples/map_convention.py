@@ -52,7 +52,8 @@ def main(path: str) -> None:
         panel(photo, "source"),
         panel(Image.fromarray((strength * 255).round().astype(np.uint8)),
               "strength map: white = full edit,\nblack = kept bit-exact, gray = partial"),
-        panel(Image.fromarray(release), f"step at which a pixel is released\n(K = {STEPS}; bright = early, blue = never)"),
+        panel(Image.fromarray(release),
+              f"step at which a pixel is released\n(K = {STEPS}; bright = early, blue = never)"),
     ]
     sheet = Image.new("RGB", (len(panels) * SIZE + (len(panels) - 1) * 8, SIZE + CAPTION), "white")
     for k, p in enumerate(panels):

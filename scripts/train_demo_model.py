@@ -135,7 +135,8 @@ def main() -> None:
     scheduler = DDIMScheduler.from_config(noise_scheduler.config, clip_sample=True, set_alpha_to_one=True)
     DDPMPipeline(unet=ema, scheduler=scheduler).save_pretrained(out, safe_serialization=True)
     recipe = {k: v for k, v in vars(args).items() if k != "out"}
-    recipe |= {"images": COLOUR + GRAY, "final_loss": round(running, 5), "minutes": round((time.time() - start) / 60, 1)}
+    minutes = round((time.time() - start) / 60, 1)
+    recipe |= {"images": COLOUR + GRAY, "final_loss": round(running, 5), "minutes": minutes}
     (out / "training.json").write_text(json.dumps(recipe, indent=2) + "\n")
     print(f"wrote {out}")
 

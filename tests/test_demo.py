@@ -60,8 +60,8 @@ def test_exemplar_survives_where_it_was_grafted(demo_edit):
 def test_demo_is_deterministic(editor, demo_edit):
     source, exemplar, strength, result, _ = demo_edit
     settings = demo.DemoSettings()
-    again = editor.edit(source, exemplars=[Exemplar(exemplar, strength)], num_inference_steps=settings.num_inference_steps,
-                        strength=settings.strength, seed=settings.seed, guidance_scale=1.0)
+    again = editor.edit(source, exemplars=[Exemplar(exemplar, strength)], strength=settings.strength,
+                        num_inference_steps=settings.num_inference_steps, seed=settings.seed, guidance_scale=1.0)
     assert np.array_equal(np.asarray(again.image), np.asarray(result.image))
 
 

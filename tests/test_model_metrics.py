@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from conftest import make_tokenizer, photo
 from PIL import Image
 
 from pixels.cli import main
-from pixels.errors import ModelNotFoundError
+from pixels.errors import InputError, ModelNotFoundError
 from pixels.model_metrics import clip_scores, crop_to_region, dino_score
 
 
@@ -77,3 +78,21 @@ def test_evaluate_command_with_and_without_encoders(encoders, tmp_path, capsys):
     captured = capsys.readouterr()
     assert "CLIP skipped: clip: model 'someone/no-clip' is not available locally" in captured.err
     assert "model_based" not in captured.out and "seam_vs_paste" in captured.out
+
+
+def test_frechet_distance_of_image_sets(encoders):
+    from pixels.model_metrics import _frechet, frechet_distance
+
+    _, dino = encoders
+    a = [photo(32, 32, seed=s) for s in range(6)]
+    b = [Image.fromarray(255 - np.asarray(p)) for p in a]
+    assert frechet_distance(a, a, model=str(dino)) == pytest.approx(0.0, abs=1e-6)
+    assert frechet_distance(a, b, model=str(dino)) > 1e-3
+    assert frechet_distance(a, b, model=str(dino)) == pytest.approx(frechet_distance(b, a, model=str(dino)), rel=1e-6)
+    # against the closed form for diagonal Gaussians: |mu|^2 + sum (s_a - s_b)^2 over standard deviations
+    rng = np.random.default_rng(0)
+    x = torch.from_numpy(rng.normal(0, 1, (20000, 3)))
+    y = torch.from_numpy(rng.normal(0, 1, (20000, 3)) * np.array([1.0, 2.0, 3.0]) + np.array([1.0, 0.0, 0.0]))
+    assert _frechet(x, y) == pytest.approx(1.0 + 0 + 1 + 4, rel=0.05)
+    with pytest.raises(InputError, match="at least 2 images per set"):
+        frechet_distance(a[:1], a, model=str(dino))
