@@ -43,7 +43,7 @@ def test_edit_writes_png_with_metadata_and_matches_the_api(sd_folder, files, cap
                                          "--strength", 0.75, "--guidance", 3), capsys)
     assert code == 0, stderr
     assert f"wrote {out}" in stdout and "seed 7" in stdout
-    assert "exemplars[0]: resized from 64x64 to 40x30" in stderr  # conversions are reported
+    assert "exemplars[0]: 64x64 fitted (cover) into its map's edited area, box (4, 4, 16, 16)" in stderr
     assert [p.name for p in tmp.iterdir() if p.name.startswith(".")] == []  # no temporary file left
     with Image.open(out) as image:
         assert image.size == (40, 30)
@@ -52,7 +52,8 @@ def test_edit_writes_png_with_metadata_and_matches_the_api(sd_folder, files, cap
     metadata = json.loads(info["pixels"])
     assert metadata["seed"] == 7 and metadata["prompt"] == "fox" and metadata["strength"] == 0.75
     assert metadata["model"] == str(sd_folder) and metadata["family"] == "sd"
-    assert metadata["exemplars"] == [{"image": str(exemplar), "strength_map": str(where)}]
+    assert metadata["exemplars"] == [{"image": str(exemplar), "strength_map": str(where), "box": [4, 4, 16, 16],
+                                      "fit": "cover"}]
     assert info["parameters"].startswith("fox\nSteps: 4, Sampler: DDIMScheduler, CFG scale: 3.0, Seed: 7")
     # The command line and the Python API give the same pixels for the same settings.
     editor = Editor.from_pretrained(str(sd_folder), device="cpu")
@@ -105,7 +106,7 @@ def test_quiet_prints_nothing_and_jpeg_output(sd_folder, files, capsys):
         (["--device", "tpu"], "device: unknown device 'tpu'"),
         (["--dtype", "int8"], "dtype: unknown dtype 'int8'"),
         (["-e", "{tmp}/missing.png", "-m", "{where}"], "exemplars[0]: no such file"),
-        (["-e", "{source}"], "exemplars[0]: no strength_map and no alpha channel"),
+        (["-e", "{source}"], "exemplars[0]: no strength_map, no alpha channel and no box"),
         (["--map", "{tmp}/notes.txt"], "strength_map: "),
         (["--map", "{tmp}/float.tif"], "strength_map: float values must lie in [0, 1]"),
     ],
@@ -177,3 +178,21 @@ def test_module_entry_point_and_version():
     assert done.returncode == 0 and done.stdout.strip().startswith("pixels ")
     done = subprocess.run([sys.executable, "-m", "pixels", "edit"], capture_output=True, text=True, env=env)
     assert done.returncode == 2 and "required" in done.stderr
+
+
+def test_exemplar_box_and_fit_from_the_command_line(sd_folder, files, capsys):
+    tmp, source, exemplar, _ = files
+    out = tmp / "out.png"
+    code, _, stderr = run(edit_args(sd_folder, source, out, "-e", f"{exemplar}@2,3,12,10", "--fit", "contain"), capsys)
+    assert code == 0, stderr
+    with Image.open(out) as image:
+        metadata = json.loads(image.info["pixels"])
+        pixels = np.asarray(image.convert("RGB"))
+    assert metadata["exemplars"] == [{"image": str(exemplar), "strength_map": None, "box": [2, 3, 12, 10],
+                                      "fit": "contain"}]
+    # contain: a square exemplar in a 12x10 box covers columns 3..12 and rows 3..12; nothing else changes
+    covered = np.zeros((30, 40), bool)
+    covered[3:13, 3:13] = True
+    assert np.array_equal(pixels[~covered], np.asarray(Image.open(source))[~covered])
+    code, _, stderr = run(edit_args(sd_folder, source, tmp / "b.png", "-e", f"{exemplar}@50,50,4,4"), capsys)
+    assert code == 2 and "exemplars[0].box: (50, 50, 4, 4) lies entirely outside the 40x30 source" in stderr

@@ -165,7 +165,7 @@ def test_exemplar_alpha_is_its_region_and_other_sizes_are_resized(sd_pipe):
     # transparent rows far enough from the square to stay zero after the bilinear resize are kept exactly
     assert np.array_equal(out[:6], src[:6]) and np.array_equal(out[-6:], src[-6:])
     assert result.strength_map[16, 16] == 1.0 and result.strength_map[0, 0] == 0.0
-    with pytest.raises(InputError, match=r"exemplars\[0\]: no strength_map and no alpha"):
+    with pytest.raises(InputError, match=r"exemplars\[0\]: no strength_map, no alpha channel and no box"):
         editor.edit(source, exemplars=[Exemplar(photo(32, 32))], **FAST)
 
 

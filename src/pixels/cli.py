@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import asdict
 import os
+import re
 import sys
 import traceback
 import warnings
@@ -19,6 +20,7 @@ from .errors import InputError, PixelsError
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 _FLAGS = {"num_inference_steps": "--steps", "guidance_scale": "--guidance"}
+_BOX = re.compile(r"^(?P<path>.+)@(?P<x>-?\d+),(?P<y>-?\d+),(?P<w>\d+),(?P<h>\d+)$")
 
 
 class _ExemplarAction(argparse.Action):
@@ -27,7 +29,11 @@ class _ExemplarAction(argparse.Action):
     def __call__(self, parser, namespace, value, option_string=None):
         exemplars = list(getattr(namespace, "exemplars", None) or [])
         if self.dest == "exemplar_image":
-            exemplars.append([value, None])
+            placed = _BOX.match(value)
+            if placed and not os.path.exists(value):  # ref.png@x,y,w,h
+                exemplars.append([placed["path"], None, tuple(int(placed[k]) for k in "xywh")])
+            else:
+                exemplars.append([value, None, None])
         else:
             if not exemplars:
                 parser.error(f"{option_string} {value}: a map must follow the -e EXEMPLAR it belongs to")
@@ -76,8 +82,12 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Example: pixels edit photo.png -e ref.png -m where.png --model PATH_OR_HUB_ID -o out.png",
     )
     edit.add_argument("source", metavar="SOURCE", help="the photo to edit")
-    edit.add_argument("-e", "--exemplar", dest="exemplar_image", metavar="EXEMPLAR", action=_ExemplarAction,
-                      help="a reference image; repeat for several (without -m its alpha channel is its region)")
+    edit.add_argument("-e", "--exemplar", dest="exemplar_image", metavar="EXEMPLAR[@X,Y,W,H]",
+                      action=_ExemplarAction,
+                      help="a reference image, optionally placed into the box X,Y,W,H of the source; repeat for"
+                           " several (without -m: its alpha channel, or else its box, is its region)")
+    edit.add_argument("--fit", default="cover", choices=["cover", "contain", "stretch"],
+                      help="how exemplars fill their box: cover (crop to fill, default), contain, stretch")
     edit.add_argument("-m", "--exemplar-map", dest="exemplar_map", metavar="MAP", action=_ExemplarAction,
                       help="strength map of the preceding -e (white = graft and edit, black = keep)")
     edit.add_argument("--map", metavar="MAP", help="extra strength map for prompt-only regions, or the only map")
@@ -202,9 +212,9 @@ def _edit(args: argparse.Namespace) -> int:
         raise InputError(f"{_FLAGS.get(name, '--' + name.replace('_', '-'))}:{rest}") from None
     device = resolve_device(args.device)
     dtype = resolve_dtype(args.dtype, device)
-    exemplars = [Exemplar(image, strength_map) for image, strength_map in args.exemplars]
+    exemplars = [Exemplar(image, strength_map, box, args.fit) for image, strength_map, box in args.exemplars]
     inputs = prepare_inputs(args.source, exemplars, args.map, args.invert_map)
-    given = [args.source, args.map, *(p for pair in args.exemplars for p in pair)]
+    given = [args.source, args.map, *(p for image, m, _ in args.exemplars for p in (image, m))]
     output = check_output(args.output, overwrite=args.overwrite, inputs=[p for p in given if p])
     if not args.quiet:
         for note in inputs.notes:

@@ -19,6 +19,7 @@ from .errors import InputError
 from .images import ImageLike, load_image, load_map, to_pil, to_tensor
 from .loading import load_pipeline, resolve_device, resolve_dtype
 from .loop import Surgery, combine_grafts, denoise, step_kwargs
+from .placement import FITS, check_box, place, region_box
 from .schedule import img2img_timesteps, to_latent_map
 from .schedulers import make_scheduler, scheduler_name
 
@@ -28,10 +29,17 @@ PRESERVE = ("exact", "none")
 
 @dataclass(frozen=True)
 class Exemplar:
-    """A reference image and where it goes: its strength map (white = graft and edit, black = keep)."""
+    """A reference image and where it goes: its strength map (white = graft and edit, black = keep).
 
-    image: ImageLike  # PIL image, numpy array or path; resized to the source size
-    strength_map: ImageLike | None = None  # None: the image's alpha channel is its region
+    Placement: with `box` the exemplar is fitted into that box; without one, an exemplar of the
+    source's size is taken as already aligned (the reference behaviour), and one of another size is
+    fitted into the bounding box of its map's edited area. The canvas around it is the source.
+    """
+
+    image: ImageLike  # PIL image, numpy array or path
+    strength_map: ImageLike | None = None  # None: its alpha channel, or else its placed box, is its region
+    box: tuple[int, int, int, int] | None = None  # (x, y, w, h) in source pixels
+    fit: str = "cover"  # cover: fill the box, cropping; contain: all of it inside; stretch: to the box
 
 
 @dataclass(frozen=True)
@@ -93,7 +101,9 @@ class _Inputs:
     notes: list[str]
 
 
-def _label(value: Any) -> str:
+def _label(value: Any) -> str | None:
+    if value is None:
+        return None
     if isinstance(value, (str, bytes)) or hasattr(value, "__fspath__"):
         return str(value)
     return f"<{type(value).__name__}>"
@@ -111,27 +121,44 @@ def prepare_inputs(
     notes: list[str] = []
     if isinstance(exemplars, Exemplar) or not isinstance(exemplars, Sequence):
         raise InputError(f"exemplars: expected a list of Exemplar, got {type(exemplars).__name__}")
-    images, maps = [], []
+    images, maps, boxes = [], [], []
     for k, exemplar in enumerate(exemplars):
         name = f"exemplars[{k}]"
         if not isinstance(exemplar, Exemplar):
             raise InputError(f"{name}: expected an Exemplar, got {type(exemplar).__name__}")
         picture, alpha = load_image(exemplar.image, name=name)
-        if picture.size != size:
-            notes.append(f"{name}: resized from {picture.size[0]}x{picture.size[1]} to {size[0]}x{size[1]}")
-            picture = picture.resize(size, Image.LANCZOS)
+        if exemplar.fit not in FITS:
+            raise InputError(f"{name}.fit: unknown fit {exemplar.fit!r}; choose one of {', '.join(FITS)}")
+        m = None
         if exemplar.strength_map is not None:
             m, map_notes = load_map(exemplar.strength_map, name=f"{name}.strength_map", size=size, invert=invert_map)
             notes += map_notes
-        elif alpha is not None:
-            m, _ = load_map((alpha * 255).round().astype(np.uint8), name=f"{name} alpha", size=size)
-            notes.append(f"{name}: no strength_map given, its alpha channel is its region")
+        box = None if exemplar.box is None else check_box(exemplar.box, f"{name}.box", size)
+        if box is None and picture.size != size and m is not None:
+            box = region_box(m)
+            if box is not None:
+                notes.append(f"{name}: {picture.size[0]}x{picture.size[1]} fitted ({exemplar.fit}) into its map's"
+                             f" edited area, box {box}")
+        if box is not None:
+            picture, coverage = place(image, picture, alpha, box, exemplar.fit)
         else:
-            raise InputError(
-                f"{name}: no strength_map and no alpha channel: give a map saying where the exemplar goes"
-            )
+            coverage = alpha
+            if picture.size != size:
+                notes.append(f"{name}: resized from {picture.size[0]}x{picture.size[1]} to {size[0]}x{size[1]}")
+                picture = picture.resize(size, Image.LANCZOS)
+                if alpha is not None:
+                    coverage = np.asarray(Image.fromarray(alpha.astype(np.float32), "F").resize(size), np.float64)
+        if m is None:
+            if coverage is None:
+                raise InputError(
+                    f"{name}: no strength_map, no alpha channel and no box: say where the exemplar goes"
+                )
+            m, _ = load_map((np.clip(coverage, 0, 1) * 255).round().astype(np.uint8), name=f"{name} region", size=size)
+            what = "its alpha channel" if exemplar.box is None else "the area it covers in its box"
+            notes.append(f"{name}: no strength_map given, {what} is its region")
         images.append(picture)
         maps.append(m)
+        boxes.append(box)
     strengths = list(maps)
     if strength_map is not None:
         m, map_notes = load_map(strength_map, name="strength_map", size=size, invert=invert_map)
@@ -143,7 +170,10 @@ def prepare_inputs(
         combined = np.ones((size[1], size[0]))  # no map at all: a plain full-frame edit
     labels = {
         "source": _label(source),
-        "exemplars": [{"image": _label(e.image), "strength_map": _label(e.strength_map)} for e in exemplars],
+        "exemplars": [
+            {"image": _label(e.image), "strength_map": _label(e.strength_map), "box": box, "fit": e.fit}
+            for e, box in zip(exemplars, boxes)  # box: where it was placed (None: aligned with the source)
+        ],
         "strength_map": None if strength_map is None else _label(strength_map),
     }
     return _Inputs(image, images, maps, combined.astype(np.float64), labels, notes)
