@@ -8,7 +8,7 @@ import torch
 from conftest import box_map, photo
 
 from pixels import Editor, Exemplar, InputError
-from pixels.loop import combine_grafts
+from pixels.loop import blend_into_source, combine_grafts
 from pixels.schedulers import SCHEDULERS
 
 FAST = dict(num_inference_steps=4, guidance_scale=4.0)
@@ -87,14 +87,30 @@ def test_combine_grafts_single_disjoint_and_overlap():
     left[..., :5] = 1
     right = torch.zeros(1, 1, 8, 8)
     right[..., 3:] = 1
-    latent, noise, mask = combine_grafts([left], z[:1], n[:1])
+    latent, noise, total = combine_grafts([left], z[:1], n[:1])
     assert torch.equal(latent[..., :5], z[0][..., :5]) and torch.equal(noise[..., :5], n[0][..., :5])
-    assert mask[..., :5].all() and not mask[..., 5:].any()
-    latent, noise, mask = combine_grafts([left, right], z, n)
+    assert (total[..., :5] > 0).all() and not (total[..., 5:] > 0).any()
+    latent, noise, total = combine_grafts([left, right], z, n)
     assert torch.equal(latent[..., :3], z[0][..., :3]) and torch.equal(latent[..., 5:], z[1][..., 5:])
     assert torch.allclose(latent[..., 3:5], (z[0][..., 3:5] + z[1][..., 3:5]) / 2)
     assert torch.allclose(noise[..., 3:5], (n[0][..., 3:5] + n[1][..., 3:5]) / 2**0.5)
-    assert mask.all()
+    assert (total > 0).all()
+    # soft weights (blend mode): a weighted average, unit-variance noise, and the total weight
+    latent, noise, total = combine_grafts([left * 0.25, right * 0.75], z, n)
+    assert torch.allclose(latent[..., 3:5], 0.25 * z[0][..., 3:5] + 0.75 * z[1][..., 3:5])
+    assert torch.allclose(noise[..., 3:5], (0.25 * n[0][..., 3:5] + 0.75 * n[1][..., 3:5]) / (0.25**2 + 0.75**2) ** 0.5)
+    assert torch.equal(latent[..., :3], z[0][..., :3]) and torch.allclose(total[..., 3:5], torch.ones(1))
+
+
+def test_blend_into_source_endpoints_and_variance():
+    torch.manual_seed(1)
+    zs, ns, ze, ne = (torch.randn(1, 4, 64, 64) for _ in range(4))
+    amount = torch.linspace(0, 1, 64).view(1, 1, 1, 64)
+    clean, noise = blend_into_source(zs, ns, amount, ze, ne)
+    assert torch.equal(clean[..., 0], zs[..., 0]) and torch.equal(noise[..., 0], ns[..., 0])
+    assert torch.equal(clean[..., -1], ze[..., -1]) and torch.equal(noise[..., -1], ne[..., -1])
+    assert torch.allclose(clean[..., 32], (1 - amount[..., 32]) * zs[..., 32] + amount[..., 32] * ze[..., 32])
+    assert abs(noise.std().item() - 1) < 0.02  # the mixed noise keeps unit variance
 
 
 def first_model_input(editor, monkeypatch, **kwargs):

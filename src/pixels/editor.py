@@ -18,12 +18,12 @@ from .adapters import Adapter, adapter_class, adapter_for
 from .errors import InputError
 from .images import ImageLike, load_image, load_map, to_pil, to_tensor
 from .loading import load_pipeline, resolve_device, resolve_dtype
-from .loop import Surgery, combine_grafts, denoise, step_kwargs
+from .loop import Surgery, blend_into_source, combine_grafts, denoise, step_kwargs
 from .placement import FITS, check_box, place, region_box
 from .schedule import img2img_timesteps, to_latent_map
 from .schedulers import make_scheduler, scheduler_name
 
-MODES = ("paper",)
+MODES = ("paper", "blend")
 PRESERVE = ("exact", "none")
 
 
@@ -53,7 +53,7 @@ class EditSettings:
     denoising_start: float | None = None  # SDXL-refiner style start in (0, 1); replaces strength
     guidance_scale: float = 7.5  # classifier-free guidance; <= 1 turns it off (one branch)
     scheduler: str | None = None  # None: the model's own; or ddim, euler, euler-a, dpm++2m
-    mode: str = "paper"  # "paper": the reference release rule keep_i = (1 - strength) > i/K
+    mode: str = "paper"  # "paper": the reference rule; "blend": gray pixels also mix in the exemplar
     invert_map: bool = False  # True: maps use the reference convention, white = keep
     preserve: str = "exact"  # "exact": strength-0 pixels pasted back from the source; "none"
     eta: float = 0.0  # DDIM eta (0 = deterministic DDIM)
@@ -268,10 +268,9 @@ class Editor:
         padded = _pad(src, multiple)
         latent_size = (padded.shape[0] // f, padded.shape[1] // f)
         keep = to_latent_map(_pad(1.0 - inputs.strength, multiple), latent_size).to(device)
-        graft_weights = [
-            (~(to_latent_map(_pad(1.0 - m, multiple), latent_size) > 0)).to(device, dtype)
-            for m in inputs.exemplar_maps
-        ]
+        # keep = 1 - m is resized (as the reference resizes its keep map); the graft is where it is exactly 0
+        exemplar_keeps = [to_latent_map(_pad(1.0 - m, multiple), latent_size).to(device) for m in inputs.exemplar_maps]
+        graft_weights = [(~(k > 0)).to(dtype) for k in exemplar_keeps]
 
         # 3. Encode the prompt
         guidance = adapter.guidance(settings.guidance_scale)
@@ -291,9 +290,16 @@ class Editor:
         surgery = Surgery(*encode(padded), keep=keep)
         if inputs.exemplars:
             encoded = [encode(_pad(np.asarray(e), multiple)) for e in inputs.exemplars]
-            surgery.graft, surgery.graft_noise, surgery.graft_mask = combine_grafts(
-                graft_weights, [z for z, _ in encoded], [n for _, n in encoded]
-            )
+            latents_, noises_ = [z for z, _ in encoded], [n for _, n in encoded]
+            surgery.graft, surgery.graft_noise, total = combine_grafts(graft_weights, latents_, noises_)
+            surgery.graft_mask = total > 0
+            if settings.mode == "blend":
+                # gray pixels are pinned to (and released from) a strength-weighted mix with the exemplars
+                weights = [(1 - k).to(dtype) for k in exemplar_keeps]
+                mixed, mixed_noise, amount = combine_grafts(weights, latents_, noises_)
+                surgery.source, surgery.source_noise = blend_into_source(
+                    surgery.source, surgery.source_noise, amount.clamp(max=1), mixed, mixed_noise
+                )
 
         # 6. Denoise
         latents, calls = denoise(

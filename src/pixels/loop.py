@@ -28,17 +28,35 @@ class Surgery:
 def combine_grafts(
     weights: list[torch.Tensor], latents: list[torch.Tensor], noises: list[torch.Tensor]
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Merge several exemplars' grafts into one, in latent space.
+    """Merge several exemplars into one, in latent space.
 
-    weights: binary (1, 1, h, w) graft regions; latents, noises: (1, C, h, w) per exemplar.
-    Overlaps average the clean latents and combine the noises as sum(w n) / sqrt(sum(w^2)), which
-    keeps unit variance; outside overlaps each exemplar's own latents and noise pass unchanged.
-    Returns (latents, noise, mask).
+    weights: (1, 1, h, w) per exemplar, >= 0 (binary graft regions in paper mode); latents, noises:
+    (1, C, h, w) per exemplar. Where weights overlap the clean latents are averaged by weight and the
+    noises combined as sum(w n) / sqrt(sum(w^2)), which keeps unit variance; where only one exemplar
+    has weight its own latents and noise pass unchanged. Returns (latents, noise, total weight).
     """
-    total = torch.stack(weights).sum(0)
-    latent = sum(w * z for w, z in zip(weights, latents)) / total.clamp(min=1)
-    noise = sum(w * n for w, n in zip(weights, noises)) / torch.stack(weights).square().sum(0).clamp(min=1).sqrt()
-    return latent, noise, total > 0
+    stacked = torch.stack(weights)
+    total = stacked.sum(0)
+    latent = sum(w * z for w, z in zip(weights, latents)) / torch.where(total > 0, total, 1)
+    norm = stacked.square().sum(0).sqrt()
+    noise = sum(w * n for w, n in zip(weights, noises)) / torch.where(norm > 0, norm, 1)
+    return latent, noise, total
+
+
+def blend_into_source(
+    source: torch.Tensor, source_noise: torch.Tensor, amount: torch.Tensor, graft: torch.Tensor,
+    graft_noise: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Blend mode: what a pixel is pinned to, and released from, becomes a mix of source and exemplar.
+
+    amount: (1, 1, h, w) in [0, 1]. Clean latents mix linearly; noises mix as
+    ((1 - a) nS + a nE) / sqrt((1 - a)^2 + a^2), so the noised mix keeps the schedule's noise level.
+    amount 0 returns the source exactly, amount 1 the exemplar exactly.
+    """
+    keep = 1 - amount
+    clean = keep * source + amount * graft
+    noise = (keep * source_noise + amount * graft_noise) / (keep.square() + amount.square()).sqrt()
+    return clean, noise
 
 
 def step_kwargs(scheduler, generator: torch.Generator | None, eta: float = 0.0) -> dict:

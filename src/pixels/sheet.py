@@ -9,18 +9,11 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from .images import load_image
+from .maps import overlay
 
 TILE = 256
 GAP = 8
 LINE = 14
-
-
-def overlay(source: Image.Image, strength: np.ndarray, colour: tuple[int, int, int] = (255, 40, 40)) -> Image.Image:
-    """The source with the strength map laid over it in colour (opacity = 0.6 x strength)."""
-    base = np.asarray(source.convert("RGB"), np.float64)
-    alpha = 0.6 * np.clip(strength, 0, 1)[..., None]
-    mixed = base * (1 - alpha) + np.array(colour, np.float64) * alpha
-    return Image.fromarray(mixed.round().astype(np.uint8))
 
 
 def _fit(image: Image.Image) -> Image.Image:
