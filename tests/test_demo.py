@@ -97,3 +97,23 @@ def test_unconditional_model_refuses_a_prompt(tmp_path, capsys):
     code = main(["edit", str(tmp_path / "s.png"), "--model", "demo", "--prompt", "a cat", "--steps", "2",
                  "-o", str(tmp_path / "o.png")])
     assert code == 2 and "unconditional" in capsys.readouterr().err and not (tmp_path / "o.png").exists()
+
+
+def test_blend_mode_exemplar_influence_rises_with_the_map(editor):
+    """mode="blend": along a left-to-right gradient map, the result moves towards the exemplar more and more."""
+    from pixels import maps
+
+    source = demo.asset("rocket.png")
+    exemplar = Image.new("RGB", source.size, (230, 150, 60))
+    gradient = maps.linear(source.size, (0, 0), (source.width, 0))
+    kwargs = dict(strength_map=None, num_inference_steps=50, strength=0.3, seed=0, guidance_scale=1.0)
+
+    def influence(mode: str) -> np.ndarray:
+        out = editor.edit(source, exemplars=[Exemplar(exemplar, gradient)], mode=mode, **kwargs)
+        moved = np.abs(np.asarray(out.image, float) - np.asarray(source, float)).mean(axis=(0, 2))
+        gap = np.abs(np.asarray(exemplar, float) - np.asarray(source, float)).mean(axis=(0, 2))
+        return np.array([moved[k:k + 24].mean() / gap[k:k + 24].mean() for k in range(0, 192, 24)])
+
+    blend, paper = influence("blend"), influence("paper")
+    assert np.all(np.diff(blend) > 0), blend  # monotone in the map value, bands of 24 columns
+    assert blend[-1] > 0.5 and blend[3] > 2 * paper[3]  # paper mode's gray pixels only regenerate the source

@@ -108,7 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
     edit.add_argument("--scheduler", default=None, metavar="NAME",
                       help="default (the model's own), ddim, euler, euler-a or dpm++2m")
     edit.add_argument("--eta", type=_unit_float, default=0.0, metavar="F", help="DDIM eta in [0, 1] (default 0)")
-    edit.add_argument("--mode", default="paper", choices=["paper"], help="release rule (default paper)")
+    edit.add_argument("--mode", default="paper", choices=["paper", "blend"],
+                      help="paper: the reference rule (default); blend: gray pixels also take in the exemplar")
     edit.add_argument("--invert-map", action="store_true",
                       help="maps use the reference convention: white = keep, black = full edit")
     edit.add_argument("--preserve", default="exact", choices=["exact", "none"],
