@@ -196,3 +196,24 @@ def test_exemplar_box_and_fit_from_the_command_line(sd_folder, files, capsys):
     assert np.array_equal(pixels[~covered], np.asarray(Image.open(source))[~covered])
     code, _, stderr = run(edit_args(sd_folder, source, tmp / "b.png", "-e", f"{exemplar}@50,50,4,4"), capsys)
     assert code == 2 and "exemplars[0].box: (50, 50, 4, 4) lies entirely outside the 40x30 source" in stderr
+
+
+def test_contact_sheet_and_text_only_region_in_one_pass(sd_folder, files, capsys):
+    """An exemplar region and a prompt-only region (--map) in the same edit, plus the contact sheet."""
+    tmp, source, exemplar, where = files
+    text_region = tmp / "text.png"
+    Image.fromarray((box_map(40, 30, box=(26, 10, 38, 26)) * 255).astype(np.uint8)).save(text_region)
+    out, sheet = tmp / "out.png", tmp / "sheet.png"
+    code, _, stderr = run(edit_args(sd_folder, source, out, "-e", exemplar, "-m", where, "--map", text_region,
+                                    "--prompt", "moss", "--contact-sheet", sheet), capsys)
+    assert code == 0, stderr
+    pixels, src = np.asarray(Image.open(out).convert("RGB")), np.asarray(Image.open(source))
+    exemplar_area, text_area = box_map(40, 30, box=(4, 4, 20, 20)) > 0, box_map(40, 30, box=(26, 10, 38, 26)) > 0
+    untouched = ~(exemplar_area | text_area)
+    assert np.array_equal(pixels[untouched], src[untouched])
+    assert not np.array_equal(pixels[exemplar_area], src[exemplar_area])
+    assert not np.array_equal(pixels[text_area], src[text_area])
+    with Image.open(sheet) as image:
+        assert image.width > 3 * 200  # source, map, exemplar and result tiles side by side
+    code, _, stderr = run(edit_args(sd_folder, source, tmp / "c.png", "--contact-sheet", tmp / "c.png"), capsys)
+    assert code == 2 and "--contact-sheet: must differ" in stderr

@@ -123,6 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="never contact the hub; use only local files and the cache (as HF_HUB_OFFLINE=1)")
     edit.add_argument("-o", "--output", required=True, metavar="OUT", help="result file (.png, .jpg or .webp)")
     edit.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    edit.add_argument("--contact-sheet", metavar="PATH",
+                      help="also write source | map overlay | exemplars | result with the settings, for sharing")
     edit.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no summary")
     edit.set_defaults(run=_edit, exemplars=[])
 
@@ -217,6 +219,11 @@ def _edit(args: argparse.Namespace) -> int:
     inputs = prepare_inputs(args.source, exemplars, args.map, args.invert_map)
     given = [args.source, args.map, *(p for image, m, _ in args.exemplars for p in (image, m))]
     output = check_output(args.output, overwrite=args.overwrite, inputs=[p for p in given if p])
+    sheet_path = None
+    if args.contact_sheet:
+        sheet_path = check_output(args.contact_sheet, overwrite=args.overwrite, inputs=[p for p in given if p])
+        if sheet_path.resolve() == output.resolve():
+            raise InputError("--contact-sheet: must differ from the output path")
     if not args.quiet:
         for note in inputs.notes:
             _note(note)
@@ -233,6 +240,11 @@ def _edit(args: argparse.Namespace) -> int:
             **asdict(settings),
         )
     save_image(result.image, output, result.metadata, overwrite=args.overwrite)
+    if sheet_path is not None:
+        from .sheet import edit_sheet
+
+        sheet = edit_sheet(inputs.source, result.strength_map, inputs.exemplars, result.image, result.metadata)
+        save_image(sheet, sheet_path, overwrite=args.overwrite)
     if not args.quiet:
         md = result.metadata
         print(
