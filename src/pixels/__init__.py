@@ -17,6 +17,7 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "EditResult": ".editor", "EditSettings": ".editor", "Editor": ".editor", "Exemplar": ".editor",
+    "EditSession": ".session",
     "InputError": ".errors", "ModelNotFoundError": ".errors", "PixelsError": ".errors",
     "UnsafeCheckpointError": ".errors",
 }
@@ -24,6 +25,7 @@ __all__ = [*_EXPORTS, "__version__"]
 
 if TYPE_CHECKING:
     from .editor import EditResult, EditSettings, Editor, Exemplar
+    from .session import EditSession
     from .errors import InputError, ModelNotFoundError, PixelsError, UnsafeCheckpointError
 
 

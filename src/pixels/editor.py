@@ -89,6 +89,8 @@ class EditResult:
     image: Image.Image  # same size as the source
     metadata: dict[str, Any]  # every setting used, the model, the seed, and notes on conversions
     strength_map: np.ndarray = field(repr=False)  # (H, W) combined strength actually applied
+    exemplars: list[Image.Image] = field(default_factory=list, repr=False)  # as placed on the source canvas
+    exemplar_maps: list[np.ndarray] = field(default_factory=list, repr=False)  # their (H, W) strength maps
 
 
 @dataclass
@@ -327,4 +329,4 @@ class Editor:
             "notes": inputs.notes,
             "pixels_version": __version__,
         }
-        return EditResult(Image.fromarray(out), metadata, inputs.strength)
+        return EditResult(Image.fromarray(out), metadata, inputs.strength, inputs.exemplars, inputs.exemplar_maps)

@@ -54,8 +54,8 @@ def _open(path: Path, name: str, max_pixels: int) -> Image.Image:
 
 
 def _float_image(array: np.ndarray, name: str) -> np.ndarray:
-    """Float data must already lie in [0, 1]; returns it as float32."""
-    values = array.astype(np.float32)
+    """Float data must already lie in [0, 1]; float64 stays float64 (maps keep every bit), others become float32."""
+    values = array.astype(np.float64 if array.dtype == np.float64 else np.float32)
     if values.size and (not np.isfinite(values).all() or values.min() < 0 or values.max() > 1):
         finite = values[np.isfinite(values)]
         lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (np.nan, np.nan)
