@@ -7,13 +7,14 @@ Every input is checked before the model is loaded, so mistakes cost no loading t
 from __future__ import annotations
 
 import argparse
-from dataclasses import asdict
 import os
 import re
 import sys
 import traceback
 import warnings
 from collections.abc import Sequence
+from dataclasses import asdict
+from functools import partial
 
 from . import __version__
 from .errors import InputError, PixelsError
@@ -81,7 +82,11 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         epilog="Example: pixels edit photo.png -e ref.png -m where.png --model PATH_OR_HUB_ID -o out.png",
     )
-    edit.add_argument("source", metavar="SOURCE", help="the photo to edit")
+    edit.add_argument("source", metavar="SOURCE", nargs="?", help="the photo to edit (optional with --spec)")
+    edit.add_argument("--spec", metavar="EDITS.yaml",
+                      help="apply the edits listed in a YAML/JSON spec in order (their settings come from the spec)")
+    edit.add_argument("--save-session", metavar="DIR",
+                      help="also save the edit(s) as a session folder that EditSession.load replays")
     edit.add_argument("-e", "--exemplar", dest="exemplar_image", metavar="EXEMPLAR[@X,Y,W,H]",
                       action=_ExemplarAction,
                       help="a reference image, optionally placed into the box X,Y,W,H of the source; repeat for"
@@ -202,6 +207,11 @@ def _edit(args: argparse.Namespace) -> int:
     from .loading import resolve_device, resolve_dtype
     from .output import check_output, save_image
 
+    if args.spec:
+        return _edit_spec(args)
+    if args.source is None:
+        raise InputError("SOURCE: give the photo to edit, or --spec with a spec file")
+
     # Everything that can be checked without the model is checked first.
     settings = EditSettings(
         prompt=args.prompt, negative_prompt=args.negative_prompt, num_inference_steps=args.steps,
@@ -233,13 +243,18 @@ def _edit(args: argparse.Namespace) -> int:
         args.model, device=device, dtype=dtype, allow_unsafe_pickle=args.allow_unsafe_pickle,
         local_files_only=True if args.offline else None, config=args.config,
     )
+    session = None
+    if args.save_session:
+        from .session import EditSession
+
+        session = EditSession(editor, args.source)
     with warnings.catch_warnings(), progress:
         warnings.simplefilter("ignore", UserWarning)  # the input notes were printed above
-        result = editor.edit(
-            args.source, exemplars=exemplars, strength_map=args.map, seed=args.seed, on_step=progress.update,
-            **asdict(settings),
-        )
+        run_edit = session.apply if session is not None else partial(editor.edit, args.source)
+        result = run_edit(exemplars, args.map, seed=args.seed, on_step=progress.update, **asdict(settings))
     save_image(result.image, output, result.metadata, overwrite=args.overwrite)
+    if session is not None:
+        session.save(args.save_session, overwrite=args.overwrite)
     if sheet_path is not None:
         from .sheet import edit_sheet
 
@@ -251,6 +266,60 @@ def _edit(args: argparse.Namespace) -> int:
             f"wrote {output} ({md['size'][0]}x{md['size'][1]}, {md['family']} model, seed {md['seed']},"
             f" {md['steps_run']} steps, {md['model_calls']} model calls, {len(exemplars)} exemplar(s))"
         )
+    return EXIT_OK
+
+
+def _edit_spec(args: argparse.Namespace) -> int:
+    from .editor import EditSettings, Editor, prepare_inputs
+    from .loading import resolve_device, resolve_dtype
+    from .output import check_output, save_image
+    from .session import EditSession
+    from .spec import EDIT_KEYS, load_spec
+
+    spec = load_spec(args.spec)
+    if args.exemplars or args.map:
+        raise InputError("--spec: the spec lists the exemplars and maps; do not also give -e, -m or --map")
+    if args.source and spec.source and args.source != spec.source:
+        _note(f"SOURCE {args.source} replaces the spec's source {spec.source}")
+    source = args.source or spec.source
+    if source is None:
+        raise InputError("--spec: no source: give SOURCE or a 'source' key in the spec")
+    # Check every edit before loading the model.
+    for i, edit in enumerate(spec.edits):
+        fields = {k: v for k, v in edit.settings.items() if k != "seed"}
+        try:
+            EditSettings(**fields).validate()
+        except InputError as error:  # name the spec's key, not the Python argument
+            name, _, rest = str(error).partition(":")
+            key = next((k for k, (argument, _) in EDIT_KEYS.items() if argument == name), name)
+            raise InputError(f"{args.spec}: edits[{i}].{key}:{rest}") from None
+        inputs = prepare_inputs(source, edit.exemplars, edit.strength_map, edit.settings.get("invert_map", False))
+        if not args.quiet:
+            for note in inputs.notes:
+                _note(f"edits[{i}]: {note}")
+    device = resolve_device(args.device)
+    dtype = resolve_dtype(args.dtype, device)
+    output = check_output(args.output, overwrite=args.overwrite, inputs=[source, args.spec, *spec.paths()])
+    progress = _Progress(enabled=not args.quiet and sys.stderr.isatty())
+    editor = Editor.from_pretrained(
+        args.model, device=device, dtype=dtype, allow_unsafe_pickle=args.allow_unsafe_pickle,
+        local_files_only=True if args.offline else None, config=args.config,
+    )
+    session = EditSession(editor, source)
+    for edit in spec.edits:
+        with warnings.catch_warnings(), progress:
+            warnings.simplefilter("ignore", UserWarning)
+            result = session.apply(edit.exemplars, edit.strength_map, on_step=progress.update, **edit.settings)
+        progress.bar = None
+        if not args.quiet:
+            md = result.metadata
+            print(f"edit {len(session.history)}/{len(spec.edits)}: seed {md['seed']}, {md['steps_run']} steps,"
+                  f" {len(edit.exemplars)} exemplar(s)")
+    save_image(result.image, output, {**result.metadata, "spec": str(args.spec)}, overwrite=args.overwrite)
+    if args.save_session:
+        session.save(args.save_session, overwrite=args.overwrite)
+    if not args.quiet:
+        print(f"wrote {output}" + (f" and session {args.save_session}" if args.save_session else ""))
     return EXIT_OK
 
 

@@ -1,0 +1,158 @@
+"""Edit specs: one or more edits in a YAML (or JSON) file, applied in order, validated key by key.
+
+    source: photo.jpg            # optional when SOURCE is given on the command line
+    edits:
+      - exemplars:
+          - {image: fox.png, map: fox-region.png}         # map optional (alpha or box is the region)
+          - {image: sky.png, box: [0, 0, 640, 200], fit: contain}
+        map: grass.png            # prompt-only region (optional)
+        prompt: a red fox in the grass
+        steps: 50
+        strength: 0.8
+        seed: 7
+      - map: vignette.png
+        prompt: evening light
+        mode: blend
+
+Relative paths are relative to the spec file. Errors name the offending key, e.g. `edits[1].strength`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .editor import Exemplar
+from .errors import InputError
+
+# spec key -> (Editor.edit argument, expected type, description)
+EDIT_KEYS: dict[str, tuple[str, str]] = {
+    "prompt": ("prompt", "string"),
+    "negative_prompt": ("negative_prompt", "string"),
+    "steps": ("num_inference_steps", "integer"),
+    "strength": ("strength", "number"),
+    "denoising_start": ("denoising_start", "number or null"),
+    "guidance": ("guidance_scale", "number"),
+    "seed": ("seed", "integer or null"),
+    "scheduler": ("scheduler", "string or null"),
+    "mode": ("mode", "string"),
+    "invert_map": ("invert_map", "boolean"),
+    "preserve": ("preserve", "string"),
+    "eta": ("eta", "number"),
+}
+EXEMPLAR_KEYS = {"image": "path", "map": "path", "box": "[x, y, w, h]", "fit": "string"}
+TOP_KEYS = {"source": "path", "edits": "list of edits"}
+
+
+@dataclass
+class EditSpec:
+    exemplars: list[Exemplar] = field(default_factory=list)
+    strength_map: str | None = None
+    settings: dict[str, Any] = field(default_factory=dict)  # Editor.edit keyword arguments
+
+
+@dataclass
+class Spec:
+    path: Path
+    source: str | None
+    edits: list[EditSpec]
+
+    def paths(self) -> list[str]:
+        """Every input file the spec names (for checks that an output does not overwrite one)."""
+        found = [self.source] if self.source else []
+        for edit in self.edits:
+            found += [str(e.image) for e in edit.exemplars]
+            found += [str(e.strength_map) for e in edit.exemplars if e.strength_map]
+            found += [edit.strength_map] if edit.strength_map else []
+        return found
+
+
+def _check_type(where: str, value: Any, kind: str) -> None:
+    ok = {
+        "string": isinstance(value, str),
+        "integer": isinstance(value, int) and not isinstance(value, bool),
+        "number": isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value),
+        "boolean": isinstance(value, bool),
+    }
+    allowed = [k.strip() for k in kind.split(" or ")]
+    if value is None and "null" in allowed:
+        return
+    if not any(ok.get(k, False) for k in allowed):
+        raise InputError(f"{where}: expected {kind}, got {value!r}")
+
+
+def _unknown(where: str, mapping: dict, allowed) -> None:
+    extra = sorted(set(mapping) - set(allowed))
+    if extra:
+        raise InputError(f"{where}: unknown key {extra[0]!r}; allowed: {', '.join(allowed)}")
+
+
+def _path(where: str, value: Any, base: Path) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise InputError(f"{where}: expected a file path, got {value!r}")
+    path = Path(value).expanduser()
+    return str(path if path.is_absolute() else base / path)
+
+
+def parse_spec(data: Any, base: Path, name: str = "spec") -> Spec:
+    """Validate a loaded spec document; paths are resolved against `base`."""
+    if not isinstance(data, dict):
+        raise InputError(f"{name}: expected a mapping with an 'edits' list, got {type(data).__name__}")
+    _unknown(name, data, TOP_KEYS)
+    source = _path(f"{name}.source", data["source"], base) if data.get("source") is not None else None
+    edits = data.get("edits")
+    if not isinstance(edits, list) or not edits:
+        raise InputError(f"{name}.edits: expected a non-empty list of edits, got {edits!r}")
+    parsed = []
+    for i, edit in enumerate(edits):
+        where = f"edits[{i}]"
+        if not isinstance(edit, dict):
+            raise InputError(f"{where}: expected a mapping, got {edit!r}")
+        _unknown(where, edit, [*EDIT_KEYS, "exemplars", "map"])
+        settings = {}
+        for key, (argument, kind) in EDIT_KEYS.items():
+            if key in edit:
+                _check_type(f"{where}.{key}", edit[key], kind)
+                settings[argument] = edit[key]
+        exemplars = []
+        items = edit.get("exemplars", [])
+        if not isinstance(items, list):
+            raise InputError(f"{where}.exemplars: expected a list, got {items!r}")
+        for j, item in enumerate(items):
+            at = f"{where}.exemplars[{j}]"
+            if isinstance(item, str):
+                item = {"image": item}
+            if not isinstance(item, dict) or "image" not in item:
+                raise InputError(f"{at}: expected a mapping with an 'image' path, got {item!r}")
+            _unknown(at, item, EXEMPLAR_KEYS)
+            box = item.get("box")
+            if box is not None and (not isinstance(box, list) or len(box) != 4
+                                    or not all(isinstance(v, int) and not isinstance(v, bool) for v in box)):
+                raise InputError(f"{at}.box: expected [x, y, w, h] integers, got {box!r}")
+            fit = item.get("fit", "cover")
+            _check_type(f"{at}.fit", fit, "string")
+            strength_map = _path(f"{at}.map", item["map"], base) if item.get("map") is not None else None
+            exemplars.append(Exemplar(_path(f"{at}.image", item["image"], base), strength_map,
+                                      tuple(box) if box else None, fit))
+        strength_map = _path(f"{where}.map", edit["map"], base) if edit.get("map") is not None else None
+        parsed.append(EditSpec(exemplars, strength_map, settings))
+    return Spec(base, source, parsed)
+
+
+def load_spec(path: str | Path) -> Spec:
+    """Read and validate a YAML or JSON spec file."""
+    import yaml
+
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise InputError(f"--spec: no such file: {str(file)!r}")
+    try:
+        text = file.read_text()
+        data = json.loads(text) if file.suffix.lower() == ".json" else yaml.safe_load(text)
+    except (OSError, UnicodeDecodeError, ValueError, yaml.YAMLError) as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise InputError(f"--spec: cannot parse {str(file)!r}: {first}") from None
+    return parse_spec(data, file.parent, name=file.name)
