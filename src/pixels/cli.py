@@ -164,6 +164,10 @@ def build_parser() -> argparse.ArgumentParser:
                           help="DINO ViT for the DINO score (local folder or cached hub id; 'none' to skip)")
     evaluate.add_argument("--json", action="store_true", help="print JSON instead of a table")
     evaluate.set_defaults(run=_evaluate)
+
+    from .map_cli import add_parser as add_map_parser
+
+    add_map_parser(commands)
     return parser
 
 
