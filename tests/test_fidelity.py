@@ -131,3 +131,16 @@ def test_paper_mode_exemplar_changes_only_through_its_graft(sd_pipe):
     assert np.array_equal(np.asarray(alone.image), np.asarray(with_gray_exemplar.image))
     grafted = editor.edit(source, exemplars=[Exemplar(photo(32, 32, seed=7), strength_map=box_map())], **kwargs)
     assert not np.array_equal(np.asarray(alone.image), np.asarray(grafted.image))
+
+
+@pytest.mark.parametrize("name", [None, "euler", "dpm++2m"])
+def test_v_prediction_models_equal_diffusers_img2img(sd_pipe, name):
+    """SD 2.x 768 checkpoints predict v: the scheduler's config carries it and the loop needs nothing else."""
+    v_scheduler = type(sd_pipe.scheduler).from_config(sd_pipe.scheduler.config, prediction_type="v_prediction")
+    pipe = with_scheduler(type(sd_pipe)(**{**sd_pipe.components, "scheduler": v_scheduler}), name)
+    source = photo(32, 32, seed=2)
+    settings = dict(prompt="a boat", num_inference_steps=5, strength=0.8, guidance_scale=4.0)
+    ours = Editor.from_pipe(pipe).edit(source, seed=4, scheduler=name, **settings)
+    theirs = pipe(image=source, generator=torch.Generator().manual_seed(4), output_type="np", **settings).images[0]
+    diff = np.abs(np.asarray(ours.image).astype(int) - (theirs * 255).round().astype(int))
+    assert diff.max() <= 1

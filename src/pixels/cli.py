@@ -165,6 +165,14 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--json", action="store_true", help="print JSON instead of a table")
     evaluate.set_defaults(run=_evaluate)
 
+    models = commands.add_parser(
+        "models", help="list the short model names and whether each is in the local cache",
+        description="Short names accepted by --model, the hub model behind each, and whether it is already in"
+                    " the local Hugging Face cache (checked without network).",
+    )
+    models.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    models.set_defaults(run=_models)
+
     from .map_cli import add_parser as add_map_parser
 
     add_map_parser(commands)
@@ -351,6 +359,23 @@ def _demo(args: argparse.Namespace) -> int:
         )
         print(f"wrote {', '.join(done['files'])} to {done['folder']}/")
         print(format_report(done["report"]))
+    return EXIT_OK
+
+
+def _models(args: argparse.Namespace) -> int:
+    import json
+
+    from .models import table
+
+    rows = table()
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return EXIT_OK
+    columns = ["alias", "model", "family", "supported", "local", "note"]
+    widths = {c: max(len(c), *(len(r[c]) for r in rows)) for c in columns}
+    print("  ".join(c.ljust(widths[c]) for c in columns).rstrip())
+    for row in rows:
+        print("  ".join(row[c].ljust(widths[c]) for c in columns).rstrip())
     return EXIT_OK
 
 

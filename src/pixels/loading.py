@@ -15,6 +15,7 @@ import torch
 
 from .adapters import adapter_class
 from .errors import InputError, ModelNotFoundError, UnsafeCheckpointError
+from .models import ALIASES
 
 BUNDLED = {"demo": "models/demo"}  # name -> folder inside the package
 PICKLE_SUFFIXES = (".ckpt", ".bin", ".pt", ".pth", ".pkl")
@@ -147,6 +148,15 @@ def load_pipeline(
         raise InputError(f"model: expected a hub id or a path, got {model!r}")
     model = str(model)
     path = bundled_model(model) or Path(model).expanduser()
+    if not path.exists() and model in ALIASES:  # a short name (a local file or folder of that name wins)
+        known = ALIASES[model]
+        if not known.supported:
+            raise InputError(
+                f"model: {model!r} ({known.repo}) is a {known.family} model, which this version of pixels does not"
+                f" support yet; `pixels models` lists the supported ones"
+            )
+        model = known.repo
+        path = Path(model)
     common = {"torch_dtype": dtype}
 
     if path.is_file():

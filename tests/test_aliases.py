@@ -1,0 +1,63 @@
+"""Short model names: resolution, refusal of families not supported yet, and `pixels models`."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from pixels.cli import main
+from pixels.errors import InputError, ModelNotFoundError
+from pixels.loading import load_pipeline
+from pixels.models import ALIASES, is_cached, resolve_alias
+
+CPU = dict(device=torch.device("cpu"), dtype=torch.float32)
+
+
+def fake_cache(root, repo: str) -> None:
+    """The layout huggingface_hub uses for a cached model_index.json."""
+    folder = root / f"models--{repo.replace('/', '--')}"
+    (folder / "refs").mkdir(parents=True)
+    (folder / "refs" / "main").write_text("0123abcd")
+    (folder / "snapshots" / "0123abcd").mkdir(parents=True)
+    (folder / "snapshots" / "0123abcd" / "model_index.json").write_text("{}")
+
+
+def test_aliases_resolve_to_hub_ids():
+    assert resolve_alias("sdxl") == "stabilityai/stable-diffusion-xl-base-1.0"
+    assert resolve_alias("demo") == "demo" and resolve_alias("some/model") == "some/model"
+
+
+def test_an_uncached_alias_names_the_hub_model(monkeypatch):
+    with pytest.raises(ModelNotFoundError, match="hf download stabilityai/stable-diffusion-xl-refiner-1.0"):
+        load_pipeline("sdxl-refiner", local_files_only=True, **CPU)
+
+
+@pytest.mark.parametrize("alias", [a for a, m in ALIASES.items() if not m.supported])
+def test_unsupported_families_are_refused_up_front(alias):
+    with pytest.raises(InputError, match=f"'{alias}' .* does not support yet"):
+        load_pipeline(alias, **CPU)
+
+
+def test_a_local_folder_named_like_an_alias_wins(sd_folder, tmp_path, monkeypatch):
+    import shutil
+
+    shutil.copytree(sd_folder, tmp_path / "sd15")
+    monkeypatch.chdir(tmp_path)
+    assert type(load_pipeline("sd15", **CPU)).__name__ == "StableDiffusionImg2ImgPipeline"
+
+
+def test_models_command_reports_the_cache(tmp_path, monkeypatch, capsys):
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
+    fake_cache(tmp_path, "stabilityai/stable-diffusion-xl-base-1.0")
+    assert is_cached("stabilityai/stable-diffusion-xl-base-1.0")
+    assert not is_cached("stable-diffusion-v1-5/stable-diffusion-v1-5")
+    assert main(["models", "--json"]) == 0
+    rows = {r["alias"]: r for r in json.loads(capsys.readouterr().out)}
+    assert rows["sdxl"]["local"] == "cached" and rows["sd15"]["local"] == "not cached"
+    assert rows["demo"]["local"] == "bundled" and rows["flux-schnell"]["supported"] == "no"
+    assert main(["models"]) == 0
+    assert "sdxl-refiner" in capsys.readouterr().out
