@@ -37,7 +37,7 @@ def test_white_map_equals_diffusers_img2img(latent_pipe, name):
 
 
 def reference_edit(pipe, source, exemplar, keep_map, steps, strength, guidance, seed, prompt, noise_at):
-    """ALGORITHM.md section 1, transcribed step by step on diffusers' own pipeline pieces."""
+    """The reference PIXELS pipeline (paper mode), transcribed step by step on diffusers' own pipeline pieces."""
     gen = torch.Generator().manual_seed(seed)
     sf = pipe.vae.config.scaling_factor
     embeds, negative = pipe.encode_prompt(prompt, "cpu", 1, True, None)

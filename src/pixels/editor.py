@@ -241,7 +241,7 @@ class Editor:
         on_step: Callable[[int, int], None] | None = None,
     ) -> EditResult:
         """Edit `source`: each exemplar is grafted where its map is 1 and every pixel is released by its
-        strength (white = full edit, black = kept bit-exact). See ALGORITHM notes in the README."""
+        strength (white = full edit, black = kept bit-exact). The README explains the rule and the modes."""
         # 1. Check inputs
         settings = EditSettings(
             prompt=prompt, negative_prompt=negative_prompt, num_inference_steps=num_inference_steps,
