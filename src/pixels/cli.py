@@ -212,6 +212,7 @@ class _Progress:
     def __exit__(self, *exc) -> None:
         if self.bar is not None:
             self.bar.close()
+            self.bar = None  # the next edit gets a bar of its own
 
 
 def _edit(args: argparse.Namespace) -> int:
@@ -322,7 +323,6 @@ def _edit_spec(args: argparse.Namespace) -> int:
         with warnings.catch_warnings(), progress:
             warnings.simplefilter("ignore", UserWarning)
             result = session.apply(edit.exemplars, edit.strength_map, on_step=progress.update, **edit.settings)
-        progress.bar = None
         if not args.quiet:
             md = result.metadata
             print(f"edit {len(session.history)}/{len(spec.edits)}: seed {md['seed']}, {md['steps_run']} steps,"

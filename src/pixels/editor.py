@@ -176,7 +176,7 @@ def prepare_inputs(
             {"image": _label(e.image), "strength_map": _label(e.strength_map), "box": box, "fit": e.fit}
             for e, box in zip(exemplars, boxes)  # box: where it was placed (None: aligned with the source)
         ],
-        "strength_map": None if strength_map is None else _label(strength_map),
+        "strength_map": _label(strength_map),
     }
     return _Inputs(image, images, maps, combined.astype(np.float64), labels, notes)
 
@@ -292,13 +292,13 @@ class Editor:
         surgery = Surgery(*encode(padded), keep=keep)
         if inputs.exemplars:
             encoded = [encode(_pad(np.asarray(e), multiple)) for e in inputs.exemplars]
-            latents_, noises_ = [z for z, _ in encoded], [n for _, n in encoded]
-            surgery.graft, surgery.graft_noise, total = combine_grafts(graft_weights, latents_, noises_)
+            exemplar_latents, exemplar_noises = [z for z, _ in encoded], [n for _, n in encoded]
+            surgery.graft, surgery.graft_noise, total = combine_grafts(graft_weights, exemplar_latents, exemplar_noises)
             surgery.graft_mask = total > 0
             if settings.mode == "blend":
                 # gray pixels are pinned to (and released from) a strength-weighted mix with the exemplars
                 weights = [(1 - k).to(dtype) for k in exemplar_keeps]
-                mixed, mixed_noise, amount = combine_grafts(weights, latents_, noises_)
+                mixed, mixed_noise, amount = combine_grafts(weights, exemplar_latents, exemplar_noises)
                 surgery.source, surgery.source_noise = blend_into_source(
                     surgery.source, surgery.source_noise, amount.clamp(max=1), mixed, mixed_noise
                 )

@@ -28,7 +28,7 @@ from typing import Any
 from .editor import Exemplar
 from .errors import InputError
 
-# spec key -> (Editor.edit argument, expected type, description)
+# spec key -> (Editor.edit argument, expected type)
 EDIT_KEYS: dict[str, tuple[str, str]] = {
     "prompt": ("prompt", "string"),
     "negative_prompt": ("negative_prompt", "string"),

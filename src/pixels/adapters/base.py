@@ -27,6 +27,7 @@ class Adapter:
 
     family: ClassVar[str] = "base"
     pipeline_classes: ClassVar[tuple[str, ...]] = ()  # `_class_name` values in model_index.json
+    load_kwargs: ClassVar[dict[str, Any]] = {}  # extra `from_pretrained` arguments for this family
 
     def __init__(self, pipe) -> None:
         self.pipe = pipe
@@ -37,7 +38,7 @@ class Adapter:
         """Load this family's pipeline from a folder or hub id (diffusers' own loader)."""
         from diffusers import AutoPipelineForImage2Image
 
-        return AutoPipelineForImage2Image.from_pretrained(source, **kwargs)
+        return AutoPipelineForImage2Image.from_pretrained(source, **{**cls.load_kwargs, **kwargs})
 
     @classmethod
     def prepare(cls, pipe):

@@ -21,7 +21,7 @@ class PixelSpaceAdapter(Adapter):
     def load(cls, source: str, **kwargs):
         from diffusers import DiffusionPipeline
 
-        return DiffusionPipeline.from_pretrained(source, **kwargs)
+        return DiffusionPipeline.from_pretrained(source, **{**cls.load_kwargs, **kwargs})
 
     @classmethod
     def prepare(cls, pipe):

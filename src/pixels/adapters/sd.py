@@ -12,12 +12,8 @@ class StableDiffusionAdapter(Adapter):
     family = "sd"
     pipeline_classes = ("StableDiffusionPipeline", "StableDiffusionImg2ImgPipeline")
 
-    @classmethod
-    def load(cls, source: str, **kwargs):
-        # The safety checker is a separate classifier model; pixels edits, it does not filter.
-        if cls.family == "sd":
-            kwargs |= {"safety_checker": None, "requires_safety_checker": False}
-        return super().load(source, **kwargs)
+    # The safety checker is a separate classifier model; pixels edits, it does not filter.
+    load_kwargs = {"safety_checker": None, "requires_safety_checker": False}
 
     def guidance(self, scale: float) -> ClassifierFreeGuidance:
         # Guidance-distilled UNets (LCM) take the scale as an embedding instead of a second branch.

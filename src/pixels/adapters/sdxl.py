@@ -16,6 +16,7 @@ NEGATIVE_AESTHETIC_SCORE = 2.5  # and for its negative branch
 class StableDiffusionXLAdapter(StableDiffusionAdapter):
     family = "sdxl"
     pipeline_classes = ("StableDiffusionXLPipeline", "StableDiffusionXLImg2ImgPipeline")
+    load_kwargs = {}  # SDXL pipelines have no safety checker
 
     @property
     def is_refiner(self) -> bool:
