@@ -6,6 +6,7 @@ import secrets
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -18,13 +19,18 @@ from .adapters import Adapter, adapter_class, adapter_for
 from .errors import InputError
 from .images import ImageLike, load_image, load_map, to_pil, to_tensor
 from .loading import load_pipeline, resolve_device, resolve_dtype
-from .loop import Surgery, blend_into_source, combine_grafts, denoise, step_kwargs
+from .crop import crop_around, resize_map as _resize_map
+from .loop import Stage, Surgery, blend_into_source, combine_grafts, denoise, step_kwargs
+from .memory import MemoryOptions
 from .placement import FITS, check_box, place, region_box
-from .schedule import img2img_timesteps, to_latent_map
-from .schedulers import make_scheduler, scheduler_name
+from .prompt_images import load_prompt_images
+from .schedule import first_needed_step, to_latent_map
+from .schedulers import scheduler_name, skipping_is_exact
 
 MODES = ("paper", "blend")
 PRESERVE = ("exact", "none")
+SKIP_STEPS = ("auto", "always", "never")
+DEFAULT_SWITCH = 0.8  # base-to-refiner hand-off: the share of the schedule the base model runs
 
 
 @dataclass(frozen=True)
@@ -57,6 +63,11 @@ class EditSettings:
     invert_map: bool = False  # True: maps use the reference convention, white = keep
     preserve: str = "exact"  # "exact": strength-0 pixels pasted back from the source; "none"
     eta: float = 0.0  # DDIM eta (0 = deterministic DDIM)
+    skip_steps: str = "auto"  # skip model calls while every pixel is pinned: auto (when exact), always, never
+    crop: str | tuple[int, int, int, int] | None = None  # "auto": diffuse only around the edit; or (x, y, w, h)
+    crop_margin: int = 32  # pixels of context kept around the edited area with crop="auto"
+    crop_resize: int | str | None = None  # diffuse the crop with its longer side at N pixels, or "native"
+    switch_at: float | None = None  # with a refiner: share of the schedule the base runs (default 0.8)
 
     def validate(self) -> None:
         def number(name: str, value: Any) -> float:
@@ -82,6 +93,22 @@ class EditSettings:
         if self.preserve not in PRESERVE:
             raise InputError(f"preserve: unknown value {self.preserve!r}; choose one of {', '.join(PRESERVE)}")
         scheduler_name(self.scheduler)
+        if self.skip_steps not in SKIP_STEPS:
+            raise InputError(f"skip_steps: unknown value {self.skip_steps!r}; choose one of {', '.join(SKIP_STEPS)}")
+        if self.crop is not None and self.crop != "auto":
+            box = self.crop
+            if isinstance(box, (str, bytes)) or not isinstance(box, Sequence) or len(box) != 4 or any(
+                isinstance(v, bool) or not isinstance(v, (int, np.integer)) for v in box
+            ) or box[2] < 1 or box[3] < 1:
+                raise InputError(f"crop: expected 'auto', None or an (x, y, w, h) box of integers, got {box!r}")
+        if isinstance(self.crop_margin, bool) or not isinstance(self.crop_margin, int) or self.crop_margin < 0:
+            raise InputError(f"crop_margin: expected an integer >= 0, got {self.crop_margin!r}")
+        if self.crop_resize not in (None, "native") and (
+            isinstance(self.crop_resize, bool) or not isinstance(self.crop_resize, int) or self.crop_resize < 8
+        ):
+            raise InputError(f"crop_resize: expected 'native' or an integer >= 8, got {self.crop_resize!r}")
+        if self.switch_at is not None and not 0.0 < number("switch_at", self.switch_at) < 1.0:
+            raise InputError(f"switch_at: must lie in (0, 1), got {self.switch_at!r}")
 
 
 @dataclass
@@ -181,6 +208,20 @@ def prepare_inputs(
     return _Inputs(image, images, maps, combined.astype(np.float64), labels, notes)
 
 
+def crop_inputs(inputs: _Inputs, box: tuple[int, int, int, int]) -> _Inputs:
+    """The part of every image and map inside `box` (x, y, w, h)."""
+    x, y, w, h = box
+
+    def cut(picture: Image.Image) -> Image.Image:
+        return picture.crop((x, y, x + w, y + h))
+
+    return _Inputs(
+        cut(inputs.source), [cut(e) for e in inputs.exemplars],
+        [m[y:y + h, x:x + w] for m in inputs.exemplar_maps], inputs.strength[y:y + h, x:x + w],
+        inputs.labels, inputs.notes,
+    )
+
+
 def _pad(array: np.ndarray, multiple: int) -> np.ndarray:
     """Edge-pad (H, W, ...) at the bottom and right up to a multiple: no border pixel is cropped away."""
     h, w = array.shape[:2]
@@ -189,11 +230,33 @@ def _pad(array: np.ndarray, multiple: int) -> np.ndarray:
 
 
 class Editor:
-    """A loaded diffusion model ready for PIXELS edits."""
+    """A loaded diffusion model ready for PIXELS edits, optionally with a refiner for the last steps."""
 
-    def __init__(self, adapter: Adapter, model_id: str | None = None) -> None:
+    def __init__(self, adapter: Adapter, model_id: str | None = None, refiner: Adapter | None = None,
+                 refiner_id: str | None = None) -> None:
         self.adapter = adapter
         self.model_id = model_id or getattr(adapter.pipe, "name_or_path", None) or type(adapter.pipe).__name__
+        self.refiner = None
+        self.refiner_id = None
+        if refiner is not None:
+            self.set_refiner(refiner, refiner_id)
+
+    def set_refiner(self, refiner: Adapter | None, refiner_id: str | None = None) -> None:
+        """Hand the last part of every schedule to `refiner` (None removes it); both share one latent space."""
+        if refiner is not None:
+            base = self.adapter
+            same_space = (
+                base.family == refiner.family != "pixel" or {base.family, refiner.family} == {"sd", "sdxl"}
+            ) and base.vae_scale_factor == refiner.vae_scale_factor and base.latent_channels == refiner.latent_channels
+            if not same_space:
+                raise InputError(
+                    f"refiner: a {refiner.family} model cannot continue a {base.family} model's latents; the"
+                    " refiner must share the base model's latent space (e.g. SDXL base with SDXL refiner)"
+                )
+        self.refiner = refiner
+        self.refiner_id = None if refiner is None else (
+            refiner_id or getattr(refiner.pipe, "name_or_path", None) or type(refiner.pipe).__name__
+        )
 
     @classmethod
     def from_pretrained(
@@ -202,23 +265,44 @@ class Editor:
         device: str | torch.device = "auto",
         dtype: str | torch.dtype = "auto",
         *,
+        refiner: str | None = None,
+        memory: MemoryOptions | None = None,
         allow_unsafe_pickle: bool = False,
         local_files_only: bool | None = None,
         config: str | None = None,
     ) -> Editor:
-        """Load from a hub id, a local diffusers folder or a single .safetensors checkpoint."""
+        """Load from a hub id, a local diffusers folder or a single .safetensors checkpoint.
+
+        refiner: a second model (SDXL refiner) for the end of the schedule; it reuses the base model's
+        VAE and second text encoder. memory: memory-saving options (attention slicing, offload, ...).
+        """
         dev = resolve_device(device)
-        pipe = load_pipeline(
-            model, device=dev, dtype=resolve_dtype(dtype, dev), allow_unsafe_pickle=allow_unsafe_pickle,
-            local_files_only=local_files_only, config=config,
+        memory = memory or MemoryOptions()
+        memory.validate(dev)
+        load = partial(
+            load_pipeline, device=memory.load_device(dev), dtype=resolve_dtype(dtype, dev),
+            allow_unsafe_pickle=allow_unsafe_pickle, local_files_only=local_files_only,
         )
-        return cls(adapter_for(pipe), model_id=str(model))
+        pipe = memory.apply(load(model, config=config), dev)
+        refiner_adapter = None
+        if refiner is not None:
+            shared = {name: getattr(pipe, name) for name in ("vae", "text_encoder_2") if getattr(pipe, name, None)}
+            refiner_adapter = adapter_for(memory.apply(load(refiner, components=shared, name="refiner"), dev))
+        return cls(adapter_for(pipe), model_id=str(model), refiner=refiner_adapter,
+                   refiner_id=None if refiner is None else str(refiner))
 
     @classmethod
-    def from_pipe(cls, pipe) -> Editor:
-        """Reuse the components of an already loaded diffusers pipeline (no copy, no reload)."""
-        family = adapter_class(type(pipe).__name__, getattr(pipe, "name_or_path", None) or type(pipe).__name__)
-        return cls(adapter_for(family.prepare(pipe)))
+    def from_pipe(cls, pipe, refiner=None, memory: MemoryOptions | None = None) -> Editor:
+        """Reuse the components of already loaded diffusers pipelines (no copy, no reload)."""
+        def wrap(p):
+            family = adapter_class(type(p).__name__, getattr(p, "name_or_path", None) or type(p).__name__)
+            prepared = family.prepare(p)
+            if memory is not None:
+                memory.validate(prepared._execution_device)
+                memory.apply(prepared, prepared._execution_device)
+            return adapter_for(prepared)
+
+        return cls(wrap(pipe), refiner=None if refiner is None else wrap(refiner))
 
     def edit(
         self,
@@ -238,6 +322,12 @@ class Editor:
         preserve: str = "exact",
         scheduler: str | None = None,
         eta: float = 0.0,
+        skip_steps: str = "auto",
+        crop: str | tuple[int, int, int, int] | None = None,
+        crop_margin: int = 32,
+        crop_resize: int | str | None = None,
+        switch_at: float | None = None,
+        prompt_images: Sequence[tuple[ImageLike, float]] = (),
         on_step: Callable[[int, int], None] | None = None,
     ) -> EditResult:
         """Edit `source`: each exemplar is grafted where its map is 1 and every pixel is released by its
@@ -247,8 +337,11 @@ class Editor:
             prompt=prompt, negative_prompt=negative_prompt, num_inference_steps=num_inference_steps,
             strength=strength, denoising_start=denoising_start, guidance_scale=guidance_scale,
             scheduler=scheduler, mode=mode, invert_map=invert_map, preserve=preserve, eta=eta,
+            skip_steps=skip_steps, crop=crop, crop_margin=crop_margin, crop_resize=crop_resize, switch_at=switch_at,
         )
         settings.validate()
+        if switch_at is not None and self.refiner is None:
+            raise InputError("switch_at: this editor has no refiner to switch to; load one with refiner=...")
         if generator is not None and seed is not None:
             raise InputError("seed: pass either seed or generator, not both")
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**64):
@@ -257,41 +350,133 @@ class Editor:
             seed = secrets.randbits(32) if seed is None else seed
             generator = torch.Generator("cpu").manual_seed(seed)
         inputs = prepare_inputs(source, exemplars, strength_map, invert_map)
+        image_prompts = load_prompt_images(prompt_images)
         for note in inputs.notes:
             warnings.warn(note, stacklevel=2)
 
+        # 2. Crop to the edited area (optional): the rest of the frame is the source, untouched
+        src = np.asarray(inputs.source)
+        height, width = src.shape[:2]
+        box = self._crop_box(settings, inputs.strength)
+        work = inputs if box is None else crop_inputs(inputs, box)
+        scale_to = None if box is None else self._crop_scale(settings.crop_resize, box)
+
+        # 3. Diffuse
+        out, details = self._diffuse(work, settings, generator, image_prompts, scale_to, on_step)
+
+        # 4. Paste back: the crop into the frame (the rest is the source), then the kept pixels
+        if box is not None:
+            x, y, w, h = box
+            frame = src.copy()
+            frame[y:y + h, x:x + w] = out
+            out = frame
+        if settings.preserve == "exact":
+            out = np.where((inputs.strength == 0)[..., None], src, out)
+
+        metadata = {
+            **asdict(settings),
+            "crop": None if settings.crop is None else (settings.crop if isinstance(settings.crop, str)
+                                                        else list(settings.crop)),
+            "scheduler": settings.scheduler or "default",
+            "seed": seed,
+            "model": self.model_id,
+            "family": self.adapter.family,
+            **details,
+            "size": [width, height],
+            "crop_box": None if box is None else list(box),
+            **inputs.labels,
+            "prompt_images": [{"image": _label(p), "weight": float(w)} for p, w in prompt_images],
+            "notes": inputs.notes,
+            "pixels_version": __version__,
+        }
+        return EditResult(Image.fromarray(out), metadata, inputs.strength, inputs.exemplars, inputs.exemplar_maps)
+
+    # -- pieces of an edit -------------------------------------------------------------------
+    def _crop_box(self, settings: EditSettings, strength: np.ndarray) -> tuple[int, int, int, int] | None:
+        """The (x, y, w, h) area to diffuse, or None for the whole frame."""
+        if settings.crop is None:
+            return None
+        size = (strength.shape[1], strength.shape[0])
+        if settings.crop == "auto":
+            edited = region_box(strength)
+            if edited is None:
+                return None  # nothing is edited: the full frame is as cheap as any crop
+            return crop_around(edited, settings.crop_margin, size, self.adapter.size_multiple)
+        x, y, w, h = check_box(settings.crop, "crop", size)
+        x0, y0 = max(x, 0), max(y, 0)
+        x1, y1 = min(x + w, size[0]), min(y + h, size[1])
+        if (strength[:y0].any() or strength[y1:].any() or strength[:, :x0].any() or strength[:, x1:].any()):
+            raise InputError(f"crop: {tuple(settings.crop)!r} cuts through the edited area; give a larger box")
+        return x0, y0, x1 - x0, y1 - y0
+
+    def _crop_scale(self, resize: int | str | None, box: tuple[int, int, int, int]) -> tuple[int, int] | None:
+        """(W, H) the crop is resized to before diffusing, or None to diffuse it at its own size."""
+        if resize is None:
+            return None
+        longest = self.adapter.native_size if resize == "native" else resize
+        w, h = box[2], box[3]
+        multiple = self.adapter.size_multiple
+        scale = longest / max(w, h)
+        return (max(multiple, round(w * scale / multiple) * multiple), max(multiple, round(h * scale / multiple) * multiple))
+
+    def _stages(
+        self, settings: EditSettings, generator: torch.Generator, latent_size: tuple[int, int], frame: tuple[int, int],
+        image_prompts: list[tuple[Image.Image, float]],
+    ) -> list[Stage]:
+        """The models that run the schedule: the base model, then the refiner from `switch_at` on."""
+        def stage(adapter: Adapter, **truncation) -> Stage:
+            sched = adapter.make_scheduler(settings.scheduler)
+            timesteps = adapter.timesteps(sched, settings.num_inference_steps, settings.strength,
+                                          latent_size=latent_size, **truncation)
+            guidance = adapter.guidance(settings.guidance_scale)
+            cond = adapter.encode_prompt(settings.prompt, settings.negative_prompt, guidance, frame, image_prompts)
+            return Stage(adapter, sched, timesteps, cond, guidance, step_kwargs(sched, generator, settings.eta))
+
+        if self.refiner is None:
+            return [stage(self.adapter, denoising_start=settings.denoising_start)]
+        switch = DEFAULT_SWITCH if settings.switch_at is None else settings.switch_at
+        base = stage(self.adapter, denoising_start=settings.denoising_start, denoising_end=switch)
+        if len(base.timesteps) == 0:  # the edit starts after the switch: the refiner runs all of it
+            return [stage(self.refiner, denoising_start=settings.denoising_start)]
+        start = switch if settings.denoising_start is None else max(switch, settings.denoising_start)
+        return [base, stage(self.refiner, denoising_start=start)]
+
+    def _diffuse(
+        self, inputs: _Inputs, settings: EditSettings, generator: torch.Generator,
+        image_prompts: list[tuple[Image.Image, float]], scale_to: tuple[int, int] | None,
+        on_step: Callable[[int, int], None] | None,
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        """Run the model on `inputs` (the frame, or a crop of it); returns (H, W, 3) uint8 and metadata."""
         adapter = self.adapter
         device, dtype = adapter.device, adapter.dtype
         f, multiple = adapter.vae_scale_factor, adapter.size_multiple
-
-        # 2. Pad to the model's size multiple and build the latent keep map and graft masks
         src = np.asarray(inputs.source)
         height, width = src.shape[:2]
-        padded = _pad(src, multiple)
-        latent_size = (padded.shape[0] // f, padded.shape[1] // f)
-        keep = to_latent_map(_pad(1.0 - inputs.strength, multiple), latent_size).to(device)
+        pictures = [src] + [np.asarray(e) for e in inputs.exemplars]
+        strength, maps = inputs.strength, inputs.exemplar_maps
+        if scale_to is not None:
+            pictures = [np.asarray(Image.fromarray(p).resize(scale_to, Image.LANCZOS)) for p in pictures]
+            strength, *maps = [_resize_map(m, scale_to) for m in [strength, *maps]]
+
+        # Pad to the model's size multiple and build the latent keep map and graft masks
+        padded = [_pad(p, multiple) for p in pictures]
+        latent_size = (padded[0].shape[0] // f, padded[0].shape[1] // f)
+        keep = to_latent_map(_pad(1.0 - strength, multiple), latent_size).to(device)
         # keep = 1 - m is resized (as the reference resizes its keep map); the graft is where it is exactly 0
-        exemplar_keeps = [to_latent_map(_pad(1.0 - m, multiple), latent_size).to(device) for m in inputs.exemplar_maps]
+        exemplar_keeps = [to_latent_map(_pad(1.0 - m, multiple), latent_size).to(device) for m in maps]
         graft_weights = [(~(k > 0)).to(dtype) for k in exemplar_keeps]
 
-        # 3. Encode the prompt
-        guidance = adapter.guidance(settings.guidance_scale)
-        cond = adapter.encode_prompt(settings.prompt, settings.negative_prompt, guidance, padded.shape[:2])
+        # Prompts, timesteps (img2img truncation) on fresh schedulers, one per stage
+        stages = self._stages(settings, generator, latent_size, padded[0].shape[:2], image_prompts)
 
-        # 4. Timesteps (img2img truncation) on a fresh scheduler
-        sched = make_scheduler(adapter.pipe.scheduler, settings.scheduler)
-        timesteps = img2img_timesteps(
-            sched, settings.num_inference_steps, settings.strength, settings.denoising_start, device
-        )
-
-        # 5. One VAE encode and one noise draw per image, source first (diffusers' order)
+        # One VAE encode and one noise draw per image, source first (diffusers' order)
         def encode(picture: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
             latents = adapter.encode_image(to_tensor(Image.fromarray(picture)), generator)
             return latents, randn_tensor(latents.shape, generator=generator, device=device, dtype=latents.dtype)
 
-        surgery = Surgery(*encode(padded), keep=keep)
-        if inputs.exemplars:
-            encoded = [encode(_pad(np.asarray(e), multiple)) for e in inputs.exemplars]
+        surgery = Surgery(*encode(padded[0]), keep=keep)
+        if len(padded) > 1:
+            encoded = [encode(p) for p in padded[1:]]
             exemplar_latents, exemplar_noises = [z for z, _ in encoded], [n for _, n in encoded]
             surgery.graft, surgery.graft_noise, total = combine_grafts(graft_weights, exemplar_latents, exemplar_noises)
             surgery.graft_mask = total > 0
@@ -302,31 +487,32 @@ class Editor:
                 surgery.source, surgery.source_noise = blend_into_source(
                     surgery.source, surgery.source_noise, amount.clamp(max=1), mixed, mixed_noise
                 )
+        if any(s.adapter.inpaint for s in stages):
+            # the masked source of inpainting models: blank (mid-gray) where released, encoded after all draws
+            surgery.blank = adapter.encode_image(torch.zeros(1, 3, *padded[0].shape[:2]), generator)
 
-        # 6. Denoise
-        latents, calls = denoise(
-            adapter, sched, timesteps, cond, guidance, surgery, step_kwargs(sched, generator, settings.eta), on_step
-        )
+        # Skip the model calls whose output the next pin overwrites
+        num_steps = sum(len(s.timesteps) for s in stages)
+        exact = all(skipping_is_exact(s.scheduler, settings.eta) for s in stages)
+        skip = settings.skip_steps == "always" or (settings.skip_steps == "auto" and exact)
+        start = first_needed_step(keep, num_steps) if skip else 0
 
-        # 7. Decode, crop the padding, paste back the kept pixels
-        out = np.array(to_pil(adapter.decode(latents)))[:height, :width]
-        if settings.preserve == "exact":
-            out = np.where((inputs.strength == 0)[..., None], src, out)
+        latents, calls = denoise(stages, surgery, start, on_step)
 
-        metadata = {
-            **asdict(settings),
-            "scheduler": settings.scheduler or "default",
-            "scheduler_class": type(sched).__name__,
-            "seed": seed,
-            "model": self.model_id,
-            "family": adapter.family,
-            **cond.settings,
+        # Decode with the last model, crop the padding, undo the resize
+        out = np.array(to_pil(stages[-1].adapter.decode(latents)))[: padded[0].shape[0], : padded[0].shape[1]]
+        out = out[: pictures[0].shape[0], : pictures[0].shape[1]]
+        if scale_to is not None:
+            out = np.asarray(Image.fromarray(out).resize((width, height), Image.LANCZOS))
+        details = {
+            "scheduler_class": type(stages[0].scheduler).__name__,
+            **stages[0].cond.settings,
             "dtype": str(dtype).removeprefix("torch."),
-            "size": [width, height],
-            **inputs.labels,
-            "steps_run": len(timesteps),
+            "refiner_model": self.refiner_id,
+            "switch_steps": len(stages[0].timesteps) if len(stages) > 1 else None,
+            "steps_run": num_steps,
             "model_calls": calls,
-            "notes": inputs.notes,
-            "pixels_version": __version__,
+            "skipped_steps": start,
+            "diffused_size": [padded[0].shape[1], padded[0].shape[0]],
         }
-        return EditResult(Image.fromarray(out), metadata, inputs.strength, inputs.exemplars, inputs.exemplar_maps)
+        return out, details

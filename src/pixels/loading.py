@@ -140,40 +140,46 @@ def load_pipeline(
     allow_unsafe_pickle: bool = False,
     local_files_only: bool | None = None,
     config: str | None = None,
+    components: dict | None = None,
+    name: str = "model",
 ):
-    """Load an img2img diffusers pipeline for `model` (hub id, diffusers folder or checkpoint file)."""
+    """Load an img2img diffusers pipeline for `model` (hub id, diffusers folder or checkpoint file).
+
+    components: already loaded modules to reuse instead of loading them (e.g. a shared VAE);
+    name: the argument named in error messages.
+    """
     import diffusers
 
     if not isinstance(model, (str, os.PathLike)) or not str(model).strip():
-        raise InputError(f"model: expected a hub id or a path, got {model!r}")
+        raise InputError(f"{name}: expected a hub id or a path, got {model!r}")
     model = str(model)
     path = bundled_model(model) or Path(model).expanduser()
     if not path.exists() and model in ALIASES:  # a short name (a local file or folder of that name wins)
         known = ALIASES[model]
         if not known.supported:
             raise InputError(
-                f"model: {model!r} ({known.repo}) is a {known.family} model, which this version of pixels does not"
+                f"{name}: {model!r} ({known.repo}) is a {known.family} model, which this version of pixels does not"
                 f" support yet; `pixels models` lists the supported ones"
             )
         model = known.repo
         path = Path(model)
-    common = {"torch_dtype": dtype}
+    common = {"torch_dtype": dtype, **(components or {})}
 
     if path.is_file():
         if path.suffix.lower() in PICKLE_SUFFIXES and not allow_unsafe_pickle:
             raise UnsafeCheckpointError(
-                f"model: {model!r} is a pickle checkpoint, and loading a pickle can run arbitrary code;"
+                f"{name}: {model!r} is a pickle checkpoint, and loading a pickle can run arbitrary code;"
                 " convert it to .safetensors, or pass --allow-unsafe-pickle if you trust its source"
             )
         if path.suffix.lower() not in PICKLE_SUFFIXES + (".safetensors",):
-            raise InputError(f"model: {model!r} is neither a .safetensors checkpoint nor a diffusers folder")
+            raise InputError(f"{name}: {model!r} is neither a .safetensors checkpoint nor a diffusers folder")
         cls = getattr(diffusers, single_file_class(path))
         kwargs = dict(common, config=config) if config else common
         try:
             pipe = cls.from_single_file(str(path), local_files_only=local_files_only, **kwargs)
         except (OSError, ValueError) as error:
             raise ModelNotFoundError(
-                f"model: could not build a pipeline from {model!r}: {str(error).strip().splitlines()[0]}\n"
+                f"{name}: could not build a pipeline from {model!r}: {str(error).strip().splitlines()[0]}\n"
                 "  single-file checkpoints need their architecture's diffusers config: pass --config with a"
                 " local diffusers folder (or a cached hub id) of the same family"
             ) from None
@@ -184,7 +190,7 @@ def load_pipeline(
         source = str(path)
     elif path.suffix.lower() in PICKLE_SUFFIXES + (".safetensors",) or model.startswith((".", "/", "~")) \
             or not HUB_ID.match(model):
-        raise ModelNotFoundError(f"model: no such file or folder: {model!r}")
+        raise ModelNotFoundError(f"{name}: no such file or folder: {model!r}")
     else:
         index = _hub_index(model, local_files_only)
         source = model
@@ -197,10 +203,10 @@ def load_pipeline(
         text = str(error)
         if "safetensors" in text.lower() and not allow_unsafe_pickle:
             raise UnsafeCheckpointError(
-                f"model: {model!r} has no .safetensors weights, only pickle files, which can run arbitrary"
+                f"{name}: {model!r} has no .safetensors weights, only pickle files, which can run arbitrary"
                 " code when loaded; convert them, or pass --allow-unsafe-pickle if you trust the source"
             ) from None
         if path.is_dir():
-            raise InputError(f"model: cannot load {model!r}: {text.strip().splitlines()[0]}") from None
+            raise InputError(f"{name}: cannot load {model!r}: {text.strip().splitlines()[0]}") from None
         raise _not_available(model, error) from None
     return pipe.to(device)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -23,6 +24,7 @@ class Surgery:
     graft: torch.Tensor | None = None  # clean exemplar latents, combined over all exemplars
     graft_noise: torch.Tensor | None = None  # their noise, combined with unit variance
     graft_mask: torch.Tensor | None = None  # bool: where the exemplar latents replace the source at step 0
+    blank: torch.Tensor | None = None  # inpainting models: latents of a blank frame, shown where released
 
 
 def combine_grafts(
@@ -70,38 +72,72 @@ def step_kwargs(scheduler, generator: torch.Generator | None, eta: float = 0.0) 
     return kwargs
 
 
+@dataclass
+class Stage:
+    """One model's share of the schedule (SDXL base then refiner hands the latents on mid-schedule)."""
+
+    adapter: Adapter
+    scheduler: Any
+    timesteps: torch.Tensor
+    cond: Conditioning
+    guidance: ClassifierFreeGuidance
+    step_kwargs: dict
+
+
+def _resume(scheduler, skipped: int) -> None:
+    """Start `scheduler` `skipped` steps later than it was set up to (for sigma-indexed schedulers)."""
+    begin = getattr(scheduler, "begin_index", None)
+    if skipped and begin is not None:
+        scheduler.set_begin_index(begin + skipped * getattr(scheduler, "order", 1))
+
+
 @torch.no_grad()
 def denoise(
-    adapter: Adapter,
-    scheduler,
-    timesteps: torch.Tensor,
-    cond: Conditioning,
-    guidance: ClassifierFreeGuidance,
+    stages: list[Stage],
     surgery: Surgery,
-    extra_step_kwargs: dict,
+    start: int = 0,
     on_step: Callable[[int, int], None] | None = None,
 ) -> tuple[torch.Tensor, int]:
-    """Run the K steps; returns the final latents (1, C, h, w) and the number of model calls made."""
-    num_steps = len(timesteps)
+    """Run the K steps of all stages as one schedule; returns the final latents (1, C, h, w) and the
+    number of model calls made.
+
+    A pixel is pinned while keep > i/K, with i counted across stages. Steps before `start` are
+    skipped (see `schedule.first_needed_step`): the latents at `start` are rebuilt from the source.
+    """
+    num_steps = sum(len(stage.timesteps) for stage in stages)
     latents: torch.Tensor | None = None
     calls = 0
-    for i, t in enumerate(timesteps):
-        pinned = keep_mask(surgery.keep, i, num_steps)
-        noised_source = adapter.add_noise(scheduler, surgery.source, surgery.source_noise, t)
-        if latents is None:
-            # Latent surgery: the released pixels start from the noised exemplar where it is grafted.
-            latents = noised_source
-            if surgery.graft is not None:
-                noised_graft = adapter.add_noise(scheduler, surgery.graft, surgery.graft_noise, t)
-                latents = torch.where(surgery.graft_mask, noised_graft, latents)
-        # Pin the pixels not yet released to the noised source (Differential Diffusion).
-        latents = torch.where(pinned, noised_source, latents)
+    i = -1
+    for stage in stages:
+        adapter, scheduler, guidance = stage.adapter, stage.scheduler, stage.guidance
+        _resume(scheduler, min(max(start - (i + 1), 0), len(stage.timesteps)))
+        for t in stage.timesteps:
+            i += 1
+            if i < start:
+                continue
+            pinned = keep_mask(surgery.keep, i, num_steps)
+            noised_source = adapter.add_noise(scheduler, surgery.source, surgery.source_noise, t)
+            if latents is None:
+                # Latent surgery: the released pixels start from the noised exemplar where it is grafted.
+                latents = noised_source
+                if surgery.graft is not None:
+                    noised_graft = adapter.add_noise(scheduler, surgery.graft, surgery.graft_noise, t)
+                    latents = torch.where(surgery.graft_mask, noised_graft, latents)
+            # Pin the pixels not yet released to the noised source (Differential Diffusion).
+            latents = torch.where(pinned, noised_source, latents)
 
-        model_input = adapter.scale_model_input(scheduler, guidance.expand(latents), t)
-        prediction = guidance.combine(adapter.predict(model_input, t, cond))
-        latents = scheduler.step(prediction, t, latents, **extra_step_kwargs, return_dict=False)[0]
-        calls += 1
-        if on_step is not None:
-            on_step(i + 1, num_steps)
+            model_input = adapter.scale_model_input(scheduler, guidance.expand(latents), t)
+            if adapter.inpaint:
+                # Inpainting models see which pixels are still to be made and the source around them.
+                assert surgery.blank is not None
+                masked = torch.where(pinned, surgery.source, surgery.blank)
+                model_input = adapter.inpaint_input(
+                    model_input, guidance.expand((~pinned).to(latents.dtype)), guidance.expand(masked)
+                )
+            prediction = guidance.combine(adapter.predict(model_input, t, stage.cond))
+            latents = scheduler.step(prediction, t, latents, **stage.step_kwargs, return_dict=False)[0]
+            calls += 1
+            if on_step is not None:
+                on_step(i + 1 - start, num_steps - start)
     assert latents is not None
     return latents, calls

@@ -14,13 +14,15 @@ from .errors import InputError
 
 
 def img2img_timesteps(
-    scheduler, num_inference_steps: int, strength: float, denoising_start: float | None, device: torch.device
+    scheduler, num_inference_steps: int, strength: float, denoising_start: float | None, device: torch.device,
+    denoising_end: float | None = None,
 ) -> torch.Tensor:
     """Set the scheduler up and return the truncated img2img timesteps t_0 > ... > t_{K-1}.
 
     Same truncation as diffusers' SD/SDXL img2img pipelines, so a full-strength edit runs the very
     same steps: `strength` keeps the last int(N * strength) steps; `denoising_start` (SDXL refiner
-    style) keeps the steps below the training timestep (1 - denoising_start) * T instead.
+    style) keeps the steps below the training timestep (1 - denoising_start) * T instead;
+    `denoising_end` (SDXL base style) stops before the training timestep (1 - denoising_end) * T.
     """
     scheduler.set_timesteps(num_inference_steps, device=device)
     order = getattr(scheduler, "order", 1)
@@ -35,7 +37,11 @@ def img2img_timesteps(
             count += 1
         begin = len(scheduler.timesteps) - count
     timesteps = scheduler.timesteps[begin:]
-    if len(timesteps) == 0:
+    if denoising_end is not None:
+        train_steps = scheduler.config.num_train_timesteps
+        cutoff = int(round(train_steps - denoising_end * train_steps))
+        timesteps = timesteps[: int((timesteps >= cutoff).sum().item())]
+    if len(timesteps) == 0 and denoising_end is None:
         raise InputError(
             f"no denoising step left: num_inference_steps={num_inference_steps} with strength={strength}"
             f" and denoising_start={denoising_start} keeps 0 steps; raise the steps or the strength"
@@ -58,3 +64,15 @@ def keep_mask(keep: torch.Tensor, step: int, num_steps: int) -> torch.Tensor:
     """Pixels still pinned to the noised source at step `step` of `num_steps`: keep > step / K (strict)."""
     return keep > step / num_steps
 
+
+
+def first_needed_step(keep: torch.Tensor, num_steps: int) -> int:
+    """The first step whose model call matters: one before the first step that releases any pixel.
+
+    While every pixel is pinned, the model's output is overwritten by the next step's pin, so the calls
+    before this step can be skipped. With nothing ever released only the last call is needed.
+    """
+    for step in range(num_steps):
+        if not bool(keep_mask(keep, step, num_steps).all()):
+            return max(step - 1, 0)
+    return num_steps - 1

@@ -38,3 +38,22 @@ def make_scheduler(model_scheduler, name: str | None):
         return type(model_scheduler).from_config(model_scheduler.config)
     cls, overrides = SCHEDULERS[key]
     return cls.from_config(model_scheduler.config, **overrides)
+
+
+def skipping_is_exact(scheduler, eta: float = 0.0) -> bool:
+    """Whether starting this scheduler mid-schedule gives the very latents a full run would give there.
+
+    True for deterministic first-order solvers, whose step depends only on the current latents, the
+    model output and the step position: DDIM with eta 0, Euler without churn, flow-matching Euler.
+    Multistep solvers (DPM++, UniPC, PNDM) keep a history of model outputs and ancestral/stochastic
+    ones draw noise at each step, so skipping steps changes their result slightly.
+    """
+    name = type(scheduler).__name__
+    config = scheduler.config
+    if name == "DDIMScheduler":
+        return eta == 0.0
+    if name == "EulerDiscreteScheduler":
+        return True  # churn is a step argument pixels never sets (0: no noise is added)
+    if name == "FlowMatchEulerDiscreteScheduler":
+        return not config.get("stochastic_sampling", False)
+    return False

@@ -6,12 +6,17 @@ encoders, `encode_prompt`); it never re-implements a pipeline's `__call__`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
+from PIL import Image
 
+from ..errors import InputError
 from ..guidance import ClassifierFreeGuidance
+from ..schedule import img2img_timesteps
+from ..schedulers import make_scheduler
 
 
 @dataclass
@@ -52,16 +57,14 @@ class Adapter:
     @classmethod
     def check(cls, pipe) -> None:
         """Refuse pipelines whose denoiser this adapter cannot drive."""
-        from ..errors import InputError
-
         unet, vae = getattr(pipe, "unet", None), getattr(pipe, "vae", None)
         if unet is None or vae is None:
             raise InputError(f"{type(pipe).__name__}: the pipeline needs both a unet and a vae component")
-        if unet.config.in_channels != vae.config.latent_channels:
+        channels, latent = unet.config.in_channels, vae.config.latent_channels
+        if channels not in (latent, 2 * latent + 1):
             raise InputError(
-                f"{type(pipe).__name__}: the UNet takes {unet.config.in_channels} input channels but the VAE"
-                f" makes {vae.config.latent_channels}; inpainting checkpoints (9-channel UNets) are not"
-                " supported yet"
+                f"{type(pipe).__name__}: the UNet takes {channels} input channels but the VAE makes {latent};"
+                f" expected {latent} (a generation model) or {2 * latent + 1} (an inpainting model)"
             )
 
     # -- properties --------------------------------------------------------------------------
@@ -83,6 +86,20 @@ class Adapter:
         return self.pipe.vae_scale_factor
 
     @property
+    def native_size(self) -> int:
+        """The side, in pixels, of the images the model was trained on."""
+        return int(self.denoiser.config.sample_size) * self.vae_scale_factor
+
+    @property
+    def latent_channels(self) -> int:
+        return self.pipe.vae.config.latent_channels
+
+    @property
+    def inpaint(self) -> bool:
+        """Inpainting checkpoints take the mask and the masked source as extra input channels."""
+        return self.denoiser.config.in_channels > self.latent_channels
+
+    @property
     def size_multiple(self) -> int:
         """Frames are edge-padded to a multiple of this many pixels before encoding."""
         return self.vae_scale_factor
@@ -92,10 +109,37 @@ class Adapter:
         return ClassifierFreeGuidance(scale)
 
     def encode_prompt(
-        self, prompt: str, negative_prompt: str, guidance: ClassifierFreeGuidance, image_size: tuple[int, int]
+        self, prompt: str, negative_prompt: str, guidance: ClassifierFreeGuidance, image_size: tuple[int, int],
+        prompt_images: Sequence[tuple[Image.Image, float]] = (),
     ) -> Conditioning:
-        """image_size: (H, W) in pixels of the frame being denoised."""
+        """image_size: (H, W) in pixels of the frame being denoised. prompt_images: (image, weight) pairs
+        mixed into the conditioning, for families conditioned on image embeddings (Kandinsky)."""
         raise NotImplementedError
+
+    def _no_prompt_images(self, prompt_images: Sequence) -> None:
+        if prompt_images:
+            raise InputError(
+                f"prompt_images: the {self.family} family is conditioned on text only; image prompts need a"
+                " model conditioned on image embeddings (Kandinsky 2.2)"
+            )
+
+    # -- sampling ----------------------------------------------------------------------------
+    def make_scheduler(self, name: str | None):
+        """A fresh scheduler for one edit: the model's own (name None) or one chosen by short name."""
+        return make_scheduler(self.pipe.scheduler, name)
+
+    def timesteps(
+        self, scheduler, num_inference_steps: int, strength: float, *, latent_size: tuple[int, int],
+        denoising_start: float | None = None, denoising_end: float | None = None,
+    ) -> torch.Tensor:
+        """Set `scheduler` up and return the timesteps this edit runs (img2img truncation).
+
+        latent_size: (h, w) of the latents, for families whose schedule depends on the image size.
+        denoising_end: stop there (a base model handing over to a refiner); the result may then be empty.
+        """
+        return img2img_timesteps(
+            scheduler, num_inference_steps, strength, denoising_start, self.device, denoising_end
+        )
 
     # -- latent space ------------------------------------------------------------------------
     def _vae_fp32(self) -> bool:
@@ -162,6 +206,14 @@ class Adapter:
     def scale_model_input(self, scheduler, latents: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """Scheduler-specific input scaling (sigma schedulers divide by sqrt(sigma^2 + 1))."""
         return scheduler.scale_model_input(latents, t)
+
+    def inpaint_input(self, latents: torch.Tensor, released: torch.Tensor, masked: torch.Tensor) -> torch.Tensor:
+        """Inpainting checkpoints: the denoiser input with the mask and masked-source channels appended.
+
+        latents: (B, C, h, w) scaled model input; released: (B, 1, h, w), 1 where the pixel is released
+        (the inpainting mask); masked: (B, C, h, w) latents of the source with released pixels blanked.
+        """
+        return torch.cat([latents, released, masked], dim=1)
 
     # -- the model call ----------------------------------------------------------------------
     def predict(self, latents: torch.Tensor, t: torch.Tensor, cond: Conditioning) -> torch.Tensor:

@@ -6,6 +6,8 @@ factor 1), so latent surgery grafts exemplar pixels directly. pixels' bundled de
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 
 from ..errors import InputError
@@ -47,6 +49,14 @@ class PixelSpaceAdapter(Adapter):
         return 1  # the model works on pixels
 
     @property
+    def latent_channels(self) -> int:
+        return self.denoiser.config.in_channels
+
+    @property
+    def native_size(self) -> int:
+        return int(self.denoiser.config.sample_size)
+
+    @property
     def size_multiple(self) -> int:
         # The UNet halves the resolution len(blocks) - 1 times and cannot upsample back odd sizes.
         return 2 ** (len(self.denoiser.config.block_out_channels) - 1)
@@ -55,8 +65,10 @@ class PixelSpaceAdapter(Adapter):
         return ClassifierFreeGuidance(1.0)  # unconditional: there is no second branch to guide with
 
     def encode_prompt(
-        self, prompt: str, negative_prompt: str, guidance: ClassifierFreeGuidance, image_size: tuple[int, int]
+        self, prompt: str, negative_prompt: str, guidance: ClassifierFreeGuidance, image_size: tuple[int, int],
+        prompt_images: Sequence = (),
     ) -> Conditioning:
+        self._no_prompt_images(prompt_images)
         if prompt or negative_prompt:
             raise InputError(
                 "prompt: this model is unconditional and takes no text; leave --prompt and --negative-prompt"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 
 from ..guidance import ClassifierFreeGuidance
@@ -30,8 +32,10 @@ class StableDiffusionAdapter(Adapter):
 
     @torch.no_grad()
     def encode_prompt(
-        self, prompt: str, negative_prompt: str, guidance: ClassifierFreeGuidance, image_size: tuple[int, int]
+        self, prompt: str, negative_prompt: str, guidance: ClassifierFreeGuidance, image_size: tuple[int, int],
+        prompt_images: Sequence = (),
     ) -> Conditioning:
+        self._no_prompt_images(prompt_images)
         embeds, negative = self.pipe.encode_prompt(
             prompt, self.device, 1, guidance.enabled, negative_prompt or None
         )

@@ -3,6 +3,8 @@ micro-conditioning time ids (the refiner's carry an aesthetic score instead of t
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 
 from ..guidance import ClassifierFreeGuidance
@@ -24,8 +26,10 @@ class StableDiffusionXLAdapter(StableDiffusionAdapter):
 
     @torch.no_grad()
     def encode_prompt(
-        self, prompt: str, negative_prompt: str, guidance: ClassifierFreeGuidance, image_size: tuple[int, int]
+        self, prompt: str, negative_prompt: str, guidance: ClassifierFreeGuidance, image_size: tuple[int, int],
+        prompt_images: Sequence = (),
     ) -> Conditioning:
+        self._no_prompt_images(prompt_images)
         pipe = self.pipe
         embeds, negative, pooled, negative_pooled = pipe.encode_prompt(
             prompt=prompt,

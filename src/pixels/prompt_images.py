@@ -1,0 +1,47 @@
+"""Image prompts: pictures mixed with the text prompt, each with a weight (Kandinsky-style conditioning)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from PIL import Image
+
+from .errors import InputError
+from .images import ImageLike, load_image
+
+
+def load_prompt_images(prompt_images: Sequence) -> list[tuple[Image.Image, float]]:
+    """Check and load `[(image, weight), ...]` (a bare image means weight 1) into RGB images and floats."""
+    if prompt_images is None:
+        return []
+    if isinstance(prompt_images, (str, bytes, Image.Image, np.ndarray)) or not isinstance(prompt_images, Sequence):
+        raise InputError(f"prompt_images: expected a list of (image, weight) pairs, got {type(prompt_images).__name__}")
+    loaded = []
+    for k, item in enumerate(prompt_images):
+        name = f"prompt_images[{k}]"
+        image: ImageLike
+        if isinstance(item, tuple):
+            if len(item) != 2:
+                raise InputError(f"{name}: expected (image, weight), got a tuple of {len(item)}")
+            image, weight = item
+        else:
+            image, weight = item, 1.0
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not np.isfinite(weight) or weight <= 0:
+            raise InputError(f"{name}: the weight must be a number > 0, got {weight!r}")
+        picture, _ = load_image(image, name=name)
+        loaded.append((picture, float(weight)))
+    return loaded
+
+
+def parse_prompt_image(text: str) -> tuple[str, float]:
+    """`PATH[:WEIGHT]` from the command line (a path that exists as written wins over a weight suffix)."""
+    import os
+
+    path, sep, weight = text.rpartition(":")
+    if not sep or os.path.exists(text):
+        return text, 1.0
+    try:
+        return path, float(weight)
+    except ValueError:
+        return text, 1.0
