@@ -20,7 +20,7 @@ from . import __version__
 from .errors import InputError, PixelsError
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
-_FLAGS = {"num_inference_steps": "--steps", "guidance_scale": "--guidance"}
+_FLAGS = {"num_inference_steps": "--steps", "guidance_scale": "--guidance", "prompt_images": "--prompt-image"}
 _BOX = re.compile(r"^(?P<path>.+)@(?P<x>-?\d+),(?P<y>-?\d+),(?P<w>\d+),(?P<h>\d+)$")
 
 
@@ -52,6 +52,27 @@ def _unit_float(text: str) -> float:
         return float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+
+
+def _crop(text: str) -> str | tuple[int, int, int, int]:
+    if text == "auto":
+        return text
+    try:
+        box = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        box = ()
+    if len(box) != 4:
+        raise argparse.ArgumentTypeError(f"expected auto or X,Y,W,H integers, got {text!r}")
+    return box
+
+
+def _crop_resize(text: str) -> int | str:
+    if text == "native":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected native or a number of pixels, got {text!r}") from None
 
 
 def _seed(text: str) -> int:
@@ -119,9 +140,33 @@ def build_parser() -> argparse.ArgumentParser:
                       help="maps use the reference convention: white = keep, black = full edit")
     edit.add_argument("--preserve", default="exact", choices=["exact", "none"],
                       help="exact: strength-0 pixels are copied from the source (default)")
+    edit.add_argument("--prompt-image", dest="prompt_images", action="append", default=[], metavar="PATH[:WEIGHT]",
+                      help="an image mixed into the prompt with a weight (default 1); repeat for several"
+                           " (models conditioned on image embeddings: Kandinsky 2.2)")
+    edit.add_argument("--refiner", metavar="ID|PATH",
+                      help="a second model for the end of the schedule (SDXL refiner); one release schedule spans both")
+    edit.add_argument("--switch-at", type=_unit_float, default=None, metavar="F",
+                      help="with --refiner: fraction of the schedule the base model runs (default 0.8)")
+    edit.add_argument("--skip-steps", default="auto", choices=["auto", "always", "never"],
+                      help="skip model calls while every pixel is still pinned: auto (only where the result is"
+                           " identical, default), always, never")
+    edit.add_argument("--crop", type=_crop, default=None, metavar="auto|X,Y,W,H",
+                      help="diffuse only a box around the edited area and paste it back (faster for small edits)")
+    edit.add_argument("--crop-margin", type=int, default=32, metavar="PX",
+                      help="context kept around the edited area with --crop auto (default 32)")
+    edit.add_argument("--crop-resize", type=_crop_resize, default=None, metavar="N|native",
+                      help="diffuse the crop with its longer side at N pixels (native: the model's training size)")
     edit.add_argument("--device", default="auto", metavar="auto|cpu|cuda|mps", help="default auto")
     edit.add_argument("--dtype", default="auto", metavar="auto|fp32|fp16|bf16",
                       help="default auto: fp16 on GPUs, fp32 on the CPU")
+    memory = edit.add_argument_group("memory and speed")
+    memory.add_argument("--attention-slicing", action="store_true", help="attention in slices (less memory)")
+    memory.add_argument("--vae-tiling", action="store_true", help="encode and decode large images in tiles")
+    memory.add_argument("--vae-slicing", action="store_true", help="encode and decode one image at a time")
+    memory.add_argument("--cpu-offload", choices=["model", "sequential"], default=None,
+                        help="keep models on the CPU until they run (GPU only): model, or sequential (least memory)")
+    memory.add_argument("--channels-last", action="store_true", help="NHWC layout for the denoiser")
+    memory.add_argument("--compile", action="store_true", help="torch.compile the denoiser (slow first call)")
     edit.add_argument("--allow-unsafe-pickle", action="store_true",
                       help="allow .ckpt/.bin pickle weights (they can run code: only for sources you trust)")
     edit.add_argument("--offline", action="store_true",
@@ -215,10 +260,20 @@ class _Progress:
             self.bar = None  # the next edit gets a bar of its own
 
 
+def _memory_options(args: argparse.Namespace):
+    from .memory import MemoryOptions
+
+    return MemoryOptions(
+        attention_slicing=args.attention_slicing, vae_tiling=args.vae_tiling, vae_slicing=args.vae_slicing,
+        cpu_offload=args.cpu_offload, channels_last=args.channels_last, compile=args.compile,
+    )
+
+
 def _edit(args: argparse.Namespace) -> int:
     from .editor import EditSettings, Editor, Exemplar, prepare_inputs
     from .loading import resolve_device, resolve_dtype
     from .output import check_output, save_image
+    from .prompt_images import load_prompt_images, parse_prompt_image
 
     if args.spec:
         return _edit_spec(args)
@@ -230,17 +285,26 @@ def _edit(args: argparse.Namespace) -> int:
         prompt=args.prompt, negative_prompt=args.negative_prompt, num_inference_steps=args.steps,
         strength=args.strength, denoising_start=args.denoising_start, guidance_scale=args.guidance,
         scheduler=args.scheduler, mode=args.mode, invert_map=args.invert_map, preserve=args.preserve, eta=args.eta,
+        skip_steps=args.skip_steps, crop=args.crop, crop_margin=args.crop_margin, crop_resize=args.crop_resize,
+        switch_at=args.switch_at,
     )
+    memory = _memory_options(args)
     try:
         settings.validate()
+        memory.validate(resolve_device(args.device))
+        if args.switch_at is not None and not args.refiner:
+            raise InputError("switch_at: give --refiner, the model to switch to")
+        prompt_images = load_prompt_images([parse_prompt_image(text) for text in args.prompt_images])
     except InputError as error:  # name the command-line flag, not the Python argument
         name, _, rest = str(error).partition(":")
+        name = name.split("[")[0]
         raise InputError(f"{_FLAGS.get(name, '--' + name.replace('_', '-'))}:{rest}") from None
     device = resolve_device(args.device)
     dtype = resolve_dtype(args.dtype, device)
     exemplars = [Exemplar(image, strength_map, box, args.fit) for image, strength_map, box in args.exemplars]
     inputs = prepare_inputs(args.source, exemplars, args.map, args.invert_map)
     given = [args.source, args.map, *(p for image, m, _ in args.exemplars for p in (image, m))]
+    given += [path for path, _ in map(parse_prompt_image, args.prompt_images)]
     output = check_output(args.output, overwrite=args.overwrite, inputs=[p for p in given if p])
     sheet_path = None
     if args.contact_sheet:
@@ -253,8 +317,9 @@ def _edit(args: argparse.Namespace) -> int:
 
     progress = _Progress(enabled=not args.quiet and sys.stderr.isatty())
     editor = Editor.from_pretrained(
-        args.model, device=device, dtype=dtype, allow_unsafe_pickle=args.allow_unsafe_pickle,
-        local_files_only=True if args.offline else None, config=args.config,
+        args.model, device=device, dtype=dtype, refiner=args.refiner, memory=memory,
+        allow_unsafe_pickle=args.allow_unsafe_pickle, local_files_only=True if args.offline else None,
+        config=args.config,
     )
     session = None
     if args.save_session:
@@ -264,7 +329,8 @@ def _edit(args: argparse.Namespace) -> int:
     with warnings.catch_warnings(), progress:
         warnings.simplefilter("ignore", UserWarning)  # the input notes were printed above
         run_edit = session.apply if session is not None else partial(editor.edit, args.source)
-        result = run_edit(exemplars, args.map, seed=args.seed, on_step=progress.update, **asdict(settings))
+        result = run_edit(exemplars, args.map, seed=args.seed, on_step=progress.update, prompt_images=prompt_images,
+                          **asdict(settings))
     save_image(result.image, output, result.metadata, overwrite=args.overwrite)
     if session is not None:
         session.save(args.save_session, overwrite=args.overwrite)
@@ -278,6 +344,8 @@ def _edit(args: argparse.Namespace) -> int:
         print(
             f"wrote {output} ({md['size'][0]}x{md['size'][1]}, {md['family']} model, seed {md['seed']},"
             f" {md['steps_run']} steps, {md['model_calls']} model calls, {len(exemplars)} exemplar(s))"
+            + (f", diffused {md['diffused_size'][0]}x{md['diffused_size'][1]} at {tuple(md['crop_box'])}"
+               if md["crop_box"] else "")
         )
     return EXIT_OK
 
@@ -290,8 +358,10 @@ def _edit_spec(args: argparse.Namespace) -> int:
     from .spec import EDIT_KEYS, load_spec
 
     spec = load_spec(args.spec)
-    if args.exemplars or args.map:
-        raise InputError("--spec: the spec lists the exemplars and maps; do not also give -e, -m or --map")
+    if args.exemplars or args.map or args.prompt_images:
+        raise InputError(
+            "--spec: the spec lists the exemplars and maps; do not also give -e, -m, --map or --prompt-image"
+        )
     if args.source and spec.source and args.source != spec.source:
         _note(f"SOURCE {args.source} replaces the spec's source {spec.source}")
     source = args.source or spec.source
@@ -315,8 +385,9 @@ def _edit_spec(args: argparse.Namespace) -> int:
     output = check_output(args.output, overwrite=args.overwrite, inputs=[source, args.spec, *spec.paths()])
     progress = _Progress(enabled=not args.quiet and sys.stderr.isatty())
     editor = Editor.from_pretrained(
-        args.model, device=device, dtype=dtype, allow_unsafe_pickle=args.allow_unsafe_pickle,
-        local_files_only=True if args.offline else None, config=args.config,
+        args.model, device=device, dtype=dtype, refiner=args.refiner, memory=_memory_options(args),
+        allow_unsafe_pickle=args.allow_unsafe_pickle, local_files_only=True if args.offline else None,
+        config=args.config,
     )
     session = EditSession(editor, source)
     for edit in spec.edits:

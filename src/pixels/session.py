@@ -22,10 +22,11 @@ from . import __version__
 from .editor import EditResult, EditSettings, Editor, Exemplar
 from .errors import InputError, PixelsError
 from .images import ImageLike, load_image
+from .prompt_images import load_prompt_images
 
 MANIFEST = "manifest.json"
 _REPLAYED = ("prompt", "negative_prompt", "num_inference_steps", "strength", "denoising_start", "guidance_scale",
-             "scheduler", "mode", "preserve", "eta")
+             "scheduler", "mode", "preserve", "eta", "skip_steps", "crop", "crop_margin", "crop_resize", "switch_at")
 
 
 @dataclass
@@ -38,6 +39,7 @@ class Step:
     strength: np.ndarray  # the combined strength map
     result: Image.Image
     metadata: dict[str, Any] = field(repr=False, default_factory=dict)
+    prompt_images: list[tuple[Image.Image, float]] = field(default_factory=list)  # (image, weight) pairs
 
 
 class EditSession:
@@ -64,12 +66,14 @@ class EditSession:
         seeds so that they can be replayed). Clears the redo stack."""
         if "generator" in settings:
             raise InputError("generator: sessions record seeds to replay edits; pass seed=... instead")
-        result = self.editor.edit(self.current, exemplars=exemplars, strength_map=strength_map, **settings)
+        prompt_images = load_prompt_images(settings.pop("prompt_images", ()))
+        result = self.editor.edit(self.current, exemplars=exemplars, strength_map=strength_map,
+                                  prompt_images=prompt_images, **settings)
         recorded = {k: result.metadata[k] for k in _REPLAYED}
         recorded["scheduler"] = None if recorded["scheduler"] == "default" else recorded["scheduler"]
         recorded["seed"] = result.metadata["seed"]
         self._steps.append(Step(recorded, result.exemplars, result.exemplar_maps, result.strength_map, result.image,
-                                result.metadata))
+                                result.metadata, prompt_images))
         self._undone.clear()
         return result
 
@@ -105,10 +109,14 @@ class EditSession:
                     picture.save(staging / name / f"exemplar-{j}.png")
                     np.save(staging / name / f"exemplar-{j}-map.npy", m)
                     exemplars.append({"image": f"{name}/exemplar-{j}.png", "map": f"{name}/exemplar-{j}-map.npy"})
+                prompts = []
+                for j, (picture, weight) in enumerate(step.prompt_images, 1):
+                    picture.save(staging / name / f"prompt-image-{j}.png")
+                    prompts.append({"image": f"{name}/prompt-image-{j}.png", "weight": weight})
                 np.save(staging / name / "strength.npy", step.strength)
                 step.result.save(staging / name / "result.png")
                 steps.append({"settings": step.settings, "exemplars": exemplars, "strength_map": f"{name}/strength.npy",
-                              "result": f"{name}/result.png"})
+                              "prompt_images": prompts, "result": f"{name}/result.png"})
             manifest = {"pixels_version": __version__, "model": self.editor.model_id, "source": "source.png",
                         "steps": steps}
             (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
@@ -136,13 +144,15 @@ class EditSession:
                 exemplars = [Exemplar(Image.open(root / e["image"]).convert("RGB"), np.load(root / e["map"]))
                              for e in step["exemplars"]]
                 strength = np.load(root / step["strength_map"])
+                prompts = [(Image.open(root / p["image"]).convert("RGB"), p["weight"])
+                           for p in step.get("prompt_images", [])]
             except (OSError, ValueError, KeyError, TypeError) as error:
                 raise InputError(f"steps[{k - 1}]: cannot read the saved inputs ({error})") from None
             unknown = set(settings) - set(_REPLAYED) - {"seed"}
             if unknown:
                 raise InputError(f"steps[{k - 1}].settings: unknown keys {sorted(unknown)}")
             EditSettings(**{k2: v for k2, v in settings.items() if k2 != "seed"}).validate()
-            result = session.apply(exemplars, strength, **settings)
+            result = session.apply(exemplars, strength, prompt_images=prompts, **settings)
             if verify:
                 saved, _ = load_image(root / step["result"], name=f"steps[{k - 1}].result")
                 if not np.array_equal(np.asarray(saved), np.asarray(result.image)):

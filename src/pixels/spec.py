@@ -42,6 +42,11 @@ EDIT_KEYS: dict[str, tuple[str, str]] = {
     "invert_map": ("invert_map", "boolean"),
     "preserve": ("preserve", "string"),
     "eta": ("eta", "number"),
+    "skip_steps": ("skip_steps", "string"),
+    "crop": ("crop", "string or box or null"),
+    "crop_margin": ("crop_margin", "integer"),
+    "crop_resize": ("crop_resize", "string or integer or null"),
+    "switch_at": ("switch_at", "number or null"),
 }
 EXEMPLAR_KEYS = {"image": "path", "map": "path", "box": "[x, y, w, h]", "fit": "string"}
 TOP_KEYS = {"source": "path", "edits": "list of edits"}
@@ -76,6 +81,8 @@ def _check_type(where: str, value: Any, kind: str) -> None:
         "integer": isinstance(value, int) and not isinstance(value, bool),
         "number": isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value),
         "boolean": isinstance(value, bool),
+        "box": isinstance(value, list) and len(value) == 4
+        and all(isinstance(v, int) and not isinstance(v, bool) for v in value),
     }
     allowed = [k.strip() for k in kind.split(" or ")]
     if value is None and "null" in allowed:
