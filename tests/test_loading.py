@@ -139,7 +139,7 @@ def copy_with_index(src: Path, dst: Path, index: str | bytes) -> Path:
     return dst
 
 
-@pytest.mark.parametrize("name", ["KandinskyV22Pipeline", "SomethingElse", "StableDiffusionInpaintPipeline"])
+@pytest.mark.parametrize("name", ["StableCascadeDecoderPipeline", "SomethingElse", "StableDiffusionUpscalePipeline"])
 def test_unsupported_family_lists_supported_pipelines(sd_folder, tmp_path, name):
     index = json.loads((sd_folder / "model_index.json").read_text())
     folder = copy_with_index(sd_folder, tmp_path / "other", json.dumps({**index, "_class_name": name}))

@@ -21,6 +21,7 @@ from .errors import InputError, PixelsError
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 _FLAGS = {"num_inference_steps": "--steps", "guidance_scale": "--guidance", "prompt_images": "--prompt-image"}
+_LATE_CHECKED = {"crop", "switch_at", "refiner", "scheduler"}  # checked once the model is loaded
 _BOX = re.compile(r"^(?P<path>.+)@(?P<x>-?\d+),(?P<y>-?\d+),(?P<w>\d+),(?P<h>\d+)$")
 
 
@@ -260,6 +261,16 @@ class _Progress:
             self.bar = None  # the next edit gets a bar of its own
 
 
+def _as_flag(error: InputError, always: bool = False) -> str:
+    """The error text naming the command-line flag instead of the Python argument (`prompt_images[0]:` ->
+    `--prompt-image:`); with `always` false only for the edit arguments the library checks late."""
+    name, sep, rest = str(error).partition(":")
+    key = name.split("[")[0]
+    if not sep or not (always or key in _FLAGS or key in _LATE_CHECKED):
+        return str(error)
+    return f"{_FLAGS.get(key, '--' + key.replace('_', '-'))}:{rest}"
+
+
 def _memory_options(args: argparse.Namespace):
     from .memory import MemoryOptions
 
@@ -295,10 +306,8 @@ def _edit(args: argparse.Namespace) -> int:
         if args.switch_at is not None and not args.refiner:
             raise InputError("switch_at: give --refiner, the model to switch to")
         prompt_images = load_prompt_images([parse_prompt_image(text) for text in args.prompt_images])
-    except InputError as error:  # name the command-line flag, not the Python argument
-        name, _, rest = str(error).partition(":")
-        name = name.split("[")[0]
-        raise InputError(f"{_FLAGS.get(name, '--' + name.replace('_', '-'))}:{rest}") from None
+    except InputError as error:
+        raise InputError(_as_flag(error, always=True)) from None
     device = resolve_device(args.device)
     dtype = resolve_dtype(args.dtype, device)
     exemplars = [Exemplar(image, strength_map, box, args.fit) for image, strength_map, box in args.exemplars]
@@ -517,7 +526,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 warnings.simplefilter("ignore", DeprecationWarning)
             return args.run(args)
     except InputError as error:
-        print(f"pixels: error: {error}", file=sys.stderr)
+        print(f"pixels: error: {_as_flag(error) if args.command == 'edit' else error}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("pixels: interrupted; nothing was written", file=sys.stderr)

@@ -12,7 +12,7 @@ from .base import Adapter, Conditioning
 
 class StableDiffusionAdapter(Adapter):
     family = "sd"
-    pipeline_classes = ("StableDiffusionPipeline", "StableDiffusionImg2ImgPipeline")
+    pipeline_classes = ("StableDiffusionPipeline", "StableDiffusionImg2ImgPipeline", "StableDiffusionInpaintPipeline")
 
     # The safety checker is a separate classifier model; pixels edits, it does not filter.
     load_kwargs = {"safety_checker": None, "requires_safety_checker": False}

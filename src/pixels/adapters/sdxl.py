@@ -17,7 +17,9 @@ NEGATIVE_AESTHETIC_SCORE = 2.5  # and for its negative branch
 
 class StableDiffusionXLAdapter(StableDiffusionAdapter):
     family = "sdxl"
-    pipeline_classes = ("StableDiffusionXLPipeline", "StableDiffusionXLImg2ImgPipeline")
+    pipeline_classes = (
+        "StableDiffusionXLPipeline", "StableDiffusionXLImg2ImgPipeline", "StableDiffusionXLInpaintPipeline"
+    )
     load_kwargs = {}  # SDXL pipelines have no safety checker
 
     @property
