@@ -17,7 +17,7 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "EditResult": ".editor", "EditSettings": ".editor", "Editor": ".editor", "Exemplar": ".editor",
-    "EditSession": ".session",
+    "EditSession": ".session", "MemoryOptions": ".memory",
     "InputError": ".errors", "ModelNotFoundError": ".errors", "PixelsError": ".errors",
     "UnsafeCheckpointError": ".errors",
 }
@@ -25,6 +25,7 @@ __all__ = [*_EXPORTS, "__version__"]
 
 if TYPE_CHECKING:
     from .editor import EditResult, EditSettings, Editor, Exemplar
+    from .memory import MemoryOptions
     from .session import EditSession
     from .errors import InputError, ModelNotFoundError, PixelsError, UnsafeCheckpointError
 
