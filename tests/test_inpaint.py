@@ -22,7 +22,8 @@ def inpaint_pipe(tmp_path_factory):
     torch.manual_seed(0)
     unet = UNet2DConditionModel(**{**unet_kwargs(), "in_channels": 9})
     return StableDiffusionInpaintPipeline(
-        vae=make_vae(), text_encoder=CLIPTextModel(text_config()), tokenizer=make_tokenizer(tmp_path_factory.mktemp("t")),
+        vae=make_vae(), text_encoder=CLIPTextModel(text_config()),
+        tokenizer=make_tokenizer(tmp_path_factory.mktemp("t")),
         unet=unet, scheduler=make_scheduler(), safety_checker=None, feature_extractor=None,
         requires_safety_checker=False,
     )

@@ -240,3 +240,28 @@ def test_on_step_reports_every_step(sd_pipe):
     result = Editor.from_pipe(sd_pipe).edit(photo(), seed=0, num_inference_steps=10, strength=0.5,
                                             on_step=lambda done, total: seen.append((done, total)))
     assert seen == [(i, 5) for i in range(1, 6)] and result.metadata["steps_run"] == 5
+
+
+def test_guidance_distilled_unets_get_the_users_scale_as_an_embedding(tmp_path):
+    """LCM-style UNets run one branch and take the guidance scale as a timestep condition."""
+    from conftest import build_sd
+
+    from diffusers import UNet2DConditionModel
+    from conftest import unet_kwargs
+
+    pipe = build_sd(tmp_path)
+    torch.manual_seed(0)
+    pipe.unet = UNet2DConditionModel(**unet_kwargs(), time_cond_proj_dim=32)
+    editor = Editor.from_pipe(pipe)
+    seen = []
+    handle = editor.adapter.denoiser.register_forward_pre_hook(
+        lambda module, args, kwargs: seen.append(kwargs["timestep_cond"]), with_kwargs=True
+    )
+    try:
+        for scale in (2.0, 8.0):
+            editor.edit(photo(), num_inference_steps=2, guidance_scale=scale, seed=0)
+    finally:
+        handle.remove()
+    assert seen[0].shape[0] == 1  # one branch
+    expected = [pipe.get_guidance_scale_embedding(torch.tensor([s - 1.0]), embedding_dim=32) for s in (2.0, 8.0)]
+    assert torch.allclose(seen[0], expected[0]) and torch.allclose(seen[-1], expected[1])

@@ -305,7 +305,8 @@ def _edit(args: argparse.Namespace) -> int:
         memory.validate(resolve_device(args.device))
         if args.switch_at is not None and not args.refiner:
             raise InputError("switch_at: give --refiner, the model to switch to")
-        prompt_images = load_prompt_images([parse_prompt_image(text) for text in args.prompt_images])
+        prompt_images = [parse_prompt_image(text) for text in args.prompt_images]
+        load_prompt_images(prompt_images)  # checked before the model loads; the paths go in the metadata
     except InputError as error:
         raise InputError(_as_flag(error, always=True)) from None
     device = resolve_device(args.device)
@@ -313,7 +314,7 @@ def _edit(args: argparse.Namespace) -> int:
     exemplars = [Exemplar(image, strength_map, box, args.fit) for image, strength_map, box in args.exemplars]
     inputs = prepare_inputs(args.source, exemplars, args.map, args.invert_map)
     given = [args.source, args.map, *(p for image, m, _ in args.exemplars for p in (image, m))]
-    given += [path for path, _ in map(parse_prompt_image, args.prompt_images)]
+    given += [path for path, _ in prompt_images]
     output = check_output(args.output, overwrite=args.overwrite, inputs=[p for p in given if p])
     sheet_path = None
     if args.contact_sheet:

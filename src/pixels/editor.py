@@ -417,7 +417,7 @@ class Editor:
         w, h = box[2], box[3]
         multiple = self.adapter.size_multiple
         scale = longest / max(w, h)
-        return (max(multiple, round(w * scale / multiple) * multiple), max(multiple, round(h * scale / multiple) * multiple))
+        return tuple(max(multiple, round(side * scale / multiple) * multiple) for side in (w, h))
 
     def _stages(
         self, settings: EditSettings, generator: torch.Generator, latent_size: tuple[int, int], frame: tuple[int, int],
@@ -428,7 +428,7 @@ class Editor:
             sched = adapter.make_scheduler(settings.scheduler)
             timesteps = adapter.timesteps(sched, settings.num_inference_steps, settings.strength,
                                           latent_size=latent_size, **truncation)
-            guidance = adapter.guidance(settings.guidance_scale)
+            guidance = adapter.guidance(settings.guidance_scale, sched)
             cond = adapter.encode_prompt(settings.prompt, settings.negative_prompt, guidance, frame, image_prompts)
             return Stage(adapter, sched, timesteps, cond, guidance, step_kwargs(sched, generator, settings.eta))
 

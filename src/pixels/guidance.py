@@ -15,6 +15,7 @@ class ClassifierFreeGuidance:
     """
 
     scale: float  # 1.0 (or less) disables guidance: one model call on the conditional branch only
+    distilled: float | None = None  # guidance-distilled models (LCM, Flux dev): the scale fed in as an embedding
 
     @property
     def enabled(self) -> bool:

@@ -7,8 +7,12 @@ from .base import Adapter, Conditioning
 from .sd import StableDiffusionAdapter
 from .pixel import PixelSpaceAdapter
 from .sdxl import StableDiffusionXLAdapter
+from .flow import FluxAdapter, StableDiffusion3Adapter
+from .kandinsky import KandinskyV22Adapter
 
 ADAPTERS: tuple[type[Adapter], ...] = (StableDiffusionAdapter, StableDiffusionXLAdapter, PixelSpaceAdapter)
+ADAPTERS += (StableDiffusion3Adapter, FluxAdapter)
+ADAPTERS += (KandinskyV22Adapter,)
 
 SUPPORTED_PIPELINES: dict[str, type[Adapter]] = {
     name: adapter for adapter in ADAPTERS for name in adapter.pipeline_classes

@@ -105,7 +105,8 @@ class Adapter:
         return self.vae_scale_factor
 
     # -- conditioning ------------------------------------------------------------------------
-    def guidance(self, scale: float) -> ClassifierFreeGuidance:
+    def guidance(self, scale: float, scheduler=None) -> ClassifierFreeGuidance:
+        """How outputs combine for the user's guidance `scale`, with `scheduler` (made for this edit)."""
         return ClassifierFreeGuidance(scale)
 
     def encode_prompt(

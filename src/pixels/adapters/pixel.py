@@ -61,7 +61,7 @@ class PixelSpaceAdapter(Adapter):
         # The UNet halves the resolution len(blocks) - 1 times and cannot upsample back odd sizes.
         return 2 ** (len(self.denoiser.config.block_out_channels) - 1)
 
-    def guidance(self, scale: float) -> ClassifierFreeGuidance:
+    def guidance(self, scale: float, scheduler=None) -> ClassifierFreeGuidance:
         return ClassifierFreeGuidance(1.0)  # unconditional: there is no second branch to guide with
 
     def encode_prompt(

@@ -17,17 +17,17 @@ class StableDiffusionAdapter(Adapter):
     # The safety checker is a separate classifier model; pixels edits, it does not filter.
     load_kwargs = {"safety_checker": None, "requires_safety_checker": False}
 
-    def guidance(self, scale: float) -> ClassifierFreeGuidance:
+    def guidance(self, scale: float, scheduler=None) -> ClassifierFreeGuidance:
         # Guidance-distilled UNets (LCM) take the scale as an embedding instead of a second branch.
         if self.denoiser.config.time_cond_proj_dim is not None:
-            return ClassifierFreeGuidance(1.0)
+            return ClassifierFreeGuidance(1.0, distilled=scale)
         return ClassifierFreeGuidance(scale)
 
-    def _timestep_cond(self, scale: float) -> torch.Tensor | None:
+    def _timestep_cond(self, guidance: ClassifierFreeGuidance) -> torch.Tensor | None:
         dim = self.denoiser.config.time_cond_proj_dim
         if dim is None:
             return None
-        w = torch.tensor(scale - 1).repeat(1)
+        w = torch.tensor(guidance.distilled - 1).repeat(1)
         return self.pipe.get_guidance_scale_embedding(w, embedding_dim=dim).to(self.device, self.dtype)
 
     @torch.no_grad()
@@ -42,5 +42,5 @@ class StableDiffusionAdapter(Adapter):
         if guidance.enabled:
             embeds = torch.cat([negative, embeds])
         return Conditioning(
-            kwargs={"encoder_hidden_states": embeds, "timestep_cond": self._timestep_cond(guidance.scale)}
+            kwargs={"encoder_hidden_states": embeds, "timestep_cond": self._timestep_cond(guidance)}
         )

@@ -59,7 +59,7 @@ class StableDiffusionXLAdapter(StableDiffusionAdapter):
         return Conditioning(
             kwargs={
                 "encoder_hidden_states": embeds.to(self.device),
-                "timestep_cond": self._timestep_cond(guidance.scale),
+                "timestep_cond": self._timestep_cond(guidance),
                 "added_cond_kwargs": {"text_embeds": pooled.to(self.device), "time_ids": time_ids.to(self.device)},
             },
             settings=settings,
