@@ -111,3 +111,27 @@ def test_cli_crop_auto_and_bad_values(tmp_path, sd_folder, capsys):
         main(base + ["--crop", "1,2,3", "--overwrite"])
     assert main(base + ["--crop-margin", "-1", "--overwrite"]) == 2
     assert "--crop-margin" in capsys.readouterr().err
+
+
+def test_region_encoding_of_exemplars(sd_pipe):
+    """exemplar_encode="region" encodes only around each exemplar's edited area, on the latent grid."""
+    editor = Editor.from_pipe(sd_pipe)
+    source = photo(160, 160, seed=3)
+    small = Exemplar(photo(160, 160, seed=8), box_map(160, 160, (100, 100, 120, 120)))
+    whole = Exemplar(photo(160, 160, seed=9), np.ones((160, 160)))
+    shapes = []
+    handle = editor.adapter.pipe.vae.encoder.register_forward_hook(
+        lambda module, args, out: shapes.append(tuple(args[0].shape[-2:])))
+    try:
+        full = editor.edit(source, exemplars=[whole], **FAST)
+        region = editor.edit(source, exemplars=[whole], exemplar_encode="region", **FAST)
+        assert np.array_equal(np.asarray(full.image), np.asarray(region.image))  # the region is the frame
+        shapes.clear()
+        out = editor.edit(source, exemplars=[small], exemplar_encode="region", **FAST)
+    finally:
+        handle.remove()
+    assert shapes == [(160, 160), (124, 124)]  # pixels 36-160: 64 px of context before the region, frame after
+    m = box_map(160, 160, (100, 100, 120, 120))
+    assert np.array_equal(np.asarray(out.image)[m == 0], np.asarray(source)[m == 0])
+    with pytest.raises(InputError, match="exemplar_encode: unknown value"):
+        editor.edit(source, exemplars=[small], exemplar_encode="crop", **FAST)

@@ -151,6 +151,9 @@ def build_parser() -> argparse.ArgumentParser:
     edit.add_argument("--skip-steps", default="auto", choices=["auto", "always", "never"],
                       help="skip model calls while every pixel is still pinned: auto (only where the result is"
                            " identical, default), always, never")
+    edit.add_argument("--exemplar-encode", default="full", choices=["full", "region"],
+                      help="full: encode each exemplar whole (the reference, default); region: only around its"
+                           " edited area (faster with many exemplars, approximate)")
     edit.add_argument("--crop", type=_crop, default=None, metavar="auto|X,Y,W,H",
                       help="diffuse only a box around the edited area and paste it back (faster for small edits)")
     edit.add_argument("--crop-margin", type=int, default=32, metavar="PX",
@@ -297,7 +300,7 @@ def _edit(args: argparse.Namespace) -> int:
         strength=args.strength, denoising_start=args.denoising_start, guidance_scale=args.guidance,
         scheduler=args.scheduler, mode=args.mode, invert_map=args.invert_map, preserve=args.preserve, eta=args.eta,
         skip_steps=args.skip_steps, crop=args.crop, crop_margin=args.crop_margin, crop_resize=args.crop_resize,
-        switch_at=args.switch_at,
+        switch_at=args.switch_at, exemplar_encode=args.exemplar_encode,
     )
     memory = _memory_options(args)
     try:

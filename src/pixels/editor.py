@@ -31,6 +31,8 @@ MODES = ("paper", "blend")
 PRESERVE = ("exact", "none")
 SKIP_STEPS = ("auto", "always", "never")
 DEFAULT_SWITCH = 0.8  # base-to-refiner hand-off: the share of the schedule the base model runs
+EXEMPLAR_ENCODE = ("full", "region")
+ENCODE_MARGIN = 64  # pixels of context around an exemplar's region with exemplar_encode="region"
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,7 @@ class EditSettings:
     crop_margin: int = 32  # pixels of context kept around the edited area with crop="auto"
     crop_resize: int | str | None = None  # diffuse the crop with its longer side at N pixels, or "native"
     switch_at: float | None = None  # with a refiner: share of the schedule the base runs (default 0.8)
+    exemplar_encode: str = "full"  # "region": encode only around each exemplar's edited area (faster, approximate)
 
     def validate(self) -> None:
         def number(name: str, value: Any) -> float:
@@ -107,6 +110,10 @@ class EditSettings:
             isinstance(self.crop_resize, bool) or not isinstance(self.crop_resize, int) or self.crop_resize < 8
         ):
             raise InputError(f"crop_resize: expected 'native' or an integer >= 8, got {self.crop_resize!r}")
+        if self.exemplar_encode not in EXEMPLAR_ENCODE:
+            raise InputError(
+                f"exemplar_encode: unknown value {self.exemplar_encode!r}; choose one of {', '.join(EXEMPLAR_ENCODE)}"
+            )
         if self.switch_at is not None and not 0.0 < number("switch_at", self.switch_at) < 1.0:
             raise InputError(f"switch_at: must lie in (0, 1), got {self.switch_at!r}")
 
@@ -327,6 +334,7 @@ class Editor:
         crop_margin: int = 32,
         crop_resize: int | str | None = None,
         switch_at: float | None = None,
+        exemplar_encode: str = "full",
         prompt_images: Sequence[tuple[ImageLike, float]] = (),
         on_step: Callable[[int, int], None] | None = None,
     ) -> EditResult:
@@ -338,6 +346,7 @@ class Editor:
             strength=strength, denoising_start=denoising_start, guidance_scale=guidance_scale,
             scheduler=scheduler, mode=mode, invert_map=invert_map, preserve=preserve, eta=eta,
             skip_steps=skip_steps, crop=crop, crop_margin=crop_margin, crop_resize=crop_resize, switch_at=switch_at,
+            exemplar_encode=exemplar_encode,
         )
         settings.validate()
         if switch_at is not None and self.refiner is None:
@@ -419,6 +428,19 @@ class Editor:
         scale = longest / max(w, h)
         return tuple(max(multiple, round(side * scale / multiple) * multiple) for side in (w, h))
 
+    def _encode_region(
+        self, settings: EditSettings, strength: np.ndarray, frame: tuple[int, int]
+    ) -> tuple[int, int, int, int] | None:
+        """With exemplar_encode="region": the box of the padded frame (H, W) to encode for an exemplar whose
+        map is `strength`: its edited area with ENCODE_MARGIN pixels of context. None: the whole frame."""
+        edited = region_box(strength) if settings.exemplar_encode == "region" else None
+        if edited is None:
+            return None
+        x, y, w, h = crop_around(edited, ENCODE_MARGIN, (frame[1], frame[0]), 1)
+        f = self.adapter.vae_scale_factor  # on the latent grid: the padded frame is a multiple of f
+        x0, y0, x1, y1 = x // f * f, y // f * f, -(-(x + w) // f) * f, -(-(y + h) // f) * f
+        return None if (x0, y0, x1, y1) == (0, 0, frame[1], frame[0]) else (x0, y0, x1 - x0, y1 - y0)
+
     def _stages(
         self, settings: EditSettings, generator: torch.Generator, latent_size: tuple[int, int], frame: tuple[int, int],
         image_prompts: list[tuple[Image.Image, float]],
@@ -470,13 +492,20 @@ class Editor:
         stages = self._stages(settings, generator, latent_size, padded[0].shape[:2], image_prompts)
 
         # One VAE encode and one noise draw per image, source first (diffusers' order)
-        def encode(picture: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-            latents = adapter.encode_image(to_tensor(Image.fromarray(picture)), generator)
+        def encode(picture: np.ndarray, region: tuple[int, int, int, int] | None = None):
+            if region is None:
+                latents = adapter.encode_image(to_tensor(Image.fromarray(picture)), generator)
+            else:  # only the area the exemplar's latents are used in, on a canvas of source latents
+                x, y, w, h = region
+                part = adapter.encode_image(to_tensor(Image.fromarray(picture[y:y + h, x:x + w])), generator)
+                latents = surgery.source.clone()
+                latents[..., y // f:(y + h) // f, x // f:(x + w) // f] = part
             return latents, randn_tensor(latents.shape, generator=generator, device=device, dtype=latents.dtype)
 
         surgery = Surgery(*encode(padded[0]), keep=keep)
         if len(padded) > 1:
-            encoded = [encode(p) for p in padded[1:]]
+            regions = [self._encode_region(settings, m, padded[0].shape[:2]) for m in maps]
+            encoded = [encode(p, region) for p, region in zip(padded[1:], regions)]
             exemplar_latents, exemplar_noises = [z for z, _ in encoded], [n for _, n in encoded]
             surgery.graft, surgery.graft_noise, total = combine_grafts(graft_weights, exemplar_latents, exemplar_noises)
             surgery.graft_mask = total > 0

@@ -26,7 +26,8 @@ from .prompt_images import load_prompt_images
 
 MANIFEST = "manifest.json"
 _REPLAYED = ("prompt", "negative_prompt", "num_inference_steps", "strength", "denoising_start", "guidance_scale",
-             "scheduler", "mode", "preserve", "eta", "skip_steps", "crop", "crop_margin", "crop_resize", "switch_at")
+             "scheduler", "mode", "preserve", "eta", "skip_steps", "crop", "crop_margin", "crop_resize", "switch_at",
+             "exemplar_encode")
 
 
 @dataclass

@@ -47,6 +47,7 @@ EDIT_KEYS: dict[str, tuple[str, str]] = {
     "crop_margin": ("crop_margin", "integer"),
     "crop_resize": ("crop_resize", "string or integer or null"),
     "switch_at": ("switch_at", "number or null"),
+    "exemplar_encode": ("exemplar_encode", "string"),
 }
 EXEMPLAR_KEYS = {"image": "path", "map": "path", "box": "[x, y, w, h]", "fit": "string"}
 TOP_KEYS = {"source": "path", "edits": "list of edits"}
