@@ -86,3 +86,13 @@ def test_cli_refiner_hand_off(tmp_path, sdxl_pipe, refiner_pipe):
     assert main(args + ["--refiner", str(refiner), "--switch-at", "0.5"]) == 0
     assert out.exists()
     assert main(args + ["--switch-at", "0.5", "--overwrite"]) == 2  # no refiner to switch to
+
+
+def test_from_pretrained_refiner_shares_the_base_vae(tmp_path, sdxl_pipe, refiner_pipe):
+    base, refiner = tmp_path / "base", tmp_path / "refiner"
+    sdxl_pipe.save_pretrained(base, safe_serialization=True)
+    refiner_pipe.save_pretrained(refiner, safe_serialization=True)
+    editor = Editor.from_pretrained(str(base), device="cpu", refiner=str(refiner))
+    assert editor.refiner.pipe.vae is editor.adapter.pipe.vae
+    assert editor.refiner.pipe.text_encoder_2 is editor.adapter.pipe.text_encoder_2
+    assert editor.refiner.is_refiner and editor.refiner_id == str(refiner)
