@@ -90,3 +90,25 @@ def test_cli_runs_an_inpainting_checkpoint(tmp_path, inpaint_pipe):
     code = main(["edit", str(tmp_path / "src.png"), "--map", str(tmp_path / "map.png"), "--model", str(folder),
                  "--steps", "4", "--seed", "0", "-o", str(out), "-q"])
     assert code == 0 and out.exists()
+
+
+def test_sdxl_inpainting_checkpoints(tmp_path):
+    from conftest import build_sdxl
+    from diffusers import StableDiffusionXLInpaintPipeline
+
+    base = build_sdxl(tmp_path, refiner=False)
+    torch.manual_seed(1)
+    unet = UNet2DConditionModel.from_config({**base.unet.config, "in_channels": 9})
+    pipe = StableDiffusionXLInpaintPipeline(**{**base.components, "unet": unet})
+    editor = Editor.from_pipe(pipe)
+    assert editor.adapter.family == "sdxl" and editor.adapter.inpaint
+    source, m = photo(32, 32, seed=1), box_map(value=0.5)
+    result = editor.edit(source, strength_map=m, **FAST)
+    out, src = np.asarray(result.image), np.asarray(source)
+    assert np.array_equal(out[m == 0], src[m == 0]) and not np.array_equal(out[m > 0], src[m > 0])
+    settings = dict(prompt="a red fox", num_inference_steps=6, strength=0.7, guidance_scale=5.0)
+    ours = editor.edit(source, strength_map=np.ones((32, 32)), seed=3, **settings)
+    theirs = pipe(image=source, mask_image=Image.new("L", (32, 32), 255), height=32, width=32, output_type="np",
+                  generator=torch.Generator().manual_seed(3), **settings).images[0]
+    diff = np.abs(np.asarray(ours.image).astype(int) - (theirs * 255).round().astype(int))
+    assert diff.max() <= 1, diff.max()
