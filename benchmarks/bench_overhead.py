@@ -57,8 +57,12 @@ def projected(subject: dict[str, Any], baseline: dict[str, Any], steps: int) -> 
 
 def run(bench: Bench) -> dict[str, Any]:
     print(f"\n== {NAME}: {DESCRIPTION}", flush=True)
-    summary = harness.compare(bench, sides(bench))
+    both = sides(bench)
+    summary = harness.compare(bench, both)
     base, pix = summary["diffusers img2img"], summary["pixels edit"]
+    tensors = None
+    if bench.args.device == "cpu":  # the RSS includes what the allocator keeps: count live tensors too
+        tensors = {name: harness.tensor_peak_mib(side) for name, side in both.items()}
     checks = [
         Check(NAME, "wall time ratio", harness.ratio(pix["wall_s"], base["wall_s"]), 1.03),
         Check(NAME, "time outside VAE/text ratio", harness.ratio(pix["rest_s"], base["rest_s"]), 1.03,
@@ -69,6 +73,10 @@ def run(bench: Bench) -> dict[str, Any]:
               None, "info", note="the same calls on both sides: shows the timing noise"),
         Check(NAME, "peak memory ratio", harness.ratio(pix["peak_mib"], base["peak_mib"]), 1.05,
               note=f"{pix['peak_mib']:.0f} / {base['peak_mib']:.0f} MiB"),
+        Check(NAME, "peak tensor memory ratio (profiler)",
+              None if tensors is None else harness.ratio(tensors["pixels edit"], tensors["diffusers img2img"]),
+              1.05, note="" if tensors is None else
+              "{pixels edit:.1f} / {diffusers img2img:.1f} MiB".format(**tensors)),
         Check(NAME, "model calls (pixels)", pix["unet_calls"], base["unet_calls"], "==",
               note=f"diffusers {base['unet_calls']}, pixels reports {pix.get('reported', {}).get('model_calls')}"),
         Check(NAME, f"wall ratio projected to {PROJECTED_STEPS} steps", projected(pix, base, PROJECTED_STEPS),

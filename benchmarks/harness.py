@@ -229,6 +229,22 @@ class PeakMemory:
         self.peak_bytes = self._peak - self._base
 
 
+def tensor_peak_mib(side: Side) -> float:
+    """Peak of live tensor memory during one untimed run of `side`, from the PyTorch profiler's
+    allocation records (each op's own allocations and frees, in start order). Unlike the RSS it does
+    not see what the C allocator keeps after frees, so it compares the work of two sides exactly."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        side()
+    events = sorted((e for e in prof.events() if e.self_cpu_memory_usage), key=lambda e: e.time_range.start)
+    live = peak = 0
+    for event in events:
+        live += event.self_cpu_memory_usage
+        peak = max(peak, live)
+    return peak / 2**20
+
+
 # --- timing ---------------------------------------------------------------------------------------
 
 @dataclass

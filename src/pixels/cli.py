@@ -130,10 +130,11 @@ def build_parser() -> argparse.ArgumentParser:
     edit.add_argument("--denoising-start", type=_unit_float, default=None, metavar="F",
                       help="start at this fraction of the schedule instead (SDXL refiner style)")
     edit.add_argument("--guidance", type=_unit_float, default=7.5, metavar="F",
-                      help="classifier-free guidance scale; <= 1 turns guidance off (default 7.5)")
+                      help="classifier-free guidance scale; <= 1 turns guidance off (default 7.5); Flux dev takes it"
+                           " as an embedded scale, Flux schnell ignores it")
     edit.add_argument("--seed", type=_seed, default=None, metavar="N", help="random seed (default: random, recorded)")
     edit.add_argument("--scheduler", default=None, metavar="NAME",
-                      help="default (the model's own), ddim, euler, euler-a or dpm++2m")
+                      help="default (the model's own), ddim, euler, euler-a or dpm++2m (flow models: default or euler)")
     edit.add_argument("--eta", type=_unit_float, default=0.0, metavar="F", help="DDIM eta in [0, 1] (default 0)")
     edit.add_argument("--mode", default="paper", choices=["paper", "blend"],
                       help="paper: the reference rule (default); blend: gray pixels also take in the exemplar")
