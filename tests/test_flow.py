@@ -301,3 +301,20 @@ def test_cli_edit_on_saved_pipelines(flow_pipes, tmp_path, name, capsys):
     assert metadata.get("t5_encoder") == {"sd3": False, "sd3-t5": True}.get(name)
     keep = box_map(40, 30, box=(4, 4, 20, 20)) == 0
     assert np.array_equal(result[keep], src[keep]) and not np.array_equal(result[~keep], src[~keep])
+
+
+def test_gpu_auto_precision_follows_the_family(tmp_path):
+    """dtype None (what "auto" means on a GPU) loads flow models in bf16 and the others in fp16."""
+    import torch
+
+    from conftest import build_sd
+    from flow_models import build_flow
+    from pixels.loading import load_pipeline
+
+    flux, sd = tmp_path / "flux", tmp_path / "sd"
+    build_flow("flux-schnell", tmp_path / "f").save_pretrained(flux, safe_serialization=True)
+    build_sd(tmp_path / "s").save_pretrained(sd, safe_serialization=True)
+    cpu = torch.device("cpu")
+    assert load_pipeline(str(flux), device=cpu, dtype=None).transformer.dtype == torch.bfloat16
+    assert load_pipeline(str(sd), device=cpu, dtype=None).unet.dtype == torch.float16
+    assert load_pipeline(str(flux), device=cpu, dtype=torch.float32).transformer.dtype == torch.float32

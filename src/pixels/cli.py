@@ -163,7 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="diffuse the crop with its longer side at N pixels (native: the model's training size)")
     edit.add_argument("--device", default="auto", metavar="auto|cpu|cuda|mps", help="default auto")
     edit.add_argument("--dtype", default="auto", metavar="auto|fp32|fp16|bf16",
-                      help="default auto: fp16 on GPUs, fp32 on the CPU")
+                      help="default auto: fp16 on GPUs (bf16 for SD3 and Flux), fp32 on the CPU")
     memory = edit.add_argument_group("memory and speed")
     memory.add_argument("--attention-slicing", action="store_true", help="attention in slices (less memory)")
     memory.add_argument("--vae-tiling", action="store_true", help="encode and decode large images in tiles")
@@ -314,7 +314,7 @@ def _edit(args: argparse.Namespace) -> int:
     except InputError as error:
         raise InputError(_as_flag(error, always=True)) from None
     device = resolve_device(args.device)
-    dtype = resolve_dtype(args.dtype, device)
+    resolve_dtype(args.dtype, device)  # a bad --dtype fails before anything is read or loaded
     exemplars = [Exemplar(image, strength_map, box, args.fit) for image, strength_map, box in args.exemplars]
     inputs = prepare_inputs(args.source, exemplars, args.map, args.invert_map)
     given = [args.source, args.map, *(p for image, m, _ in args.exemplars for p in (image, m))]
@@ -331,7 +331,7 @@ def _edit(args: argparse.Namespace) -> int:
 
     progress = _Progress(enabled=not args.quiet and sys.stderr.isatty())
     editor = Editor.from_pretrained(
-        args.model, device=device, dtype=dtype, refiner=args.refiner, memory=memory,
+        args.model, device=device, dtype=args.dtype, refiner=args.refiner, memory=memory,
         allow_unsafe_pickle=args.allow_unsafe_pickle, local_files_only=True if args.offline else None,
         config=args.config,
     )
@@ -395,11 +395,11 @@ def _edit_spec(args: argparse.Namespace) -> int:
             for note in inputs.notes:
                 _note(f"edits[{i}]: {note}")
     device = resolve_device(args.device)
-    dtype = resolve_dtype(args.dtype, device)
+    resolve_dtype(args.dtype, device)  # a bad --dtype fails before anything is read or loaded
     output = check_output(args.output, overwrite=args.overwrite, inputs=[source, args.spec, *spec.paths()])
     progress = _Progress(enabled=not args.quiet and sys.stderr.isatty())
     editor = Editor.from_pretrained(
-        args.model, device=device, dtype=dtype, refiner=args.refiner, memory=_memory_options(args),
+        args.model, device=device, dtype=args.dtype, refiner=args.refiner, memory=_memory_options(args),
         allow_unsafe_pickle=args.allow_unsafe_pickle, local_files_only=True if args.offline else None,
         config=args.config,
     )

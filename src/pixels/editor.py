@@ -286,8 +286,10 @@ class Editor:
         dev = resolve_device(device)
         memory = memory or MemoryOptions()
         memory.validate(dev)
+        # "auto" on a GPU: each family's published precision (fp16; bf16 for SD3/Flux); fp32 on the CPU
+        auto_gpu = isinstance(dtype, str) and dtype.lower() == "auto" and dev.type == "cuda"
         load = partial(
-            load_pipeline, device=memory.load_device(dev), dtype=resolve_dtype(dtype, dev),
+            load_pipeline, device=memory.load_device(dev), dtype=None if auto_gpu else resolve_dtype(dtype, dev),
             allow_unsafe_pickle=allow_unsafe_pickle, local_files_only=local_files_only,
         )
         pipe = memory.apply(load(model, config=config), dev)

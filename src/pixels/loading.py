@@ -136,7 +136,7 @@ def load_pipeline(
     model: str,
     *,
     device: torch.device,
-    dtype: torch.dtype,
+    dtype: torch.dtype | None,
     allow_unsafe_pickle: bool = False,
     local_files_only: bool | None = None,
     config: str | None = None,
@@ -146,7 +146,7 @@ def load_pipeline(
     """Load an img2img diffusers pipeline for `model` (hub id, diffusers folder or checkpoint file).
 
     components: already loaded modules to reuse instead of loading them (e.g. a shared VAE);
-    name: the argument named in error messages.
+    name: the argument named in error messages. dtype None: the family's preferred GPU precision.
     """
     import diffusers
 
@@ -163,7 +163,7 @@ def load_pipeline(
             )
         model = known.repo
         path = Path(model)
-    common = {"torch_dtype": dtype, **(components or {})}
+    common = {"torch_dtype": torch.float16 if dtype is None else dtype, **(components or {})}
 
     if path.is_file():
         if path.suffix.lower() in PICKLE_SUFFIXES and not allow_unsafe_pickle:
@@ -197,6 +197,8 @@ def load_pipeline(
 
     family = adapter_class(index.get("_class_name", "?"), model)
     kwargs = dict(common, use_safetensors=None if allow_unsafe_pickle else True)
+    if dtype is None:  # "auto" on a GPU: the precision the family is published in
+        kwargs["torch_dtype"] = family.preferred_dtype
     try:
         pipe = family.load(source, local_files_only=local_files_only, **kwargs)
     except (OSError, ValueError) as error:

@@ -30,12 +30,12 @@ KNOWN_MODELS: tuple[KnownModel, ...] = (
                "inpainting UNet; loads the prior too"),
     KnownModel("sd3", "stabilityai/stable-diffusion-3-medium-diffusers", "sd3", True, "gated; --steps 28 --guidance 7"),
     KnownModel("sd35", "stabilityai/stable-diffusion-3.5-medium", "sd3", True,
-               "gated; --steps 40 --guidance 4.5 --dtype bf16"),
+               "gated; --steps 40 --guidance 4.5"),
     KnownModel("sd35-large", "stabilityai/stable-diffusion-3.5-large", "sd3", True,
-               "gated; --steps 28 --guidance 3.5 --dtype bf16"),
-    KnownModel("flux-schnell", "black-forest-labs/FLUX.1-schnell", "flux", True, "--steps 4 --guidance 0 --dtype bf16"),
+               "gated; --steps 28 --guidance 3.5"),
+    KnownModel("flux-schnell", "black-forest-labs/FLUX.1-schnell", "flux", True, "--steps 4 --guidance 0"),
     KnownModel("flux-dev", "black-forest-labs/FLUX.1-dev", "flux", True,
-               "gated; --steps 28 --guidance 3.5 --dtype bf16"),
+               "gated; --steps 28 --guidance 3.5"),
 )
 ALIASES = {m.alias: m for m in KNOWN_MODELS}
 

@@ -33,6 +33,7 @@ class Adapter:
     family: ClassVar[str] = "base"
     pipeline_classes: ClassVar[tuple[str, ...]] = ()  # `_class_name` values in model_index.json
     load_kwargs: ClassVar[dict[str, Any]] = {}  # extra `from_pretrained` arguments for this family
+    preferred_dtype: ClassVar[torch.dtype] = torch.float16  # on GPUs with dtype "auto"
 
     def __init__(self, pipe) -> None:
         self.pipe = pipe

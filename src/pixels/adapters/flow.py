@@ -68,6 +68,8 @@ def flow_img2img_timesteps(scheduler, num_inference_steps: int, strength: float)
 class FlowMatchingAdapter(Adapter):
     """Shared base of the rectified-flow transformer families (a `transformer` instead of a `unet`)."""
 
+    preferred_dtype = torch.bfloat16  # SD3.5 and Flux are published in bf16
+
     family = "flow"
     default_max_shift: ClassVar[float] = 1.15  # the family pipeline's `calculate_shift` default
     latent_patch: ClassVar[int] = 1  # latent cells per token side outside the transformer (Flux packs 2x2)
