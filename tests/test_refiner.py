@@ -63,9 +63,16 @@ def test_base_then_refiner_splits_the_calls(sdxl_pipe, refiner_pipe):
     assert late.metadata["switch_steps"] is None and late.metadata["steps_run"] == 2
 
 
-def test_refiner_errors_are_named(sd_pipe, pixel_pipe, sdxl_pipe):
+def test_refiner_errors_are_named(sd_pipe, pixel_pipe, sdxl_pipe, tmp_path):
+    from flow_models import build_flow
+
     with pytest.raises(InputError, match="refiner: a pixel model cannot continue a sd model"):
         Editor.from_pipe(sd_pipe, refiner=pixel_pipe)
+    with pytest.raises(InputError, match="refiner: a sdxl model cannot continue a sd model's latents"):
+        Editor.from_pipe(sd_pipe, refiner=sdxl_pipe)  # VAEs with different latent scales
+    flux = build_flow("flux-schnell", tmp_path)
+    with pytest.raises(InputError, match="refiner: flux models run the whole schedule alone"):
+        Editor.from_pipe(flux, refiner=flux)
     with pytest.raises(InputError, match="switch_at: this editor has no refiner"):
         Editor.from_pipe(sd_pipe).edit(photo(), switch_at=0.5, **FAST)
     with pytest.raises(InputError, match="switch_at: must lie in"):

@@ -252,9 +252,11 @@ class Editor:
         """Hand the last part of every schedule to `refiner` (None removes it); both share one latent space."""
         if refiner is not None:
             base = self.adapter
-            same_space = (
-                base.family == refiner.family != "pixel" or {base.family, refiner.family} == {"sd", "sdxl"}
-            ) and base.vae_scale_factor == refiner.vae_scale_factor and base.latent_channels == refiner.latent_channels
+            if not (base.hands_over and refiner.hands_over):
+                flow = base.family if not base.hands_over else refiner.family
+                raise InputError(f"refiner: {flow} models run the whole schedule alone; no base-to-refiner hand-off")
+            same_space = base.family == refiner.family and base.vae_scale_factor == refiner.vae_scale_factor \
+                and base.latent_channels == refiner.latent_channels
             if not same_space:
                 raise InputError(
                     f"refiner: a {refiner.family} model cannot continue a {base.family} model's latents; the"

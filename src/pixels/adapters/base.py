@@ -34,6 +34,7 @@ class Adapter:
     pipeline_classes: ClassVar[tuple[str, ...]] = ()  # `_class_name` values in model_index.json
     load_kwargs: ClassVar[dict[str, Any]] = {}  # extra `from_pretrained` arguments for this family
     preferred_dtype: ClassVar[torch.dtype] = torch.float16  # on GPUs with dtype "auto"
+    hands_over: ClassVar[bool] = True  # can share a schedule with a refiner (denoising_end / denoising_start)
 
     def __init__(self, pipe) -> None:
         self.pipe = pipe

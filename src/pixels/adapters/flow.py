@@ -69,6 +69,7 @@ class FlowMatchingAdapter(Adapter):
     """Shared base of the rectified-flow transformer families (a `transformer` instead of a `unet`)."""
 
     preferred_dtype = torch.bfloat16  # SD3.5 and Flux are published in bf16
+    hands_over = False  # their truncation and shift follow the whole schedule: see `timesteps`
 
     family = "flow"
     default_max_shift: ClassVar[float] = 1.15  # the family pipeline's `calculate_shift` default
