@@ -103,9 +103,11 @@ def test_unsupported_arguments_are_refused(flow_pipes, name, kwargs, match):
 
 
 def test_refiner_hand_off_is_refused(flow_pipes):
-    editor = Editor.from_pipe(flow_pipes("sd3"), refiner=flow_pipes("sd3-t5"))
+    with pytest.raises(InputError, match="refiner: sd3 models run the whole schedule alone"):
+        Editor.from_pipe(flow_pipes("sd3"), refiner=flow_pipes("sd3-t5"))
+    adapter = Editor.from_pipe(flow_pipes("sd3")).adapter
     with pytest.raises(InputError, match="denoising_end: flow-matching models"):
-        editor.edit(photo(), strength_map=box_map(), seed=0, **FAST)
+        adapter.timesteps(adapter.make_scheduler(None), 6, 1.0, latent_size=(16, 16), denoising_end=0.5)
 
 
 def test_check_refuses_pipelines_it_cannot_drive(flow_pipes):
