@@ -49,7 +49,7 @@ def region_box(size: int, region: int) -> tuple[int, int, int, int]:
 
 
 def run(bench: Bench) -> dict[str, Any]:
-    a, s = bench.args, settings(bench.args)
+    s = settings(bench.args)
     size, region, margin = s["crop_size"], s["crop_region"], s["crop_margin"]
     if not 0 < region <= size:
         raise SystemExit("--crop-region: must lie in (0, --crop-size]")

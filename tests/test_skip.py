@@ -6,14 +6,12 @@ import math
 
 import numpy as np
 import pytest
+import torch
 from conftest import box_map, photo
 
 from pixels import Editor, Exemplar
-from pixels.schedule import first_needed_step
-from pixels.schedule import keep_mask
+from pixels.schedule import first_needed_step, keep_mask
 from pixels.schedulers import skipping_is_exact
-
-import torch
 
 
 def run(editor, **kwargs):

@@ -455,6 +455,7 @@ class Editor:
             timesteps = adapter.timesteps(sched, settings.num_inference_steps, settings.strength,
                                           latent_size=latent_size, **truncation)
             guidance = adapter.guidance(settings.guidance_scale, sched)
+            adapter.check_prompt_images(image_prompts)
             cond = adapter.encode_prompt(settings.prompt, settings.negative_prompt, guidance, frame, image_prompts)
             return Stage(adapter, sched, timesteps, cond, guidance, step_kwargs(sched, generator, settings.eta))
 
@@ -522,7 +523,7 @@ class Editor:
                 )
         if any(s.adapter.inpaint for s in stages):
             # the masked source of inpainting models: blank (mid-gray) where released, encoded after all draws
-            surgery.blank = adapter.encode_image(torch.zeros(1, 3, *padded[0].shape[:2]), generator)
+            surgery.blank = adapter.blank_latents(padded[0].shape[:2], generator)
 
         # Skip the model calls whose output the next pin overwrites
         num_steps = sum(len(s.timesteps) for s in stages)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 
@@ -43,9 +43,6 @@ class MemoryOptions:
     def load_device(self, device: torch.device) -> torch.device:
         """Where to load the weights: offloaded models start on the CPU."""
         return torch.device("cpu") if self.cpu_offload else device
-
-    def enabled(self) -> dict:
-        return {k: v for k, v in asdict(self).items() if v}
 
     def apply(self, pipe, device: torch.device):
         """Switch the options on for a loaded pipeline; returns it."""

@@ -34,6 +34,7 @@ class Adapter:
     pipeline_classes: ClassVar[tuple[str, ...]] = ()  # `_class_name` values in model_index.json
     load_kwargs: ClassVar[dict[str, Any]] = {}  # extra `from_pretrained` arguments for this family
     preferred_dtype: ClassVar[torch.dtype] = torch.float16  # on GPUs with dtype "auto"
+    takes_image_prompts: ClassVar[bool] = False  # `encode_prompt` uses prompt_images (image-embedding models)
     hands_over: ClassVar[bool] = True  # can share a schedule with a refiner (denoising_end / denoising_start)
 
     def __init__(self, pipe) -> None:
@@ -119,8 +120,9 @@ class Adapter:
         mixed into the conditioning, for families conditioned on image embeddings (Kandinsky)."""
         raise NotImplementedError
 
-    def _no_prompt_images(self, prompt_images: Sequence) -> None:
-        if prompt_images:
+    def check_prompt_images(self, prompt_images: Sequence) -> None:
+        """Refuse image prompts for families conditioned on text only (the editor asks before encoding)."""
+        if prompt_images and not self.takes_image_prompts:
             raise InputError(
                 f"prompt_images: the {self.family} family is conditioned on text only; image prompts need a"
                 " model conditioned on image embeddings (Kandinsky 2.2)"
@@ -209,6 +211,11 @@ class Adapter:
     def scale_model_input(self, scheduler, latents: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """Scheduler-specific input scaling (sigma schedulers divide by sqrt(sigma^2 + 1))."""
         return scheduler.scale_model_input(latents, t)
+
+    def blank_latents(self, frame: tuple[int, int], generator: torch.Generator | None) -> torch.Tensor:
+        """Inpainting checkpoints: what released pixels show in the masked source, for a padded frame (H, W):
+        the latents of a blank (mid-gray) image, as diffusers encodes the masked image."""
+        return self.encode_image(torch.zeros(1, 3, *frame), generator)
 
     def inpaint_input(self, latents: torch.Tensor, released: torch.Tensor, masked: torch.Tensor) -> torch.Tensor:
         """Inpainting checkpoints: the denoiser input with the mask and masked-source channels appended.

@@ -201,7 +201,6 @@ class StableDiffusion3Adapter(FlowMatchingAdapter):
         self, prompt: str, negative_prompt: str, guidance: ClassifierFreeGuidance, image_size: tuple[int, int],
         prompt_images: Sequence = (),
     ) -> Conditioning:
-        self._no_prompt_images(prompt_images)
         embeds, negative, pooled, negative_pooled = self.pipe.encode_prompt(
             prompt=prompt, prompt_2=None, prompt_3=None, device=self.device, num_images_per_prompt=1,
             do_classifier_free_guidance=guidance.enabled, negative_prompt=negative_prompt or None,
@@ -252,7 +251,6 @@ class FluxAdapter(FlowMatchingAdapter):
         self, prompt: str, negative_prompt: str, guidance: ClassifierFreeGuidance, image_size: tuple[int, int],
         prompt_images: Sequence = (),
     ) -> Conditioning:
-        self._no_prompt_images(prompt_images)
         if negative_prompt:
             raise InputError(
                 "negative_prompt: Flux models are guidance-distilled and run no unconditional branch; leave it empty"

@@ -92,6 +92,7 @@ class KandinskyV22Adapter(Adapter):
     prior_repo = "kandinsky-community/kandinsky-2-2-prior"  # the prior of every Kandinsky 2.2 decoder
     prior_steps = 25  # diffusers' default prior_num_inference_steps
     prior_guidance_scale = 4.0  # diffusers' default prior_guidance_scale
+    takes_image_prompts = True
     prior_seed = 0  # the prior's random draws, when the edit's generator is not passed in
 
     def __init__(self, pipe) -> None:
@@ -239,6 +240,11 @@ class KandinskyV22Adapter(Adapter):
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         movq = self.pipe.movq
         return movq.decode(latents.to(movq.dtype), force_not_quantize=True)["sample"]
+
+    def blank_latents(self, frame: tuple[int, int], generator: torch.Generator | None) -> torch.Tensor:
+        """Zeros: `inpaint_input` blanks released pixels itself (the keep mask), so nothing is encoded."""
+        f = self.vae_scale_factor
+        return torch.zeros(1, self.latent_channels, frame[0] // f, frame[1] // f, device=self.device, dtype=self.dtype)
 
     def inpaint_input(self, latents: torch.Tensor, released: torch.Tensor, masked: torch.Tensor) -> torch.Tensor:
         """Kandinsky's order and convention: [latents, masked source, keep mask], the mask 1 where the source

@@ -68,7 +68,6 @@ class PixelSpaceAdapter(Adapter):
         self, prompt: str, negative_prompt: str, guidance: ClassifierFreeGuidance, image_size: tuple[int, int],
         prompt_images: Sequence = (),
     ) -> Conditioning:
-        self._no_prompt_images(prompt_images)
         if prompt or negative_prompt:
             raise InputError(
                 "prompt: this model is unconditional and takes no text; leave --prompt and --negative-prompt"

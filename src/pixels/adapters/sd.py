@@ -35,7 +35,6 @@ class StableDiffusionAdapter(Adapter):
         self, prompt: str, negative_prompt: str, guidance: ClassifierFreeGuidance, image_size: tuple[int, int],
         prompt_images: Sequence = (),
     ) -> Conditioning:
-        self._no_prompt_images(prompt_images)
         embeds, negative = self.pipe.encode_prompt(
             prompt, self.device, 1, guidance.enabled, negative_prompt or None
         )

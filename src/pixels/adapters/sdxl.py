@@ -31,7 +31,6 @@ class StableDiffusionXLAdapter(StableDiffusionAdapter):
         self, prompt: str, negative_prompt: str, guidance: ClassifierFreeGuidance, image_size: tuple[int, int],
         prompt_images: Sequence = (),
     ) -> Conditioning:
-        self._no_prompt_images(prompt_images)
         pipe = self.pipe
         embeds, negative, pooled, negative_pooled = pipe.encode_prompt(
             prompt=prompt,
