@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+from contextlib import contextmanager
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing in the tests may reach the network
 
@@ -158,3 +160,18 @@ def box_map(width: int = 32, height: int = 32, box=(8, 8, 24, 24), value: float 
     x0, y0, x1, y1 = box
     m[y0:y1, x0:x1] = value
     return m
+
+
+@contextmanager
+def deadline(seconds: int):
+    """Fail instead of hanging: SIGALRM interrupts a blocked call in the main thread with TimeoutError."""
+    def expired(signum, frame):
+        raise TimeoutError(f"still running after {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)

@@ -98,7 +98,7 @@ def test_quiet_prints_nothing_and_jpeg_output(sd_folder, files, capsys):
 @pytest.mark.parametrize(
     "extra, message",
     [
-        (["--steps", 0], "--steps: expected an integer >= 1, got 0"),
+        (["--steps", 0], "--steps: expected an integer in [1, 10000], got 0"),
         (["--strength", 1.5], "--strength: must lie in (0, 1], got 1.5"),
         (["--strength", 0], "--strength: must lie in (0, 1], got 0"),
         (["--denoising-start", 1.0], "--denoising-start: must lie in (0, 1)"),
@@ -107,8 +107,8 @@ def test_quiet_prints_nothing_and_jpeg_output(sd_folder, files, capsys):
         (["--dtype", "int8"], "dtype: unknown dtype 'int8'"),
         (["-e", "{tmp}/missing.png", "-m", "{where}"], "exemplars[0]: no such file"),
         (["-e", "{source}"], "exemplars[0]: no strength_map, no alpha channel and no box"),
-        (["--map", "{tmp}/notes.txt"], "strength_map: "),
-        (["--map", "{tmp}/float.tif"], "strength_map: float values must lie in [0, 1]"),
+        (["--map", "{tmp}/notes.txt"], "--map: "),
+        (["--map", "{tmp}/float.tif"], "--map: float values must lie in [0, 1]"),
     ],
 )
 def test_bad_input_exits_2_and_writes_nothing(sd_folder, files, capsys, extra, message):
@@ -164,11 +164,25 @@ def test_failure_while_running_exits_1_without_output(sd_folder, files, capsys, 
     tmp, source, _, _ = files
 
     def broken(self, *args, **kwargs):
-        raise RuntimeError("out of memory (simulated)")
+        raise RuntimeError("simulated failure")
 
     monkeypatch.setattr("pixels.adapters.base.Adapter.predict", broken)
     code, _, stderr = run(edit_args(sd_folder, source, tmp / "a.png"), capsys)
-    assert code == 1 and "RuntimeError: out of memory (simulated)" in stderr and "PIXELS_DEBUG" in stderr
+    assert code == 1 and "internal error: RuntimeError: simulated failure" in stderr and "--debug" in stderr
+    assert "Traceback" not in stderr and not (tmp / "a.png").exists()
+    code, _, stderr = run(edit_args(sd_folder, source, tmp / "a.png", "--debug"), capsys)
+    assert code == 1 and "Traceback" in stderr and "simulated failure" in stderr
+
+
+def test_out_of_memory_is_a_user_facing_error(sd_folder, files, capsys, monkeypatch):
+    tmp, source, _, _ = files
+
+    def exhausted(self, *args, **kwargs):
+        raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 1 bytes")
+
+    monkeypatch.setattr("pixels.adapters.base.Adapter.predict", exhausted)
+    code, _, stderr = run(edit_args(sd_folder, source, tmp / "a.png"), capsys)
+    assert code == 2 and "memory: the edit ran out of memory on cpu" in stderr and "--crop auto" in stderr
     assert not (tmp / "a.png").exists()
 
 

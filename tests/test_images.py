@@ -125,7 +125,7 @@ def test_bad_files_are_refused(tmp_path):
         load_image(tmp_path, name="source")
     text = tmp_path / "notes.png"
     text.write_text("not an image")
-    with pytest.raises(InputError, match="source: .*notes.png is not an image file"):
+    with pytest.raises(InputError, match="source: .*notes.png is not an image in a format pixels reads"):
         load_image(text, name="source")
     buffer = io.BytesIO()
     Image.fromarray(np.random.default_rng(1).integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(buffer, "PNG")

@@ -59,7 +59,7 @@ def test_alpha_combine_invert_and_preview(tmp_path):
     "argv, message",
     [
         (["box", "1,2,3", "--size", "10x10"], "box: expected X,Y,W,H"),
-        (["box", "1,2,3,x", "--size", "10x10"], "box: expected numbers"),
+        (["box", "1,2,3,x", "--size", "10x10"], "box: expected finite numbers"),
         (["ellipse", "5,5,3,3"], "exactly one of --size WxH or --like IMAGE"),
         (["radial", "5,5,3,3", "--size", "ten"], "--size: expected WxH"),
         (["polygon", "1,1,5,5", "--size", "10x10"], "polygon: expected X1,Y1,X2,Y2,X3,Y3"),

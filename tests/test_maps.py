@@ -171,7 +171,7 @@ def test_feather_trivial_cases():
     [
         (np.ones((4, 4)), -1, "feather: radius must be >= 0, got -1"),
         (np.ones((4, 4)), float("nan"), "feather: radius: expected a finite number"),
-        (np.ones((4, 4)), "3", "feather: radius: expected a number, got '3'"),
+        (np.ones((4, 4)), "3", "feather: radius: expected a finite number, got '3'"),
         (np.ones((4, 4, 1)), 2, r"feather: strength: expected a non-empty \(H, W\) array, got shape \(4, 4, 1\)"),
         (np.full((4, 4), 1.5), 2, r"feather: strength: map values must lie in \[0, 1\], got min 1.5, max 1.5"),
         (np.array([[0.5, np.nan]]), 2, "feather: strength: map contains NaN"),

@@ -99,7 +99,7 @@ def test_edit_with_spec_matches_a_session_and_saves_it(sd_folder, folder, capsys
 def test_bad_spec_values_exit_2_before_loading(folder, capsys):
     (folder / "bad.yaml").write_text("source: source.png\nedits:\n  - {steps: 0}\n")
     code = main(["edit", "--spec", str(folder / "bad.yaml"), "--model", "does/not-matter", "-o", str(folder / "o.png")])
-    assert code == 2 and "edits[0].steps: expected an integer >= 1, got 0" in capsys.readouterr().err
+    assert code == 2 and "edits[0].steps: expected an integer in [1, 10000], got 0" in capsys.readouterr().err
     (folder / "bad.yaml").write_text("edits:\n  - exemplars: [{image: missing.png, map: where.png}]\n")
     code = main(["edit", str(folder / "source.png"), "--spec", str(folder / "bad.yaml"), "--model", "x",
                  "-o", str(folder / "o.png")])

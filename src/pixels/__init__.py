@@ -19,7 +19,8 @@ _EXPORTS = {
     "EditResult": ".editor", "EditSettings": ".editor", "Editor": ".editor", "Exemplar": ".editor",
     "EditSession": ".session", "MemoryOptions": ".memory",
     "InputError": ".errors", "ModelNotFoundError": ".errors", "PixelsError": ".errors",
-    "UnsafeCheckpointError": ".errors",
+    "UnsafeCheckpointError": ".errors", "ResourceError": ".errors", "NonFiniteError": ".errors",
+    "Limits": ".limits",
 }
 __all__ = [*_EXPORTS, "__version__"]
 
@@ -27,7 +28,10 @@ if TYPE_CHECKING:
     from .editor import EditResult, EditSettings, Editor, Exemplar
     from .memory import MemoryOptions
     from .session import EditSession
-    from .errors import InputError, ModelNotFoundError, PixelsError, UnsafeCheckpointError
+    from .errors import (
+        InputError, ModelNotFoundError, NonFiniteError, PixelsError, ResourceError, UnsafeCheckpointError,
+    )
+    from .limits import Limits
 
 
 def __getattr__(name: str):

@@ -7,21 +7,36 @@ Every input is checked before the model is loaded, so mistakes cost no loading t
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import re
+import signal
 import sys
+import threading
 import traceback
 import warnings
 from collections.abc import Sequence
-from dataclasses import asdict
-from functools import partial
 
 from . import __version__
 from .errors import InputError, PixelsError
+from .files import write_error
+from .limits import MAX_PIXELS
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
-_FLAGS = {"num_inference_steps": "--steps", "guidance_scale": "--guidance", "prompt_images": "--prompt-image"}
-_LATE_CHECKED = {"crop", "switch_at", "refiner", "scheduler"}  # checked once the model is loaded
+EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143  # 128 + SIGINT, 128 + SIGTERM
+# flag dest -> EditSettings field, for the settings of an edit given on the command line
+SETTING_FLAGS = {
+    "prompt": "prompt", "negative_prompt": "negative_prompt", "steps": "num_inference_steps",
+    "strength": "strength", "denoising_start": "denoising_start", "guidance": "guidance_scale", "seed": "seed",
+    "scheduler": "scheduler", "eta": "eta", "mode": "mode", "invert_map": "invert_map", "preserve": "preserve",
+    "skip_steps": "skip_steps", "exemplar_encode": "exemplar_encode", "crop": "crop", "crop_margin": "crop_margin",
+    "crop_resize": "crop_resize", "switch_at": "switch_at",
+}
+# Python parameter -> the flag that sets it, for error messages of the edit command
+PARAMETER_FLAGS = {field: "--" + dest.replace("_", "-") for dest, field in SETTING_FLAGS.items()} | {
+    "strength_map": "--map", "prompt_images": "--prompt-image", "refiner": "--refiner", "device": "--device",
+    "dtype": "--dtype", "cpu_offload": "--cpu-offload", "max_megapixels": "--max-megapixels",
+}
 _BOX = re.compile(r"^(?P<path>.+)@(?P<x>-?\d+),(?P<y>-?\d+),(?P<w>\d+),(?P<h>\d+)$")
 
 
@@ -86,17 +101,28 @@ def _seed(text: str) -> int:
     return value
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, reading comma lists of numbers that start with a minus (`--crop -10,-10,100,100`) as values."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._negative_number_matcher = re.compile(r"^-\d+$|^-\d*\.\d+$|^-\d*\.?\d+(,-?\d*\.?\d+)+$")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="show library warnings and the traceback of unexpected failures")
+    parser = _Parser(
         prog="pixels",
         description="Exemplar-based, per-pixel image editing with off-the-shelf diffusion models (PIXELS).",
     )
     parser.add_argument("--version", action="version", version=f"pixels {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show library warnings and tracebacks")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    commands.required = True
 
     edit = commands.add_parser(
-        "edit",
+        "edit", parents=[common],
         help="edit a photo with exemplars and strength maps",
         description=(
             "Edit SOURCE: each exemplar (-e) is grafted where its map (-m) is white and every pixel is"
@@ -181,10 +207,18 @@ def build_parser() -> argparse.ArgumentParser:
     edit.add_argument("--contact-sheet", metavar="PATH",
                       help="also write source | map overlay | exemplars | result with the settings, for sharing")
     edit.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no summary")
-    edit.set_defaults(run=_edit, exemplars=[])
+    limits = edit.add_argument_group("limits")
+    limits.add_argument("--max-megapixels", type=float, default=MAX_PIXELS / 1e6, metavar="N",
+                        help="largest image, box or diffused crop in millions of pixels"
+                             f" (default {MAX_PIXELS / 1e6:.1f})")
+    limits.add_argument("--no-memory-check", action="store_true",
+                        help="run even when the edit's estimated peak memory exceeds what the device has free")
+    # Settings flags are None unless given, so that with --spec they fill in only what the spec leaves out.
+    edit.set_defaults(run=_edit, exemplars=[], **{dest: None for dest in SETTING_FLAGS})
 
     demo = commands.add_parser(
-        "demo", help="run a complete edit on bundled photos with the bundled model (offline, CPU)",
+        "demo", parents=[common],
+        help="run a complete edit on bundled photos with the bundled model (offline, CPU)",
         description="Put a patch of lunar surface into the sky of a rocket-launch photo with the bundled demo"
                     " model, write the inputs, the result and a contact sheet, and print the edit's metrics.",
     )
@@ -199,7 +233,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(run=_demo)
 
     evaluate = commands.add_parser(
-        "evaluate", help="measure an edit: background fidelity, seam quality, exemplar fidelity",
+        "evaluate", parents=[common],
+        help="measure an edit: background fidelity, seam quality, exemplar fidelity",
         description="Weight-free measures of RESULT against its source and strength map (and exemplar).",
     )
     evaluate.add_argument("result", metavar="RESULT", help="the edited image")
@@ -212,11 +247,15 @@ def build_parser() -> argparse.ArgumentParser:
                           help="CLIP model for CLIP-I/CLIP-T (local folder or cached hub id; 'none' to skip)")
     evaluate.add_argument("--dino", default="facebook/dino-vits16", metavar="ID|PATH",
                           help="DINO ViT for the DINO score (local folder or cached hub id; 'none' to skip)")
+    evaluate.add_argument("--allow-unsafe-pickle", action="store_true",
+                          help="allow .bin pickle weights for --clip/--dino (they can run code: only for sources you"
+                               " trust)")
     evaluate.add_argument("--json", action="store_true", help="print JSON instead of a table")
     evaluate.set_defaults(run=_evaluate)
 
     models = commands.add_parser(
-        "models", help="list the short model names and whether each is in the local cache",
+        "models", parents=[common],
+        help="list the short model names and whether each is in the local cache",
         description="Short names accepted by --model, the hub model behind each, and whether it is already in"
                     " the local Hugging Face cache (checked without network).",
     )
@@ -225,7 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .map_cli import add_parser as add_map_parser
 
-    add_map_parser(commands)
+    add_map_parser(commands, common)
     return parser
 
 
@@ -265,14 +304,12 @@ class _Progress:
             self.bar = None  # the next edit gets a bar of its own
 
 
-def _as_flag(error: InputError, always: bool = False) -> str:
-    """The error text naming the command-line flag instead of the Python argument (`prompt_images[0]:` ->
-    `--prompt-image:`); with `always` false only for the edit arguments the library checks late."""
+def _as_flag(error: InputError) -> str:
+    """The error text naming the command-line flag instead of the Python argument it starts with
+    (`num_inference_steps:` -> `--steps:`); arguments without a flag of their own keep their name."""
     name, sep, rest = str(error).partition(":")
-    key = name.split("[")[0]
-    if not sep or not (always or key in _FLAGS or key in _LATE_CHECKED):
-        return str(error)
-    return f"{_FLAGS.get(key, '--' + key.replace('_', '-'))}:{rest}"
+    flag = PARAMETER_FLAGS.get(name.split("[")[0])
+    return f"{flag}{name[len(name.split('[')[0]):]}:{rest}" if sep and flag else str(error)
 
 
 def _memory_options(args: argparse.Namespace):
@@ -284,153 +321,163 @@ def _memory_options(args: argparse.Namespace):
     )
 
 
-def _edit(args: argparse.Namespace) -> int:
-    from .editor import EditSettings, Editor, Exemplar, prepare_inputs
-    from .loading import resolve_device, resolve_dtype
-    from .output import check_output, save_image
-    from .prompt_images import load_prompt_images, parse_prompt_image
 
+
+def _given_settings(args: argparse.Namespace) -> dict:
+    """The edit settings given as flags (None = not given: the spec's or pixels' default applies)."""
+    return {field: getattr(args, dest) for dest, field in SETTING_FLAGS.items() if getattr(args, dest) is not None}
+
+
+def _plan(args: argparse.Namespace):
+    """The edits to run, as a spec: the spec file with the flags as defaults, or a one-edit spec of the flags."""
+    from pathlib import Path
+
+    from .editor import Exemplar
+    from .prompt_images import parse_prompt_image
+    from .spec import EditSpec, Spec, load_spec
+
+    flags = _given_settings(args)
     if args.spec:
-        return _edit_spec(args)
+        spec = load_spec(args.spec)
+        if args.exemplars or args.map or args.prompt_images:
+            raise InputError(
+                "--spec: the spec lists the exemplars and maps; do not also give -e, -m, --map or --prompt-image"
+            )
+        if args.source and spec.source and args.source != spec.source:
+            _note(f"SOURCE {args.source} replaces the spec's source {spec.source}")
+        source = args.source or spec.source
+        if source is None:
+            raise InputError("--spec: no source: give SOURCE or a 'source' key in the spec")
+        for k, edit in enumerate(spec.edits):  # flags fill in what an edit leaves to the defaults
+            overridden = sorted(f for f in flags if f in edit.settings)
+            if overridden and not args.quiet:
+                _note(f"edits[{k}] sets {', '.join(overridden)} itself; the command-line value is not used there")
+            edit.settings = {**flags, **edit.settings}
+        return Spec(spec.path, source, spec.edits), [args.spec]
     if args.source is None:
         raise InputError("SOURCE: give the photo to edit, or --spec with a spec file")
-
-    # Everything that can be checked without the model is checked first.
-    settings = EditSettings(
-        prompt=args.prompt, negative_prompt=args.negative_prompt, num_inference_steps=args.steps,
-        strength=args.strength, denoising_start=args.denoising_start, guidance_scale=args.guidance,
-        scheduler=args.scheduler, mode=args.mode, invert_map=args.invert_map, preserve=args.preserve, eta=args.eta,
-        skip_steps=args.skip_steps, crop=args.crop, crop_margin=args.crop_margin, crop_resize=args.crop_resize,
-        switch_at=args.switch_at, exemplar_encode=args.exemplar_encode,
-    )
-    memory = _memory_options(args)
-    try:
-        settings.validate()
-        memory.validate(resolve_device(args.device))
-        if args.switch_at is not None and not args.refiner:
-            raise InputError("switch_at: give --refiner, the model to switch to")
-        prompt_images = [parse_prompt_image(text) for text in args.prompt_images]
-        load_prompt_images(prompt_images)  # checked before the model loads; the paths go in the metadata
-    except InputError as error:
-        raise InputError(_as_flag(error, always=True)) from None
-    device = resolve_device(args.device)
-    resolve_dtype(args.dtype, device)  # a bad --dtype fails before anything is read or loaded
     exemplars = [Exemplar(image, strength_map, box, args.fit) for image, strength_map, box in args.exemplars]
-    inputs = prepare_inputs(args.source, exemplars, args.map, args.invert_map)
-    given = [args.source, args.map, *(p for image, m, _ in args.exemplars for p in (image, m))]
-    given += [path for path, _ in prompt_images]
-    output = check_output(args.output, overwrite=args.overwrite, inputs=[p for p in given if p])
+    prompt_images = [parse_prompt_image(text) for text in args.prompt_images]
+    edit = EditSpec(exemplars, args.map, {**flags, "prompt_images": prompt_images} if prompt_images else flags)
+    return Spec(Path.cwd(), args.source, [edit]), []
+
+
+def _check_edit(edit, source, max_pixels: int):
+    """Check one edit of the plan without the model: its settings, then every image and map it names."""
+    from .editor import EditSettings, check_seed, prepare_inputs
+    from .prompt_images import load_prompt_images
+
+    EditSettings(**{key: v for key, v in edit.settings.items() if key not in ("seed", "prompt_images")}).validate()
+    check_seed(edit.settings.get("seed"))
+    load_prompt_images(edit.settings.get("prompt_images"), max_pixels)
+    return prepare_inputs(source, edit.exemplars, edit.strength_map, bool(edit.settings.get("invert_map", False)),
+                          max_pixels)
+
+
+def _spec_key(error: InputError, k: int, spec_file: str) -> str:
+    """An error about edits[k] of a spec, naming the spec's key (`steps`) instead of the Python argument."""
+    from .spec import EDIT_KEYS
+
+    name, _, rest = str(error).partition(":")
+    key = next((key for key, (argument, _) in EDIT_KEYS.items() if argument == name), name)
+    return f"{spec_file}: edits[{k}].{key}:{rest}"
+
+
+def _edit(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .editor import Editor
+    from .files import Transaction
+    from .limits import Limits, megapixels
+    from .loading import resolve_device, resolve_dtype
+    from .output import check_output, image_writer
+    from .session import EditSession, check_folder
+
+    # 1. Everything that can be checked without the model is checked first: settings, inputs, outputs.
+    spec, extra_inputs = _plan(args)
+    limits = Limits(max_pixels=megapixels(args.max_megapixels), check_memory=not args.no_memory_check)
+    from_spec = bool(args.spec)
+    checked = []
+    for k, edit in enumerate(spec.edits):
+        try:
+            checked.append(_check_edit(edit, spec.source, limits.max_pixels))
+        except InputError as error:
+            if not from_spec:
+                raise
+            raise InputError(_spec_key(error, k, args.spec)) from None
+        if not args.quiet:
+            for note in checked[-1].notes:
+                _note(f"edits[{k}]: {note}" if from_spec else note)
+    device = resolve_device(args.device)
+    resolve_dtype(args.dtype, device)
+    memory = _memory_options(args)
+    memory.validate(device)
+    if any(e.settings.get("switch_at") is not None for e in spec.edits) and not args.refiner:
+        raise InputError("--switch-at: give --refiner, the model to switch to")
+    inputs = [*extra_inputs, *spec.paths()]
+    inputs += [p for e in spec.edits for p, _ in e.settings.get("prompt_images", [])]
+    output = check_output(args.output, overwrite=args.overwrite, inputs=inputs)
     sheet_path = None
     if args.contact_sheet:
-        sheet_path = check_output(args.contact_sheet, overwrite=args.overwrite, inputs=[p for p in given if p])
+        sheet_path = check_output(args.contact_sheet, overwrite=args.overwrite, inputs=inputs, name="--contact-sheet")
         if sheet_path.resolve() == output.resolve():
             raise InputError("--contact-sheet: must differ from the output path")
-    if not args.quiet:
-        for note in inputs.notes:
-            _note(note)
+    if args.save_session:
+        check_folder(args.save_session, overwrite=args.overwrite, inputs=inputs, outputs=[output, sheet_path])
 
+    # 2. Load the model, run the edits one after another (each on the previous result)
     progress = _Progress(enabled=not args.quiet and sys.stderr.isatty())
     editor = Editor.from_pretrained(
         args.model, device=device, dtype=args.dtype, refiner=args.refiner, memory=memory,
         allow_unsafe_pickle=args.allow_unsafe_pickle, local_files_only=True if args.offline else None,
-        config=args.config,
+        config=args.config, limits=limits,
     )
-    session = None
-    if args.save_session:
-        from .session import EditSession
+    session = EditSession(editor, checked[0].source)
+    for k, edit in enumerate(spec.edits):
+        before = session.current
+        with warnings.catch_warnings(), progress:
+            warnings.simplefilter("ignore", UserWarning)  # the input notes were printed above
+            result = session.apply(edit.exemplars, edit.strength_map, on_step=progress.update, **edit.settings)
+        result.metadata["source"] = str(spec.source) if k == 0 else f"result of edits[{k - 1}]"
+        if len(spec.edits) > 1 and not args.quiet:
+            md = result.metadata
+            print(f"edit {k + 1}/{len(spec.edits)}: seed {md['seed']}, {md['steps_run']} steps,"
+                  f" {len(edit.exemplars)} exemplar(s)")
 
-        session = EditSession(editor, args.source)
-    with warnings.catch_warnings(), progress:
-        warnings.simplefilter("ignore", UserWarning)  # the input notes were printed above
-        run_edit = session.apply if session is not None else partial(editor.edit, args.source)
-        result = run_edit(exemplars, args.map, seed=args.seed, on_step=progress.update, prompt_images=prompt_images,
-                          **asdict(settings))
-    save_image(result.image, output, result.metadata, overwrite=args.overwrite)
-    if session is not None:
-        session.save(args.save_session, overwrite=args.overwrite)
-    if sheet_path is not None:
-        from .sheet import edit_sheet
+    # 3. Write every output together: all of them, or none
+    metadata = {**result.metadata, "spec": str(args.spec)} if from_spec else result.metadata
+    with Transaction() as transaction:
+        transaction.file(output, image_writer(result.image, output, metadata), overwrite=args.overwrite)
+        if sheet_path is not None:
+            from .sheet import edit_sheet
 
-        sheet = edit_sheet(inputs.source, result.strength_map, inputs.exemplars, result.image, result.metadata)
-        save_image(sheet, sheet_path, overwrite=args.overwrite)
+            sheet = edit_sheet(before, result.strength_map, result.exemplars, result.image, result.metadata)
+            transaction.file(sheet_path, image_writer(sheet, sheet_path), overwrite=args.overwrite)
+        if args.save_session:
+            session.stage(transaction, Path(args.save_session).expanduser(), overwrite=args.overwrite)
+        transaction.commit()
     if not args.quiet:
         md = result.metadata
         print(
             f"wrote {output} ({md['size'][0]}x{md['size'][1]}, {md['family']} model, seed {md['seed']},"
-            f" {md['steps_run']} steps, {md['model_calls']} model calls, {len(exemplars)} exemplar(s))"
+            f" {md['steps_run']} steps, {md['model_calls']} model calls, {len(spec.edits[-1].exemplars)} exemplar(s))"
             + (f", diffused {md['diffused_size'][0]}x{md['diffused_size'][1]} at {tuple(md['crop_box'])}"
                if md["crop_box"] else "")
+            + (f"; session {args.save_session}" if args.save_session else "")
         )
-    return EXIT_OK
-
-
-def _edit_spec(args: argparse.Namespace) -> int:
-    from .editor import EditSettings, Editor, prepare_inputs
-    from .loading import resolve_device, resolve_dtype
-    from .output import check_output, save_image
-    from .session import EditSession
-    from .spec import EDIT_KEYS, load_spec
-
-    spec = load_spec(args.spec)
-    if args.exemplars or args.map or args.prompt_images:
-        raise InputError(
-            "--spec: the spec lists the exemplars and maps; do not also give -e, -m, --map or --prompt-image"
-        )
-    if args.source and spec.source and args.source != spec.source:
-        _note(f"SOURCE {args.source} replaces the spec's source {spec.source}")
-    source = args.source or spec.source
-    if source is None:
-        raise InputError("--spec: no source: give SOURCE or a 'source' key in the spec")
-    # Check every edit before loading the model.
-    for i, edit in enumerate(spec.edits):
-        fields = {k: v for k, v in edit.settings.items() if k != "seed"}
-        try:
-            EditSettings(**fields).validate()
-        except InputError as error:  # name the spec's key, not the Python argument
-            name, _, rest = str(error).partition(":")
-            key = next((k for k, (argument, _) in EDIT_KEYS.items() if argument == name), name)
-            raise InputError(f"{args.spec}: edits[{i}].{key}:{rest}") from None
-        inputs = prepare_inputs(source, edit.exemplars, edit.strength_map, edit.settings.get("invert_map", False))
-        if not args.quiet:
-            for note in inputs.notes:
-                _note(f"edits[{i}]: {note}")
-    device = resolve_device(args.device)
-    resolve_dtype(args.dtype, device)  # a bad --dtype fails before anything is read or loaded
-    output = check_output(args.output, overwrite=args.overwrite, inputs=[source, args.spec, *spec.paths()])
-    progress = _Progress(enabled=not args.quiet and sys.stderr.isatty())
-    editor = Editor.from_pretrained(
-        args.model, device=device, dtype=args.dtype, refiner=args.refiner, memory=_memory_options(args),
-        allow_unsafe_pickle=args.allow_unsafe_pickle, local_files_only=True if args.offline else None,
-        config=args.config,
-    )
-    session = EditSession(editor, source)
-    for edit in spec.edits:
-        with warnings.catch_warnings(), progress:
-            warnings.simplefilter("ignore", UserWarning)
-            result = session.apply(edit.exemplars, edit.strength_map, on_step=progress.update, **edit.settings)
-        if not args.quiet:
-            md = result.metadata
-            print(f"edit {len(session.history)}/{len(spec.edits)}: seed {md['seed']}, {md['steps_run']} steps,"
-                  f" {len(edit.exemplars)} exemplar(s)")
-    save_image(result.image, output, {**result.metadata, "spec": str(args.spec)}, overwrite=args.overwrite)
-    if args.save_session:
-        session.save(args.save_session, overwrite=args.overwrite)
-    if not args.quiet:
-        print(f"wrote {output}" + (f" and session {args.save_session}" if args.save_session else ""))
     return EXIT_OK
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from .demo import DemoSettings, run
+    from .demo import DemoSettings, check, run
     from .editor import Editor
     from .loading import resolve_device
 
-    if args.steps < 1:
-        raise InputError(f"--steps: expected an integer >= 1, got {args.steps}")
+    settings = DemoSettings(num_inference_steps=args.steps, strength=args.strength, seed=args.seed)
+    check(args.output, overwrite=args.overwrite, settings=settings)
     device = resolve_device(args.device)
     progress = _Progress(enabled=not args.quiet and sys.stderr.isatty())
     editor = Editor.from_pretrained("demo", device=device)
-    settings = DemoSettings(num_inference_steps=args.steps, strength=args.strength, seed=args.seed)
     with progress:
         done = run(args.output, overwrite=args.overwrite, settings=settings, editor=editor, on_step=progress.update)
     if not args.quiet:
@@ -473,9 +520,11 @@ def _model_metrics(args: argparse.Namespace, result, exemplar, strength) -> dict
     scores: dict = {}
     wanted = []
     if args.clip.lower() != "none" and (exemplar is not None or args.prompt):
-        wanted.append(("CLIP", lambda: clip_scores(result, exemplar, args.prompt or None, region, model=args.clip)))
+        wanted.append(("CLIP", lambda: clip_scores(result, exemplar, args.prompt or None, region, model=args.clip,
+                                                   allow_unsafe_pickle=args.allow_unsafe_pickle)))
     if args.dino.lower() != "none" and exemplar is not None:
-        wanted.append(("DINO", lambda: dino_score(result, exemplar, region, model=args.dino)))
+        wanted.append(("DINO", lambda: dino_score(result, exemplar, region, model=args.dino,
+                                                  allow_unsafe_pickle=args.allow_unsafe_pickle)))
     for name, measure in wanted:
         try:
             scores |= measure()
@@ -515,31 +564,87 @@ def _evaluate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+class _Terminated(BaseException):
+    """SIGTERM, raised in the main thread so that every `finally` and `with` block cleans up."""
+
+
+class _Signals:
+    """While a command runs, SIGTERM unwinds like Ctrl-C does (temporary files removed, no partial output)."""
+
+    def __enter__(self) -> _Signals:
+        self.previous = None
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGTERM, self._terminate)
+        return self
+
+    @staticmethod
+    def _terminate(signum, frame) -> None:
+        raise _Terminated()
+
+    def __exit__(self, *exc) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGTERM, self.previous)
+
+
+def _quiet_libraries(debug: bool) -> None:
+    """Library chatter (optional-backend notices, deprecations, hub retries) is not for command-line users."""
+    if debug:
+        return
+    for name in ("TRANSFORMERS_VERBOSITY", "DIFFUSERS_VERBOSITY", "HF_HUB_VERBOSITY"):
+        os.environ.setdefault(name, "error")
+    logging.getLogger().setLevel(logging.ERROR)  # loggers without handlers print WARNING and up otherwise
+    for name in ("huggingface_hub", "diffusers", "transformers"):  # those already set up by an import
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def _report(error: BaseException, debug: bool) -> int:
+    """One line on stderr for a failed command, and its exit code (see `errors`)."""
+    if isinstance(error, PixelsError):
+        print(f"pixels: error: {error}", file=sys.stderr)
+        if error.exit_code == EXIT_FAILURE and not debug:
+            print("pixels: rerun with --debug to see the traceback", file=sys.stderr)
+        return error.exit_code
+    if isinstance(error, MemoryError):
+        print("pixels: error: out of memory; try --crop auto, a smaller source or --vae-tiling", file=sys.stderr)
+        return EXIT_USAGE
+    if isinstance(error, OSError) and (resource := write_error(error, error.filename or "?")) is not None:
+        print(f"pixels: error: {resource}", file=sys.stderr)
+        return EXIT_USAGE
+    if debug:
+        traceback.print_exception(error)
+    print(f"pixels: error: internal error: {type(error).__name__}: {error}", file=sys.stderr)
+    if not debug:
+        print("pixels: rerun with --debug to see the traceback", file=sys.stderr)
+    return EXIT_FAILURE
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    # Library chatter (optional-backend notices, deprecations) is not for command-line users.
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return EXIT_USAGE
+    debug = bool(args.debug or os.environ.get("PIXELS_DEBUG"))
+    _quiet_libraries(debug)
+    for stream in (sys.stdout, sys.stderr):  # file names with undecodable bytes print as escapes
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     if getattr(args, "offline", False):
         os.environ["HF_HUB_OFFLINE"] = "1"
-    debug = bool(os.environ.get("PIXELS_DEBUG"))
-    try:
-        with warnings.catch_warnings():
-            if not debug:
-                warnings.simplefilter("ignore", FutureWarning)
-                warnings.simplefilter("ignore", DeprecationWarning)
-            return args.run(args)
-    except InputError as error:
-        print(f"pixels: error: {_as_flag(error) if args.command == 'edit' else error}", file=sys.stderr)
-        return EXIT_USAGE
-    except KeyboardInterrupt:
-        print("pixels: interrupted; nothing was written", file=sys.stderr)
-        return 130
-    except Exception as error:  # noqa: BLE001 - the command line reports, the library raises
-        if debug:
-            traceback.print_exc()
-        kind = "" if isinstance(error, PixelsError) else f"{type(error).__name__}: "
-        print(f"pixels: error: {kind}{error}", file=sys.stderr)
-        print("pixels: set PIXELS_DEBUG=1 to see the traceback", file=sys.stderr)
-        return EXIT_FAILURE
+    with _Signals():
+        try:
+            with warnings.catch_warnings():
+                if not debug:
+                    warnings.simplefilter("ignore")  # what a user must know is printed as a note
+                return args.run(args)
+        except InputError as error:
+            print(f"pixels: error: {_as_flag(error) if args.command in ('edit', 'demo') else error}", file=sys.stderr)
+            return EXIT_USAGE
+        except KeyboardInterrupt:
+            print("pixels: interrupted; no output was left half-written", file=sys.stderr)
+            return EXIT_INTERRUPTED
+        except _Terminated:
+            print("pixels: terminated; no output was left half-written", file=sys.stderr)
+            return EXIT_TERMINATED
+        except Exception as error:  # noqa: BLE001 - the command line reports, the library raises
+            return _report(error, debug)

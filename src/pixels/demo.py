@@ -7,6 +7,7 @@ Photos: scikit-image's `data.rocket` (SpaceX, CC0) and `data.moon` (public domai
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -33,7 +34,7 @@ class DemoSettings:
 
 def asset(name: str) -> Image.Image:
     with resources.files("pixels").joinpath("assets", name).open("rb") as f:
-        return Image.open(f).convert("RGB")
+        return Image.open(f, formats=["PNG"]).convert("RGB")
 
 
 def inputs() -> tuple[Image.Image, Image.Image, np.ndarray]:
@@ -50,24 +51,47 @@ def inputs() -> tuple[Image.Image, Image.Image, np.ndarray]:
     return source, canvas, strength
 
 
-def run(output: str | Path, *, overwrite: bool = False, settings: DemoSettings = DemoSettings(), editor=None,
-        on_step=None) -> dict:
-    """Run the demo edit and write its files into folder `output`; returns what was written and measured."""
-    from .editor import Editor, Exemplar
-    from .errors import InputError
-    from .metrics import evaluate, naive_paste
-    from .output import save_image
-    from .sheet import edit_sheet
+FILES = ("source.png", "exemplar.png", "map.png", "naive_paste.png", "result.png", "contact_sheet.png")
 
+
+def check(output: str | Path, *, overwrite: bool = False, settings: DemoSettings = DemoSettings()) -> Path:
+    """Check the demo's settings and output folder (it may be missing; its parent must exist)."""
+    from .editor import EditSettings, check_seed
+    from .errors import InputError
+    from .files import check_writable, recover
+
+    EditSettings(num_inference_steps=settings.num_inference_steps, strength=settings.strength,
+                 scheduler=settings.scheduler).validate()
+    check_seed(settings.seed)
     folder = Path(output).expanduser()
-    names = ["source.png", "exemplar.png", "map.png", "naive_paste.png", "result.png", "contact_sheet.png"]
-    if folder.exists() and not folder.is_dir():
+    if folder.is_dir():
+        recover(folder)  # a run killed while writing here is cleaned up before anything is judged
+    if os.path.lexists(folder) and not folder.is_dir():
         raise InputError(f"output: {str(folder)!r} exists and is not a folder")
-    clashes = [n for n in names if (folder / n).exists()]
+    clashes = [n for n in FILES if os.path.lexists(folder / n)]
     if clashes and not overwrite:
         raise InputError(f"output: {', '.join(clashes)} already in {str(folder)!r}; pass --overwrite to replace")
-    folder.mkdir(parents=True, exist_ok=True)
+    parent = folder if folder.is_dir() else folder.parent
+    if not parent.is_dir():
+        raise InputError(f"output: folder {str(parent)!r} does not exist")
+    check_writable(parent, "output")
+    return folder
 
+
+def run(output: str | Path, *, overwrite: bool = False, settings: DemoSettings = DemoSettings(), editor=None,
+        on_step=None) -> dict:
+    """Run the demo edit and write its files into folder `output` (made if missing, once the edit is done);
+    returns what was written and measured. On any error nothing is written and no folder is made."""
+    from .editor import Editor, Exemplar
+    from .files import Transaction
+    from .metrics import evaluate, naive_paste
+    from .output import image_writer
+    from .sheet import edit_sheet
+
+    # 1. Check the settings and the folder before any work
+    folder = check(output, overwrite=overwrite, settings=settings)
+
+    # 2. The edit
     source, exemplar, strength = inputs()
     editor = editor or Editor.from_pretrained("demo", device="cpu")
     result = editor.edit(
@@ -77,11 +101,23 @@ def run(output: str | Path, *, overwrite: bool = False, settings: DemoSettings =
     )
     paste = Image.fromarray(naive_paste(source, exemplar, strength >= 1.0))
     report = evaluate(result.image, source, strength, exemplar)
-    files = {
+    files = {  # FILES, in order
         "source.png": source, "exemplar.png": exemplar, "map.png": maps.to_image(strength),
         "naive_paste.png": paste, "result.png": result.image,
         "contact_sheet.png": edit_sheet(source, strength, [exemplar], result.image, result.metadata),
     }
-    for name, image in files.items():
-        save_image(image, folder / name, result.metadata if name == "result.png" else None, overwrite=True)
+
+    # 3. All six files, or none (a folder made here is removed again if writing fails)
+    made = not folder.exists()
+    folder.mkdir(exist_ok=True)
+    try:
+        with Transaction() as transaction:
+            for name, image in files.items():
+                writer = image_writer(image, folder / name, result.metadata if name == "result.png" else None)
+                transaction.file(folder / name, writer, overwrite=overwrite)
+            transaction.commit()
+    except BaseException:
+        if made:
+            os.rmdir(folder)
+        raise
     return {"folder": folder, "files": list(files), "metadata": result.metadata, "report": report}

@@ -16,11 +16,14 @@ from PIL import Image
 
 from . import __version__
 from .adapters import Adapter, adapter_class, adapter_for
-from .errors import InputError
+from .errors import InputError, NonFiniteError, ResourceError, short
 from .images import ImageLike, load_image, load_map, to_pil, to_tensor
 from .loading import load_pipeline, resolve_device, resolve_dtype
 from .crop import crop_around, resize_map as _resize_map
 from .loop import Stage, Surgery, blend_into_source, combine_grafts, denoise, step_kwargs
+from .limits import (
+    GUIDANCE_RANGE, MAX_CROP_RESIZE, MAX_MARGIN, MAX_PIXELS, MAX_STEPS, MAX_TEXT, Limits, check_memory, finite,
+)
 from .memory import MemoryOptions
 from .placement import FITS, check_box, place, region_box
 from .prompt_images import load_prompt_images
@@ -74,48 +77,77 @@ class EditSettings:
 
     def validate(self) -> None:
         def number(name: str, value: Any) -> float:
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
-                raise InputError(f"{name}: expected a number, got {value!r}")
-            return float(value)
+            if not isinstance(value, (int, float)) or (result := finite(value)) is None:
+                raise InputError(f"{name}: expected a finite number, got {short(value)}")
+            return result
 
-        if isinstance(self.num_inference_steps, bool) or not isinstance(self.num_inference_steps, int) \
-                or self.num_inference_steps < 1:
-            raise InputError(f"num_inference_steps: expected an integer >= 1, got {self.num_inference_steps!r}")
+        def integer(name: str, value: Any, low: int, high: int) -> int:
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+                raise InputError(f"{name}: expected an integer in [{low}, {high}], got {short(value)}")
+            return value
+
+        integer("num_inference_steps", self.num_inference_steps, 1, MAX_STEPS)
         if not 0.0 < number("strength", self.strength) <= 1.0:
             raise InputError(f"strength: must lie in (0, 1], got {self.strength!r}")
         if self.denoising_start is not None and not 0.0 < number("denoising_start", self.denoising_start) < 1.0:
             raise InputError(f"denoising_start: must lie in (0, 1), got {self.denoising_start!r}")
-        number("guidance_scale", self.guidance_scale)
+        low, high = GUIDANCE_RANGE
+        if not low <= number("guidance_scale", self.guidance_scale) <= high:
+            raise InputError(f"guidance_scale: must lie in [{low:g}, {high:g}], got {self.guidance_scale!r}")
         if not 0.0 <= number("eta", self.eta) <= 1.0:
             raise InputError(f"eta: must lie in [0, 1], got {self.eta!r}")
         for name in ("prompt", "negative_prompt"):
-            if not isinstance(getattr(self, name), str):
-                raise InputError(f"{name}: expected a string, got {getattr(self, name)!r}")
+            check_text(name, getattr(self, name))
         if self.mode not in MODES:
-            raise InputError(f"mode: unknown mode {self.mode!r}; choose one of {', '.join(MODES)}")
+            raise InputError(f"mode: unknown mode {short(self.mode)}; choose one of {', '.join(MODES)}")
         if self.preserve not in PRESERVE:
-            raise InputError(f"preserve: unknown value {self.preserve!r}; choose one of {', '.join(PRESERVE)}")
+            raise InputError(f"preserve: unknown value {short(self.preserve)}; choose one of {', '.join(PRESERVE)}")
+        if self.scheduler is not None and not isinstance(self.scheduler, str):
+            raise InputError(f"scheduler: expected a name, got {short(self.scheduler)}")
         scheduler_name(self.scheduler)
         if self.skip_steps not in SKIP_STEPS:
-            raise InputError(f"skip_steps: unknown value {self.skip_steps!r}; choose one of {', '.join(SKIP_STEPS)}")
+            raise InputError(
+                f"skip_steps: unknown value {short(self.skip_steps)}; choose one of {', '.join(SKIP_STEPS)}"
+            )
         if self.crop is not None and self.crop != "auto":
             box = self.crop
             if isinstance(box, (str, bytes)) or not isinstance(box, Sequence) or len(box) != 4 or any(
                 isinstance(v, bool) or not isinstance(v, (int, np.integer)) for v in box
             ) or box[2] < 1 or box[3] < 1:
-                raise InputError(f"crop: expected 'auto', None or an (x, y, w, h) box of integers, got {box!r}")
-        if isinstance(self.crop_margin, bool) or not isinstance(self.crop_margin, int) or self.crop_margin < 0:
-            raise InputError(f"crop_margin: expected an integer >= 0, got {self.crop_margin!r}")
-        if self.crop_resize not in (None, "native") and (
-            isinstance(self.crop_resize, bool) or not isinstance(self.crop_resize, int) or self.crop_resize < 8
-        ):
-            raise InputError(f"crop_resize: expected 'native' or an integer >= 8, got {self.crop_resize!r}")
+                raise InputError(f"crop: expected 'auto', None or an (x, y, w, h) box of integers, got {short(box)}")
+        integer("crop_margin", self.crop_margin, 0, MAX_MARGIN)
+        if self.crop_resize not in (None, "native"):
+            if isinstance(self.crop_resize, bool) or not isinstance(self.crop_resize, int) \
+                    or not 8 <= self.crop_resize <= MAX_CROP_RESIZE:
+                raise InputError(
+                    f"crop_resize: expected 'native' or an integer in [8, {MAX_CROP_RESIZE}],"
+                    f" got {short(self.crop_resize)}"
+                )
         if self.exemplar_encode not in EXEMPLAR_ENCODE:
             raise InputError(
-                f"exemplar_encode: unknown value {self.exemplar_encode!r}; choose one of {', '.join(EXEMPLAR_ENCODE)}"
+                f"exemplar_encode: unknown value {short(self.exemplar_encode)};"
+                f" choose one of {', '.join(EXEMPLAR_ENCODE)}"
             )
         if self.switch_at is not None and not 0.0 < number("switch_at", self.switch_at) < 1.0:
             raise InputError(f"switch_at: must lie in (0, 1), got {self.switch_at!r}")
+
+
+def check_seed(seed: Any) -> None:
+    """None (a random seed is drawn and recorded) or an integer in [0, 2**64)."""
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**64):
+        raise InputError(f"seed: expected an integer in [0, 2**64), got {short(seed)}")
+
+
+def check_text(name: str, value: Any) -> None:
+    """A prompt: a string of valid Unicode (no lone surrogates from undecodable bytes), of bounded length."""
+    if not isinstance(value, str):
+        raise InputError(f"{name}: expected a string, got {short(value)}")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InputError(f"{name}: not valid UTF-8 text ({short(value)})") from None
+    if len(value) > MAX_TEXT:
+        raise InputError(f"{name}: {len(value)} characters, more than the limit of {MAX_TEXT}")
 
 
 @dataclass
@@ -137,6 +169,14 @@ class _Inputs:
     notes: list[str]
 
 
+def _out_of_memory(adapter: Adapter, error: BaseException) -> ResourceError:
+    return ResourceError(
+        f"memory: the edit ran out of memory on {adapter.device.type} ({type(error).__name__}); nothing was"
+        " written. Try crop='auto' (--crop auto), a smaller source, VAE tiling (--vae-tiling), attention slicing"
+        " or, on a GPU, --cpu-offload model"
+    )
+
+
 def _label(value: Any) -> str | None:
     if value is None:
         return None
@@ -150,9 +190,10 @@ def prepare_inputs(
     exemplars: Sequence[Exemplar] = (),
     strength_map: ImageLike | None = None,
     invert_map: bool = False,
+    max_pixels: int = MAX_PIXELS,
 ) -> _Inputs:
     """Load and check every image and map (no model needed): all input errors surface here."""
-    image, _ = load_image(source, name="source")
+    image, _ = load_image(source, name="source", max_pixels=max_pixels)
     size = image.size
     notes: list[str] = []
     if isinstance(exemplars, Exemplar) or not isinstance(exemplars, Sequence):
@@ -162,14 +203,15 @@ def prepare_inputs(
         name = f"exemplars[{k}]"
         if not isinstance(exemplar, Exemplar):
             raise InputError(f"{name}: expected an Exemplar, got {type(exemplar).__name__}")
-        picture, alpha = load_image(exemplar.image, name=name)
+        picture, alpha = load_image(exemplar.image, name=name, max_pixels=max_pixels)
         if exemplar.fit not in FITS:
             raise InputError(f"{name}.fit: unknown fit {exemplar.fit!r}; choose one of {', '.join(FITS)}")
         m = None
         if exemplar.strength_map is not None:
-            m, map_notes = load_map(exemplar.strength_map, name=f"{name}.strength_map", size=size, invert=invert_map)
+            m, map_notes = load_map(exemplar.strength_map, name=f"{name}.strength_map", size=size, invert=invert_map,
+                                    max_pixels=max_pixels)
             notes += map_notes
-        box = None if exemplar.box is None else check_box(exemplar.box, f"{name}.box", size)
+        box = None if exemplar.box is None else check_box(exemplar.box, f"{name}.box", size, max_pixels)
         if box is None and picture.size != size and m is not None:
             box = region_box(m)
             if box is not None:
@@ -197,7 +239,7 @@ def prepare_inputs(
         boxes.append(box)
     strengths = list(maps)
     if strength_map is not None:
-        m, map_notes = load_map(strength_map, name="strength_map", size=size, invert=invert_map)
+        m, map_notes = load_map(strength_map, name="strength_map", size=size, invert=invert_map, max_pixels=max_pixels)
         notes += map_notes
         strengths.append(m)
     if strengths:
@@ -240,8 +282,9 @@ class Editor:
     """A loaded diffusion model ready for PIXELS edits, optionally with a refiner for the last steps."""
 
     def __init__(self, adapter: Adapter, model_id: str | None = None, refiner: Adapter | None = None,
-                 refiner_id: str | None = None) -> None:
+                 refiner_id: str | None = None, limits: Limits | None = None) -> None:
         self.adapter = adapter
+        self.limits = limits or Limits()  # input sizes and the memory check, enforced before any model work
         self.model_id = model_id or getattr(adapter.pipe, "name_or_path", None) or type(adapter.pipe).__name__
         self.refiner = None
         self.refiner_id = None
@@ -279,6 +322,7 @@ class Editor:
         allow_unsafe_pickle: bool = False,
         local_files_only: bool | None = None,
         config: str | None = None,
+        limits: Limits | None = None,
     ) -> Editor:
         """Load from a hub id, a local diffusers folder or a single .safetensors checkpoint.
 
@@ -300,10 +344,10 @@ class Editor:
             shared = {name: getattr(pipe, name) for name in ("vae", "text_encoder_2") if getattr(pipe, name, None)}
             refiner_adapter = adapter_for(memory.apply(load(refiner, components=shared, name="refiner"), dev))
         return cls(adapter_for(pipe), model_id=str(model), refiner=refiner_adapter,
-                   refiner_id=None if refiner is None else str(refiner))
+                   refiner_id=None if refiner is None else str(refiner), limits=limits)
 
     @classmethod
-    def from_pipe(cls, pipe, refiner=None, memory: MemoryOptions | None = None) -> Editor:
+    def from_pipe(cls, pipe, refiner=None, memory: MemoryOptions | None = None, limits: Limits | None = None) -> Editor:
         """Reuse the components of already loaded diffusers pipelines (no copy, no reload)."""
         def wrap(p):
             family = adapter_class(type(p).__name__, getattr(p, "name_or_path", None) or type(p).__name__)
@@ -313,7 +357,7 @@ class Editor:
                 memory.apply(prepared, prepared._execution_device)
             return adapter_for(prepared)
 
-        return cls(wrap(pipe), refiner=None if refiner is None else wrap(refiner))
+        return cls(wrap(pipe), refiner=None if refiner is None else wrap(refiner), limits=limits)
 
     def edit(
         self,
@@ -357,13 +401,12 @@ class Editor:
             raise InputError("switch_at: this editor has no refiner to switch to; load one with refiner=...")
         if generator is not None and seed is not None:
             raise InputError("seed: pass either seed or generator, not both")
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**64):
-            raise InputError(f"seed: expected an integer in [0, 2**64), got {seed!r}")
+        check_seed(seed)
         if generator is None:
             seed = secrets.randbits(32) if seed is None else seed
             generator = torch.Generator("cpu").manual_seed(seed)
-        inputs = prepare_inputs(source, exemplars, strength_map, invert_map)
-        image_prompts = load_prompt_images(prompt_images)
+        inputs = prepare_inputs(source, exemplars, strength_map, invert_map, self.limits.max_pixels)
+        image_prompts = load_prompt_images(prompt_images, self.limits.max_pixels)
         for note in inputs.notes:
             warnings.warn(note, stacklevel=2)
 
@@ -375,7 +418,15 @@ class Editor:
         scale_to = None if box is None else self._crop_scale(settings.crop_resize, box)
 
         # 3. Diffuse
-        out, details = self._diffuse(work, settings, generator, image_prompts, scale_to, on_step)
+        try:
+            out, details = self._diffuse(work, settings, generator, image_prompts, scale_to, on_step,
+                                         crop_hint=box is None and settings.crop is None)
+        except (MemoryError, torch.cuda.OutOfMemoryError) as error:
+            raise _out_of_memory(self.adapter, error) from None
+        except RuntimeError as error:
+            if "can't allocate memory" not in str(error) and "out of memory" not in str(error).lower():
+                raise
+            raise _out_of_memory(self.adapter, error) from None
 
         # 4. Paste back: the crop into the frame (the rest is the source), then the kept pixels
         if box is not None:
@@ -415,7 +466,7 @@ class Editor:
             if edited is None:
                 return None  # nothing is edited: the full frame is as cheap as any crop
             return crop_around(edited, settings.crop_margin, size, self.adapter.size_multiple)
-        x, y, w, h = check_box(settings.crop, "crop", size)
+        x, y, w, h = check_box(settings.crop, "crop", size, self.limits.max_pixels)
         x0, y0 = max(x, 0), max(y, 0)
         x1, y1 = min(x + w, size[0]), min(y + h, size[1])
         if (strength[:y0].any() or strength[y1:].any() or strength[:, :x0].any() or strength[:, x1:].any()):
@@ -430,7 +481,13 @@ class Editor:
         w, h = box[2], box[3]
         multiple = self.adapter.size_multiple
         scale = longest / max(w, h)
-        return tuple(max(multiple, round(side * scale / multiple) * multiple) for side in (w, h))
+        scaled = tuple(max(multiple, round(side * scale / multiple) * multiple) for side in (w, h))
+        if scaled[0] * scaled[1] > self.limits.max_pixels:
+            raise InputError(
+                f"crop_resize: {resize!r} makes the {w}x{h} crop {scaled[0]}x{scaled[1]}, more than the limit of"
+                f" {self.limits.max_pixels:,} pixels"
+            )
+        return scaled
 
     def _encode_region(
         self, settings: EditSettings, strength: np.ndarray, frame: tuple[int, int]
@@ -471,7 +528,7 @@ class Editor:
     def _diffuse(
         self, inputs: _Inputs, settings: EditSettings, generator: torch.Generator,
         image_prompts: list[tuple[Image.Image, float]], scale_to: tuple[int, int] | None,
-        on_step: Callable[[int, int], None] | None,
+        on_step: Callable[[int, int], None] | None, crop_hint: bool = False,
     ) -> tuple[np.ndarray, dict[str, Any]]:
         """Run the model on `inputs` (the frame, or a crop of it); returns (H, W, 3) uint8 and metadata."""
         adapter = self.adapter
@@ -493,7 +550,15 @@ class Editor:
         exemplar_keeps = [to_latent_map(_pad(1.0 - m, multiple), latent_size).to(device) for m in maps]
         graft_weights = [(~(k > 0)).to(dtype) for k in exemplar_keeps]
 
-        # Prompts, timesteps (img2img truncation) on fresh schedulers, one per stage
+        # Timesteps (img2img truncation) on fresh schedulers, one per stage, checked before any model work
+        if self.limits.check_memory:
+            frame = padded[0].shape[:2]
+            crop = None
+            if crop_hint and (edited := region_box(strength)) is not None:
+                crop = crop_around(edited, settings.crop_margin, (frame[1], frame[0]), multiple)[2:][::-1]
+            batch = 2 if adapter.guidance(settings.guidance_scale).enabled else 1
+            tiled = bool(getattr(adapter.autoencoder, "use_tiling", False))
+            check_memory(adapter, frame, batch, tiled, crop_frame=crop, device=device)
         stages = self._stages(settings, generator, latent_size, padded[0].shape[:2], image_prompts)
 
         # One VAE encode and one noise draw per image, source first (diffusers' order)
@@ -534,7 +599,13 @@ class Editor:
         latents, calls = denoise(stages, surgery, start, on_step)
 
         # Decode with the last model, crop the padding, undo the resize
-        out = np.array(to_pil(stages[-1].adapter.decode(latents)))[: padded[0].shape[0], : padded[0].shape[1]]
+        decoded = stages[-1].adapter.decode(latents)
+        if not bool(torch.isfinite(decoded).all()):
+            raise NonFiniteError(
+                f"the decoded image has NaN or infinite values ({str(decoded.dtype).removeprefix('torch.')} decoder);"
+                " nothing was written. Use fp32 (--dtype fp32) or bf16 if half precision overflows"
+            )
+        out = np.array(to_pil(decoded))[: padded[0].shape[0], : padded[0].shape[1]]
         out = out[: pictures[0].shape[0], : pictures[0].shape[1]]
         if scale_to is not None:
             out = np.asarray(Image.fromarray(out).resize((width, height), Image.LANCZOS))

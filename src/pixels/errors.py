@@ -1,4 +1,5 @@
-"""Error types. The CLI maps `InputError` to exit code 2 and any other `PixelsError` to 1."""
+"""Error types. Each carries the exit code the command line gives it: 2 for what the user can change
+(bad input, not enough memory or disk, a run that diverged at these settings), 1 for anything else."""
 
 from __future__ import annotations
 
@@ -6,9 +7,13 @@ from __future__ import annotations
 class PixelsError(Exception):
     """Base class for every error pixels raises on purpose."""
 
+    exit_code = 1
+
 
 class InputError(PixelsError, ValueError):
     """Bad argument or unusable input file: the message names the argument and the value."""
+
+    exit_code = 2
 
 
 class ModelNotFoundError(InputError):
@@ -17,3 +22,28 @@ class ModelNotFoundError(InputError):
 
 class UnsafeCheckpointError(InputError):
     """A pickle checkpoint was refused because it can run arbitrary code when loaded."""
+
+
+class ResourceError(PixelsError):
+    """Not enough memory or disk, or no permission to write: the message says what to change."""
+
+    exit_code = 2
+
+
+class NonFiniteError(PixelsError):
+    """The latents became NaN or infinite during an edit (overflow at this precision or these settings)."""
+
+    exit_code = 2
+
+
+def short(value: object, limit: int = 80) -> str:
+    """repr(value) cut to about `limit` characters without building a huge repr first (error messages
+    must stay short whatever the input: a spec value can expand to gigabytes)."""
+    import reprlib
+
+    r = reprlib.Repr()
+    r.maxstring, r.maxother, r.maxlong = limit, limit, limit
+    r.maxlist = r.maxtuple = r.maxdict = r.maxset = r.maxfrozenset = r.maxdeque = r.maxarray = 6
+    r.maxlevel = 3
+    text = r.repr(value)
+    return text if len(text) <= limit + 10 else text[:limit] + "..."

@@ -15,10 +15,14 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import InputError
+from .files import open_regular
+from .limits import MAX_PIXELS
 
 ImageLike = Union[str, os.PathLike, Image.Image, np.ndarray]
 
-MAX_PIXELS = 64 * 1024 * 1024  # larger inputs are refused (decompression bombs, absurd sizes)
+# The raster formats pixels reads, chosen by Pillow from the file's content. Nothing else is opened: some
+# of Pillow's other plugins hand the data to external programs (EPS is run by the Ghostscript interpreter).
+FORMATS = ("PNG", "JPEG", "WEBP", "TIFF", "BMP", "GIF")
 MAP_SNAP = 4 / 255  # 8/16-bit map values this close to 0 or 1 count as exactly 0 or 1 (JPEG ringing)
 
 _LUMA = np.array([0.299, 0.587, 0.114])  # ITU-R 601, as PIL's "L" conversion
@@ -34,23 +38,30 @@ def _check_size(width: int, height: int, name: str, max_pixels: int) -> None:
 
 
 def _open(path: Path, name: str, max_pixels: int) -> Image.Image:
-    if not path.exists():
-        raise InputError(f"{name}: no such file: {path}")
-    if path.is_dir():
-        raise InputError(f"{name}: {path} is a folder, not an image file")
-    try:
-        with Image.open(path) as image:
-            _check_size(*image.size, name, max_pixels)  # from the header, before decoding anything
-            image.load()
-            return image.copy()
-    except InputError:
-        raise
-    except UnidentifiedImageError:
-        raise InputError(f"{name}: {path} is not an image file Pillow can read") from None
-    except Image.DecompressionBombError as e:
-        raise InputError(f"{name}: {path} is too large to decode safely ({e})") from None
-    except (OSError, SyntaxError, ValueError) as e:  # truncated or corrupt data
-        raise InputError(f"{name}: {path} is truncated or corrupt ({e})") from None
+    """Decode an image file of one of FORMATS, as detected from its content (not its name)."""
+    with open_regular(path, name) as f:
+        try:
+            with Image.open(f, formats=FORMATS) as image:
+                _check_size(*image.size, name, max_pixels)  # from the header, before decoding anything
+                image.load()
+                return image.copy()
+        except InputError:
+            raise
+        except UnidentifiedImageError:
+            raise InputError(
+                f"{name}: {path} is not an image in a format pixels reads ({', '.join(FORMATS)})"
+            ) from None
+        except Image.DecompressionBombError as e:
+            raise InputError(f"{name}: {path} is too large to decode safely ({e})") from None
+        except MemoryError:
+            raise InputError(f"{name}: {path} does not fit in memory once decoded") from None
+        except Exception as e:  # noqa: BLE001 - a decoder fails in many ways on truncated or corrupt data
+            raise InputError(f"{name}: {path} is truncated or corrupt ({type(e).__name__}: {_short(e)})") from None
+
+
+def _short(error: BaseException, limit: int = 120) -> str:
+    text = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def _float_image(array: np.ndarray, name: str) -> np.ndarray:
@@ -99,6 +110,18 @@ def _pil_unit(image: Image.Image, name: str) -> tuple[np.ndarray, bool]:
 
     16-bit and 32-bit integer grayscale keep their full precision; float ("F") images must lie in [0, 1].
     """
+    try:
+        return _pil_pixels(image, name)
+    except InputError:
+        raise
+    except MemoryError:
+        raise InputError(f"{name}: the {image.width}x{image.height} image does not fit in memory") from None
+    except Exception as e:  # noqa: BLE001 - Pillow refuses some modes and corrupt EXIF data in its own ways
+        raise InputError(f"{name}: cannot convert a {image.mode!r} image to RGB ({type(e).__name__}: {_short(e)})") \
+            from None
+
+
+def _pil_pixels(image: Image.Image, name: str) -> tuple[np.ndarray, bool]:
     image = ImageOps.exif_transpose(image)
     mode = image.mode
     if mode.startswith("I;16"):
@@ -116,8 +139,12 @@ def _pil_unit(image: Image.Image, name: str) -> tuple[np.ndarray, bool]:
         image = image.convert("L")
     elif mode == "P":
         image = image.convert("RGBA" if "transparency" in image.info else "RGB")
-    elif mode == "PA":
+    elif mode in ("PA", "RGBa"):
         image = image.convert("RGBA")
+    elif mode == "La":  # premultiplied gray + alpha, which Pillow does not convert: divide the alpha out
+        la = np.asarray(image, np.float32)
+        gray = np.where(la[..., 1] > 0, la[..., 0] * 255 / np.maximum(la[..., 1], 1), 0)
+        image = Image.fromarray(np.stack([np.clip(np.round(gray), 0, 255), la[..., 1]], -1).astype(np.uint8), "LA")
     elif mode not in ("L", "LA", "RGB", "RGBA"):
         image = image.convert("RGB")  # CMYK, YCbCr, LAB, HSV, RGBX...
     array = np.asarray(image, np.float32) / 255.0

@@ -14,10 +14,12 @@ from pathlib import Path
 import torch
 
 from .adapters import adapter_class
-from .errors import InputError, ModelNotFoundError, UnsafeCheckpointError
+from .errors import InputError, ModelNotFoundError, UnsafeCheckpointError, short
+from .files import read_text
 from .models import ALIASES
 
 BUNDLED = {"demo": "models/demo"}  # name -> folder inside the package
+INDEX_LIMIT = 1024 * 1024  # bytes of a model_index.json
 PICKLE_SUFFIXES = (".ckpt", ".bin", ".pt", ".pth", ".pkl")
 HUB_ID = re.compile(r"^[\w.-]+(/[\w.-]+)?$")
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -25,22 +27,35 @@ DTYPES = {"fp32": torch.float32, "float32": torch.float32, "fp16": torch.float16
           "bf16": torch.bfloat16, "bfloat16": torch.bfloat16}
 
 
+DEVICE = re.compile(r"^(?P<type>auto|cpu|cuda|mps)(:(?P<index>\d{1,3}))?$")
+
+
 def resolve_device(device: str | torch.device) -> torch.device:
-    """'auto' picks cuda, then mps, then cpu; an explicit device must be available."""
+    """'auto' picks cuda, then mps, then cpu; an explicit device (`cuda:1`) must be available."""
     if isinstance(device, torch.device):
         return device
-    name = str(device).lower()
-    if name.split(":")[0] not in DEVICES:
-        raise InputError(f"device: unknown device {device!r}; choose one of {', '.join(DEVICES)}")
-    if name == "auto":
+    name = str(device).strip().lower()
+    match = DEVICE.match(name)
+    if match is None or (match["type"] == "auto" and match["index"] is not None):
+        raise InputError(
+            f"device: unknown device {short(device)}; choose one of {', '.join(DEVICES)}, optionally with an index"
+            " (cuda:1)"
+        )
+    kind, index = match["type"], match["index"]
+    if kind == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
         if torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise InputError(f"device: {device!r} requested but this PyTorch build sees no CUDA GPU; use --device cpu")
-    if name == "mps" and not torch.backends.mps.is_available():
+    if kind == "cuda":
+        if not torch.cuda.is_available():
+            raise InputError(f"device: {device!r} requested but this PyTorch build sees no CUDA GPU; use --device cpu")
+        if index is not None and int(index) >= torch.cuda.device_count():
+            raise InputError(
+                f"device: {device!r} requested but only {torch.cuda.device_count()} CUDA GPU(s) are visible"
+            )
+    if kind == "mps" and not torch.backends.mps.is_available():
         raise InputError("device: 'mps' requested but Metal is not available here; use --device cpu")
     return torch.device(name)
 
@@ -53,7 +68,7 @@ def resolve_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype
     if name == "auto":
         return torch.float32 if device.type == "cpu" else torch.float16
     if name not in DTYPES:
-        raise InputError(f"dtype: unknown dtype {dtype!r}; choose one of auto, fp32, fp16, bf16")
+        raise InputError(f"dtype: unknown dtype {short(dtype)}; choose one of auto, fp32, fp16, bf16")
     return DTYPES[name]
 
 
@@ -80,9 +95,9 @@ def _read_index(folder: Path) -> dict:
 
 def _parse_index(index: Path) -> dict:
     try:
-        data = json.loads(index.read_text())
-    except (OSError, ValueError) as error:  # ValueError: JSONDecodeError and UnicodeDecodeError
-        raise InputError(f"model: cannot read {str(index)!r}: {error}") from None
+        data = json.loads(read_text(index, "model", INDEX_LIMIT))
+    except ValueError as error:  # JSONDecodeError
+        raise InputError(f"model: cannot read {str(index)!r}: {short(error)}") from None
     if not isinstance(data, dict):
         raise InputError(f"model: cannot read {str(index)!r}: expected a JSON object, got {type(data).__name__}")
     return data

@@ -10,6 +10,7 @@ from typing import Any
 import torch
 
 from .adapters import Adapter, Conditioning
+from .errors import NonFiniteError
 from .guidance import ClassifierFreeGuidance
 from .schedule import keep_mask
 
@@ -137,6 +138,12 @@ def denoise(
             prediction = guidance.combine(adapter.predict(model_input, t, stage.cond))
             latents = scheduler.step(prediction, t, latents, **stage.step_kwargs, return_dict=False)[0]
             calls += 1
+            if not bool(torch.isfinite(latents).all()):
+                raise NonFiniteError(
+                    f"the latents became NaN or infinite at step {i + 1} of {num_steps} ({adapter.family} model,"
+                    f" {str(latents.dtype).removeprefix('torch.')}); nothing was written. Lower the guidance scale,"
+                    " or use fp32 (--dtype fp32) or bf16 if half precision overflows"
+                )
             if on_step is not None:
                 on_step(i + 1 - start, num_steps - start)
     assert latents is not None

@@ -9,9 +9,11 @@
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
-from .errors import InputError
+from .errors import InputError, short
+from .limits import MAX_PIXELS
 
 SHAPES = {  # kind -> (number of values, what they are)
     "box": (4, "X,Y,W,H"),
@@ -23,9 +25,9 @@ SHAPES = {  # kind -> (number of values, what they are)
 KINDS = (*SHAPES, "alpha", "combine", "invert", "preview")
 
 
-def add_parser(commands) -> None:
+def add_parser(commands, common) -> None:
     parser = commands.add_parser(
-        "map", help="make, combine and preview strength maps",
+        "map", parents=[common], help="make, combine and preview strength maps",
         description="Make a strength map (white = full edit, black = keep) and write it as an 8-bit PNG."
                     " Shapes: " + "; ".join(f"{k} {v[1]}" for k, v in SHAPES.items())
                     + "; alpha IMAGE; combine MAP MAP...; invert MAP; preview SOURCE MAP.",
@@ -49,8 +51,10 @@ def _numbers(kind: str, values: list[str]) -> list[float]:
     text = ",".join(values)
     try:
         numbers = [float(v) for v in text.replace(" ", "").split(",") if v != ""]
+        if not all(math.isfinite(v) for v in numbers):
+            raise ValueError
     except ValueError:
-        raise InputError(f"{kind}: expected numbers {meaning}, got {text!r}") from None
+        raise InputError(f"{kind}: expected finite numbers {meaning}, got {short(text)}") from None
     if (count is not None and len(numbers) != count) or (count is None and (len(numbers) < 6 or len(numbers) % 2)):
         raise InputError(f"{kind}: expected {meaning}, got {text!r}")
     return numbers
@@ -69,6 +73,8 @@ def _canvas(args: argparse.Namespace) -> tuple[int, int]:
         raise InputError(f"--size: expected WxH, e.g. 640x480, got {args.size!r}") from None
     if width < 1 or height < 1:
         raise InputError(f"--size: expected positive sizes, got {args.size!r}")
+    if width * height > MAX_PIXELS:
+        raise InputError(f"--size: {width}x{height} is more than the limit of {MAX_PIXELS:,} pixels")
     return width, height
 
 

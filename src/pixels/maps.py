@@ -4,23 +4,26 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import InputError
+from .errors import InputError, short
+from .limits import MAX_PIXELS, finite
+
+MAX_COORDINATE = 1e7  # pixels: points and radii far beyond any image (and far from float overflow)
 
 
-def _grid(size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    width, height = size
-    if width < 1 or height < 1:
-        raise InputError(f"size: expected (width, height) >= 1, got {size!r}")
+def _grid(size: tuple[int, int], where: str = "size") -> tuple[np.ndarray, np.ndarray]:
+    width, height = _size(size, where)
     y, x = np.mgrid[0:height, 0:width].astype(np.float64)
     return x + 0.5, y + 0.5  # pixel centres
 
 
 def radial(size: tuple[int, int], center: tuple[float, float], inner: float, outer: float) -> np.ndarray:
     """1 inside radius `inner` around `center` (x, y), falling linearly to 0 at radius `outer`."""
+    cx, cy = _pair(center, "radial: center")
+    inner, outer = _pair((inner, outer), "radial: inner, outer")
     if not 0 <= inner <= outer or outer <= 0:
         raise InputError(f"radial: expected 0 <= inner <= outer and outer > 0, got inner={inner}, outer={outer}")
-    x, y = _grid(size)
-    r = np.hypot(x - center[0], y - center[1])
+    x, y = _grid(size, "radial")
+    r = np.hypot(x - cx, y - cy)
     if outer == inner:
         return (r <= inner).astype(np.float64)
     return np.clip((outer - r) / (outer - inner), 0.0, 1.0)
@@ -28,23 +31,23 @@ def radial(size: tuple[int, int], center: tuple[float, float], inner: float, out
 
 def linear(size: tuple[int, int], start: tuple[float, float], end: tuple[float, float]) -> np.ndarray:
     """0 at point `start`, rising linearly to 1 at point `end` (constant beyond both)."""
-    (x0, y0), (x1, y1) = start, end
+    (x0, y0), (x1, y1) = _pair(start, "linear: start"), _pair(end, "linear: end")
     length2 = (x1 - x0) ** 2 + (y1 - y0) ** 2
     if length2 == 0:
         raise InputError(f"linear: start and end must differ, got {start!r}")
-    x, y = _grid(size)
+    x, y = _grid(size, "linear")
     return np.clip(((x - x0) * (x1 - x0) + (y - y0) * (y1 - y0)) / length2, 0.0, 1.0)
 
 
 def box(size: tuple[int, int], rect: tuple[int, int, int, int], value: float = 1.0) -> np.ndarray:
     """`value` inside rect = (x, y, w, h), 0 elsewhere."""
-    if not 0.0 <= value <= 1.0:
-        raise InputError(f"box: value must lie in [0, 1], got {value}")
-    width, height = size
-    if width < 1 or height < 1:
-        raise InputError(f"size: expected (width, height) >= 1, got {size!r}")
+    value = _unit(value, "box: value")
+    width, height = _size(size, "box")
+    try:
+        x, y, w, h = (int(v) for v in rect)
+    except (TypeError, ValueError, OverflowError):
+        raise InputError(f"box: expected (x, y, w, h) integers, got {short(rect)}") from None
     out = np.zeros((height, width))
-    x, y, w, h = rect
     out[max(y, 0):max(y + h, 0), max(x, 0):max(x + w, 0)] = value
     return out
 
@@ -61,11 +64,10 @@ def to_image(strength: np.ndarray):
 
 def _number(value, where: str) -> float:
     """`value` as a finite float, or an InputError naming `where`."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise InputError(f"{where}: expected a number, got {value!r}")
-    if not np.isfinite(value):
-        raise InputError(f"{where}: expected a finite number, got {value!r}")
-    return float(value)
+    result = finite(value)
+    if result is None:
+        raise InputError(f"{where}: expected a finite number, got {short(value)}")
+    return result
 
 
 def _unit(value, where: str) -> float:
@@ -77,12 +79,15 @@ def _unit(value, where: str) -> float:
 
 
 def _pair(pair, where: str) -> tuple[float, float]:
-    """A pair of finite numbers such as a point (x, y) or radii (rx, ry)."""
+    """A pair of finite numbers such as a point (x, y) or radii (rx, ry), within +-MAX_COORDINATE."""
     try:
         a, b = pair
     except (TypeError, ValueError):
-        raise InputError(f"{where}: expected a pair of numbers, got {pair!r}") from None
-    return _number(a, where), _number(b, where)
+        raise InputError(f"{where}: expected a pair of numbers, got {short(pair)}") from None
+    a, b = _number(a, where), _number(b, where)
+    if max(abs(a), abs(b)) > MAX_COORDINATE:
+        raise InputError(f"{where}: expected numbers within +-{MAX_COORDINATE:g}, got {short(pair)}")
+    return a, b
 
 
 def _size(size, where: str) -> tuple[int, int]:
@@ -90,10 +95,12 @@ def _size(size, where: str) -> tuple[int, int]:
     try:
         width, height = size
     except (TypeError, ValueError):
-        raise InputError(f"{where}: size: expected (width, height), got {size!r}") from None
+        raise InputError(f"{where}: size: expected (width, height), got {short(size)}") from None
     for n in (width, height):
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-            raise InputError(f"{where}: size: expected (width, height) integers >= 1, got {size!r}")
+            raise InputError(f"{where}: size: expected (width, height) integers >= 1, got {short(size)}")
+    if int(width) * int(height) > MAX_PIXELS:
+        raise InputError(f"{where}: size: {width}x{height} is more than the limit of {MAX_PIXELS:,} pixels")
     return int(width), int(height)
 
 
@@ -123,7 +130,7 @@ def ellipse(
     cx, cy = _pair(center, "ellipse: center")
     rx, ry = _pair(radii, "ellipse: radii")
     if rx <= 0 or ry <= 0:
-        raise InputError(f"ellipse: radii must be > 0, got {radii!r}")
+        raise InputError(f"ellipse: radii must be > 0, got {short(radii)}")
     value = _unit(value, "ellipse: value")
     x, y = _grid(size)
     inside = ((x - cx) / rx) ** 2 + ((y - cy) / ry) ** 2 <= 1.0
@@ -215,8 +222,8 @@ _COMBINERS = {"max": np.maximum.reduce, "min": np.minimum.reduce, "multiply": np
 
 def combine(maps, how: str = "max") -> np.ndarray:
     """Several maps of one shape merged pixel by pixel: how = "max" (union), "min" (intersection) or "multiply"."""
-    if how not in _COMBINERS:
-        raise InputError(f"combine: how must be one of {', '.join(map(repr, _COMBINERS))}, got {how!r}")
+    if not isinstance(how, str) or how not in _COMBINERS:
+        raise InputError(f"combine: how must be one of {', '.join(map(repr, _COMBINERS))}, got {short(how)}")
     if isinstance(maps, np.ndarray) and maps.ndim == 2:
         raise InputError(f"combine: maps: expected a sequence of (H, W) maps, got one array of shape {maps.shape}")
     try:

@@ -88,7 +88,8 @@ def ssim(a: Any, b: Any, region: np.ndarray | None = None, sigma: float = 1.5) -
     g = g / g.sum()
 
     def blur(t: torch.Tensor) -> torch.Tensor:
-        t = F.pad(t, (radius, radius, radius, radius), mode="reflect")
+        small = min(t.shape[-2:]) <= radius  # reflection needs more pixels than the window's radius
+        t = F.pad(t, (radius, radius, radius, radius), mode="replicate" if small else "reflect")
         t = F.conv2d(t, g.view(1, 1, 1, -1))
         return F.conv2d(t, g.view(1, 1, -1, 1))
 
@@ -148,9 +149,12 @@ def evaluate(result: Any, source: Any, strength: np.ndarray, exemplar: Any | Non
         graft = strength >= 1.0
         if not graft.any():
             raise InputError("strength map: no pixel has strength 1, so no exemplar was grafted")
-        paste = naive_paste(source, exemplar, graft)
-        report["seam_vs_paste"] = {"result": seam_energy(result, graft), "naive_paste": seam_energy(paste, graft)}
-        report["seam_vs_paste"]["ratio"] = report["seam_vs_paste"]["result"] / report["seam_vs_paste"]["naive_paste"]
+        if not graft.all():  # a full-frame graft has no seam to compare
+            paste = naive_paste(source, exemplar, graft)
+            seams = {"result": seam_energy(result, graft), "naive_paste": seam_energy(paste, graft)}
+            # a paste with no gradient at its edge (flat images) has nothing to compare with
+            seams["ratio"] = seams["result"] / seams["naive_paste"] if seams["naive_paste"] > 0 else None
+            report["seam_vs_paste"] = seams
         report["exemplar"] = exemplar_fidelity(result, exemplar, graft)
         report["exemplar_in_source"] = exemplar_fidelity(source, exemplar, graft)  # the same measure, unedited
     return report
@@ -159,6 +163,7 @@ def evaluate(result: Any, source: Any, strength: np.ndarray, exemplar: Any | Non
 def format_report(report: dict[str, Any]) -> str:
     lines = []
     for group, values in report.items():
-        cells = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in values.items())
+        cells = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {'n/a' if v is None else v}"
+                          for k, v in values.items())
         lines.append(f"{group:<20} {cells}")
     return "\n".join(lines)

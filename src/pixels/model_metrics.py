@@ -12,22 +12,31 @@ from typing import Any
 import numpy as np
 import torch
 
-from .errors import InputError, ModelNotFoundError
+from .errors import InputError, ModelNotFoundError, UnsafeCheckpointError
 
 CLIP_MODEL = "openai/clip-vit-base-patch32"
 DINO_MODEL = "facebook/dino-vits16"
 
 
-def _load(kind: str, model: str, local_files_only: bool):
+def _load(kind: str, model: str, local_files_only: bool, allow_unsafe_pickle: bool = False):
+    """The model and its processor. Only .safetensors weights are read unless `allow_unsafe_pickle`:
+    pickle weights (.bin) can run arbitrary code when loaded."""
     from transformers import AutoImageProcessor, AutoModel, CLIPModel, CLIPProcessor
 
+    weights = {"local_files_only": local_files_only, "use_safetensors": None if allow_unsafe_pickle else True}
     try:
         if kind == "clip":
-            return CLIPModel.from_pretrained(model, local_files_only=local_files_only).eval(), \
+            return CLIPModel.from_pretrained(model, **weights).eval(), \
                 CLIPProcessor.from_pretrained(model, local_files_only=local_files_only)
-        return AutoModel.from_pretrained(model, local_files_only=local_files_only).eval(), \
+        return AutoModel.from_pretrained(model, **weights).eval(), \
             AutoImageProcessor.from_pretrained(model, local_files_only=local_files_only)
     except (OSError, ValueError) as error:
+        if not allow_unsafe_pickle and "safetensors" in str(error).lower():
+            raise UnsafeCheckpointError(
+                f"{kind}: model {model!r} has no .safetensors weights, only pickle files, which can run arbitrary"
+                " code when loaded; convert them, or pass allow_unsafe_pickle=True (--allow-unsafe-pickle) if you"
+                " trust the source"
+            ) from None
         raise ModelNotFoundError(
             f"{kind}: model {model!r} is not available locally ({str(error).strip().splitlines()[0]}); download it"
             f" with `hf download {model}` or pass a local folder"
@@ -53,10 +62,11 @@ def _cosine(a: torch.Tensor, b: torch.Tensor) -> float:
 
 @torch.no_grad()
 def clip_scores(result: Any, exemplar: Any | None = None, prompt: str | None = None, region: np.ndarray | None = None,
-                model: str = CLIP_MODEL, local_files_only: bool = True) -> dict[str, float]:
+                model: str = CLIP_MODEL, local_files_only: bool = True, allow_unsafe_pickle: bool = False
+                ) -> dict[str, float]:
     """CLIP-I: cosine of CLIP image embeddings of result and exemplar (inside `region`'s box);
     CLIP-T: cosine of the result's image embedding and the prompt's text embedding."""
-    clip, processor = _load("clip", model, local_files_only)
+    clip, processor = _load("clip", model, local_files_only, allow_unsafe_pickle)
     scores: dict[str, float] = {}
     image = crop_to_region(result, region)
     embedding = clip.get_image_features(**processor(images=image, return_tensors="pt"))
@@ -72,9 +82,9 @@ def clip_scores(result: Any, exemplar: Any | None = None, prompt: str | None = N
 
 @torch.no_grad()
 def dino_score(result: Any, exemplar: Any, region: np.ndarray | None = None, model: str = DINO_MODEL,
-               local_files_only: bool = True) -> dict[str, float]:
+               local_files_only: bool = True, allow_unsafe_pickle: bool = False) -> dict[str, float]:
     """DINO: cosine of the ViT [CLS] features of result and exemplar (inside `region`'s box)."""
-    vit, processor = _load("dino", model, local_files_only)
+    vit, processor = _load("dino", model, local_files_only, allow_unsafe_pickle)
 
     def features(image: Any) -> torch.Tensor:
         out = vit(**processor(images=crop_to_region(image, region), return_tensors="pt"))
@@ -96,7 +106,8 @@ def _frechet(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 @torch.no_grad()
-def frechet_distance(images: list, references: list, model: str = DINO_MODEL, local_files_only: bool = True) -> float:
+def frechet_distance(images: list, references: list, model: str = DINO_MODEL, local_files_only: bool = True,
+                     allow_unsafe_pickle: bool = False) -> float:
     """FD-DINO: Frechet distance between the DINO [CLS] features of two image sets (lower = closer).
 
     The set-level counterpart of FID with a self-supervised ViT instead of Inception-v3, as recommended by
@@ -104,7 +115,7 @@ def frechet_distance(images: list, references: list, model: str = DINO_MODEL, lo
     """
     if len(images) < 2 or len(references) < 2:
         raise InputError(f"frechet_distance: needs at least 2 images per set, got {len(images)} and {len(references)}")
-    vit, processor = _load("dino", model, local_files_only)
+    vit, processor = _load("dino", model, local_files_only, allow_unsafe_pickle)
 
     def features(batch: list) -> torch.Tensor:
         pictures = [crop_to_region(image, None).convert("RGB") for image in batch]

@@ -1,42 +1,58 @@
-"""Writing results: atomically, never clobbering without permission, with settings embedded in PNGs."""
+"""Writing results: checked before any work, written atomically, never clobbering without permission,
+with the settings embedded in PNGs."""
 
 from __future__ import annotations
 
 import json
 import os
-import tempfile
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
-from .errors import InputError
+from .errors import InputError, short
+from .files import atomic_write, check_name_length, check_writable, recover
 
 FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
 
 
-def output_format(path: str | os.PathLike) -> str:
+def output_format(path: str | os.PathLike, name: str = "output") -> str:
     suffix = Path(path).suffix.lower()
     if suffix not in FORMATS:
-        raise InputError(f"output: {str(path)!r} has an unsupported extension; use one of {', '.join(FORMATS)}")
+        raise InputError(f"{name}: {short(str(path))} has an unsupported extension; use one of {', '.join(FORMATS)}")
     return FORMATS[suffix]
 
 
-def check_output(path: str | os.PathLike, *, overwrite: bool, inputs: list[str] = ()) -> Path:
-    """Validate an output path before any work is done; returns it resolved."""
+def check_output(path: str | os.PathLike, *, overwrite: bool, inputs: Sequence = (), name: str = "output") -> Path:
+    """Validate an output path before any work is done: format, folder, name length, permission to write,
+    and no clobbering of an existing file (or of an input) without `overwrite`. Returns the path."""
     out = Path(path).expanduser()
-    output_format(out)
+    output_format(out, name)
+    check_name_length(out, name)
     if not out.parent.is_dir():
-        raise InputError(f"output: folder {str(out.parent)!r} does not exist")
+        raise InputError(f"{name}: folder {str(out.parent)!r} does not exist")
+    recover(out.parent)  # a run killed while writing here is cleaned up before anything is judged
     if out.is_dir():
-        raise InputError(f"output: {str(out)!r} is a folder")
-    if out.exists() and not overwrite:
-        raise InputError(f"output: {str(out)!r} exists; pass --overwrite to replace it")
-    for given in inputs:
-        if given and Path(given).exists() and out.exists() and os.path.samefile(given, out) and not overwrite:
-            raise InputError(f"output: {str(out)!r} is also an input; pass --overwrite to replace it")
+        raise InputError(f"{name}: {str(out)!r} is a folder")
+    if os.path.lexists(out) and not overwrite:
+        what = "exists (it is also an input)" if any(_same(given, out) for given in inputs) else "exists"
+        raise InputError(f"{name}: {str(out)!r} {what}; pass --overwrite to replace it")
+    check_writable(out.parent, name)
     return out
+
+
+def _same(given: Any, out: Path) -> bool:
+    try:
+        return bool(given) and isinstance(given, (str, os.PathLike)) and os.path.samefile(given, out)
+    except (OSError, ValueError):
+        return False
+
+
+def printable(text: str) -> str:
+    """Text that encodes as UTF-8: undecodable bytes of file names show as escapes instead of failing."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def parameters_text(md: dict[str, Any]) -> str:
@@ -52,53 +68,30 @@ def parameters_text(md: dict[str, Any]) -> str:
     text = md.get("prompt", "")
     if md.get("negative_prompt"):
         text += f"\nNegative prompt: {md['negative_prompt']}"
-    return f"{text}\n{line}"
+    return printable(f"{text}\n{line}")
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def save_image(image: Image.Image, path: str | os.PathLike, metadata: dict[str, Any] | None = None,
-               *, overwrite: bool = False) -> Path:
-    """Write `image` to `path` atomically: a temporary file in the same folder, then a rename.
-
-    Without `overwrite` the final step is a hard link, which fails if the path appeared meanwhile.
-    """
-    out = Path(path).expanduser()
-    fmt = output_format(out)
+def image_writer(image: Image.Image, path: str | os.PathLike, metadata: dict[str, Any] | None = None
+                 ) -> Callable[[BinaryIO], None]:
+    """What writes `image` in the format of `path`'s extension, with `metadata` in PNG text chunks."""
+    fmt = output_format(path)
     kwargs: dict[str, Any] = {}
     if fmt == "PNG" and metadata is not None:
         info = PngInfo()
-        info.add_itxt("pixels", json.dumps(metadata, default=str))
+        info.add_itxt("pixels", json.dumps(metadata, default=str))  # ASCII: escapes anything else
         info.add_itxt("parameters", parameters_text(metadata))
         kwargs["pnginfo"] = info
     elif fmt in ("JPEG", "WEBP"):
         kwargs["quality"] = 95
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            image.save(f, format=fmt, **kwargs)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; results are ordinary files
-        if overwrite:
-            os.replace(tmp, out)
-        else:
-            try:
-                os.link(tmp, out)
-            except FileExistsError:
-                raise InputError(f"output: {str(out)!r} exists; pass --overwrite to replace it") from None
-            except OSError:  # file systems without hard links: check, then rename
-                if out.exists():
-                    raise InputError(f"output: {str(out)!r} exists; pass --overwrite to replace it") from None
-                os.replace(tmp, out)
-                return out
-            os.unlink(tmp)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return out
+
+    def write(f: BinaryIO) -> None:
+        image.save(f, format=fmt, **kwargs)
+
+    return write
+
+
+def save_image(image: Image.Image, path: str | os.PathLike, metadata: dict[str, Any] | None = None,
+               *, overwrite: bool = False) -> Path:
+    """Write `image` to `path` atomically (a complete file or nothing), refusing to replace an existing
+    file unless `overwrite`."""
+    return atomic_write(path, image_writer(image, path, metadata), overwrite=overwrite)

@@ -9,21 +9,27 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from .errors import InputError
+from .errors import InputError, short
+from .limits import MAX_PIXELS
 
 FITS = ("cover", "contain", "stretch")
 
 
-def check_box(box, name: str, size: tuple[int, int]) -> tuple[int, int, int, int]:
-    """A validated (x, y, w, h) box of integers that overlaps the source of `size` (W, H)."""
+def check_box(box, name: str, size: tuple[int, int], max_pixels: int = MAX_PIXELS) -> tuple[int, int, int, int]:
+    """A validated (x, y, w, h) box of integers that overlaps the source of `size` (W, H), of at most
+    `max_pixels` pixels (a box may stick out of the source, but what is drawn into it is allocated)."""
     try:
-        x, y, w, h = (int(v) for v in box)
-        if any(int(v) != v for v in box):
+        if isinstance(box, (str, bytes)) or len(box) != 4:
             raise ValueError
-    except (TypeError, ValueError):
-        raise InputError(f"{name}: expected (x, y, w, h) integers, got {box!r}") from None
+        x, y, w, h = (int(v) for v in box)
+        if any(isinstance(v, bool) or int(v) != v for v in box):
+            raise ValueError
+    except (TypeError, ValueError, OverflowError):
+        raise InputError(f"{name}: expected (x, y, w, h) integers, got {short(box)}") from None
     if w < 1 or h < 1:
         raise InputError(f"{name}: width and height must be >= 1, got {box!r}")
+    if w * h > max_pixels:
+        raise InputError(f"{name}: {w}x{h} is {w * h:,} pixels, more than the limit of {max_pixels:,}")
     width, height = size
     if x >= width or y >= height or x + w <= 0 or y + h <= 0:
         raise InputError(f"{name}: {box!r} lies entirely outside the {width}x{height} source")

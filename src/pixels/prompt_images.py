@@ -7,11 +7,12 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image
 
-from .errors import InputError
+from .errors import InputError, short
+from .limits import MAX_PIXELS, MAX_WEIGHT
 from .images import ImageLike, load_image
 
 
-def load_prompt_images(prompt_images: Sequence) -> list[tuple[Image.Image, float]]:
+def load_prompt_images(prompt_images: Sequence | None, max_pixels: int = MAX_PIXELS) -> list[tuple[Image.Image, float]]:
     """Check and load `[(image, weight), ...]` (a bare image means weight 1) into RGB images and floats."""
     if prompt_images is None:
         return []
@@ -27,9 +28,9 @@ def load_prompt_images(prompt_images: Sequence) -> list[tuple[Image.Image, float
             image, weight = item
         else:
             image, weight = item, 1.0
-        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not np.isfinite(weight) or weight <= 0:
-            raise InputError(f"{name}: the weight must be a number > 0, got {weight!r}")
-        picture, _ = load_image(image, name=name)
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0 < weight <= MAX_WEIGHT:
+            raise InputError(f"{name}: the weight must be a number in (0, {MAX_WEIGHT:g}], got {short(weight)}")
+        picture, _ = load_image(image, name=name, max_pixels=max_pixels)
         loaded.append((picture, float(weight)))
     return loaded
 

@@ -24,6 +24,7 @@ def img2img_timesteps(
     style) keeps the steps below the training timestep (1 - denoising_start) * T instead;
     `denoising_end` (SDXL base style) stops before the training timestep (1 - denoising_end) * T.
     """
+    check_steps(scheduler, num_inference_steps)
     scheduler.set_timesteps(num_inference_steps, device=device)
     order = getattr(scheduler, "order", 1)
     if denoising_start is None:
@@ -49,6 +50,16 @@ def img2img_timesteps(
     if hasattr(scheduler, "set_begin_index"):
         scheduler.set_begin_index(begin)
     return timesteps
+
+
+def check_steps(scheduler, num_inference_steps: int) -> None:
+    """Refuse more steps than the timesteps the model's scheduler was trained with (before any model work)."""
+    trained = scheduler.config.get("num_train_timesteps")
+    if trained and num_inference_steps > trained:
+        raise InputError(
+            f"num_inference_steps: {num_inference_steps} is more than the {trained} timesteps this model's"
+            f" scheduler ({type(scheduler).__name__}) was trained with; use at most {trained}"
+        )
 
 
 def to_latent_map(pixel_map: np.ndarray | torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

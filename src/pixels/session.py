@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,11 +19,15 @@ from PIL import Image
 
 from . import __version__
 from .editor import EditResult, EditSettings, Editor, Exemplar
-from .errors import InputError, PixelsError
+from .errors import InputError, PixelsError, short
+from .files import OWN_FILES, Transaction, check_name_length, check_writable, open_regular, read_text, recover
 from .images import ImageLike, load_image
 from .prompt_images import load_prompt_images
 
 MANIFEST = "manifest.json"
+FORMAT = "pixels-session"  # the manifest's "format": what marks a folder as a session pixels saved
+MANIFEST_LIMIT = 16 * 1024 * 1024  # bytes
+MAX_STEPS_SAVED = 10_000
 _REPLAYED = ("prompt", "negative_prompt", "num_inference_steps", "strength", "denoising_start", "guidance_scale",
              "scheduler", "mode", "preserve", "eta", "skip_steps", "crop", "crop_margin", "crop_resize", "switch_at",
              "exemplar_encode")
@@ -92,76 +95,195 @@ class EditSession:
 
     # -- saving and loading ------------------------------------------------------------------
     def save(self, folder: str | os.PathLike, *, overwrite: bool = False) -> Path:
-        """Write the session (applied steps only) to `folder`, atomically: a complete folder or nothing."""
-        out = Path(folder).expanduser()
-        if out.exists() and not overwrite:
-            raise InputError(f"folder: {str(out)!r} exists; pass overwrite=True to replace it")
-        if not out.parent.is_dir():
-            raise InputError(f"folder: {str(out.parent)!r} does not exist")
-        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-        try:
-            self.source.save(staging / "source.png")
-            steps = []
-            for k, step in enumerate(self._steps, 1):
-                name = f"step-{k:02d}"
-                (staging / name).mkdir()
-                exemplars = []
-                for j, (picture, m) in enumerate(zip(step.exemplars, step.exemplar_maps), 1):
-                    picture.save(staging / name / f"exemplar-{j}.png")
-                    np.save(staging / name / f"exemplar-{j}-map.npy", m)
-                    exemplars.append({"image": f"{name}/exemplar-{j}.png", "map": f"{name}/exemplar-{j}-map.npy"})
-                prompts = []
-                for j, (picture, weight) in enumerate(step.prompt_images, 1):
-                    picture.save(staging / name / f"prompt-image-{j}.png")
-                    prompts.append({"image": f"{name}/prompt-image-{j}.png", "weight": weight})
-                np.save(staging / name / "strength.npy", step.strength)
-                step.result.save(staging / name / "result.png")
-                steps.append({"settings": step.settings, "exemplars": exemplars, "strength_map": f"{name}/strength.npy",
-                              "prompt_images": prompts, "result": f"{name}/result.png"})
-            manifest = {"pixels_version": __version__, "model": self.editor.model_id, "source": "source.png",
-                        "steps": steps}
-            (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
-            if out.exists():
-                shutil.rmtree(out)
-            os.replace(staging, out)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
+        """Write the session (applied steps only) to `folder`, atomically: a complete folder or nothing.
+
+        `folder` must be new, or (with `overwrite`) a session pixels saved and nothing else: see
+        `check_folder`. A replaced session is swapped out only once the new one is complete."""
+        out = check_folder(folder, overwrite=overwrite)
+        with Transaction() as transaction:
+            self.stage(transaction, out, overwrite=overwrite)
+            transaction.commit()
         return out
+
+    def stage(self, transaction: Transaction, folder: Path, *, overwrite: bool) -> None:
+        """Write the session into `transaction` (committed with the command's other outputs)."""
+        transaction.folder(folder, self._write, overwrite=overwrite)
+
+    def _write(self, staging: Path) -> None:
+        self.source.save(staging / "source.png")
+        steps = []
+        for k, step in enumerate(self._steps, 1):
+            name = f"step-{k:02d}"
+            (staging / name).mkdir()
+            exemplars = []
+            for j, (picture, m) in enumerate(zip(step.exemplars, step.exemplar_maps), 1):
+                picture.save(staging / name / f"exemplar-{j}.png")
+                np.save(staging / name / f"exemplar-{j}-map.npy", m)
+                exemplars.append({"image": f"{name}/exemplar-{j}.png", "map": f"{name}/exemplar-{j}-map.npy"})
+            prompts = []
+            for j, (picture, weight) in enumerate(step.prompt_images, 1):
+                picture.save(staging / name / f"prompt-image-{j}.png")
+                prompts.append({"image": f"{name}/prompt-image-{j}.png", "weight": weight})
+            np.save(staging / name / "strength.npy", step.strength)
+            step.result.save(staging / name / "result.png")
+            steps.append({"settings": step.settings, "exemplars": exemplars, "strength_map": f"{name}/strength.npy",
+                          "prompt_images": prompts, "result": f"{name}/result.png"})
+        manifest = {"format": FORMAT, "pixels_version": __version__, "model": self.editor.model_id,
+                    "source": "source.png", "steps": steps}
+        (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+        for path in staging.rglob("*"):  # on disk before the folder is moved into place
+            if path.is_file():
+                with open(path, "rb") as f:
+                    os.fsync(f.fileno())
 
     @classmethod
     def load(cls, folder: str | os.PathLike, editor: Editor, *, verify: bool = True) -> EditSession:
-        """Replay a saved session with `editor`; with `verify`, every replayed result must equal the saved one."""
+        """Replay a saved session with `editor`; with `verify`, every replayed result must equal the saved one.
+
+        Every file the manifest names must lie inside the folder; arrays are checked (type and shape)
+        before they are read, and images are read as for any input."""
         root = Path(folder).expanduser()
-        try:
-            manifest = json.loads((root / MANIFEST).read_text())
-            steps = manifest["steps"]
-        except (OSError, ValueError, KeyError, TypeError) as error:
-            raise InputError(f"folder: {str(root)!r} is not a saved session ({error})") from None
-        session = cls(editor, root / manifest.get("source", "source.png"))
-        for k, step in enumerate(steps, 1):
-            try:
-                settings = dict(step["settings"])
-                exemplars = [Exemplar(Image.open(root / e["image"]).convert("RGB"), np.load(root / e["map"]))
-                             for e in step["exemplars"]]
-                strength = np.load(root / step["strength_map"])
-                prompts = [(Image.open(root / p["image"]).convert("RGB"), p["weight"])
-                           for p in step.get("prompt_images", [])]
-            except (OSError, ValueError, KeyError, TypeError) as error:
-                raise InputError(f"steps[{k - 1}]: cannot read the saved inputs ({error})") from None
+        manifest = _read_manifest(root)
+        steps = manifest.get("steps")
+        if not isinstance(steps, list) or len(steps) > MAX_STEPS_SAVED:
+            raise InputError(f"folder: {str(root)!r} is not a saved session (no list of steps in its manifest)")
+        session = cls(editor, _inside(root, manifest.get("source", "source.png"), "source"))
+        size = session.source.size
+        for k, step in enumerate(steps):
+            where = f"steps[{k}]"
+            if not isinstance(step, dict) or not isinstance(step.get("settings"), dict):
+                raise InputError(f"{where}: expected a mapping with the step's settings")
+            settings = dict(step["settings"])
             unknown = set(settings) - set(_REPLAYED) - {"seed"}
             if unknown:
-                raise InputError(f"steps[{k - 1}].settings: unknown keys {sorted(unknown)}")
+                raise InputError(f"{where}.settings: unknown keys {short(sorted(unknown))}")
             EditSettings(**{k2: v for k2, v in settings.items() if k2 != "seed"}).validate()
+            try:
+                exemplars = [Exemplar(_inside(root, e["image"], f"{where}.exemplars[{j}].image"),
+                                      _array(root, e["map"], f"{where}.exemplars[{j}].map", size))
+                             for j, e in enumerate(step.get("exemplars", []))]
+                strength = _array(root, step["strength_map"], f"{where}.strength_map", size)
+                prompts = [(_inside(root, p["image"], f"{where}.prompt_images[{j}].image"), p["weight"])
+                           for j, p in enumerate(step.get("prompt_images", []))]
+                result_path = _inside(root, step["result"], f"{where}.result")
+            except (KeyError, TypeError, AttributeError) as error:
+                raise InputError(f"{where}: the manifest entry is incomplete ({short(error)})") from None
             result = session.apply(exemplars, strength, prompt_images=prompts, **settings)
             if verify:
-                saved, _ = load_image(root / step["result"], name=f"steps[{k - 1}].result")
+                saved, _ = load_image(result_path, name=f"{where}.result")
                 if not np.array_equal(np.asarray(saved), np.asarray(result.image)):
                     raise PixelsError(
-                        f"steps[{k - 1}]: the replayed result differs from the saved one (another model, device,"
+                        f"{where}: the replayed result differs from the saved one (another model, device,"
                         " dtype or library version?); load with verify=False to accept the replay"
                     )
         return session
 
 
-__all__ = ["EditSession", "Step"]
+# -- the folder a session is saved in ------------------------------------------------------------------
+def _read_manifest(root: Path) -> dict:
+    try:
+        data = json.loads(read_text(root / MANIFEST, f"folder {str(root)!r}", MANIFEST_LIMIT))
+    except InputError as error:
+        raise InputError(f"folder: {str(root)!r} is not a saved session ({error})") from None
+    except ValueError as error:
+        raise InputError(f"folder: {str(root)!r} is not a saved session (manifest: {short(error)})") from None
+    if not isinstance(data, dict):
+        raise InputError(f"folder: {str(root)!r} is not a saved session (the manifest is not a JSON object)")
+    return data
+
+
+def is_session(folder: Path) -> bool:
+    """Whether `folder` holds a session pixels saved (its manifest says so)."""
+    try:
+        manifest = _read_manifest(folder)
+    except InputError:
+        return False
+    legacy = "pixels_version" in manifest and "steps" in manifest  # saved before the format key existed
+    return manifest.get("format") == FORMAT or legacy
+
+
+def check_folder(folder: str | os.PathLike, *, overwrite: bool, inputs: Sequence = (), outputs: Sequence = ()
+                 ) -> Path:
+    """Check, before any work, that a session may be saved at `folder`; returns it.
+
+    A session folder is pixels' own: it must not exist, or (with `overwrite`) hold a session pixels
+    saved and only the files pixels writes into one. It may contain none of the inputs, and no other
+    output of the command may lie inside it."""
+    out = Path(folder).expanduser()
+    if not out.parent.is_dir():
+        raise InputError(f"session: folder {str(out.parent)!r} does not exist")
+    recover(out.parent)  # a run killed while writing here is cleaned up before anything is judged
+    if os.path.lexists(out):
+        if out.is_symlink() or not out.is_dir():
+            raise InputError(f"session: {str(out)!r} exists and is not a session folder; choose a new folder")
+        if not is_session(out):
+            raise InputError(
+                f"session: {str(out)!r} is a folder that holds no pixels session; sessions are saved into a new"
+                " folder (or replace a session pixels saved), never into a folder of other files"
+            )
+        if not overwrite:
+            raise InputError(f"session: {str(out)!r} exists; pass --overwrite to replace it")
+        foreign = [p.relative_to(out).as_posix() for p in sorted(out.rglob("*"))
+                   if not OWN_FILES.match(p.relative_to(out).as_posix()) or p.is_symlink()]
+        if foreign:
+            raise InputError(
+                f"session: {str(out)!r} holds files pixels did not write ({short(foreign[:3])}); it is not replaced."
+                " Move them out, or save the session into a new folder"
+            )
+    check_name_length(out, "session")
+    check_writable(out.parent, "session")
+    inside = out.resolve()
+    for given in inputs:
+        if isinstance(given, (str, os.PathLike)) and _contains(inside, Path(given)):
+            raise InputError(f"session: the folder {str(out)!r} contains the input {str(given)!r}; choose another")
+    for given in outputs:
+        if given is not None and _contains(inside, Path(given)):
+            raise InputError(f"session: the output {str(given)!r} would lie inside the session folder {str(out)!r}")
+    return out
+
+
+def _contains(folder: Path, path: Path) -> bool:
+    try:
+        return path.expanduser().resolve().is_relative_to(folder)
+    except (OSError, ValueError, RuntimeError):
+        return False
+
+
+def _inside(root: Path, name: Any, where: str) -> Path:
+    """The file `name` of the manifest, which must be a relative path inside the session folder."""
+    if not isinstance(name, str) or not name or "\x00" in name:
+        raise InputError(f"{where}: expected a file name inside the session folder, got {short(name)}")
+    path = root / name
+    try:
+        inside = not Path(name).is_absolute() and path.resolve().is_relative_to(root.resolve())
+    except (OSError, RuntimeError):
+        inside = False
+    if not inside:
+        raise InputError(f"{where}: {short(name)} lies outside the session folder {str(root)!r}; refused")
+    return path
+
+
+def _array(root: Path, name: Any, where: str, size: tuple[int, int]) -> np.ndarray:
+    """A saved (H, W) float map: its header is checked (dtype, shape) before any data is read."""
+    path = _inside(root, name, where)
+    expected = (size[1], size[0])
+    with open_regular(path, where) as f:
+        try:
+            version = np.lib.format.read_magic(f)
+            header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, fortran, dtype = header(f)
+        except (ValueError, OSError, EOFError) as error:
+            raise InputError(f"{where}: {str(path)!r} is not a saved array ({short(error)})") from None
+        if dtype not in (np.float64, np.float32) or tuple(shape) != expected:
+            raise InputError(
+                f"{where}: {str(path)!r} holds {dtype} {tuple(shape)}, expected a float map of shape {expected}"
+            )
+        f.seek(0)
+        try:
+            values = np.lib.format.read_array(f, allow_pickle=False)
+        except (ValueError, OSError, EOFError) as error:
+            raise InputError(f"{where}: {str(path)!r} is truncated or corrupt ({short(error)})") from None
+    return values
+
+
+__all__ = ["EditSession", "Step", "check_folder", "is_session"]

@@ -20,13 +20,14 @@ Relative paths are relative to the spec file. Errors name the offending key, e.g
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .editor import Exemplar
-from .errors import InputError
+from .errors import InputError, short
+from .files import read_text
+from .limits import finite
 
 # spec key -> (Editor.edit argument, expected type)
 EDIT_KEYS: dict[str, tuple[str, str]] = {
@@ -51,6 +52,10 @@ EDIT_KEYS: dict[str, tuple[str, str]] = {
 }
 EXEMPLAR_KEYS = {"image": "path", "map": "path", "box": "[x, y, w, h]", "fit": "string"}
 TOP_KEYS = {"source": "path", "edits": "list of edits"}
+MAX_SPEC_BYTES = 1024 * 1024  # a spec lists edits and paths: a megabyte is thousands of edits
+MAX_NODES = 100_000  # values in the document once YAML aliases are expanded
+MAX_DEPTH = 16
+MAX_EDITS = 1000
 
 
 @dataclass
@@ -80,7 +85,7 @@ def _check_type(where: str, value: Any, kind: str) -> None:
     ok = {
         "string": isinstance(value, str),
         "integer": isinstance(value, int) and not isinstance(value, bool),
-        "number": isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value),
+        "number": isinstance(value, (int, float)) and finite(value) is not None,
         "boolean": isinstance(value, bool),
         "box": isinstance(value, list) and len(value) == 4
         and all(isinstance(v, int) and not isinstance(v, bool) for v in value),
@@ -89,18 +94,18 @@ def _check_type(where: str, value: Any, kind: str) -> None:
     if value is None and "null" in allowed:
         return
     if not any(ok.get(k, False) for k in allowed):
-        raise InputError(f"{where}: expected {kind}, got {value!r}")
+        raise InputError(f"{where}: expected {kind}, got {short(value)}")
 
 
 def _unknown(where: str, mapping: dict, allowed) -> None:
-    extra = sorted(set(mapping) - set(allowed))
+    extra = sorted((k for k in mapping if k not in allowed), key=str)
     if extra:
-        raise InputError(f"{where}: unknown key {extra[0]!r}; allowed: {', '.join(allowed)}")
+        raise InputError(f"{where}: unknown key {short(extra[0])}; allowed: {', '.join(allowed)}")
 
 
 def _path(where: str, value: Any, base: Path) -> str:
     if not isinstance(value, str) or not value.strip():
-        raise InputError(f"{where}: expected a file path, got {value!r}")
+        raise InputError(f"{where}: expected a file path, got {short(value)}")
     path = Path(value).expanduser()
     return str(path if path.is_absolute() else base / path)
 
@@ -113,12 +118,14 @@ def parse_spec(data: Any, base: Path, name: str = "spec") -> Spec:
     source = _path(f"{name}.source", data["source"], base) if data.get("source") is not None else None
     edits = data.get("edits")
     if not isinstance(edits, list) or not edits:
-        raise InputError(f"{name}.edits: expected a non-empty list of edits, got {edits!r}")
+        raise InputError(f"{name}.edits: expected a non-empty list of edits, got {short(edits)}")
+    if len(edits) > MAX_EDITS:
+        raise InputError(f"{name}.edits: {len(edits)} edits, more than the limit of {MAX_EDITS}")
     parsed = []
     for i, edit in enumerate(edits):
         where = f"edits[{i}]"
         if not isinstance(edit, dict):
-            raise InputError(f"{where}: expected a mapping, got {edit!r}")
+            raise InputError(f"{where}: expected a mapping, got {short(edit)}")
         _unknown(where, edit, [*EDIT_KEYS, "exemplars", "map"])
         settings = {}
         for key, (argument, kind) in EDIT_KEYS.items():
@@ -128,18 +135,18 @@ def parse_spec(data: Any, base: Path, name: str = "spec") -> Spec:
         exemplars = []
         items = edit.get("exemplars", [])
         if not isinstance(items, list):
-            raise InputError(f"{where}.exemplars: expected a list, got {items!r}")
+            raise InputError(f"{where}.exemplars: expected a list, got {short(items)}")
         for j, item in enumerate(items):
             at = f"{where}.exemplars[{j}]"
             if isinstance(item, str):
                 item = {"image": item}
             if not isinstance(item, dict) or "image" not in item:
-                raise InputError(f"{at}: expected a mapping with an 'image' path, got {item!r}")
+                raise InputError(f"{at}: expected a mapping with an 'image' path, got {short(item)}")
             _unknown(at, item, EXEMPLAR_KEYS)
             box = item.get("box")
             if box is not None and (not isinstance(box, list) or len(box) != 4
                                     or not all(isinstance(v, int) and not isinstance(v, bool) for v in box)):
-                raise InputError(f"{at}.box: expected [x, y, w, h] integers, got {box!r}")
+                raise InputError(f"{at}.box: expected [x, y, w, h] integers, got {short(box)}")
             fit = item.get("fit", "cover")
             _check_type(f"{at}.fit", fit, "string")
             strength_map = _path(f"{at}.map", item["map"], base) if item.get("map") is not None else None
@@ -150,17 +157,35 @@ def parse_spec(data: Any, base: Path, name: str = "spec") -> Spec:
     return Spec(base, source, parsed)
 
 
+def _check_size(data: Any, name: str) -> None:
+    """Refuse documents too deep or too large once aliases are expanded (YAML anchors can make a small
+    file describe billions of values): the walk stops at the first limit crossed."""
+    count = 0
+    stack = [(data, 0)]
+    while stack:
+        value, depth = stack.pop()
+        count += 1
+        if count > MAX_NODES:
+            raise InputError(f"{name}: more than {MAX_NODES:,} values (YAML aliases expand); this is not an edit spec")
+        if depth > MAX_DEPTH:
+            raise InputError(f"{name}: nested more than {MAX_DEPTH} levels deep; this is not an edit spec")
+        if isinstance(value, dict):
+            stack.extend((v, depth + 1) for pair in value.items() for v in pair)
+        elif isinstance(value, list):
+            stack.extend((v, depth + 1) for v in value)
+
+
 def load_spec(path: str | Path) -> Spec:
-    """Read and validate a YAML or JSON spec file."""
+    """Read and validate a YAML or JSON spec file (UTF-8, with or without a byte-order mark)."""
     import yaml
 
     file = Path(path).expanduser()
-    if not file.is_file():
-        raise InputError(f"--spec: no such file: {str(file)!r}")
+    text = read_text(file, "--spec", MAX_SPEC_BYTES)
     try:
-        text = file.read_text()
         data = json.loads(text) if file.suffix.lower() == ".json" else yaml.safe_load(text)
-    except (OSError, UnicodeDecodeError, ValueError, yaml.YAMLError) as error:
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise InputError(f"--spec: cannot parse {str(file)!r}: {first}") from None
+    except (ValueError, RecursionError, yaml.YAMLError) as error:
+        message = str(error).strip()
+        first = message.splitlines()[0] if message else type(error).__name__
+        raise InputError(f"--spec: cannot parse {str(file)!r}: {first[:200]}") from None
+    _check_size(data, file.name)
     return parse_spec(data, file.parent, name=file.name)

@@ -80,6 +80,11 @@ class Adapter:
         return self.pipe.unet
 
     @property
+    def autoencoder(self) -> torch.nn.Module | None:
+        """The model between pixels and latents (None for pixel-space models)."""
+        return self.pipe.vae
+
+    @property
     def dtype(self) -> torch.dtype:
         return self.denoiser.dtype
 

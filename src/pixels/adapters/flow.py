@@ -21,6 +21,7 @@ import torch
 from ..errors import InputError
 from ..guidance import ClassifierFreeGuidance
 from ..schedulers import make_scheduler as fresh_scheduler
+from ..schedule import check_steps
 from ..schedulers import scheduler_name
 from .base import Adapter, Conditioning
 
@@ -158,6 +159,7 @@ class FlowMatchingAdapter(Adapter):
                 f"denoising_end: flow-matching models ({self.family}) cannot hand the schedule over to a refiner;"
                 " edit without one"
             )
+        check_steps(scheduler, num_inference_steps)
         scheduler.set_timesteps(device=self.device, **self.schedule_kwargs(scheduler, num_inference_steps, latent_size))
         return flow_img2img_timesteps(scheduler, num_inference_steps, strength)
 

@@ -150,6 +150,10 @@ class KandinskyV22Adapter(Adapter):
 
     # -- properties --------------------------------------------------------------------------
     @property
+    def autoencoder(self) -> torch.nn.Module:
+        return self.pipe.movq
+
+    @property
     def vae_scale_factor(self) -> int:
         return 2 ** (len(self.pipe.movq.config.block_out_channels) - 1)
 

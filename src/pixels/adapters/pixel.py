@@ -45,8 +45,12 @@ class PixelSpaceAdapter(Adapter):
         return self.denoiser.device
 
     @property
+    def autoencoder(self) -> None:
+        return None  # the model works on pixels
+
+    @property
     def vae_scale_factor(self) -> int:
-        return 1  # the model works on pixels
+        return 1
 
     @property
     def latent_channels(self) -> int:
