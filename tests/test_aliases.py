@@ -10,7 +10,7 @@ import torch
 from pixels.cli import main
 from pixels.errors import InputError, ModelNotFoundError
 from pixels.loading import load_pipeline
-from pixels.models import ALIASES, is_cached, resolve_alias
+from pixels.catalog import BY_NAME, is_cached, resolve_alias
 
 CPU = dict(device=torch.device("cpu"), dtype=torch.float32)
 
@@ -35,9 +35,9 @@ def test_an_uncached_alias_names_the_hub_model(monkeypatch):
 
 
 def test_unsupported_families_are_refused_up_front(monkeypatch):
-    from pixels.models import KnownModel
+    from pixels.catalog import KnownModel
 
-    monkeypatch.setitem(ALIASES, "cascade", KnownModel("cascade", "stabilityai/stable-cascade", "cascade", False))
+    monkeypatch.setitem(BY_NAME, "cascade", KnownModel("cascade", "stabilityai/stable-cascade", "cascade", False))
     with pytest.raises(InputError, match="'cascade' .* does not support yet"):
         load_pipeline("cascade", **CPU)
 
@@ -46,7 +46,7 @@ def test_every_listed_family_has_an_adapter():
     from pixels.adapters import ADAPTERS
 
     families = {adapter.family for adapter in ADAPTERS}
-    assert {m.family for m in ALIASES.values() if m.supported} <= families
+    assert {m.family for m in BY_NAME.values() if m.supported} <= families
     assert {"sd", "sdxl", "pixel", "kandinsky", "sd3", "flux"} <= families
 
 

@@ -20,7 +20,7 @@ from PIL import Image
 from pixels import Editor, Exemplar, InputError
 from pixels.adapters import FluxAdapter, StableDiffusion3Adapter, adapter_for
 from pixels.cli import main
-from pixels.schedule import keep_mask, to_latent_map
+from pixels.release import keep_mask, to_latent_map
 
 FLOW_MODELS = ["sd3", "sd3-t5", "flux-dev", "flux-schnell"]
 FAST = dict(num_inference_steps=4, guidance_scale=4.0)

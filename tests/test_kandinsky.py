@@ -192,7 +192,7 @@ def test_learned_variance_reaches_only_schedulers_that_use_it(kandinsky):
 # --- conditioning: the prior, image prompts, negative branch -----------------------------------------------------
 
 
-def encode(adapter, prompt="", negative="", images=(), scale=4.0):
+def encode(adapter, prompt="", negative=None, images=(), scale=4.0):
     """(negative, positive) image embeddings the adapter conditions on."""
     negative_embeds, embeds = image_embeds(
         adapter.encode_prompt(prompt, negative, adapter.guidance(scale), (32, 32), list(images))
@@ -227,13 +227,13 @@ def test_negative_prompt_as_the_combined_pipeline(kandinsky):
     assert torch.equal(embeds, expected) and torch.equal(negative, expected_negative)
     cond = adapter.encode_prompt("a cat", "a dog", adapter.guidance(1.0), (32, 32))
     assert torch.equal(image_embeds(cond), expected)  # without guidance only the positive branch is run
-    assert cond.settings["negative_image_embeds"] == "negative prompt"
+    assert cond.settings["negative_image_embeds"] == "prior's unconditional branch (negative prompt)"
 
 
 def test_the_edits_generator_drives_the_prior_when_passed(kandinsky):
     """The editor does not pass one today; if it does, the prior draws from it as the combined pipeline."""
     adapter = Editor.from_pipe(kandinsky).adapter
-    cond = adapter.encode_prompt("a cat", "", adapter.guidance(1.0), (32, 32), (),
+    cond = adapter.encode_prompt("a cat", None, adapter.guidance(1.0), (32, 32), (),
                                  generator=torch.Generator().manual_seed(7))
     expected = kandinsky.prior_pipe("a cat", generator=torch.Generator().manual_seed(7), return_dict=False)[0]
     assert torch.equal(image_embeds(cond), expected) and cond.settings["prior_seed"] == "edit generator"

@@ -20,7 +20,8 @@ from PIL import Image
 
 from pixels import maps
 from pixels.crop import crop_around
-from pixels.editor import EditSettings, Exemplar, prepare_inputs
+from pixels.inputs import prepare_inputs
+from pixels.settings import EditSettings, Exemplar
 from pixels.errors import InputError
 from pixels.images import load_image, load_map
 from pixels.placement import FITS, check_box, place

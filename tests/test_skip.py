@@ -10,7 +10,7 @@ import torch
 from conftest import box_map, photo
 
 from pixels import Editor, Exemplar
-from pixels.schedule import first_needed_step, keep_mask
+from pixels.release import first_needed_step, keep_mask
 from pixels.schedulers import skipping_is_exact
 
 

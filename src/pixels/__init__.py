@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "EditResult": ".editor", "EditSettings": ".editor", "Editor": ".editor", "Exemplar": ".editor",
+    "EditResult": ".settings", "EditSettings": ".settings", "Editor": ".editor", "Exemplar": ".settings",
     "EditSession": ".session", "MemoryOptions": ".memory",
     "InputError": ".errors", "ModelNotFoundError": ".errors", "PixelsError": ".errors",
     "UnsafeCheckpointError": ".errors", "ResourceError": ".errors", "NonFiniteError": ".errors",
@@ -25,7 +25,8 @@ _EXPORTS = {
 __all__ = [*_EXPORTS, "__version__"]
 
 if TYPE_CHECKING:
-    from .editor import EditResult, EditSettings, Editor, Exemplar
+    from .editor import Editor
+    from .settings import EditResult, EditSettings, Exemplar
     from .memory import MemoryOptions
     from .session import EditSession
     from .errors import (

@@ -56,7 +56,7 @@ FILES = ("source.png", "exemplar.png", "map.png", "naive_paste.png", "result.png
 
 def check(output: str | Path, *, overwrite: bool = False, settings: DemoSettings = DemoSettings()) -> Path:
     """Check the demo's settings and output folder (it may be missing; its parent must exist)."""
-    from .editor import EditSettings, check_seed
+    from .settings import EditSettings, check_seed
     from .errors import InputError
     from .files import check_writable, recover
 
@@ -67,13 +67,15 @@ def check(output: str | Path, *, overwrite: bool = False, settings: DemoSettings
     if folder.is_dir():
         recover(folder)  # a run killed while writing here is cleaned up before anything is judged
     if os.path.lexists(folder) and not folder.is_dir():
-        raise InputError(f"output: {str(folder)!r} exists and is not a folder")
+        raise InputError(f"{str(folder)!r} exists and is not a folder", param="output")
     clashes = [n for n in FILES if os.path.lexists(folder / n)]
     if clashes and not overwrite:
-        raise InputError(f"output: {', '.join(clashes)} already in {str(folder)!r}; pass --overwrite to replace")
+        raise InputError(
+            f"{', '.join(clashes)} already in {str(folder)!r}; pass --overwrite to replace", param="output"
+        )
     parent = folder if folder.is_dir() else folder.parent
     if not parent.is_dir():
-        raise InputError(f"output: folder {str(parent)!r} does not exist")
+        raise InputError(f"folder {str(parent)!r} does not exist", param="output")
     check_writable(parent, "output")
     return folder
 

@@ -11,9 +11,22 @@ class PixelsError(Exception):
 
 
 class InputError(PixelsError, ValueError):
-    """Bad argument or unusable input file: the message names the argument and the value."""
+    """Bad argument or unusable input file. `param` names the Python parameter (or file role) it is about,
+    as `exemplars[1].box` or `strength_map`; the text reads `param: message`, and the command line swaps
+    the parameter for its flag."""
 
     exit_code = 2
+
+    def __init__(self, message: str, *, param: str | None = None) -> None:
+        self.param, self.message = param, message
+        super().__init__(f"{param}: {message}" if param else message)
+
+    def __reduce__(self):  # pickling (worker processes) keeps the parameter
+        return _rebuild, (type(self), self.message, self.param)
+
+
+def _rebuild(cls: type, message: str, param: str | None) -> InputError:
+    return cls(message, param=param)
 
 
 class ModelNotFoundError(InputError):

@@ -51,7 +51,7 @@ _READ_ERRORS = {errno.ENOENT: "no such file", errno.EACCES: "permission denied",
 def read_error(error: OSError, name: str, path: Path | str) -> InputError:
     """An InputError for a failed read, saying why in words."""
     reason = _READ_ERRORS.get(error.errno, error.strerror or type(error).__name__)
-    return InputError(f"{name}: cannot read {str(path)!r}: {reason}")
+    return InputError(f"cannot read {str(path)!r}: {reason}", param=name)
 
 
 def open_regular(path: str | os.PathLike, name: str) -> BinaryIO:
@@ -63,19 +63,19 @@ def open_regular(path: str | os.PathLike, name: str) -> BinaryIO:
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except ValueError:  # a NUL character in the path
-        raise InputError(f"{name}: {str(path)!r} is not a valid path") from None
+        raise InputError(f"{str(path)!r} is not a valid path", param=name) from None
     except OSError as error:
         if error.errno == errno.ENOENT:
-            raise InputError(f"{name}: no such file: {path}") from None
+            raise InputError(f"no such file: {path}", param=name) from None
         if error.errno == errno.EISDIR:
-            raise InputError(f"{name}: {path} is a folder, not a file") from None
+            raise InputError(f"{path} is a folder, not a file", param=name) from None
         raise read_error(error, name, path) from None
     try:
         mode = os.fstat(fd).st_mode
         if stat.S_ISDIR(mode):
-            raise InputError(f"{name}: {path} is a folder, not a file")
+            raise InputError(f"{path} is a folder, not a file", param=name)
         if not stat.S_ISREG(mode):
-            raise InputError(f"{name}: {path} is not a regular file (a pipe, device or socket); give a file")
+            raise InputError(f"{path} is not a regular file (a pipe, device or socket); give a file", param=name)
         os.set_blocking(fd, True)
         return os.fdopen(fd, "rb")
     except BaseException:
@@ -91,7 +91,7 @@ def read_bytes(path: str | os.PathLike, name: str, limit: int) -> bytes:
         except OSError as error:
             raise read_error(error, name, path) from None
     if len(data) > limit:
-        raise InputError(f"{name}: {path} is larger than {limit:,} bytes, the limit for this kind of file")
+        raise InputError(f"{path} is larger than {limit:,} bytes, the limit for this kind of file", param=name)
     return data
 
 
@@ -100,7 +100,7 @@ def read_text(path: str | os.PathLike, name: str, limit: int) -> str:
     try:
         return read_bytes(path, name, limit).decode("utf-8-sig")
     except UnicodeDecodeError as error:
-        raise InputError(f"{name}: {path} is not UTF-8 text (invalid byte at offset {error.start})") from None
+        raise InputError(f"{path} is not UTF-8 text (invalid byte at offset {error.start})", param=name) from None
 
 
 # -- checks before any work ------------------------------------------------------------------------
@@ -111,7 +111,7 @@ def check_writable(folder: Path, name: str) -> None:
         fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except OSError as error:
         reason = _WRITE_ERRORS.get(error.errno, error.strerror or type(error).__name__)
-        raise InputError(f"{name}: cannot write into folder {str(folder)!r}: {reason}") from None
+        raise InputError(f"cannot write into folder {str(folder)!r}: {reason}", param=name) from None
     os.close(fd)
     os.unlink(probe)
 
@@ -123,7 +123,7 @@ def check_name_length(path: Path, name: str) -> None:
     except (OSError, ValueError):
         limit = 255
     if len(os.fsencode(path.name)) > limit:
-        raise InputError(f"{name}: the file name {path.name[:40]!r}... is longer than {limit} bytes")
+        raise InputError(f"the file name {path.name[:40]!r}... is longer than {limit} bytes", param=name)
 
 
 def write_error(error: OSError, path: Path | str) -> ResourceError | None:
@@ -291,7 +291,7 @@ class Transaction:
         plan = []
         for tmp, target, overwrite in self._staged:
             if os.path.lexists(target) and not overwrite:
-                raise InputError(f"output: {str(target)!r} exists; pass --overwrite to replace it")
+                raise InputError(f"{str(target)!r} exists; pass --overwrite to replace it", param="output")
             aside = _temporary(target, "old") if os.path.lexists(target) else None
             plan.append((tmp, target, aside))
         journals = sorted({str(_temporary(target.parent / "commit", "journal")) for _, target, _ in plan})
@@ -334,7 +334,7 @@ def _move_in(tmp: Path, target: Path) -> None:
     try:
         os.link(tmp, target)
     except FileExistsError:
-        raise InputError(f"output: {str(target)!r} exists; pass --overwrite to replace it") from None
+        raise InputError(f"{str(target)!r} exists; pass --overwrite to replace it", param="output") from None
     except OSError as error:  # file systems without hard links
         if error.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK, errno.ENOSYS):
             raise

@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Union
+from typing import TYPE_CHECKING, Union
 
 import numpy as np
-import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import InputError
 from .files import open_regular
 from .limits import MAX_PIXELS
+
+if TYPE_CHECKING:
+    import torch
 
 ImageLike = Union[str, os.PathLike, Image.Image, np.ndarray]
 
@@ -30,10 +32,10 @@ _LUMA = np.array([0.299, 0.587, 0.114])  # ITU-R 601, as PIL's "L" conversion
 
 def _check_size(width: int, height: int, name: str, max_pixels: int) -> None:
     if width < 1 or height < 1:
-        raise InputError(f"{name}: empty image ({width}x{height})")
+        raise InputError(f"empty image ({width}x{height})", param=name)
     if width * height > max_pixels:
         raise InputError(
-            f"{name}: {width}x{height} is {width * height:,} pixels, more than the limit of {max_pixels:,}"
+            f"{width}x{height} is {width * height:,} pixels, more than the limit of {max_pixels:,}", param=name
         )
 
 
@@ -49,14 +51,14 @@ def _open(path: Path, name: str, max_pixels: int) -> Image.Image:
             raise
         except UnidentifiedImageError:
             raise InputError(
-                f"{name}: {path} is not an image in a format pixels reads ({', '.join(FORMATS)})"
+                f"{path} is not an image in a format pixels reads ({', '.join(FORMATS)})", param=name
             ) from None
         except Image.DecompressionBombError as e:
-            raise InputError(f"{name}: {path} is too large to decode safely ({e})") from None
+            raise InputError(f"{path} is too large to decode safely ({e})", param=name) from None
         except MemoryError:
-            raise InputError(f"{name}: {path} does not fit in memory once decoded") from None
+            raise InputError(f"{path} does not fit in memory once decoded", param=name) from None
         except Exception as e:  # noqa: BLE001 - a decoder fails in many ways on truncated or corrupt data
-            raise InputError(f"{name}: {path} is truncated or corrupt ({type(e).__name__}: {_short(e)})") from None
+            raise InputError(f"{path} is truncated or corrupt ({type(e).__name__}: {_short(e)})", param=name) from None
 
 
 def _short(error: BaseException, limit: int = 120) -> str:
@@ -72,8 +74,8 @@ def _float_image(array: np.ndarray, name: str) -> np.ndarray:
         lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (np.nan, np.nan)
         bad = "non-finite values, " if not np.isfinite(values).all() else ""
         raise InputError(
-            f"{name}: float values must lie in [0, 1] ({bad}min {lo:.4g}, max {hi:.4g}); "
-            "scale the array, or pass uint8 / uint16 data"
+            f"float values must lie in [0, 1] ({bad}min {lo:.4g}, max {hi:.4g}); "
+            "scale the array, or pass uint8 / uint16 data", param=name
         )
     return values
 
@@ -89,7 +91,7 @@ def _unit_array(array: np.ndarray, name: str) -> tuple[np.ndarray, bool]:
     if np.issubdtype(array.dtype, np.floating):
         return _float_image(array, name), False
     raise InputError(
-        f"{name}: unsupported array dtype {array.dtype}; use uint8, uint16, bool, or float in [0, 1]"
+        f"unsupported array dtype {array.dtype}; use uint8, uint16, bool, or float in [0, 1]", param=name
     )
 
 
@@ -99,7 +101,8 @@ def _array_channels(array: np.ndarray, name: str, max_pixels: int) -> np.ndarray
         array = array[..., None]
     if array.ndim != 3 or array.shape[2] not in (1, 3, 4):
         raise InputError(
-            f"{name}: array of shape {array.shape} is not an image; expected (H, W), (H, W, 1), (H, W, 3) or (H, W, 4)"
+            f"array of shape {array.shape} is not an image; expected (H, W), (H, W, 1), (H, W, 3) or (H, W, 4)",
+            param=name,
         )
     _check_size(array.shape[1], array.shape[0], name, max_pixels)
     return array
@@ -115,10 +118,10 @@ def _pil_unit(image: Image.Image, name: str) -> tuple[np.ndarray, bool]:
     except InputError:
         raise
     except MemoryError:
-        raise InputError(f"{name}: the {image.width}x{image.height} image does not fit in memory") from None
+        raise InputError(f"the {image.width}x{image.height} image does not fit in memory", param=name) from None
     except Exception as e:  # noqa: BLE001 - Pillow refuses some modes and corrupt EXIF data in its own ways
-        raise InputError(f"{name}: cannot convert a {image.mode!r} image to RGB ({type(e).__name__}: {_short(e)})") \
-            from None
+        raise InputError(f"cannot convert a {image.mode!r} image to RGB ({type(e).__name__}: {_short(e)})",
+                         param=name) from None
 
 
 def _pil_pixels(image: Image.Image, name: str) -> tuple[np.ndarray, bool]:
@@ -130,7 +133,7 @@ def _pil_pixels(image: Image.Image, name: str) -> tuple[np.ndarray, bool]:
         values = np.asarray(image, np.int64)
         if values.size and (values.min() < 0 or values.max() > 65535):
             raise InputError(
-                f"{name}: 32-bit integer image with values {values.min()}..{values.max()}, outside 0..65535"
+                f"32-bit integer image with values {values.min()}..{values.max()}, outside 0..65535", param=name
             )
         return (values.astype(np.float32) / 65535.0)[..., None], True
     if mode == "F":
@@ -162,9 +165,9 @@ def _to_unit(value: ImageLike, name: str, max_pixels: int) -> tuple[np.ndarray, 
     if isinstance(value, np.ndarray):
         array = _array_channels(value, name, max_pixels)
         return _unit_array(array, name)
-    if isinstance(value, torch.Tensor):
-        raise InputError(f"{name}: got a torch.Tensor; pass a PIL image, a numpy array or a path")
-    raise InputError(f"{name}: expected a PIL image, a numpy array or a path, got {type(value).__name__}")
+    if type(value).__module__.partition(".")[0] == "torch":
+        raise InputError("got a torch.Tensor; pass a PIL image, a numpy array or a path", param=name)
+    raise InputError(f"expected a PIL image, a numpy array or a path, got {type(value).__name__}", param=name)
 
 
 def load_image(value: ImageLike, *, name: str, max_pixels: int = MAX_PIXELS) -> tuple[Image.Image, np.ndarray | None]:
@@ -230,6 +233,8 @@ def load_map(
 
 def to_tensor(image: Image.Image) -> torch.Tensor:
     """RGB PIL image -> (1, 3, H, W) float32 in [-1, 1], as diffusers' image processor does."""
+    import torch
+
     array = np.asarray(image.convert("RGB"), np.float32) / 255.0
     return torch.from_numpy(array).permute(2, 0, 1)[None] * 2.0 - 1.0
 

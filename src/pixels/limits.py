@@ -43,7 +43,7 @@ class Limits:
 
     def __post_init__(self) -> None:
         if isinstance(self.max_pixels, bool) or not isinstance(self.max_pixels, int) or self.max_pixels < 1:
-            raise InputError(f"max_pixels: expected an integer >= 1, got {self.max_pixels!r}")
+            raise InputError(f"expected an integer >= 1, got {self.max_pixels!r}", param="max_pixels")
 
 
 def finite(value: Any) -> float | None:
@@ -51,7 +51,7 @@ def finite(value: Any) -> float | None:
     import math
     import numbers
 
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or getattr(value, "dtype", None) == bool:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or str(getattr(value, "dtype", "")) == "bool":
         return None
     try:
         result = float(value)
@@ -63,7 +63,7 @@ def finite(value: Any) -> float | None:
 def megapixels(value: float) -> int:
     """A limit given in megapixels (10^6 pixels) as a pixel count."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 10_000:
-        raise InputError(f"max_megapixels: expected a number in (0, 10000], got {value!r}")
+        raise InputError(f"expected a number in (0, 10000], got {value!r}", param="max_megapixels")
     return max(1, int(value * 1_000_000))
 
 

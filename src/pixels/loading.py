@@ -16,7 +16,7 @@ import torch
 from .adapters import adapter_class
 from .errors import InputError, ModelNotFoundError, UnsafeCheckpointError, short
 from .files import read_text
-from .models import ALIASES
+from .catalog import BY_NAME
 
 BUNDLED = {"demo": "models/demo"}  # name -> folder inside the package
 INDEX_LIMIT = 1024 * 1024  # bytes of a model_index.json
@@ -38,8 +38,8 @@ def resolve_device(device: str | torch.device) -> torch.device:
     match = DEVICE.match(name)
     if match is None or (match["type"] == "auto" and match["index"] is not None):
         raise InputError(
-            f"device: unknown device {short(device)}; choose one of {', '.join(DEVICES)}, optionally with an index"
-            " (cuda:1)"
+            f"unknown device {short(device)}; choose one of {', '.join(DEVICES)}, optionally with an index"
+            " (cuda:1)", param="device"
         )
     kind, index = match["type"], match["index"]
     if kind == "auto":
@@ -50,13 +50,15 @@ def resolve_device(device: str | torch.device) -> torch.device:
         return torch.device("cpu")
     if kind == "cuda":
         if not torch.cuda.is_available():
-            raise InputError(f"device: {device!r} requested but this PyTorch build sees no CUDA GPU; use --device cpu")
+            raise InputError(
+                f"{device!r} requested but this PyTorch build sees no CUDA GPU; use --device cpu", param="device"
+            )
         if index is not None and int(index) >= torch.cuda.device_count():
             raise InputError(
-                f"device: {device!r} requested but only {torch.cuda.device_count()} CUDA GPU(s) are visible"
+                f"{device!r} requested but only {torch.cuda.device_count()} CUDA GPU(s) are visible", param="device"
             )
     if kind == "mps" and not torch.backends.mps.is_available():
-        raise InputError("device: 'mps' requested but Metal is not available here; use --device cpu")
+        raise InputError("'mps' requested but Metal is not available here; use --device cpu", param="device")
     return torch.device(name)
 
 
@@ -68,7 +70,7 @@ def resolve_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype
     if name == "auto":
         return torch.float32 if device.type == "cpu" else torch.float16
     if name not in DTYPES:
-        raise InputError(f"dtype: unknown dtype {short(dtype)}; choose one of auto, fp32, fp16, bf16")
+        raise InputError(f"unknown dtype {short(dtype)}; choose one of auto, fp32, fp16, bf16", param="dtype")
     return DTYPES[name]
 
 
@@ -87,8 +89,8 @@ def _read_index(folder: Path) -> dict:
     index = folder / "model_index.json"
     if not index.is_file():
         raise InputError(
-            f"model: {str(folder)!r} is a folder but has no model_index.json; point --model at a diffusers"
-            " pipeline folder (as written by save_pretrained) or at a .safetensors checkpoint"
+            f"{str(folder)!r} is a folder but has no model_index.json; point --model at a diffusers"
+            " pipeline folder (as written by save_pretrained) or at a .safetensors checkpoint", param="model"
         )
     return _parse_index(index)
 
@@ -97,9 +99,11 @@ def _parse_index(index: Path) -> dict:
     try:
         data = json.loads(read_text(index, "model", INDEX_LIMIT))
     except ValueError as error:  # JSONDecodeError
-        raise InputError(f"model: cannot read {str(index)!r}: {short(error)}") from None
+        raise InputError(f"cannot read {str(index)!r}: {short(error)}", param="model") from None
     if not isinstance(data, dict):
-        raise InputError(f"model: cannot read {str(index)!r}: expected a JSON object, got {type(data).__name__}")
+        raise InputError(
+            f"cannot read {str(index)!r}: expected a JSON object, got {type(data).__name__}", param="model"
+        )
     return data
 
 
@@ -123,8 +127,8 @@ def bundled_model(name: str) -> Path | None:
     folder = Path(str(resources.files("pixels").joinpath(BUNDLED[name])))
     if not (folder / "model_index.json").is_file():
         raise ModelNotFoundError(
-            f"model: the bundled {name!r} model is missing from this installation ({folder}); reinstall pixels,"
-            " or rebuild it with scripts/train_demo_model.py"
+            f"the bundled {name!r} model is missing from this installation ({folder}); reinstall pixels,"
+            " or rebuild it with scripts/train_demo_model.py", param="model"
         )
     return folder
 
@@ -139,7 +143,7 @@ def single_file_class(path: Path) -> str:
         with safe_open(str(path), framework="pt") as f:
             keys = list(f.keys())
     except Exception as error:  # safetensors raises its own error types for corrupt headers
-        raise InputError(f"model: {str(path)!r} is not a readable .safetensors file: {error}") from None
+        raise InputError(f"{str(path)!r} is not a readable .safetensors file: {error}", param="model") from None
     if any(k.startswith("conditioner.embedders.1.") for k in keys):
         return "StableDiffusionXLImg2ImgPipeline"  # base: two text encoders
     if any(k.startswith("conditioner.embedders.0.model.") for k in keys):
@@ -166,15 +170,15 @@ def load_pipeline(
     import diffusers
 
     if not isinstance(model, (str, os.PathLike)) or not str(model).strip():
-        raise InputError(f"{name}: expected a hub id or a path, got {model!r}")
+        raise InputError(f"expected a hub id or a path, got {model!r}", param=name)
     model = str(model)
     path = bundled_model(model) or Path(model).expanduser()
-    if not path.exists() and model in ALIASES:  # a short name (a local file or folder of that name wins)
-        known = ALIASES[model]
+    if not path.exists() and model in BY_NAME:  # a short name (a local file or folder of that name wins)
+        known = BY_NAME[model]
         if not known.supported:
             raise InputError(
-                f"{name}: {model!r} ({known.repo}) is a {known.family} model, which this version of pixels does not"
-                f" support yet; `pixels models` lists the supported ones"
+                f"{model!r} ({known.repo}) is a {known.family} model, which this version of pixels does not"
+                f" support yet; `pixels models` lists the supported ones", param=name
             )
         model = known.repo
         path = Path(model)
@@ -183,20 +187,20 @@ def load_pipeline(
     if path.is_file():
         if path.suffix.lower() in PICKLE_SUFFIXES and not allow_unsafe_pickle:
             raise UnsafeCheckpointError(
-                f"{name}: {model!r} is a pickle checkpoint, and loading a pickle can run arbitrary code;"
-                " convert it to .safetensors, or pass --allow-unsafe-pickle if you trust its source"
+                f"{model!r} is a pickle checkpoint, and loading a pickle can run arbitrary code;"
+                " convert it to .safetensors, or pass --allow-unsafe-pickle if you trust its source", param=name
             )
         if path.suffix.lower() not in PICKLE_SUFFIXES + (".safetensors",):
-            raise InputError(f"{name}: {model!r} is neither a .safetensors checkpoint nor a diffusers folder")
+            raise InputError(f"{model!r} is neither a .safetensors checkpoint nor a diffusers folder", param=name)
         cls = getattr(diffusers, single_file_class(path))
         kwargs = dict(common, config=config) if config else common
         try:
             pipe = cls.from_single_file(str(path), local_files_only=local_files_only, **kwargs)
         except (OSError, ValueError) as error:
             raise ModelNotFoundError(
-                f"{name}: could not build a pipeline from {model!r}: {str(error).strip().splitlines()[0]}\n"
+                f"could not build a pipeline from {model!r}: {str(error).strip().splitlines()[0]}\n"
                 "  single-file checkpoints need their architecture's diffusers config: pass --config with a"
-                " local diffusers folder (or a cached hub id) of the same family"
+                " local diffusers folder (or a cached hub id) of the same family", param=name
             ) from None
         return pipe.to(device)
 
@@ -205,7 +209,7 @@ def load_pipeline(
         source = str(path)
     elif path.suffix.lower() in PICKLE_SUFFIXES + (".safetensors",) or model.startswith((".", "/", "~")) \
             or not HUB_ID.match(model):
-        raise ModelNotFoundError(f"{name}: no such file or folder: {model!r}")
+        raise ModelNotFoundError(f"no such file or folder: {model!r}", param=name)
     else:
         index = _hub_index(model, local_files_only)
         source = model
@@ -220,10 +224,10 @@ def load_pipeline(
         text = str(error)
         if "safetensors" in text.lower() and not allow_unsafe_pickle:
             raise UnsafeCheckpointError(
-                f"{name}: {model!r} has no .safetensors weights, only pickle files, which can run arbitrary"
-                " code when loaded; convert them, or pass --allow-unsafe-pickle if you trust the source"
+                f"{model!r} has no .safetensors weights, only pickle files, which can run arbitrary"
+                " code when loaded; convert them, or pass --allow-unsafe-pickle if you trust the source", param=name
             ) from None
         if path.is_dir():
-            raise InputError(f"{name}: cannot load {model!r}: {text.strip().splitlines()[0]}") from None
+            raise InputError(f"cannot load {model!r}: {text.strip().splitlines()[0]}", param=name) from None
         raise _not_available(model, error) from None
     return pipe.to(device)

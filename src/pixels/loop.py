@@ -12,7 +12,7 @@ import torch
 from .adapters import Adapter, Conditioning
 from .errors import NonFiniteError
 from .guidance import ClassifierFreeGuidance
-from .schedule import keep_mask
+from .release import keep_mask
 
 
 @dataclass

@@ -21,7 +21,9 @@ def radial(size: tuple[int, int], center: tuple[float, float], inner: float, out
     cx, cy = _pair(center, "radial: center")
     inner, outer = _pair((inner, outer), "radial: inner, outer")
     if not 0 <= inner <= outer or outer <= 0:
-        raise InputError(f"radial: expected 0 <= inner <= outer and outer > 0, got inner={inner}, outer={outer}")
+        raise InputError(
+            f"expected 0 <= inner <= outer and outer > 0, got inner={inner}, outer={outer}", param="radial"
+        )
     x, y = _grid(size, "radial")
     r = np.hypot(x - cx, y - cy)
     if outer == inner:
@@ -34,7 +36,7 @@ def linear(size: tuple[int, int], start: tuple[float, float], end: tuple[float, 
     (x0, y0), (x1, y1) = _pair(start, "linear: start"), _pair(end, "linear: end")
     length2 = (x1 - x0) ** 2 + (y1 - y0) ** 2
     if length2 == 0:
-        raise InputError(f"linear: start and end must differ, got {start!r}")
+        raise InputError(f"start and end must differ, got {start!r}", param="linear")
     x, y = _grid(size, "linear")
     return np.clip(((x - x0) * (x1 - x0) + (y - y0) * (y1 - y0)) / length2, 0.0, 1.0)
 
@@ -46,7 +48,7 @@ def box(size: tuple[int, int], rect: tuple[int, int, int, int], value: float = 1
     try:
         x, y, w, h = (int(v) for v in rect)
     except (TypeError, ValueError, OverflowError):
-        raise InputError(f"box: expected (x, y, w, h) integers, got {short(rect)}") from None
+        raise InputError(f"expected (x, y, w, h) integers, got {short(rect)}", param="box") from None
     out = np.zeros((height, width))
     out[max(y, 0):max(y + h, 0), max(x, 0):max(x + w, 0)] = value
     return out
@@ -66,7 +68,7 @@ def _number(value, where: str) -> float:
     """`value` as a finite float, or an InputError naming `where`."""
     result = finite(value)
     if result is None:
-        raise InputError(f"{where}: expected a finite number, got {short(value)}")
+        raise InputError(f"expected a finite number, got {short(value)}", param=where)
     return result
 
 
@@ -83,10 +85,10 @@ def _pair(pair, where: str) -> tuple[float, float]:
     try:
         a, b = pair
     except (TypeError, ValueError):
-        raise InputError(f"{where}: expected a pair of numbers, got {short(pair)}") from None
+        raise InputError(f"expected a pair of numbers, got {short(pair)}", param=where) from None
     a, b = _number(a, where), _number(b, where)
     if max(abs(a), abs(b)) > MAX_COORDINATE:
-        raise InputError(f"{where}: expected numbers within +-{MAX_COORDINATE:g}, got {short(pair)}")
+        raise InputError(f"expected numbers within +-{MAX_COORDINATE:g}, got {short(pair)}", param=where)
     return a, b
 
 
@@ -95,12 +97,12 @@ def _size(size, where: str) -> tuple[int, int]:
     try:
         width, height = size
     except (TypeError, ValueError):
-        raise InputError(f"{where}: size: expected (width, height), got {short(size)}") from None
+        raise InputError(f"size: expected (width, height), got {short(size)}", param=where) from None
     for n in (width, height):
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-            raise InputError(f"{where}: size: expected (width, height) integers >= 1, got {short(size)}")
+            raise InputError(f"size: expected (width, height) integers >= 1, got {short(size)}", param=where)
     if int(width) * int(height) > MAX_PIXELS:
-        raise InputError(f"{where}: size: {width}x{height} is more than the limit of {MAX_PIXELS:,} pixels")
+        raise InputError(f"size: {width}x{height} is more than the limit of {MAX_PIXELS:,} pixels", param=where)
     return int(width), int(height)
 
 
@@ -109,13 +111,13 @@ def _map(strength, where: str) -> np.ndarray:
     try:
         m = np.asarray(strength, dtype=np.float64)
     except (TypeError, ValueError):
-        raise InputError(f"{where}: expected a numeric (H, W) array, got {type(strength).__name__}") from None
+        raise InputError(f"expected a numeric (H, W) array, got {type(strength).__name__}", param=where) from None
     if m.ndim != 2 or m.size == 0:
-        raise InputError(f"{where}: expected a non-empty (H, W) array, got shape {m.shape}")
+        raise InputError(f"expected a non-empty (H, W) array, got shape {m.shape}", param=where)
     if not np.all(np.isfinite(m)):
-        raise InputError(f"{where}: map contains NaN or infinite values")
+        raise InputError("map contains NaN or infinite values", param=where)
     if m.min() < 0.0 or m.max() > 1.0:
-        raise InputError(f"{where}: map values must lie in [0, 1], got min {m.min():g}, max {m.max():g}")
+        raise InputError(f"map values must lie in [0, 1], got min {m.min():g}, max {m.max():g}", param=where)
     return m
 
 
@@ -130,7 +132,7 @@ def ellipse(
     cx, cy = _pair(center, "ellipse: center")
     rx, ry = _pair(radii, "ellipse: radii")
     if rx <= 0 or ry <= 0:
-        raise InputError(f"ellipse: radii must be > 0, got {short(radii)}")
+        raise InputError(f"radii must be > 0, got {short(radii)}", param="ellipse")
     value = _unit(value, "ellipse: value")
     x, y = _grid(size)
     inside = ((x - cx) / rx) ** 2 + ((y - cy) / ry) ** 2 <= 1.0
@@ -148,9 +150,9 @@ def polygon(size: tuple[int, int], points, value: float = 1.0) -> np.ndarray:
     try:
         vertices = [_pair(p, f"polygon: points[{k}]") for k, p in enumerate(points)]
     except TypeError:
-        raise InputError(f"polygon: points: expected a list of (x, y) pairs, got {points!r}") from None
+        raise InputError(f"points: expected a list of (x, y) pairs, got {points!r}", param="polygon") from None
     if len(vertices) < 3:
-        raise InputError(f"polygon: points: expected at least 3 points, got {len(vertices)}")
+        raise InputError(f"points: expected at least 3 points, got {len(vertices)}", param="polygon")
     value = _unit(value, "polygon: value")
     x, y = _grid(size)
     inside = np.zeros(x.shape, dtype=bool)
@@ -190,7 +192,7 @@ def feather(strength, radius: float) -> np.ndarray:
     m = _map(strength, "feather: strength")
     radius = _number(radius, "feather: radius")
     if radius < 0:
-        raise InputError(f"feather: radius must be >= 0, got {radius}")
+        raise InputError(f"radius must be >= 0, got {radius}", param="feather")
     zero = m == 0.0
     if radius == 0 or not zero.any():
         return m.copy()
@@ -206,15 +208,15 @@ def from_alpha(image) -> np.ndarray:
         if image.mode == "P" and "transparency" in image.info:
             image = image.convert("RGBA")
         if "A" not in image.getbands():
-            raise InputError(f"from_alpha: image has no alpha channel (mode {image.mode!r})")
+            raise InputError(f"image has no alpha channel (mode {image.mode!r})", param="from_alpha")
         return np.asarray(image.getchannel("A"), dtype=np.float64) / 255.0
     if isinstance(image, np.ndarray):
         if image.ndim != 3 or image.shape[2] != 4 or image.dtype != np.uint8:
             raise InputError(
-                f"from_alpha: expected an (H, W, 4) uint8 array, got shape {image.shape} dtype {image.dtype}"
+                f"expected an (H, W, 4) uint8 array, got shape {image.shape} dtype {image.dtype}", param="from_alpha"
             )
         return image[..., 3].astype(np.float64) / 255.0
-    raise InputError(f"from_alpha: expected a PIL image or a numpy array, got {type(image).__name__}")
+    raise InputError(f"expected a PIL image or a numpy array, got {type(image).__name__}", param="from_alpha")
 
 
 _COMBINERS = {"max": np.maximum.reduce, "min": np.minimum.reduce, "multiply": np.multiply.reduce}
@@ -223,18 +225,22 @@ _COMBINERS = {"max": np.maximum.reduce, "min": np.minimum.reduce, "multiply": np
 def combine(maps, how: str = "max") -> np.ndarray:
     """Several maps of one shape merged pixel by pixel: how = "max" (union), "min" (intersection) or "multiply"."""
     if not isinstance(how, str) or how not in _COMBINERS:
-        raise InputError(f"combine: how must be one of {', '.join(map(repr, _COMBINERS))}, got {short(how)}")
+        raise InputError(f"how must be one of {', '.join(map(repr, _COMBINERS))}, got {short(how)}", param="combine")
     if isinstance(maps, np.ndarray) and maps.ndim == 2:
-        raise InputError(f"combine: maps: expected a sequence of (H, W) maps, got one array of shape {maps.shape}")
+        raise InputError(
+            f"maps: expected a sequence of (H, W) maps, got one array of shape {maps.shape}", param="combine"
+        )
     try:
         arrays = [_map(m, f"combine: maps[{k}]") for k, m in enumerate(maps)]
     except TypeError:
-        raise InputError(f"combine: maps: expected a sequence of (H, W) maps, got {type(maps).__name__}") from None
+        raise InputError(
+            f"maps: expected a sequence of (H, W) maps, got {type(maps).__name__}", param="combine"
+        ) from None
     if not arrays:
-        raise InputError("combine: maps: expected at least one map, got none")
+        raise InputError("maps: expected at least one map, got none", param="combine")
     shapes = [a.shape for a in arrays]
     if len(set(shapes)) > 1:
-        raise InputError(f"combine: all maps must have the same shape, got shapes {shapes}")
+        raise InputError(f"all maps must have the same shape, got shapes {shapes}", param="combine")
     return _COMBINERS[how](arrays).astype(np.float64)
 
 
@@ -258,14 +264,15 @@ def overlay(source, strength, colour: tuple[int, int, int] = (255, 40, 40), opac
     from PIL import Image
 
     if not isinstance(source, Image.Image):
-        raise InputError(f"overlay: source: expected a PIL image, got {type(source).__name__}")
+        raise InputError(f"source: expected a PIL image, got {type(source).__name__}", param="overlay")
     m = _map(strength, "overlay: strength")
     if m.shape != (source.height, source.width):
         raise InputError(
-            f"overlay: strength has shape {m.shape}, expected (H, W) = {(source.height, source.width)} of the source"
+            f"strength has shape {m.shape}, expected (H, W) = {(source.height, source.width)} of the source",
+            param="overlay",
         )
     if not _is_colour(colour):
-        raise InputError(f"overlay: colour: expected three integers in [0, 255], got {colour!r}")
+        raise InputError(f"colour: expected three integers in [0, 255], got {colour!r}", param="overlay")
     opacity = _unit(opacity, "overlay: opacity")
     base = np.asarray(source.convert("RGB"), np.float64)
     alpha = opacity * m[..., None]

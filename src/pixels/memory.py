@@ -33,21 +33,21 @@ class MemoryOptions:
 
     def validate(self, device: torch.device) -> None:
         if self.cpu_offload not in OFFLOAD:
-            raise InputError(f"cpu_offload: unknown value {self.cpu_offload!r}; choose model or sequential")
+            raise InputError(f"unknown value {self.cpu_offload!r}; choose model or sequential", param="cpu_offload")
         if self.cpu_offload is not None and torch.device(device).type == "cpu":
             raise InputError(
-                f"cpu_offload: {self.cpu_offload!r} offload moves models between the CPU and an accelerator, but"
-                " this run is on the CPU already; drop the option or pick a GPU device"
+                f"{self.cpu_offload!r} offload moves models between the CPU and an accelerator, but"
+                " this run is on the CPU already; drop the option or pick a GPU device", param="cpu_offload"
             )
 
     def load_device(self, device: torch.device) -> torch.device:
         """Where to load the weights: offloaded models start on the CPU."""
         return torch.device("cpu") if self.cpu_offload else device
 
-    def apply(self, pipe, device: torch.device):
-        """Switch the options on for a loaded pipeline; returns it."""
-        denoiser = getattr(pipe, "unet", None) or getattr(pipe, "transformer", None)
-        vae = getattr(pipe, "vae", None) or getattr(pipe, "movq", None)
+    def apply(self, adapter, device: torch.device):
+        """Switch the options on for a loaded model (an adapter: its pipeline, denoiser and autoencoder);
+        returns it."""
+        pipe, denoiser, vae = adapter.pipe, adapter.denoiser, adapter.autoencoder
         if self.attention_slicing and hasattr(pipe, "enable_attention_slicing"):
             pipe.enable_attention_slicing()
         if self.vae_tiling and hasattr(vae, "enable_tiling"):
@@ -62,4 +62,4 @@ class MemoryOptions:
             pipe.enable_model_cpu_offload(device=device)
         elif self.cpu_offload == "sequential":
             pipe.enable_sequential_cpu_offload(device=device)
-        return pipe
+        return adapter

@@ -19,13 +19,13 @@ from .errors import InputError
 def _rgb(image: Any, name: str) -> np.ndarray:
     array = np.asarray(image)
     if array.ndim != 3 or array.shape[2] != 3 or array.dtype != np.uint8:
-        raise InputError(f"{name}: expected an RGB image (uint8, (H, W, 3)), got {array.dtype} {array.shape}")
+        raise InputError(f"expected an RGB image (uint8, (H, W, 3)), got {array.dtype} {array.shape}", param=name)
     return array.astype(np.float64) / 255.0
 
 
 def _same_size(name: str, array: np.ndarray, shape: tuple[int, int]) -> None:
     if array.shape[:2] != shape:
-        raise InputError(f"{name}: size {array.shape[1]}x{array.shape[0]} differs from {shape[1]}x{shape[0]}")
+        raise InputError(f"size {array.shape[1]}x{array.shape[0]} differs from {shape[1]}x{shape[0]}", param=name)
 
 
 def _luma(rgb: np.ndarray) -> np.ndarray:
@@ -68,7 +68,7 @@ def seam_energy(image: Any, region: np.ndarray, width: int = 2) -> float:
     gy[:-1] = lum[1:] - lum[:-1]
     band = boundary_band(region, width)
     if not band.any():
-        raise InputError("region: has no boundary inside the image (empty or the whole frame)")
+        raise InputError("has no boundary inside the image (empty or the whole frame)", param="region")
     return float(np.mean((gx**2 + gy**2)[band]))
 
 
@@ -103,7 +103,7 @@ def ssim(a: Any, b: Any, region: np.ndarray | None = None, sigma: float = 1.5) -
     region = np.asarray(region, bool)
     _same_size("region", region, value.shape)
     if not region.any():
-        raise InputError("region: is empty")
+        raise InputError("is empty", param="region")
     return float(value[region].mean())
 
 
@@ -112,7 +112,7 @@ def colour_distance(a: Any, b: Any, region: np.ndarray) -> float:
     x, y = _rgb(a, "image"), _rgb(b, "reference")
     region = np.asarray(region, bool)
     if not region.any():
-        raise InputError("region: is empty")
+        raise InputError("is empty", param="region")
     xs, ys = x[region], y[region]
     return float(np.mean(np.abs(xs.mean(0) - ys.mean(0))) + np.mean(np.abs(xs.std(0) - ys.std(0))))
 
@@ -122,7 +122,7 @@ def region_psnr(a: Any, b: Any, region: np.ndarray) -> float:
     x, y = _rgb(a, "image"), _rgb(b, "reference")
     region = np.asarray(region, bool)
     if not region.any():
-        raise InputError("region: is empty")
+        raise InputError("is empty", param="region")
     mse = float(np.mean((x[region] - y[region]) ** 2))
     return math.inf if mse == 0 else 10 * math.log10(1.0 / mse)
 

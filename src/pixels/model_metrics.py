@@ -33,13 +33,13 @@ def _load(kind: str, model: str, local_files_only: bool, allow_unsafe_pickle: bo
     except (OSError, ValueError) as error:
         if not allow_unsafe_pickle and "safetensors" in str(error).lower():
             raise UnsafeCheckpointError(
-                f"{kind}: model {model!r} has no .safetensors weights, only pickle files, which can run arbitrary"
+                f"model {model!r} has no .safetensors weights, only pickle files, which can run arbitrary"
                 " code when loaded; convert them, or pass allow_unsafe_pickle=True (--allow-unsafe-pickle) if you"
-                " trust the source"
+                " trust the source", param=kind
             ) from None
         raise ModelNotFoundError(
-            f"{kind}: model {model!r} is not available locally ({str(error).strip().splitlines()[0]}); download it"
-            f" with `hf download {model}` or pass a local folder"
+            f"model {model!r} is not available locally ({str(error).strip().splitlines()[0]}); download it"
+            f" with `hf download {model}` or pass a local folder", param=kind
         ) from None
 
 
@@ -52,7 +52,7 @@ def crop_to_region(image: Any, region: np.ndarray | None) -> Any:
         return picture
     ys, xs = np.nonzero(np.asarray(region, bool))
     if len(xs) == 0:
-        raise InputError("region: is empty")
+        raise InputError("is empty", param="region")
     return picture.convert("RGB").crop((int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1))
 
 
@@ -114,7 +114,9 @@ def frechet_distance(images: list, references: list, model: str = DINO_MODEL, lo
     Stein et al. (NeurIPS 2023); compare values only across runs that use the same encoder.
     """
     if len(images) < 2 or len(references) < 2:
-        raise InputError(f"frechet_distance: needs at least 2 images per set, got {len(images)} and {len(references)}")
+        raise InputError(
+            f"needs at least 2 images per set, got {len(images)} and {len(references)}", param="frechet_distance"
+        )
     vit, processor = _load("dino", model, local_files_only, allow_unsafe_pickle)
 
     def features(batch: list) -> torch.Tensor:

@@ -21,7 +21,9 @@ FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
 def output_format(path: str | os.PathLike, name: str = "output") -> str:
     suffix = Path(path).suffix.lower()
     if suffix not in FORMATS:
-        raise InputError(f"{name}: {short(str(path))} has an unsupported extension; use one of {', '.join(FORMATS)}")
+        raise InputError(
+            f"{short(str(path))} has an unsupported extension; use one of {', '.join(FORMATS)}", param=name
+        )
     return FORMATS[suffix]
 
 
@@ -32,13 +34,13 @@ def check_output(path: str | os.PathLike, *, overwrite: bool, inputs: Sequence =
     output_format(out, name)
     check_name_length(out, name)
     if not out.parent.is_dir():
-        raise InputError(f"{name}: folder {str(out.parent)!r} does not exist")
+        raise InputError(f"folder {str(out.parent)!r} does not exist", param=name)
     recover(out.parent)  # a run killed while writing here is cleaned up before anything is judged
     if out.is_dir():
-        raise InputError(f"{name}: {str(out)!r} is a folder")
+        raise InputError(f"{str(out)!r} is a folder", param=name)
     if os.path.lexists(out) and not overwrite:
         what = "exists (it is also an input)" if any(_same(given, out) for given in inputs) else "exists"
-        raise InputError(f"{name}: {str(out)!r} {what}; pass --overwrite to replace it")
+        raise InputError(f"{str(out)!r} {what}; pass --overwrite to replace it", param=name)
     check_writable(out.parent, name)
     return out
 

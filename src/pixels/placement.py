@@ -25,14 +25,14 @@ def check_box(box, name: str, size: tuple[int, int], max_pixels: int = MAX_PIXEL
         if any(isinstance(v, bool) or int(v) != v for v in box):
             raise ValueError
     except (TypeError, ValueError, OverflowError):
-        raise InputError(f"{name}: expected (x, y, w, h) integers, got {short(box)}") from None
+        raise InputError(f"expected (x, y, w, h) integers, got {short(box)}", param=name) from None
     if w < 1 or h < 1:
-        raise InputError(f"{name}: width and height must be >= 1, got {box!r}")
+        raise InputError(f"width and height must be >= 1, got {box!r}", param=name)
     if w * h > max_pixels:
-        raise InputError(f"{name}: {w}x{h} is {w * h:,} pixels, more than the limit of {max_pixels:,}")
+        raise InputError(f"{w}x{h} is {w * h:,} pixels, more than the limit of {max_pixels:,}", param=name)
     width, height = size
     if x >= width or y >= height or x + w <= 0 or y + h <= 0:
-        raise InputError(f"{name}: {box!r} lies entirely outside the {width}x{height} source")
+        raise InputError(f"{box!r} lies entirely outside the {width}x{height} source", param=name)
     return x, y, w, h
 
 
@@ -78,7 +78,7 @@ def place(
     Where its alpha is partial the canvas mixes exemplar and source by alpha.
     """
     if fit not in FITS:
-        raise InputError(f"fit: unknown fit {fit!r}; choose one of {', '.join(FITS)}")
+        raise InputError(f"unknown fit {fit!r}; choose one of {', '.join(FITS)}", param="fit")
     x, y, w, h = box
     fitted, mask, (ox, oy) = _fitted(picture, alpha, w, h, fit)
     width, height = source.size
@@ -90,7 +90,7 @@ def place(
     cx0, cy0 = max(0, x0), max(0, y0)
     cx1, cy1 = min(width, x0 + fitted.width), min(height, y0 + fitted.height)
     if cx1 <= cx0 or cy1 <= cy0:
-        raise InputError(f"box: {box!r} places nothing inside the {width}x{height} source")
+        raise InputError(f"{box!r} places nothing inside the {width}x{height} source", param="box")
     span = (slice(cy0, cy1), slice(cx0, cx1))
     inner = (slice(fy0, fy0 + cy1 - cy0), slice(fx0, fx0 + cx1 - cx0))
     cover[span] = mask[inner]

@@ -17,22 +17,31 @@ def load_prompt_images(prompt_images: Sequence | None, max_pixels: int = MAX_PIX
     if prompt_images is None:
         return []
     if isinstance(prompt_images, (str, bytes, Image.Image, np.ndarray)) or not isinstance(prompt_images, Sequence):
-        raise InputError(f"prompt_images: expected a list of (image, weight) pairs, got {type(prompt_images).__name__}")
+        raise InputError(
+            f"expected a list of (image, weight) pairs, got {type(prompt_images).__name__}", param="prompt_images"
+        )
     loaded = []
     for k, item in enumerate(prompt_images):
         name = f"prompt_images[{k}]"
         image: ImageLike
         if isinstance(item, tuple):
             if len(item) != 2:
-                raise InputError(f"{name}: expected (image, weight), got a tuple of {len(item)}")
+                raise InputError(f"expected (image, weight), got a tuple of {len(item)}", param=name)
             image, weight = item
         else:
             image, weight = item, 1.0
         if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0 < weight <= MAX_WEIGHT:
-            raise InputError(f"{name}: the weight must be a number in (0, {MAX_WEIGHT:g}], got {short(weight)}")
+            raise InputError(f"the weight must be a number in (0, {MAX_WEIGHT:g}], got {short(weight)}", param=name)
         picture, _ = load_image(image, name=name, max_pixels=max_pixels)
         loaded.append((picture, float(weight)))
     return loaded
+
+
+def prompt_image_labels(prompt_images: Sequence | None, label) -> list[dict]:
+    """What the metadata records of `prompt_images` as the caller gave them (checked by `load_prompt_images`):
+    each image's label (`label(image)`, a path or a type name) and weight; a bare image has weight 1."""
+    pairs = [item if isinstance(item, tuple) else (item, 1.0) for item in (prompt_images or [])]
+    return [{"image": label(image), "weight": float(weight)} for image, weight in pairs]
 
 
 def parse_prompt_image(text: str) -> tuple[str, float]:

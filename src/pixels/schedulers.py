@@ -2,32 +2,27 @@
 
 from __future__ import annotations
 
-from diffusers import (
-    DDIMScheduler,
-    DPMSolverMultistepScheduler,
-    EulerAncestralDiscreteScheduler,
-    EulerDiscreteScheduler,
-)
-
 from .errors import InputError
 
-SCHEDULERS: dict[str, tuple[type, dict]] = {
-    "ddim": (DDIMScheduler, {}),
-    "euler": (EulerDiscreteScheduler, {}),
-    "euler-a": (EulerAncestralDiscreteScheduler, {}),
-    "dpm++2m": (DPMSolverMultistepScheduler, {"algorithm_type": "dpmsolver++", "solver_order": 2}),
+# short name -> (diffusers class name, config overrides); the classes are imported when one is made
+SCHEDULERS: dict[str, tuple[str, dict]] = {
+    "ddim": ("DDIMScheduler", {}),
+    "euler": ("EulerDiscreteScheduler", {}),
+    "euler-a": ("EulerAncestralDiscreteScheduler", {}),
+    "dpm++2m": ("DPMSolverMultistepScheduler", {"algorithm_type": "dpmsolver++", "solver_order": 2}),
 }
-ALIASES = {"euler_a": "euler-a", "euler-ancestral": "euler-a", "dpmpp-2m": "dpm++2m", "dpmpp2m": "dpm++2m",
-           "dpm++-2m": "dpm++2m", "dpm++_2m": "dpm++2m"}
+SPELLINGS = {"euler_a": "euler-a", "euler-ancestral": "euler-a", "dpmpp-2m": "dpm++2m", "dpmpp2m": "dpm++2m",
+             "dpm++-2m": "dpm++2m", "dpm++_2m": "dpm++2m"}
 
 
 def scheduler_name(name: str | None) -> str | None:
     """Canonical scheduler name (None = the model's own); raises InputError for unknown names."""
     if name is None or name == "default":
         return None
-    key = ALIASES.get(name.lower(), name.lower())
+    key = SPELLINGS.get(name.lower(), name.lower())
     if key not in SCHEDULERS:
-        raise InputError(f"scheduler: unknown scheduler {name!r}; choose one of default, {', '.join(SCHEDULERS)}")
+        raise InputError(f"unknown scheduler {name!r}; choose one of default, {', '.join(SCHEDULERS)}",
+                         param="scheduler")
     return key
 
 
@@ -36,8 +31,10 @@ def make_scheduler(model_scheduler, name: str | None):
     key = scheduler_name(name)
     if key is None:
         return type(model_scheduler).from_config(model_scheduler.config)
-    cls, overrides = SCHEDULERS[key]
-    return cls.from_config(model_scheduler.config, **overrides)
+    import diffusers
+
+    name, overrides = SCHEDULERS[key]
+    return getattr(diffusers, name).from_config(model_scheduler.config, **overrides)
 
 
 def skipping_is_exact(scheduler, eta: float = 0.0) -> bool:

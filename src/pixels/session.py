@@ -18,7 +18,8 @@ import numpy as np
 from PIL import Image
 
 from . import __version__
-from .editor import EditResult, EditSettings, Editor, Exemplar
+from .editor import Editor
+from .settings import EditResult, EditSettings, Exemplar, options
 from .errors import InputError, PixelsError, short
 from .files import OWN_FILES, Transaction, check_name_length, check_writable, open_regular, read_text, recover
 from .images import ImageLike, load_image
@@ -28,9 +29,7 @@ MANIFEST = "manifest.json"
 FORMAT = "pixels-session"  # the manifest's "format": what marks a folder as a session pixels saved
 MANIFEST_LIMIT = 16 * 1024 * 1024  # bytes
 MAX_STEPS_SAVED = 10_000
-_REPLAYED = ("prompt", "negative_prompt", "num_inference_steps", "strength", "denoising_start", "guidance_scale",
-             "scheduler", "mode", "preserve", "eta", "skip_steps", "crop", "crop_margin", "crop_resize", "switch_at",
-             "exemplar_encode")
+_RECORDED = {f.name for f, option in options() if option.recorded}  # the settings a saved step keeps
 
 
 @dataclass
@@ -69,13 +68,11 @@ class EditSession:
         """Edit the current image (same arguments as `Editor.edit`, except `generator`: sessions record
         seeds so that they can be replayed). Clears the redo stack."""
         if "generator" in settings:
-            raise InputError("generator: sessions record seeds to replay edits; pass seed=... instead")
+            raise InputError("sessions record seeds to replay edits; pass seed=... instead", param="generator")
         prompt_images = load_prompt_images(settings.pop("prompt_images", ()))
         result = self.editor.edit(self.current, exemplars=exemplars, strength_map=strength_map,
                                   prompt_images=prompt_images, **settings)
-        recorded = {k: result.metadata[k] for k in _REPLAYED}
-        recorded["scheduler"] = None if recorded["scheduler"] == "default" else recorded["scheduler"]
-        recorded["seed"] = result.metadata["seed"]
+        recorded = {**result.settings.record(), "seed": result.metadata["seed"]}
         self._steps.append(Step(recorded, result.exemplars, result.exemplar_maps, result.strength_map, result.image,
                                 result.metadata, prompt_images))
         self._undone.clear()
@@ -83,13 +80,13 @@ class EditSession:
 
     def undo(self) -> Image.Image:
         if not self._steps:
-            raise InputError("undo: nothing to undo")
+            raise InputError("nothing to undo", param="undo")
         self._undone.append(self._steps.pop())
         return self.current
 
     def redo(self) -> Image.Image:
         if not self._undone:
-            raise InputError("redo: nothing to redo")
+            raise InputError("nothing to redo", param="redo")
         self._steps.append(self._undone.pop())
         return self.current
 
@@ -146,17 +143,17 @@ class EditSession:
         manifest = _read_manifest(root)
         steps = manifest.get("steps")
         if not isinstance(steps, list) or len(steps) > MAX_STEPS_SAVED:
-            raise InputError(f"folder: {str(root)!r} is not a saved session (no list of steps in its manifest)")
+            raise InputError(f"{str(root)!r} is not a saved session (no list of steps in its manifest)", param="folder")
         session = cls(editor, _inside(root, manifest.get("source", "source.png"), "source"))
         size = session.source.size
         for k, step in enumerate(steps):
             where = f"steps[{k}]"
             if not isinstance(step, dict) or not isinstance(step.get("settings"), dict):
-                raise InputError(f"{where}: expected a mapping with the step's settings")
+                raise InputError("expected a mapping with the step's settings", param=where)
             settings = dict(step["settings"])
-            unknown = set(settings) - set(_REPLAYED) - {"seed"}
+            unknown = set(settings) - _RECORDED - {"seed"}
             if unknown:
-                raise InputError(f"{where}.settings: unknown keys {short(sorted(unknown))}")
+                raise InputError(f"unknown keys {short(sorted(unknown))}", param=f"{where}.settings")
             EditSettings(**{k2: v for k2, v in settings.items() if k2 != "seed"}).validate()
             try:
                 exemplars = [Exemplar(_inside(root, e["image"], f"{where}.exemplars[{j}].image"),
@@ -167,7 +164,7 @@ class EditSession:
                            for j, p in enumerate(step.get("prompt_images", []))]
                 result_path = _inside(root, step["result"], f"{where}.result")
             except (KeyError, TypeError, AttributeError) as error:
-                raise InputError(f"{where}: the manifest entry is incomplete ({short(error)})") from None
+                raise InputError(f"the manifest entry is incomplete ({short(error)})", param=where) from None
             result = session.apply(exemplars, strength, prompt_images=prompts, **settings)
             if verify:
                 saved, _ = load_image(result_path, name=f"{where}.result")
@@ -184,11 +181,11 @@ def _read_manifest(root: Path) -> dict:
     try:
         data = json.loads(read_text(root / MANIFEST, f"folder {str(root)!r}", MANIFEST_LIMIT))
     except InputError as error:
-        raise InputError(f"folder: {str(root)!r} is not a saved session ({error})") from None
+        raise InputError(f"{str(root)!r} is not a saved session ({error})", param="folder") from None
     except ValueError as error:
-        raise InputError(f"folder: {str(root)!r} is not a saved session (manifest: {short(error)})") from None
+        raise InputError(f"{str(root)!r} is not a saved session (manifest: {short(error)})", param="folder") from None
     if not isinstance(data, dict):
-        raise InputError(f"folder: {str(root)!r} is not a saved session (the manifest is not a JSON object)")
+        raise InputError(f"{str(root)!r} is not a saved session (the manifest is not a JSON object)", param="folder")
     return data
 
 
@@ -211,34 +208,38 @@ def check_folder(folder: str | os.PathLike, *, overwrite: bool, inputs: Sequence
     output of the command may lie inside it."""
     out = Path(folder).expanduser()
     if not out.parent.is_dir():
-        raise InputError(f"session: folder {str(out.parent)!r} does not exist")
+        raise InputError(f"folder {str(out.parent)!r} does not exist", param="session")
     recover(out.parent)  # a run killed while writing here is cleaned up before anything is judged
     if os.path.lexists(out):
         if out.is_symlink() or not out.is_dir():
-            raise InputError(f"session: {str(out)!r} exists and is not a session folder; choose a new folder")
+            raise InputError(f"{str(out)!r} exists and is not a session folder; choose a new folder", param="session")
         if not is_session(out):
             raise InputError(
-                f"session: {str(out)!r} is a folder that holds no pixels session; sessions are saved into a new"
-                " folder (or replace a session pixels saved), never into a folder of other files"
+                f"{str(out)!r} is a folder that holds no pixels session; sessions are saved into a new"
+                " folder (or replace a session pixels saved), never into a folder of other files", param="session"
             )
         if not overwrite:
-            raise InputError(f"session: {str(out)!r} exists; pass --overwrite to replace it")
+            raise InputError(f"{str(out)!r} exists; pass --overwrite to replace it", param="session")
         foreign = [p.relative_to(out).as_posix() for p in sorted(out.rglob("*"))
                    if not OWN_FILES.match(p.relative_to(out).as_posix()) or p.is_symlink()]
         if foreign:
             raise InputError(
-                f"session: {str(out)!r} holds files pixels did not write ({short(foreign[:3])}); it is not replaced."
-                " Move them out, or save the session into a new folder"
+                f"{str(out)!r} holds files pixels did not write ({short(foreign[:3])}); it is not replaced."
+                " Move them out, or save the session into a new folder", param="session"
             )
     check_name_length(out, "session")
     check_writable(out.parent, "session")
     inside = out.resolve()
     for given in inputs:
         if isinstance(given, (str, os.PathLike)) and _contains(inside, Path(given)):
-            raise InputError(f"session: the folder {str(out)!r} contains the input {str(given)!r}; choose another")
+            raise InputError(
+                f"the folder {str(out)!r} contains the input {str(given)!r}; choose another", param="session"
+            )
     for given in outputs:
         if given is not None and _contains(inside, Path(given)):
-            raise InputError(f"session: the output {str(given)!r} would lie inside the session folder {str(out)!r}")
+            raise InputError(
+                f"the output {str(given)!r} would lie inside the session folder {str(out)!r}", param="session"
+            )
     return out
 
 
@@ -252,14 +253,14 @@ def _contains(folder: Path, path: Path) -> bool:
 def _inside(root: Path, name: Any, where: str) -> Path:
     """The file `name` of the manifest, which must be a relative path inside the session folder."""
     if not isinstance(name, str) or not name or "\x00" in name:
-        raise InputError(f"{where}: expected a file name inside the session folder, got {short(name)}")
+        raise InputError(f"expected a file name inside the session folder, got {short(name)}", param=where)
     path = root / name
     try:
         inside = not Path(name).is_absolute() and path.resolve().is_relative_to(root.resolve())
     except (OSError, RuntimeError):
         inside = False
     if not inside:
-        raise InputError(f"{where}: {short(name)} lies outside the session folder {str(root)!r}; refused")
+        raise InputError(f"{short(name)} lies outside the session folder {str(root)!r}; refused", param=where)
     return path
 
 
@@ -273,16 +274,16 @@ def _array(root: Path, name: Any, where: str, size: tuple[int, int]) -> np.ndarr
             header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
             shape, fortran, dtype = header(f)
         except (ValueError, OSError, EOFError) as error:
-            raise InputError(f"{where}: {str(path)!r} is not a saved array ({short(error)})") from None
+            raise InputError(f"{str(path)!r} is not a saved array ({short(error)})", param=where) from None
         if dtype not in (np.float64, np.float32) or tuple(shape) != expected:
             raise InputError(
-                f"{where}: {str(path)!r} holds {dtype} {tuple(shape)}, expected a float map of shape {expected}"
+                f"{str(path)!r} holds {dtype} {tuple(shape)}, expected a float map of shape {expected}", param=where
             )
         f.seek(0)
         try:
             values = np.lib.format.read_array(f, allow_pickle=False)
         except (ValueError, OSError, EOFError) as error:
-            raise InputError(f"{where}: {str(path)!r} is truncated or corrupt ({short(error)})") from None
+            raise InputError(f"{str(path)!r} is truncated or corrupt ({short(error)})", param=where) from None
     return values
 
 

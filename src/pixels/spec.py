@@ -24,32 +24,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .editor import Exemplar
 from .errors import InputError, short
 from .files import read_text
 from .limits import finite
+from .settings import SEED, Exemplar, options, spec_key_of
 
-# spec key -> (Editor.edit argument, expected type)
+# spec key -> (Editor.edit argument, expected type), from the settings' declaration
 EDIT_KEYS: dict[str, tuple[str, str]] = {
-    "prompt": ("prompt", "string"),
-    "negative_prompt": ("negative_prompt", "string"),
-    "steps": ("num_inference_steps", "integer"),
-    "strength": ("strength", "number"),
-    "denoising_start": ("denoising_start", "number or null"),
-    "guidance": ("guidance_scale", "number"),
-    "seed": ("seed", "integer or null"),
-    "scheduler": ("scheduler", "string or null"),
-    "mode": ("mode", "string"),
-    "invert_map": ("invert_map", "boolean"),
-    "preserve": ("preserve", "string"),
-    "eta": ("eta", "number"),
-    "skip_steps": ("skip_steps", "string"),
-    "crop": ("crop", "string or box or null"),
-    "crop_margin": ("crop_margin", "integer"),
-    "crop_resize": ("crop_resize", "string or integer or null"),
-    "switch_at": ("switch_at", "number or null"),
-    "exemplar_encode": ("exemplar_encode", "string"),
-}
+    spec_key_of(f.name, option): (f.name, option.kind) for f, option in options()
+} | {spec_key_of("seed", SEED): ("seed", SEED.kind)}
 EXEMPLAR_KEYS = {"image": "path", "map": "path", "box": "[x, y, w, h]", "fit": "string"}
 TOP_KEYS = {"source": "path", "edits": "list of edits"}
 MAX_SPEC_BYTES = 1024 * 1024  # a spec lists edits and paths: a megabyte is thousands of edits
@@ -94,18 +77,18 @@ def _check_type(where: str, value: Any, kind: str) -> None:
     if value is None and "null" in allowed:
         return
     if not any(ok.get(k, False) for k in allowed):
-        raise InputError(f"{where}: expected {kind}, got {short(value)}")
+        raise InputError(f"expected {kind}, got {short(value)}", param=where)
 
 
 def _unknown(where: str, mapping: dict, allowed) -> None:
     extra = sorted((k for k in mapping if k not in allowed), key=str)
     if extra:
-        raise InputError(f"{where}: unknown key {short(extra[0])}; allowed: {', '.join(allowed)}")
+        raise InputError(f"unknown key {short(extra[0])}; allowed: {', '.join(allowed)}", param=where)
 
 
 def _path(where: str, value: Any, base: Path) -> str:
     if not isinstance(value, str) or not value.strip():
-        raise InputError(f"{where}: expected a file path, got {short(value)}")
+        raise InputError(f"expected a file path, got {short(value)}", param=where)
     path = Path(value).expanduser()
     return str(path if path.is_absolute() else base / path)
 
@@ -113,19 +96,19 @@ def _path(where: str, value: Any, base: Path) -> str:
 def parse_spec(data: Any, base: Path, name: str = "spec") -> Spec:
     """Validate a loaded spec document; paths are resolved against `base`."""
     if not isinstance(data, dict):
-        raise InputError(f"{name}: expected a mapping with an 'edits' list, got {type(data).__name__}")
+        raise InputError(f"expected a mapping with an 'edits' list, got {type(data).__name__}", param=name)
     _unknown(name, data, TOP_KEYS)
     source = _path(f"{name}.source", data["source"], base) if data.get("source") is not None else None
     edits = data.get("edits")
     if not isinstance(edits, list) or not edits:
-        raise InputError(f"{name}.edits: expected a non-empty list of edits, got {short(edits)}")
+        raise InputError(f"expected a non-empty list of edits, got {short(edits)}", param=f"{name}.edits")
     if len(edits) > MAX_EDITS:
-        raise InputError(f"{name}.edits: {len(edits)} edits, more than the limit of {MAX_EDITS}")
+        raise InputError(f"{len(edits)} edits, more than the limit of {MAX_EDITS}", param=f"{name}.edits")
     parsed = []
     for i, edit in enumerate(edits):
         where = f"edits[{i}]"
         if not isinstance(edit, dict):
-            raise InputError(f"{where}: expected a mapping, got {short(edit)}")
+            raise InputError(f"expected a mapping, got {short(edit)}", param=where)
         _unknown(where, edit, [*EDIT_KEYS, "exemplars", "map"])
         settings = {}
         for key, (argument, kind) in EDIT_KEYS.items():
@@ -135,18 +118,18 @@ def parse_spec(data: Any, base: Path, name: str = "spec") -> Spec:
         exemplars = []
         items = edit.get("exemplars", [])
         if not isinstance(items, list):
-            raise InputError(f"{where}.exemplars: expected a list, got {short(items)}")
+            raise InputError(f"expected a list, got {short(items)}", param=f"{where}.exemplars")
         for j, item in enumerate(items):
             at = f"{where}.exemplars[{j}]"
             if isinstance(item, str):
                 item = {"image": item}
             if not isinstance(item, dict) or "image" not in item:
-                raise InputError(f"{at}: expected a mapping with an 'image' path, got {short(item)}")
+                raise InputError(f"expected a mapping with an 'image' path, got {short(item)}", param=at)
             _unknown(at, item, EXEMPLAR_KEYS)
             box = item.get("box")
             if box is not None and (not isinstance(box, list) or len(box) != 4
                                     or not all(isinstance(v, int) and not isinstance(v, bool) for v in box)):
-                raise InputError(f"{at}.box: expected [x, y, w, h] integers, got {short(box)}")
+                raise InputError(f"expected [x, y, w, h] integers, got {short(box)}", param=f"{at}.box")
             fit = item.get("fit", "cover")
             _check_type(f"{at}.fit", fit, "string")
             strength_map = _path(f"{at}.map", item["map"], base) if item.get("map") is not None else None
@@ -166,9 +149,11 @@ def _check_size(data: Any, name: str) -> None:
         value, depth = stack.pop()
         count += 1
         if count > MAX_NODES:
-            raise InputError(f"{name}: more than {MAX_NODES:,} values (YAML aliases expand); this is not an edit spec")
+            raise InputError(
+                f"more than {MAX_NODES:,} values (YAML aliases expand); this is not an edit spec", param=name
+            )
         if depth > MAX_DEPTH:
-            raise InputError(f"{name}: nested more than {MAX_DEPTH} levels deep; this is not an edit spec")
+            raise InputError(f"nested more than {MAX_DEPTH} levels deep; this is not an edit spec", param=name)
         if isinstance(value, dict):
             stack.extend((v, depth + 1) for pair in value.items() for v in pair)
         elif isinstance(value, list):

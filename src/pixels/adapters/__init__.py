@@ -26,7 +26,7 @@ def adapter_class(pipeline_class: str, model: str = "model") -> type[Adapter]:
     except KeyError:
         supported = ", ".join(sorted(SUPPORTED_PIPELINES))
         raise InputError(
-            f"{model}: model family {pipeline_class!r} is not supported; supported pipelines: {supported}"
+            f"model family {pipeline_class!r} is not supported; supported pipelines: {supported}", param=model
         ) from None
 
 

@@ -15,7 +15,7 @@ from PIL import Image
 
 from ..errors import InputError
 from ..guidance import ClassifierFreeGuidance
-from ..schedule import img2img_timesteps
+from ..release import img2img_timesteps
 from ..schedulers import make_scheduler
 
 
@@ -36,6 +36,7 @@ class Adapter:
     preferred_dtype: ClassVar[torch.dtype] = torch.float16  # on GPUs with dtype "auto"
     takes_image_prompts: ClassVar[bool] = False  # `encode_prompt` uses prompt_images (image-embedding models)
     hands_over: ClassVar[bool] = True  # can share a schedule with a refiner (denoising_end / denoising_start)
+    shared_with_refiner: ClassVar[tuple[str, ...]] = ("vae",)  # components a refiner reuses instead of loading
 
     def __init__(self, pipe) -> None:
         self.pipe = pipe
@@ -62,13 +63,33 @@ class Adapter:
         """Refuse pipelines whose denoiser this adapter cannot drive."""
         unet, vae = getattr(pipe, "unet", None), getattr(pipe, "vae", None)
         if unet is None or vae is None:
-            raise InputError(f"{type(pipe).__name__}: the pipeline needs both a unet and a vae component")
+            raise InputError("the pipeline needs both a unet and a vae component", param=type(pipe).__name__)
         channels, latent = unet.config.in_channels, vae.config.latent_channels
         if channels not in (latent, 2 * latent + 1):
             raise InputError(
-                f"{type(pipe).__name__}: the UNet takes {channels} input channels but the VAE makes {latent};"
-                f" expected {latent} (a generation model) or {2 * latent + 1} (an inpainting model)"
+                f"the UNet takes {channels} input channels but the VAE makes {latent};"
+                f" expected {latent} (a generation model) or {2 * latent + 1} (an inpainting model)",
+                param=type(pipe).__name__,
             )
+
+    def check_refiner(self, refiner: Adapter) -> None:
+        """Refuse a refiner that cannot continue this model's latents mid-schedule."""
+        if not (self.hands_over and refiner.hands_over):
+            alone = self.family if not self.hands_over else refiner.family
+            raise InputError(f"{alone} models run the whole schedule alone; no base-to-refiner hand-off",
+                             param="refiner")
+        same_space = self.family == refiner.family and self.vae_scale_factor == refiner.vae_scale_factor \
+            and self.latent_channels == refiner.latent_channels
+        if not same_space:
+            raise InputError(
+                f"a {refiner.family} model cannot continue a {self.family} model's latents; the refiner must share"
+                " the base model's latent space (e.g. SDXL base with SDXL refiner)", param="refiner"
+            )
+
+    def components_for_refiner(self) -> dict[str, Any]:
+        """The loaded modules a refiner of this model reuses (passed to its loader), by component name."""
+        return {name: module for name in self.shared_with_refiner
+                if (module := getattr(self.pipe, name, None)) is not None}
 
     # -- properties --------------------------------------------------------------------------
     @property
@@ -118,7 +139,7 @@ class Adapter:
         return ClassifierFreeGuidance(scale)
 
     def encode_prompt(
-        self, prompt: str, negative_prompt: str, guidance: ClassifierFreeGuidance, image_size: tuple[int, int],
+        self, prompt: str, negative_prompt: str | None, guidance: ClassifierFreeGuidance, image_size: tuple[int, int],
         prompt_images: Sequence[tuple[Image.Image, float]] = (),
     ) -> Conditioning:
         """image_size: (H, W) in pixels of the frame being denoised. prompt_images: (image, weight) pairs
@@ -129,8 +150,8 @@ class Adapter:
         """Refuse image prompts for families conditioned on text only (the editor asks before encoding)."""
         if prompt_images and not self.takes_image_prompts:
             raise InputError(
-                f"prompt_images: the {self.family} family is conditioned on text only; image prompts need a"
-                " model conditioned on image embeddings (Kandinsky 2.2)"
+                f"the {self.family} family is conditioned on text only; image prompts need a"
+                " model conditioned on image embeddings (Kandinsky 2.2)", param="prompt_images"
             )
 
     # -- sampling ----------------------------------------------------------------------------

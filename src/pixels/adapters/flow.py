@@ -21,7 +21,7 @@ import torch
 from ..errors import InputError
 from ..guidance import ClassifierFreeGuidance
 from ..schedulers import make_scheduler as fresh_scheduler
-from ..schedule import check_steps
+from ..release import check_steps
 from ..schedulers import scheduler_name
 from .base import Adapter, Conditioning
 
@@ -91,13 +91,13 @@ class FlowMatchingAdapter(Adapter):
     def check(cls, pipe) -> None:
         transformer, vae = getattr(pipe, "transformer", None), getattr(pipe, "vae", None)
         if transformer is None or vae is None:
-            raise InputError(f"{type(pipe).__name__}: the pipeline needs both a transformer and a vae component")
+            raise InputError("the pipeline needs both a transformer and a vae component", param=type(pipe).__name__)
         channels, expected = transformer.config.in_channels, cls.transformer_channels(vae.config.latent_channels)
         if channels != expected:
             raise InputError(
-                f"{type(pipe).__name__}: the transformer takes {channels} input channels but the VAE's"
+                f"the transformer takes {channels} input channels but the VAE's"
                 f" {vae.config.latent_channels} latent channels make {expected}; inpainting, fill and control"
-                f" variants of {cls.family} are not supported"
+                f" variants of {cls.family} are not supported", param=type(pipe).__name__
             )
 
     # -- properties --------------------------------------------------------------------------
@@ -133,9 +133,9 @@ class FlowMatchingAdapter(Adapter):
             return fresh_scheduler(self.pipe.scheduler, None)
         if key != "euler":
             raise InputError(
-                f"scheduler: {name!r} is a solver for noise-prediction models and does not apply to flow-matching"
+                f"{name!r} is a solver for noise-prediction models and does not apply to flow-matching"
                 f" models ({self.family}); choose one of {', '.join(FLOW_SCHEDULERS)}"
-                " (FlowMatchEulerDiscreteScheduler on the model's schedule)"
+                " (FlowMatchEulerDiscreteScheduler on the model's schedule)", param="scheduler"
             )
         from diffusers import FlowMatchEulerDiscreteScheduler
 
@@ -151,13 +151,13 @@ class FlowMatchingAdapter(Adapter):
     ) -> torch.Tensor:
         if denoising_start is not None:
             raise InputError(
-                f"denoising_start: not supported for flow-matching models ({self.family}); use strength to start"
-                " later in the schedule"
+                f"not supported for flow-matching models ({self.family}); use strength to start"
+                " later in the schedule", param="denoising_start"
             )
         if denoising_end is not None:
             raise InputError(
-                f"denoising_end: flow-matching models ({self.family}) cannot hand the schedule over to a refiner;"
-                " edit without one"
+                f"flow-matching models ({self.family}) cannot hand the schedule over to a refiner;"
+                " edit without one", param="denoising_end"
             )
         check_steps(scheduler, num_inference_steps)
         scheduler.set_timesteps(device=self.device, **self.schedule_kwargs(scheduler, num_inference_steps, latent_size))
@@ -200,12 +200,12 @@ class StableDiffusion3Adapter(FlowMatchingAdapter):
 
     @torch.no_grad()
     def encode_prompt(
-        self, prompt: str, negative_prompt: str, guidance: ClassifierFreeGuidance, image_size: tuple[int, int],
+        self, prompt: str, negative_prompt: str | None, guidance: ClassifierFreeGuidance, image_size: tuple[int, int],
         prompt_images: Sequence = (),
     ) -> Conditioning:
         embeds, negative, pooled, negative_pooled = self.pipe.encode_prompt(
             prompt=prompt, prompt_2=None, prompt_3=None, device=self.device, num_images_per_prompt=1,
-            do_classifier_free_guidance=guidance.enabled, negative_prompt=negative_prompt or None,
+            do_classifier_free_guidance=guidance.enabled, negative_prompt=negative_prompt,
             max_sequence_length=self.max_sequence_length,
         )
         if guidance.enabled:
@@ -250,12 +250,13 @@ class FluxAdapter(FlowMatchingAdapter):
 
     @torch.no_grad()
     def encode_prompt(
-        self, prompt: str, negative_prompt: str, guidance: ClassifierFreeGuidance, image_size: tuple[int, int],
+        self, prompt: str, negative_prompt: str | None, guidance: ClassifierFreeGuidance, image_size: tuple[int, int],
         prompt_images: Sequence = (),
     ) -> Conditioning:
         if negative_prompt:
             raise InputError(
-                "negative_prompt: Flux models are guidance-distilled and run no unconditional branch; leave it empty"
+                "Flux models are guidance-distilled and run no unconditional branch; leave it empty",
+                param="negative_prompt",
             )
         embeds, pooled, text_ids = self.pipe.encode_prompt(
             prompt=prompt, prompt_2=None, device=self.device, num_images_per_prompt=1,

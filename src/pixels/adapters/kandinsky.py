@@ -131,22 +131,24 @@ class KandinskyV22Adapter(Adapter):
         name = type(pipe).__name__
         unet, movq = getattr(pipe, "unet", None), getattr(pipe, "movq", None)
         if unet is None or movq is None:
-            raise InputError(f"{name}: the pipeline needs both a unet and a movq component")
+            raise InputError("the pipeline needs both a unet and a movq component", param=name)
         if getattr(pipe, "prior_pipe", None) is None:
             raise InputError(
-                f"{name}: Kandinsky 2.2 needs its prior to turn prompts into image embeddings; load the decoder"
+                f"Kandinsky 2.2 needs its prior to turn prompts into image embeddings; load the decoder"
                 f" with Editor.from_pretrained (which loads {cls.prior_repo} too), or pass"
-                " pixels.adapters.kandinsky.combined_pipeline(decoder, prior) to Editor.from_pipe"
+                " pixels.adapters.kandinsky.combined_pipeline(decoder, prior) to Editor.from_pipe", param=name
             )
         latent, config = movq.config.latent_channels, unet.config
         if config.in_channels not in (latent, 2 * latent + 1) or config.out_channels not in (latent, 2 * latent):
             raise InputError(
-                f"{name}: the UNet maps {config.in_channels} to {config.out_channels} channels but MoVQ"
+                f"the UNet maps {config.in_channels} to {config.out_channels} channels but MoVQ"
                 f" latents have {latent}; expected {latent} or {2 * latent + 1} (inpainting) in, {latent} or"
-                f" {2 * latent} (with variance) out"
+                f" {2 * latent} (with variance) out", param=name
             )
         if config.addition_embed_type != "image":
-            raise InputError(f"{name}: expected a UNet conditioned on image embeddings (addition_embed_type 'image')")
+            raise InputError(
+                "expected a UNet conditioned on image embeddings (addition_embed_type 'image')", param=name
+            )
 
     # -- properties --------------------------------------------------------------------------
     @property
@@ -184,7 +186,7 @@ class KandinskyV22Adapter(Adapter):
 
     @torch.no_grad()
     def encode_prompt(
-        self, prompt: str, negative_prompt: str, guidance: ClassifierFreeGuidance, image_size: tuple[int, int],
+        self, prompt: str, negative_prompt: str | None, guidance: ClassifierFreeGuidance, image_size: tuple[int, int],
         prompt_images: Sequence[tuple[Image.Image, float]] = (), generator: torch.Generator | None = None,
     ) -> Conditioning:
         """Image embeddings: the prior's embedding of the prompt (weight 1; of the empty prompt when there is
@@ -196,11 +198,13 @@ class KandinskyV22Adapter(Adapter):
         generator = torch.Generator("cpu").manual_seed(self.prior_seed) if seeded else generator
         text = bool(prompt) or not prompt_images
         if text:  # as the combined pipelines call the prior: the negative prompt is its unconditional branch
-            embeds, negative = self._prior(prompt, negative_prompt or None, generator)
+            embeds, negative = self._prior(prompt, negative_prompt, generator)
             parts = [(embeds, 1.0)]
-        else:  # as the prior's interpolate(): zero image embeds, or the prior's embedding of the negative prompt
-            negative = self._prior(negative_prompt, None, generator)[0] if negative_prompt else self._zero_embeds()
-            parts = []
+            origin = "prior's unconditional branch" + (" (negative prompt)" if negative_prompt else "")
+        elif negative_prompt is None:  # as the prior's interpolate(): zero image embeds...
+            negative, parts, origin = self._zero_embeds(), [], "zero image"
+        else:  # ...or the prior's embedding of the negative prompt
+            negative, parts, origin = self._prior(negative_prompt, None, generator)[0], [], "negative prompt"
         parts += [(self._image_embeds(image), float(weight)) for image, weight in prompt_images]
         embeds = torch.stack([e * w for e, w in parts]).sum(0)
         if guidance.enabled:
@@ -208,7 +212,7 @@ class KandinskyV22Adapter(Adapter):
         settings = {
             "prior_steps": self.prior_steps, "prior_guidance_scale": self.prior_guidance_scale,
             "prior_seed": self.prior_seed if seeded else "edit generator", "prompt_weight": 1.0 if text else None,
-            "negative_image_embeds": "negative prompt" if negative_prompt else "zero image",
+            "negative_image_embeds": origin,
         }
         return Conditioning(
             kwargs={"encoder_hidden_states": None,

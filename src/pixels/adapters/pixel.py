@@ -33,11 +33,11 @@ class PixelSpaceAdapter(Adapter):
     def check(cls, pipe) -> None:
         unet = getattr(pipe, "unet", None)
         if unet is None or unet.config.in_channels != unet.config.out_channels:
-            raise InputError(f"{type(pipe).__name__}: expected a UNet mapping images to noise of the same shape")
+            raise InputError("expected a UNet mapping images to noise of the same shape", param=type(pipe).__name__)
         if unet.config.in_channels != 3:
             raise InputError(
-                f"{type(pipe).__name__}: pixel-space models must work on RGB images, this UNet takes"
-                f" {unet.config.in_channels} channels"
+                f"pixel-space models must work on RGB images, this UNet takes"
+                f" {unet.config.in_channels} channels", param=type(pipe).__name__
             )
 
     @property
@@ -69,13 +69,13 @@ class PixelSpaceAdapter(Adapter):
         return ClassifierFreeGuidance(1.0)  # unconditional: there is no second branch to guide with
 
     def encode_prompt(
-        self, prompt: str, negative_prompt: str, guidance: ClassifierFreeGuidance, image_size: tuple[int, int],
+        self, prompt: str, negative_prompt: str | None, guidance: ClassifierFreeGuidance, image_size: tuple[int, int],
         prompt_images: Sequence = (),
     ) -> Conditioning:
         if prompt or negative_prompt:
             raise InputError(
-                "prompt: this model is unconditional and takes no text; leave --prompt and --negative-prompt"
-                " empty (the exemplars and maps steer the edit)"
+                "this model is unconditional and takes no text; leave --prompt and --negative-prompt"
+                " empty (the exemplars and maps steer the edit)", param="prompt"
             )
         return Conditioning(settings={"conditioning": "none (unconditional model)"})
 

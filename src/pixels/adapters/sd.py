@@ -32,11 +32,11 @@ class StableDiffusionAdapter(Adapter):
 
     @torch.no_grad()
     def encode_prompt(
-        self, prompt: str, negative_prompt: str, guidance: ClassifierFreeGuidance, image_size: tuple[int, int],
+        self, prompt: str, negative_prompt: str | None, guidance: ClassifierFreeGuidance, image_size: tuple[int, int],
         prompt_images: Sequence = (),
     ) -> Conditioning:
         embeds, negative = self.pipe.encode_prompt(
-            prompt, self.device, 1, guidance.enabled, negative_prompt or None
+            prompt, self.device, 1, guidance.enabled, negative_prompt
         )
         if guidance.enabled:
             embeds = torch.cat([negative, embeds])

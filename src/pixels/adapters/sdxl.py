@@ -21,6 +21,7 @@ class StableDiffusionXLAdapter(StableDiffusionAdapter):
         "StableDiffusionXLPipeline", "StableDiffusionXLImg2ImgPipeline", "StableDiffusionXLInpaintPipeline"
     )
     load_kwargs = {}  # SDXL pipelines have no safety checker
+    shared_with_refiner = ("vae", "text_encoder_2")  # the refiner's only text encoder is the base's second
 
     @property
     def is_refiner(self) -> bool:
@@ -28,7 +29,7 @@ class StableDiffusionXLAdapter(StableDiffusionAdapter):
 
     @torch.no_grad()
     def encode_prompt(
-        self, prompt: str, negative_prompt: str, guidance: ClassifierFreeGuidance, image_size: tuple[int, int],
+        self, prompt: str, negative_prompt: str | None, guidance: ClassifierFreeGuidance, image_size: tuple[int, int],
         prompt_images: Sequence = (),
     ) -> Conditioning:
         pipe = self.pipe
@@ -37,7 +38,7 @@ class StableDiffusionXLAdapter(StableDiffusionAdapter):
             device=self.device,
             num_images_per_prompt=1,
             do_classifier_free_guidance=guidance.enabled,
-            negative_prompt=negative_prompt or None,
+            negative_prompt=negative_prompt,  # None: zero embeddings (force_zeros_for_empty_prompt); "": encoded
         )
         if pipe.text_encoder_2 is None:
             projection_dim = int(pooled.shape[-1])

@@ -37,12 +37,12 @@ KNOWN_MODELS: tuple[KnownModel, ...] = (
     KnownModel("flux-dev", "black-forest-labs/FLUX.1-dev", "flux", True,
                "gated; --steps 28 --guidance 3.5"),
 )
-ALIASES = {m.alias: m for m in KNOWN_MODELS}
+BY_NAME = {m.alias: m for m in KNOWN_MODELS}  # short name -> model
 
 
 def resolve_alias(model: str) -> str:
     """The hub id behind a short name (unchanged for anything else, including "demo")."""
-    known = ALIASES.get(model)
+    known = BY_NAME.get(model)
     return known.repo if known is not None and known.repo else model
 
 

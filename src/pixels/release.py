@@ -57,8 +57,9 @@ def check_steps(scheduler, num_inference_steps: int) -> None:
     trained = scheduler.config.get("num_train_timesteps")
     if trained and num_inference_steps > trained:
         raise InputError(
-            f"num_inference_steps: {num_inference_steps} is more than the {trained} timesteps this model's"
-            f" scheduler ({type(scheduler).__name__}) was trained with; use at most {trained}"
+            f"{num_inference_steps} is more than the {trained} timesteps this model's"
+            f" scheduler ({type(scheduler).__name__}) was trained with; use at most {trained}",
+            param="num_inference_steps",
         )
 
 

@@ -12,8 +12,8 @@ import argparse
 import math
 from pathlib import Path
 
-from .errors import InputError, short
-from .limits import MAX_PIXELS
+from ..errors import InputError, short
+from ..limits import MAX_PIXELS
 
 SHAPES = {  # kind -> (number of values, what they are)
     "box": (4, "X,Y,W,H"),
@@ -54,14 +54,14 @@ def _numbers(kind: str, values: list[str]) -> list[float]:
         if not all(math.isfinite(v) for v in numbers):
             raise ValueError
     except ValueError:
-        raise InputError(f"{kind}: expected finite numbers {meaning}, got {short(text)}") from None
+        raise InputError(f"expected finite numbers {meaning}, got {short(text)}", param=kind) from None
     if (count is not None and len(numbers) != count) or (count is None and (len(numbers) < 6 or len(numbers) % 2)):
-        raise InputError(f"{kind}: expected {meaning}, got {text!r}")
+        raise InputError(f"expected {meaning}, got {text!r}", param=kind)
     return numbers
 
 
 def _canvas(args: argparse.Namespace) -> tuple[int, int]:
-    from .images import load_image
+    from ..images import load_image
 
     if bool(args.size) == bool(args.like):
         raise InputError("give the canvas size with exactly one of --size WxH or --like IMAGE")
@@ -80,8 +80,8 @@ def _canvas(args: argparse.Namespace) -> tuple[int, int]:
 
 def build(args: argparse.Namespace):
     """The map (or, for preview, the picture) that `args` describe."""
-    from . import maps
-    from .images import load_image, load_map
+    from .. import maps
+    from ..images import load_image, load_map
 
     kind, values = args.kind, args.values
     if kind in SHAPES:
@@ -89,7 +89,7 @@ def build(args: argparse.Namespace):
         n = _numbers(kind, values)
         if kind == "box":
             if any(v != int(v) for v in n):
-                raise InputError(f"box: expected integers X,Y,W,H, got {','.join(values)!r}")
+                raise InputError(f"expected integers X,Y,W,H, got {','.join(values)!r}", param="box")
             strength = maps.box(size, tuple(int(v) for v in n), args.value)
         elif kind == "ellipse":
             strength = maps.ellipse(size, (n[0], n[1]), (n[2], n[3]), args.value)
@@ -103,11 +103,11 @@ def build(args: argparse.Namespace):
         expected = {"alpha": 1, "invert": 1, "preview": 2}.get(kind)
         if (expected and len(values) != expected) or (kind == "combine" and len(values) < 2):
             what = {"alpha": "IMAGE", "invert": "MAP", "preview": "SOURCE MAP", "combine": "MAP MAP..."}[kind]
-            raise InputError(f"{kind}: expected {what}, got {len(values)} file(s)")
+            raise InputError(f"expected {what}, got {len(values)} file(s)", param=kind)
         if kind == "alpha":
             picture, alpha = load_image(values[0], name="alpha IMAGE")
             if alpha is None:
-                raise InputError(f"alpha: {values[0]} has no transparency to make a map from")
+                raise InputError(f"{values[0]} has no transparency to make a map from", param="alpha")
             strength = alpha.astype(float)
         elif kind == "preview":
             source, _ = load_image(values[0], name="preview SOURCE")
@@ -125,7 +125,7 @@ def build(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from .output import check_output, save_image
+    from ..output import check_output, save_image
 
     inputs = [v for v in args.values if Path(v).exists()] + ([args.like] if args.like else [])
     output = check_output(args.output, overwrite=args.overwrite, inputs=inputs)

@@ -1,0 +1,78 @@
+"""The one loaded model of an app, and the rule that it runs one edit at a time.
+
+Gradio's queue already runs the edit events one at a time (concurrency 1, one concurrency group for
+the studio and the API); the lock here makes that hold for anything else that reaches the model too
+(a replayed session, a cancelled edit still finishing its step), so a device never runs two edits.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from pixels import Editor, PixelsError
+
+from .settings import Settings, recommended
+
+T = TypeVar("T")
+Progress = Callable[[int, int], None]
+
+
+class Cancelled(PixelsError):
+    """The user cancelled the edit; raised between two denoising steps, so nothing is half-done."""
+
+    exit_code = 2
+
+
+@dataclass(frozen=True)
+class Ticket:
+    """When a model job ran: its place in the order the model ran jobs, and its clock times."""
+
+    order: int  # 1 for the app's first job, counting every job that reached the model
+    started: float  # time.time() when it got the model
+    finished: float
+
+
+class Engine:
+    """An `Editor` shared by every session of the app, used by one job at a time."""
+
+    def __init__(self, editor: Editor, model: str) -> None:
+        self.editor = editor
+        self.model = model
+        adapter = getattr(editor, "adapter", None)
+        self.family: str | None = getattr(adapter, "family", None)
+        self.takes_prompt = self.family != "pixel"  # pixel-space models here are unconditional
+        self.defaults: Settings = recommended(model, self.family)
+        self._lock = threading.Lock()
+        self._order = itertools.count(1)
+
+    @property
+    def limits(self):
+        return self.editor.limits
+
+    def run(self, job: Callable[[Progress], T], cancel: threading.Event, on_step: Progress | None = None
+            ) -> tuple[T, Ticket]:
+        """Run `job(step_callback)` on the model alone. The callback reports progress and raises
+        `Cancelled` once `cancel` is set, which stops the edit between two steps."""
+        def step(done: int, total: int) -> None:
+            if cancel.is_set():
+                raise Cancelled("edit cancelled; nothing was changed")
+            if on_step is not None:
+                on_step(done, total)
+
+        with self._lock:
+            if cancel.is_set():  # cancelled while it waited for the model
+                raise Cancelled("edit cancelled before it started; nothing was changed")
+            order, started = next(self._order), time.time()
+            value = job(step)
+            return value, Ticket(order, started, time.time())
+
+    def describe(self) -> dict[str, Any]:
+        return {"model": self.model, "family": self.family, "takes_prompt": self.takes_prompt}
+
+
+__all__ = ["Cancelled", "Engine", "Progress", "Ticket"]

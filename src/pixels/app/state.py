@@ -1,0 +1,209 @@
+"""What one browser session holds: its photo, its edit history, its maps, its temporary folder.
+
+Nothing here is shared between sessions: each browser session gets a `StudioSession` (kept in a
+`gr.State`), with its own temporary folder inside the app's, removed when the session ends.
+"""
+
+from __future__ import annotations
+
+import secrets
+import shutil
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from pixels import EditResult, EditSession, InputError
+from pixels.output import save_image
+
+TARGETS = ("strength", "exemplar 1", "exemplar 2", "exemplar 3", "exemplar 4")  # the maps one can paint
+
+
+@dataclass
+class Frame:
+    """One image of the history: the source, or the result of an applied edit."""
+
+    image: Image.Image
+    png: Path | None  # a PNG of it in the session's folder (results carry pixels' metadata); None: not written
+    result: EditResult | None = None  # the edit that made it (None for the source and for replayed steps)
+    map_png: Path | None = None  # the combined strength map it was made with, 8-bit (black = kept)
+    report: dict[str, Any] | None = None  # its measurements (pixels.metrics)
+    note: str = ""  # what went wrong writing its files, if anything
+
+
+class History:
+    """An `EditSession` and, beside it, the frames the studio shows (source first), kept in step.
+
+    The last edit stays a *candidate* until "continue from here" (or undo/redo) accepts it: running
+    again replaces the candidate instead of editing it, so one can try settings on the same source."""
+
+    def __init__(self, session: EditSession, source: Frame) -> None:
+        self.session = session
+        self.frames: list[Frame] = [source]
+        self._undone: list[Frame] = []
+        self.committed = 0  # applied steps accepted as the source of the next edit
+
+    @property
+    def source(self) -> Frame:
+        """What the next edit starts from."""
+        return self.frames[self.committed]
+
+    @property
+    def candidate(self) -> bool:
+        """Whether the last step is a result not yet accepted as the source."""
+        return len(self.frames) - 1 > self.committed
+
+    def apply(self, frame_of: Callable[[EditResult, Image.Image], Frame], exemplars: list,
+              strength_map: np.ndarray | None, **settings: Any) -> EditResult:
+        """Edit the source (replacing a candidate); `frame_of(result, before)` makes the new frame and
+        must not raise (it records a failure to write files in the frame instead).
+
+        On any error of the edit (a cancel included) the history is left exactly as it was."""
+        dropped = self.candidate
+        if dropped:
+            self.session.undo()
+        try:
+            result = self.session.apply(exemplars, strength_map, **settings)
+        except BaseException:
+            if dropped:
+                self.session.redo()
+            raise
+        if dropped:
+            self.frames.pop()
+        self.frames.append(frame_of(result, self.source.image))
+        self._undone.clear()
+        return result
+
+    def accept(self) -> None:
+        """Continue from here: the candidate becomes the source of the next edit."""
+        self.committed = len(self.frames) - 1
+
+    def undo(self) -> None:
+        self.session.undo()  # raises InputError("undo: nothing to undo") on the bare source
+        self._undone.append(self.frames.pop())
+        self.committed = len(self.frames) - 1
+
+    def redo(self) -> None:
+        self.session.redo()
+        self.frames.append(self._undone.pop())
+        self.committed = len(self.frames) - 1
+
+
+@dataclass
+class StudioSession:
+    """Everything one browser session holds. Handlers receive it from the session's `gr.State`."""
+
+    folder: Path  # this session's temporary folder; removed by `close`
+    history: History | None = None  # None until a photo is chosen
+    source_name: str = "source"  # the photo's file name, for metadata and download names
+    bases: dict[str, np.ndarray] = field(default_factory=dict)  # map tools' work per target, (H, W) in [0, 1]
+    target: str = "strength"  # the map the canvas paints
+    closed: bool = False
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _tokens: dict[int, threading.Event] = field(default_factory=dict, repr=False)  # run id -> its cancel flag
+    _next_run: int = 0
+    _files: int = 0
+
+    # -- temporary files ------------------------------------------------------------------------
+    def new_path(self, stem: str, suffix: str) -> Path:
+        """A new file name in the session's folder (never one that exists)."""
+        if self.closed:
+            raise InputError("session: this browser session has ended; reload the page")
+        self._files += 1
+        return self.folder / f"{stem}-{self._files:04d}{suffix}"
+
+    def write_png(self, image: Image.Image, stem: str, metadata: dict[str, Any] | None = None) -> Path:
+        path = self.new_path(stem, ".png")
+        save_image(image, path, metadata)
+        return path
+
+    def close(self) -> None:
+        """Drop the images and remove the temporary folder (idempotent; called when the session ends)."""
+        self.closed = True
+        self.history = None
+        self.bases = {}
+        for token in list(self._tokens.values()):
+            token.set()  # a queued or running edit of a closed session stops
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+    # -- one thing at a time ----------------------------------------------------------------------
+    @contextmanager
+    def busy(self, name: str) -> Iterator[None]:
+        """Hold the session while `name` changes it; a second change meanwhile is refused, not queued."""
+        if not self._lock.acquire(blocking=False):
+            raise InputError(f"{name}: an edit of this session is running; wait for it, or press Cancel")
+        try:
+            if self.closed:
+                raise InputError("session: this browser session has ended; reload the page")
+            yield
+        finally:
+            self._lock.release()
+
+    # -- cancelling ----------------------------------------------------------------------------
+    def arm(self) -> int:
+        """A new run id with its cancel flag, made when Run is pressed (before the edit is queued)."""
+        self._next_run += 1
+        stale = [k for k in self._tokens if k < self._next_run - 8]  # runs the queue refused never come back
+        for k in stale:
+            del self._tokens[k]
+        self._tokens[self._next_run] = threading.Event()
+        return self._next_run
+
+    def token(self, run_id: int | None) -> threading.Event:
+        """The cancel flag of run `run_id` (a fresh one for an id this session did not arm)."""
+        return self._tokens.get(run_id, threading.Event()) if run_id is not None else threading.Event()
+
+    def finish(self, run_id: int | None) -> None:
+        self._tokens.pop(run_id, None)
+
+    def cancel(self) -> int:
+        """Stop this session's running edit at its next step and its queued ones before they start;
+        returns how many were flagged."""
+        for token in self._tokens.values():
+            token.set()
+        return len(self._tokens)
+
+
+class Sessions:
+    """The open browser sessions of one app, by Gradio session hash, so that closing a tab (or stopping
+    the app) can remove their files at once. Each session reaches only its own entry."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._open: dict[str, StudioSession] = {}
+        self._lock = threading.Lock()
+
+    def open(self, key: str) -> StudioSession:
+        """A new session with a new folder (a reloaded page is a new session; the old one is closed)."""
+        folder = self.root / f"session-{secrets.token_hex(8)}"
+        folder.mkdir(parents=True)
+        session = StudioSession(folder)
+        with self._lock:
+            previous = self._open.pop(key, None)
+            self._open[key] = session
+        if previous is not None:
+            previous.close()
+        return session
+
+    def close(self, key: str) -> None:
+        with self._lock:
+            session = self._open.pop(key, None)
+        if session is not None:
+            session.close()
+
+    def close_all(self) -> None:
+        with self._lock:
+            sessions, self._open = list(self._open.values()), {}
+        for session in sessions:
+            session.close()
+
+    def __len__(self) -> int:
+        return len(self._open)
+
+
+__all__ = ["Frame", "History", "Sessions", "StudioSession", "TARGETS"]

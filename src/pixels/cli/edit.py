@@ -1,0 +1,280 @@
+"""`pixels edit`: one path for every edit. The flags make a one-edit spec, `--spec` reads a list of edits;
+both are checked completely (settings, every input, every output) before the model loads, run as a
+session (each edit on the previous result), and written together: every output, or none."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+import warnings
+from pathlib import Path
+
+from ..errors import InputError
+from ..limits import MAX_PIXELS
+from ..settings import SEED, flag_of, options
+from .common import EXIT_OK, Parser, Progress, note, number
+
+_BOX = re.compile(r"^(?P<path>.+)@(?P<x>-?\d+),(?P<y>-?\d+),(?P<w>\d+),(?P<h>\d+)$")
+
+
+class _ExemplarAction(argparse.Action):
+    """-e starts a new exemplar; -m attaches a map to the exemplar given just before it."""
+
+    def __call__(self, parser, namespace, value, option_string=None):
+        exemplars = list(getattr(namespace, "exemplars", None) or [])
+        if self.dest == "exemplar_image":
+            placed = _BOX.match(value)
+            if placed and not os.path.exists(value):  # ref.png@x,y,w,h
+                exemplars.append([placed["path"], None, tuple(int(placed[k]) for k in "xywh")])
+            else:
+                exemplars.append([value, None, None])
+        else:
+            if not exemplars:
+                parser.error(f"{option_string} {value}: a map must follow the -e EXEMPLAR it belongs to")
+            if exemplars[-1][1] is not None:
+                parser.error(
+                    f"{option_string} {value}: exemplar {exemplars[-1][0]!r} already has the map"
+                    f" {exemplars[-1][1]!r}; give one -m per -e"
+                )
+            exemplars[-1][1] = value
+        namespace.exemplars = exemplars
+
+
+def _integer(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+
+
+def add_setting_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per `EditSettings` field, from its declaration. Every value is None unless given, so that
+    with --spec a flag fills in only what an edit leaves out."""
+    group = parser.add_argument_group("edit settings (the same names, with underscores, are spec-file keys)")
+    for f, option in options():
+        kwargs = {"dest": f.name, "default": None, "help": option.help}
+        if option.kind == "boolean":
+            group.add_argument(flag_of(f.name, option), action="store_true", **kwargs)
+            continue
+        parse = option.parse or {"integer": _integer, "number": number}.get(option.kind.split(" or ")[0], str)
+        group.add_argument(flag_of(f.name, option), type=parse, metavar=None if option.choices else option.metavar,
+                           choices=option.choices, **kwargs)
+    group.add_argument(SEED.flag, dest="seed", type=SEED.parse, default=None, metavar=SEED.metavar, help=SEED.help)
+
+
+def add_parser(commands, common: argparse.ArgumentParser) -> None:
+    edit: Parser = commands.add_parser(
+        "edit", parents=[common],
+        help="edit a photo with exemplars and strength maps",
+        description=(
+            "Edit SOURCE: each exemplar (-e) is grafted where its map (-m) is white and every pixel is"
+            " released by its strength (white = full edit, black = kept bit-exact)."
+        ),
+        epilog="Example: pixels edit photo.png -e ref.png -m where.png --model PATH_OR_HUB_ID -o out.png",
+    )
+    edit.add_argument("source", metavar="SOURCE", nargs="?", help="the photo to edit (optional with --spec)")
+    edit.add_argument("--spec", metavar="EDITS.yaml",
+                      help="apply the edits listed in a YAML/JSON spec in order; setting flags given with it fill in"
+                           " what an edit does not set")
+    edit.add_argument("--save-session", metavar="DIR",
+                      help="also save the edit(s) as a session folder that EditSession.load replays")
+    edit.add_argument("-e", "--exemplar", dest="exemplar_image", metavar="EXEMPLAR[@X,Y,W,H]",
+                      action=_ExemplarAction,
+                      help="a reference image, optionally placed into the box X,Y,W,H of the source; repeat for"
+                           " several (without -m: its alpha channel, or else its box, is its region)")
+    edit.add_argument("--fit", default="cover", choices=["cover", "contain", "stretch"],
+                      help="how exemplars fill their box: cover (crop to fill, default), contain, stretch")
+    edit.add_argument("-m", "--exemplar-map", dest="exemplar_map", metavar="MAP", action=_ExemplarAction,
+                      help="strength map of the preceding -e (white = graft and edit, black = keep)")
+    edit.add_argument("--map", metavar="MAP", help="extra strength map for prompt-only regions, or the only map")
+    edit.add_argument("--prompt-image", dest="prompt_images", action="append", default=[], metavar="PATH[:WEIGHT]",
+                      help="an image mixed into the prompt with a weight (default 1); repeat for several"
+                           " (models conditioned on image embeddings: Kandinsky 2.2)")
+    add_setting_flags(edit)
+    model = edit.add_argument_group("model")
+    model.add_argument("--model", required=True, metavar="ID|PATH",
+                       help="short name (pixels models), hub id, local diffusers folder, or a single .safetensors"
+                            " checkpoint")
+    model.add_argument("--config", metavar="ID|PATH",
+                       help="diffusers config (folder or hub id) for a single-file checkpoint")
+    model.add_argument("--refiner", metavar="ID|PATH",
+                       help="a second model for the end of the schedule (SDXL refiner); one release schedule spans"
+                            " both")
+    model.add_argument("--device", default="auto", metavar="auto|cpu|cuda|mps", help="default auto")
+    model.add_argument("--dtype", default="auto", metavar="auto|fp32|fp16|bf16",
+                       help="default auto: fp16 on GPUs (bf16 for SD3 and Flux), fp32 on the CPU")
+    model.add_argument("--allow-unsafe-pickle", action="store_true",
+                       help="allow .ckpt/.bin pickle weights (they can run code: only for sources you trust)")
+    model.add_argument("--offline", action="store_true",
+                       help="never contact the hub; use only local files and the cache (as HF_HUB_OFFLINE=1)")
+    memory = edit.add_argument_group("memory and speed")
+    memory.add_argument("--attention-slicing", action="store_true", help="attention in slices (less memory)")
+    memory.add_argument("--vae-tiling", action="store_true", help="encode and decode large images in tiles")
+    memory.add_argument("--vae-slicing", action="store_true", help="encode and decode one image at a time")
+    memory.add_argument("--cpu-offload", choices=["model", "sequential"], default=None,
+                        help="keep models on the CPU until they run (GPU only): model, or sequential (least memory)")
+    memory.add_argument("--channels-last", action="store_true", help="NHWC layout for the denoiser")
+    memory.add_argument("--compile", action="store_true", help="torch.compile the denoiser (slow first call)")
+    limits = edit.add_argument_group("limits")
+    limits.add_argument("--max-megapixels", type=number, default=MAX_PIXELS / 1e6, metavar="N",
+                        help="largest image, box or diffused crop in millions of pixels"
+                             f" (default {MAX_PIXELS / 1e6:.1f})")
+    limits.add_argument("--no-memory-check", action="store_true",
+                        help="run even when the edit's estimated peak memory exceeds what the device has free")
+    out = edit.add_argument_group("output")
+    out.add_argument("-o", "--output", required=True, metavar="OUT", help="result file (.png, .jpg or .webp)")
+    out.add_argument("--overwrite", action="store_true", help="replace OUT (and the other outputs) if they exist")
+    out.add_argument("--contact-sheet", metavar="PATH",
+                     help="also write source | map overlay | exemplars | result with the settings, for sharing")
+    out.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no summary")
+    edit.set_defaults(run=run, exemplars=[])
+
+
+def _given_settings(args: argparse.Namespace) -> dict:
+    """The edit settings given as flags (not given: the spec's or pixels' default applies)."""
+    names = [f.name for f, _ in options()] + ["seed"]
+    return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
+
+
+def plan(args: argparse.Namespace):
+    """The edits to run, as a spec: the spec file with the flags filling in, or a one-edit spec of the flags.
+    Returns (spec, input files besides those the spec names)."""
+    from ..prompt_images import parse_prompt_image
+    from ..settings import Exemplar
+    from ..spec import EditSpec, Spec, load_spec
+
+    flags = _given_settings(args)
+    if args.spec:
+        spec = load_spec(args.spec)
+        if args.exemplars or args.map or args.prompt_images:
+            raise InputError(
+                "--spec: the spec lists the exemplars and maps; do not also give -e, -m, --map or --prompt-image"
+            )
+        if args.source and spec.source and args.source != spec.source:
+            note(f"SOURCE {args.source} replaces the spec's source {spec.source}")
+        source = args.source or spec.source
+        if source is None:
+            raise InputError("--spec: no source: give SOURCE or a 'source' key in the spec")
+        for k, edit in enumerate(spec.edits):  # flags fill in what an edit leaves to the defaults
+            overridden = sorted(f for f in flags if f in edit.settings)
+            if overridden and not args.quiet:
+                note(f"edits[{k}] sets {', '.join(overridden)} itself; the command-line value is not used there")
+            edit.settings = {**flags, **edit.settings}
+        return Spec(spec.path, source, spec.edits), [args.spec]
+    if args.source is None:
+        raise InputError("SOURCE: give the photo to edit, or --spec with a spec file")
+    exemplars = [Exemplar(image, strength_map, box, args.fit) for image, strength_map, box in args.exemplars]
+    prompt_images = [parse_prompt_image(text) for text in args.prompt_images]
+    edit = EditSpec(exemplars, args.map, {**flags, "prompt_images": prompt_images} if prompt_images else flags)
+    return Spec(Path.cwd(), args.source, [edit]), []
+
+
+def check_edit(edit, source, max_pixels: int):
+    """Check one edit of the plan without the model: its settings, then every image and map it names."""
+    from ..inputs import prepare_inputs
+    from ..prompt_images import load_prompt_images
+    from ..settings import check_seed, make_settings
+
+    settings = make_settings(**{key: v for key, v in edit.settings.items() if key not in ("seed", "prompt_images")})
+    check_seed(edit.settings.get("seed"))
+    load_prompt_images(edit.settings.get("prompt_images"), max_pixels)
+    return prepare_inputs(source, edit.exemplars, edit.strength_map, settings.invert_map, max_pixels)
+
+
+def spec_error(error: InputError, k: int, spec_file: str) -> InputError:
+    """An error about edits[k] of a spec, naming the spec's key (`steps`) instead of the Python parameter."""
+    from ..spec import EDIT_KEYS
+
+    if error.param is None:
+        return InputError(f"{spec_file}: edits[{k}]: {error.message}")
+    root = re.split(r"[\[.]", error.param, maxsplit=1)[0]
+    key = next((key for key, (argument, _) in EDIT_KEYS.items() if argument == root), root)
+    return InputError(error.message, param=f"{spec_file}: edits[{k}].{key}{error.param[len(root):]}")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..editor import Editor
+    from ..files import Transaction
+    from ..limits import Limits, megapixels
+    from ..loading import resolve_device, resolve_dtype
+    from ..memory import MemoryOptions
+    from ..output import check_output, image_writer
+    from ..session import EditSession, check_folder
+
+    # 1. Everything that can be checked without the model is checked first: settings, inputs, outputs
+    spec, extra_inputs = plan(args)
+    limits = Limits(max_pixels=megapixels(args.max_megapixels), check_memory=not args.no_memory_check)
+    from_spec = bool(args.spec)
+    checked = []
+    for k, edit in enumerate(spec.edits):
+        try:
+            checked.append(check_edit(edit, spec.source, limits.max_pixels))
+        except InputError as error:
+            if not from_spec:
+                raise
+            raise spec_error(error, k, args.spec) from None
+        if not args.quiet:
+            for text in checked[-1].notes:
+                note(f"edits[{k}]: {text}" if from_spec else text)
+    device = resolve_device(args.device)
+    resolve_dtype(args.dtype, device)
+    memory = MemoryOptions(attention_slicing=args.attention_slicing, vae_tiling=args.vae_tiling,
+                           vae_slicing=args.vae_slicing, cpu_offload=args.cpu_offload,
+                           channels_last=args.channels_last, compile=args.compile)
+    memory.validate(device)
+    if any(e.settings.get("switch_at") is not None for e in spec.edits) and not args.refiner:
+        raise InputError("give --refiner, the model to switch to", param="switch_at")
+    inputs = [*extra_inputs, *spec.paths()]
+    inputs += [p for e in spec.edits for p, _ in e.settings.get("prompt_images", [])]
+    output = check_output(args.output, overwrite=args.overwrite, inputs=inputs)
+    sheet_path = None
+    if args.contact_sheet:
+        sheet_path = check_output(args.contact_sheet, overwrite=args.overwrite, inputs=inputs, name="--contact-sheet")
+        if sheet_path.resolve() == output.resolve():
+            raise InputError("must differ from the output path", param="--contact-sheet")
+    if args.save_session:
+        check_folder(args.save_session, overwrite=args.overwrite, inputs=inputs, outputs=[output, sheet_path])
+
+    # 2. Load the model, run the edits one after another (each on the previous result)
+    progress = Progress(enabled=not args.quiet and sys.stderr.isatty())
+    editor = Editor.from_pretrained(
+        args.model, device=device, dtype=args.dtype, refiner=args.refiner, memory=memory,
+        allow_unsafe_pickle=args.allow_unsafe_pickle, local_files_only=True if args.offline else None,
+        config=args.config, limits=limits,
+    )
+    session = EditSession(editor, checked[0].source)
+    for k, edit in enumerate(spec.edits):
+        before = session.current
+        with warnings.catch_warnings(), progress:
+            warnings.simplefilter("ignore", UserWarning)  # the input notes were printed above
+            result = session.apply(edit.exemplars, edit.strength_map, on_step=progress.update, **edit.settings)
+        result.metadata["source"] = str(spec.source) if k == 0 else f"result of edits[{k - 1}]"
+        if len(spec.edits) > 1 and not args.quiet:
+            md = result.metadata
+            print(f"edit {k + 1}/{len(spec.edits)}: seed {md['seed']}, {md['steps_run']} steps,"
+                  f" {len(edit.exemplars)} exemplar(s)")
+
+    # 3. Write every output together: all of them, or none
+    metadata = {**result.metadata, "spec": str(args.spec)} if from_spec else result.metadata
+    with Transaction() as transaction:
+        transaction.file(output, image_writer(result.image, output, metadata), overwrite=args.overwrite)
+        if sheet_path is not None:
+            from ..sheet import edit_sheet
+
+            sheet = edit_sheet(before, result.strength_map, result.exemplars, result.image, result.metadata)
+            transaction.file(sheet_path, image_writer(sheet, sheet_path), overwrite=args.overwrite)
+        if args.save_session:
+            session.stage(transaction, Path(args.save_session).expanduser(), overwrite=args.overwrite)
+        transaction.commit()
+    if not args.quiet:
+        md = result.metadata
+        print(
+            f"wrote {output} ({md['size'][0]}x{md['size'][1]}, {md['family']} model, seed {md['seed']},"
+            f" {md['steps_run']} steps, {md['model_calls']} model calls, {len(spec.edits[-1].exemplars)} exemplar(s))"
+            + (f", diffused {md['diffused_size'][0]}x{md['diffused_size'][1]} at {tuple(md['crop_box'])}"
+               if md["crop_box"] else "")
+            + (f"; session {args.save_session}" if args.save_session else "")
+        )
+    return EXIT_OK

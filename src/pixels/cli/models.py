@@ -1,0 +1,34 @@
+"""`pixels models`: the short model names, the hub model behind each, and whether it is cached."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from .common import EXIT_OK
+
+
+def add_parser(commands, common: argparse.ArgumentParser) -> None:
+    models = commands.add_parser(
+        "models", parents=[common],
+        help="list the short model names and whether each is in the local cache",
+        description="Short names accepted by --model, the hub model behind each, and whether it is already in"
+                    " the local Hugging Face cache (checked without network).",
+    )
+    models.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    models.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..catalog import table
+
+    rows = table()
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return EXIT_OK
+    columns = ["alias", "model", "family", "supported", "local", "note"]
+    widths = {c: max(len(c), *(len(r[c]) for r in rows)) for c in columns}
+    print("  ".join(c.ljust(widths[c]) for c in columns).rstrip())
+    for row in rows:
+        print("  ".join(row[c].ljust(widths[c]) for c in columns).rstrip())
+    return EXIT_OK

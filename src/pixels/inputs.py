@@ -1,0 +1,131 @@
+"""An edit's inputs: every image and map loaded, checked and placed on the source's canvas, before any
+model work (all input errors surface here), and cut to a crop when only part of the frame is diffused."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from .errors import InputError
+from .images import ImageLike, load_image, load_map
+from .limits import MAX_PIXELS
+from .placement import FITS, check_box, place, region_box
+from .settings import Exemplar
+
+
+@dataclass
+class Inputs:
+    """Every image and map of one edit, loaded, checked and placed on the source's canvas."""
+
+    source: Image.Image
+    exemplars: list[Image.Image]
+    exemplar_maps: list[np.ndarray]  # strength, (H, W) float64 each
+    strength: np.ndarray  # combined strength, (H, W) float64
+    labels: dict[str, Any]
+    notes: list[str]
+
+
+def label(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, (str, bytes)) or hasattr(value, "__fspath__"):
+        return str(value)
+    return f"<{type(value).__name__}>"
+
+
+def prepare_inputs(
+    source: ImageLike,
+    exemplars: Sequence[Exemplar] = (),
+    strength_map: ImageLike | None = None,
+    invert_map: bool = False,
+    max_pixels: int = MAX_PIXELS,
+) -> Inputs:
+    """Load and check every image and map (no model needed): all input errors surface here."""
+    image, _ = load_image(source, name="source", max_pixels=max_pixels)
+    size = image.size
+    notes: list[str] = []
+    if isinstance(exemplars, Exemplar) or not isinstance(exemplars, Sequence):
+        raise InputError(f"expected a list of Exemplar, got {type(exemplars).__name__}", param="exemplars")
+    images, maps, boxes = [], [], []
+    for k, exemplar in enumerate(exemplars):
+        name = f"exemplars[{k}]"
+        if not isinstance(exemplar, Exemplar):
+            raise InputError(f"expected an Exemplar, got {type(exemplar).__name__}", param=name)
+        picture, alpha = load_image(exemplar.image, name=name, max_pixels=max_pixels)
+        if exemplar.fit not in FITS:
+            raise InputError(f"unknown fit {exemplar.fit!r}; choose one of {', '.join(FITS)}", param=f"{name}.fit")
+        m = None
+        if exemplar.strength_map is not None:
+            m, map_notes = load_map(exemplar.strength_map, name=f"{name}.strength_map", size=size, invert=invert_map,
+                                    max_pixels=max_pixels)
+            notes += map_notes
+        box = None if exemplar.box is None else check_box(exemplar.box, f"{name}.box", size, max_pixels)
+        if box is None and picture.size != size and m is not None:
+            box = region_box(m)
+            if box is not None:
+                notes.append(f"{name}: {picture.size[0]}x{picture.size[1]} fitted ({exemplar.fit}) into its map's"
+                             f" edited area, box {box}")
+        if box is not None:
+            picture, coverage = place(image, picture, alpha, box, exemplar.fit)
+        else:
+            coverage = alpha
+            if picture.size != size:
+                notes.append(f"{name}: resized from {picture.size[0]}x{picture.size[1]} to {size[0]}x{size[1]}")
+                picture = picture.resize(size, Image.LANCZOS)
+                if alpha is not None:
+                    coverage = np.asarray(Image.fromarray(alpha.astype(np.float32), "F").resize(size), np.float64)
+        if m is None:
+            if coverage is None:
+                raise InputError(
+                    "no strength_map, no alpha channel and no box: say where it goes with a map (-m MAP,"
+                    " strength_map=...) or a box (EXEMPLAR@X,Y,W,H, box=(x, y, w, h))", param=name
+                )
+            m, _ = load_map((np.clip(coverage, 0, 1) * 255).round().astype(np.uint8), name=f"{name} region", size=size)
+            what = "its alpha channel" if exemplar.box is None else "the area it covers in its box"
+            notes.append(f"{name}: no strength_map given, {what} is its region")
+        images.append(picture)
+        maps.append(m)
+        boxes.append(box)
+    strengths = list(maps)
+    if strength_map is not None:
+        m, map_notes = load_map(strength_map, name="strength_map", size=size, invert=invert_map, max_pixels=max_pixels)
+        notes += map_notes
+        strengths.append(m)
+    if strengths:
+        combined = np.maximum.reduce(strengths) if len(strengths) > 1 else strengths[0]
+    else:
+        combined = np.ones((size[1], size[0]))  # no map at all: a plain full-frame edit
+    labels = {
+        "source": label(source),
+        "exemplars": [
+            {"image": label(e.image), "strength_map": label(e.strength_map), "box": box, "fit": e.fit}
+            for e, box in zip(exemplars, boxes)  # box: where it was placed (None: aligned with the source)
+        ],
+        "strength_map": label(strength_map),
+    }
+    return Inputs(image, images, maps, combined.astype(np.float64), labels, notes)
+
+
+def crop_inputs(inputs: Inputs, box: tuple[int, int, int, int]) -> Inputs:
+    """The part of every image and map inside `box` (x, y, w, h)."""
+    x, y, w, h = box
+
+    def cut(picture: Image.Image) -> Image.Image:
+        return picture.crop((x, y, x + w, y + h))
+
+    return Inputs(
+        cut(inputs.source), [cut(e) for e in inputs.exemplars],
+        [m[y:y + h, x:x + w] for m in inputs.exemplar_maps], inputs.strength[y:y + h, x:x + w],
+        inputs.labels, inputs.notes,
+    )
+
+
+def pad(array: np.ndarray, multiple: int) -> np.ndarray:
+    """Edge-pad (H, W, ...) at the bottom and right up to a multiple: no border pixel is cropped away."""
+    h, w = array.shape[:2]
+    pad = ((0, -h % multiple), (0, -w % multiple)) + ((0, 0),) * (array.ndim - 2)
+    return np.pad(array, pad, mode="edge")

@@ -1,0 +1,280 @@
+"""What one edit is made of: `Exemplar`, `EditSettings` and `EditResult`.
+
+`EditSettings` is the single declaration of every setting: each field carries its default, its help
+text, its command-line flag and its spec-file key (`Option`, in the field's metadata), and is checked
+in `__post_init__`. The `pixels edit` flags, the spec schema and the record a saved session keeps are
+all generated from these fields, so a new setting is one field here plus the code that uses it.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from .errors import InputError, short
+from .images import ImageLike
+from .limits import GUIDANCE_RANGE, MAX_CROP_RESIZE, MAX_MARGIN, MAX_STEPS, MAX_TEXT, finite
+from .schedulers import SCHEDULERS, scheduler_name
+
+MODES = ("paper", "blend")
+PRESERVE = ("exact", "none")
+SKIP_STEPS = ("auto", "always", "never")
+EXEMPLAR_ENCODE = ("full", "region")
+
+
+@dataclass(frozen=True)
+class Option:
+    """How a setting is presented outside Python: on the command line and in spec files."""
+
+    help: str
+    kind: str  # the spec schema's type: "string", "integer", "number", "boolean", "... or null"
+    flag: str | None = None  # default: "--" + the field name with dashes; the spec key is the flag's name
+    parse: Callable[[str], Any] | None = None  # the command-line value parser (default from `kind`)
+    metavar: str | None = None
+    choices: tuple[str, ...] | None = None
+    recorded: bool = True  # kept in a saved session's record (False: already applied to what is saved)
+
+
+def setting(default: Any, help: str, kind: str, **option: Any) -> Any:
+    return field(default=default, metadata={"option": Option(help, kind, **option)})
+
+
+# -- command-line value parsers ----------------------------------------------------------------------
+def _number(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+
+
+def _integer(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+
+
+def _crop(text: str) -> str | tuple[int, int, int, int]:
+    if text == "auto":
+        return text
+    try:
+        box = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        box = ()
+    if len(box) != 4:
+        raise argparse.ArgumentTypeError(f"expected auto or X,Y,W,H integers, got {text!r}")
+    return box
+
+
+def _crop_resize(text: str) -> int | str:
+    if text == "native":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected native or a number of pixels, got {text!r}") from None
+
+
+def parse_seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
+    if not 0 <= value < 2**64:
+        raise argparse.ArgumentTypeError(f"expected an integer in [0, 2**64), got {text!r}")
+    return value
+
+
+# The seed is not a setting (a random one is drawn when it is absent, and a generator may replace it),
+# but it has a flag and a spec key like one, and every saved session records it.
+SEED = Option("random seed (default: random, recorded)", "integer or null", flag="--seed", parse=parse_seed,
+              metavar="N")
+
+
+@dataclass(frozen=True)
+class EditSettings:
+    """Every setting of one edit, checked on construction; recorded in the result's metadata."""
+
+    prompt: str = setting("", "text guiding the edited pixels", "string", metavar="TEXT")
+    negative_prompt: str | None = setting(
+        None, "what the edit should avoid; an empty text is encoded as such, while no negative prompt at all"
+        " (the default) uses the model's own unconditional input (zero embeddings for SDXL, a zero image for"
+        " Kandinsky 2.2)", "string or null", metavar="TEXT")
+    num_inference_steps: int = setting(50, "length of the full schedule, before img2img truncation (default 50)",
+                                       "integer", flag="--steps", metavar="N")
+    strength: float = setting(
+        1.0, "img2img strength in (0, 1]: the share of the schedule that runs, as the model's diffusers img2img"
+        " pipeline truncates it (default 1)", "number", metavar="F")
+    denoising_start: float | None = setting(
+        None, "start at this fraction of the schedule instead of using strength (SDXL refiner style)",
+        "number or null", metavar="F")
+    guidance_scale: float = setting(
+        7.5, "classifier-free guidance scale; <= 1 turns guidance off (default 7.5); Flux dev takes it as an"
+        " embedded scale, Flux schnell ignores it", "number", flag="--guidance", metavar="F")
+    scheduler: str | None = setting(
+        None, "default (the model's own), " + ", ".join(SCHEDULERS) + " (flow models: default or euler)",
+        "string or null", metavar="NAME")
+    mode: str = setting("paper", "paper: the reference rule (default); blend: gray pixels also take in the"
+                        " exemplar", "string", choices=MODES)
+    invert_map: bool = setting(False, "maps use the reference convention: white = keep, black = full edit",
+                               "boolean", recorded=False)
+    preserve: str = setting("exact", "exact: strength-0 pixels are copied from the source (default)", "string",
+                            choices=PRESERVE)
+    eta: float = setting(0.0, "DDIM eta in [0, 1] (default 0)", "number", metavar="F")
+    skip_steps: str = setting(
+        "auto", "skip model calls while every pixel is still pinned: auto (only where the result is identical,"
+        " default), always, never", "string", choices=SKIP_STEPS)
+    crop: str | tuple[int, int, int, int] | None = setting(
+        None, "diffuse only a box around the edited area and paste it back (faster for small edits)",
+        "string or box or null", parse=_crop, metavar="auto|X,Y,W,H")
+    crop_margin: int = setting(32, "context kept around the edited area with --crop auto (default 32)",
+                               "integer", metavar="PX")
+    crop_resize: int | str | None = setting(
+        None, "diffuse the crop with its longer side at N pixels (native: the model's training size)",
+        "string or integer or null", parse=_crop_resize, metavar="N|native")
+    switch_at: float | None = setting(
+        None, "with --refiner: fraction of the schedule the base model runs (default 0.8)", "number or null",
+        metavar="F")
+    exemplar_encode: str = setting(
+        "full", "full: encode each exemplar whole (the reference, default); region: only around its edited area"
+        " (faster with many exemplars, approximate)", "string", choices=EXEMPLAR_ENCODE)
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        def number(name: str, value: Any) -> float:
+            if not isinstance(value, (int, float)) or (result := finite(value)) is None:
+                raise InputError(f"expected a finite number, got {short(value)}", param=name)
+            return result
+
+        def integer(name: str, value: Any, low: int, high: int) -> int:
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+                raise InputError(f"expected an integer in [{low}, {high}], got {short(value)}", param=name)
+            return value
+
+        def one_of(name: str, value: Any, choices: Sequence[str]) -> None:
+            if not isinstance(value, str) or value not in choices:
+                raise InputError(f"unknown value {short(value)}; choose one of {', '.join(choices)}", param=name)
+
+        integer("num_inference_steps", self.num_inference_steps, 1, MAX_STEPS)
+        if not 0.0 < number("strength", self.strength) <= 1.0:
+            raise InputError(f"must lie in (0, 1], got {self.strength!r}", param="strength")
+        if self.denoising_start is not None and not 0.0 < number("denoising_start", self.denoising_start) < 1.0:
+            raise InputError(f"must lie in (0, 1), got {self.denoising_start!r}", param="denoising_start")
+        low, high = GUIDANCE_RANGE
+        if not low <= number("guidance_scale", self.guidance_scale) <= high:
+            raise InputError(f"must lie in [{low:g}, {high:g}], got {self.guidance_scale!r}", param="guidance_scale")
+        if not 0.0 <= number("eta", self.eta) <= 1.0:
+            raise InputError(f"must lie in [0, 1], got {self.eta!r}", param="eta")
+        check_text("prompt", self.prompt)
+        if self.negative_prompt is not None:
+            check_text("negative_prompt", self.negative_prompt)
+        one_of("mode", self.mode, MODES)
+        if not isinstance(self.invert_map, bool):
+            raise InputError(f"expected True or False, got {short(self.invert_map)}", param="invert_map")
+        one_of("preserve", self.preserve, PRESERVE)
+        if self.scheduler is not None and not isinstance(self.scheduler, str):
+            raise InputError(f"expected a name, got {short(self.scheduler)}", param="scheduler")
+        scheduler_name(self.scheduler)
+        one_of("skip_steps", self.skip_steps, SKIP_STEPS)
+        if self.crop is not None and self.crop != "auto":
+            box = self.crop
+            if isinstance(box, (str, bytes)) or not isinstance(box, Sequence) or len(box) != 4 or any(
+                isinstance(v, bool) or not isinstance(v, (int, np.integer)) for v in box
+            ) or box[2] < 1 or box[3] < 1:
+                raise InputError(f"expected 'auto', None or an (x, y, w, h) box of integers, got {short(box)}",
+                                 param="crop")
+        integer("crop_margin", self.crop_margin, 0, MAX_MARGIN)
+        if self.crop_resize not in (None, "native"):
+            if isinstance(self.crop_resize, bool) or not isinstance(self.crop_resize, int) \
+                    or not 8 <= self.crop_resize <= MAX_CROP_RESIZE:
+                raise InputError(f"expected 'native' or an integer in [8, {MAX_CROP_RESIZE}],"
+                                 f" got {short(self.crop_resize)}", param="crop_resize")
+        one_of("exemplar_encode", self.exemplar_encode, EXEMPLAR_ENCODE)
+        if self.switch_at is not None and not 0.0 < number("switch_at", self.switch_at) < 1.0:
+            raise InputError(f"must lie in (0, 1), got {self.switch_at!r}", param="switch_at")
+
+    def record(self) -> dict[str, Any]:
+        """The settings a saved session keeps to replay this edit (the maps it keeps are already applied)."""
+        return {f.name: _jsonable(getattr(self, f.name)) for f, option in options() if option.recorded}
+
+
+def _jsonable(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
+def options() -> Iterator[tuple[Any, Option]]:
+    """(field, Option) for every setting, in declaration order."""
+    for f in fields(EditSettings):
+        yield f, f.metadata["option"]
+
+
+def flag_of(name: str, option: Option) -> str:
+    return option.flag or "--" + name.replace("_", "-")
+
+
+def spec_key_of(name: str, option: Option) -> str:
+    """The spec-file key: the flag's name with underscores (`--steps` -> `steps`)."""
+    return flag_of(name, option).removeprefix("--").replace("-", "_")
+
+
+def make_settings(settings: EditSettings | None = None, **overrides: Any) -> EditSettings:
+    """`settings` (or the defaults) with `overrides` applied; unknown names are refused by name."""
+    if settings is not None and not isinstance(settings, EditSettings):
+        raise InputError(f"expected EditSettings or None, got {type(settings).__name__}", param="settings")
+    known = {f.name for f in fields(EditSettings)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise InputError(f"unknown setting {unknown[0]!r}; the settings are: {', '.join(sorted(known))}",
+                         param=unknown[0])
+    values = {f.name: getattr(settings, f.name) for f in fields(EditSettings)} if settings else {}
+    return EditSettings(**{**values, **overrides})
+
+
+def check_seed(seed: Any) -> None:
+    """None (a random seed is drawn and recorded) or an integer in [0, 2**64)."""
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**64):
+        raise InputError(f"expected an integer in [0, 2**64), got {short(seed)}", param="seed")
+
+
+def check_text(name: str, value: Any) -> None:
+    """A prompt: a string of valid Unicode (no lone surrogates from undecodable bytes), of bounded length."""
+    if not isinstance(value, str):
+        raise InputError(f"expected a string, got {short(value)}", param=name)
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InputError(f"not valid UTF-8 text ({short(value)})", param=name) from None
+    if len(value) > MAX_TEXT:
+        raise InputError(f"{len(value)} characters, more than the limit of {MAX_TEXT}", param=name)
+
+
+@dataclass(frozen=True)
+class Exemplar:
+    """A reference image and where it goes: its strength map (white = graft and edit, black = keep).
+
+    Placement: with `box` the exemplar is fitted into that box; without one, an exemplar of the
+    source's size is taken as already aligned (the reference behaviour), and one of another size is
+    fitted into the bounding box of its map's edited area. The canvas around it is the source.
+    """
+
+    image: ImageLike  # PIL image, numpy array or path
+    strength_map: ImageLike | None = None  # None: its alpha channel, or else its placed box, is its region
+    box: tuple[int, int, int, int] | None = None  # (x, y, w, h) in source pixels
+    fit: str = "cover"  # cover: fill the box, cropping; contain: all of it inside; stretch: to the box
+
+
+@dataclass
+class EditResult:
+    image: Image.Image  # same size as the source
+    metadata: dict[str, Any]  # every setting used, the model, the seed, and notes on conversions
+    strength_map: np.ndarray = field(repr=False)  # (H, W) combined strength actually applied
+    exemplars: list[Image.Image] = field(default_factory=list, repr=False)  # as placed on the source canvas
+    exemplar_maps: list[np.ndarray] = field(default_factory=list, repr=False)  # their (H, W) strength maps
+    settings: EditSettings | None = field(default=None, repr=False)  # the settings the edit ran with
