@@ -2,12 +2,11 @@
 
 Speed does not depend on the weights, so the benchmarks build the real architectures (same layer
 sizes as the public checkpoints) with random initialisation instead of downloading them. `tiny=True`
-builds the small test-suite configurations instead, for smoke runs that finish in seconds.
+builds the test suite's tiny models (`pixels.tiny`) instead, for smoke runs that finish in seconds.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 import time
@@ -20,7 +19,6 @@ import numpy as np
 import torch
 from diffusers import (
     AutoencoderKL,
-    DDIMScheduler,
     StableDiffusionImg2ImgPipeline,
     StableDiffusionXLImg2ImgPipeline,
     UNet2DConditionModel,
@@ -28,7 +26,7 @@ from diffusers import (
 from PIL import Image
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
-from pixels import Editor
+from pixels import Editor, tiny
 
 MODELS = ("sd15", "sdxl")
 
@@ -68,76 +66,37 @@ CLIP_BIGG = dict(  # SDXL's second text encoder (OpenCLIP ViT-bigG/14)
     max_position_embeddings=77, vocab_size=49408, hidden_act="gelu", projection_dim=1280,
 )
 
-# The tiny configurations of tests/conftest.py (diffusers fast-test sizes).
-TINY_UNET = dict(
-    block_out_channels=(32, 64), layers_per_block=2, sample_size=32, in_channels=4, out_channels=4,
-    down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-    up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), cross_attention_dim=32, norm_num_groups=16,
-)
-TINY_VAE = dict(
-    block_out_channels=(32, 64), in_channels=3, out_channels=3, latent_channels=4, norm_num_groups=16,
-    down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
-)
-TINY_CLIP = dict(hidden_size=32, intermediate_size=37, num_attention_heads=4, num_hidden_layers=5, vocab_size=1000)
-
-# Token ids of the letter-level tokenizer below (its vocabulary is tiny; the encoder's is full size).
-TOKEN_IDS = dict(bos_token_id=0, eos_token_id=1, pad_token_id=1)
-
-
 def make_tokenizer(folder: Path) -> CLIPTokenizer:
-    """A CLIP tokenizer from a letter-level vocabulary written on the spot (no download)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    tokens = ["<|startoftext|>", "<|endoftext|>", "!"]
-    tokens += list("abcdefghijklmnopqrstuvwxyz") + [f"{c}</w>" for c in "abcdefghijklmnopqrstuvwxyz"]
-    (folder / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(tokens)}))
-    (folder / "merges.txt").write_text("#version: 0.2\n")
-    return CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=77)
+    """A CLIP tokenizer from a letter-level vocabulary (its vocabulary is tiny; the encoders' are full size)."""
+    return tiny.make_tokenizer(folder)
 
 
-def make_scheduler() -> DDIMScheduler:
-    """DDIM with SD 1.5's (and SDXL's) training betas."""
-    return DDIMScheduler(
-        num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
-        clip_sample=False, set_alpha_to_one=False, steps_offset=1,
-    )
+def _text_config(base: dict, **extra) -> CLIPTextConfig:
+    return CLIPTextConfig(**base, bos_token_id=0, eos_token_id=1, pad_token_id=1, **extra)
 
 
-def _text_config(tiny: bool, base: dict, **extra) -> CLIPTextConfig:
-    return CLIPTextConfig(**(TINY_CLIP if tiny else base), **TOKEN_IDS, **extra)
-
-
-def build_sd15(folder: Path, tiny: bool = False) -> StableDiffusionImg2ImgPipeline:
-    """SD 1.5 img2img pipeline: full-size UNet, VAE and CLIP text encoder at random weights."""
-    unet = UNet2DConditionModel(**(TINY_UNET if tiny else SD15_UNET))
-    vae = AutoencoderKL(**(TINY_VAE if tiny else {**SD_VAE, "sample_size": 512}), scaling_factor=0.18215)
-    text_encoder = CLIPTextModel(_text_config(tiny, CLIP_L))
+def build_sd15(folder: Path, tiny_model: bool = False) -> StableDiffusionImg2ImgPipeline:
+    """SD 1.5 img2img pipeline: full-size UNet, VAE and CLIP text encoder at random weights (or the tiny one)."""
+    if tiny_model:
+        return tiny.build_sd(folder)
     return StableDiffusionImg2ImgPipeline(
-        vae=vae, text_encoder=text_encoder, tokenizer=make_tokenizer(folder / "tok"), unet=unet,
-        scheduler=make_scheduler(), safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+        vae=AutoencoderKL(**SD_VAE, sample_size=512, scaling_factor=0.18215),
+        text_encoder=CLIPTextModel(_text_config(CLIP_L)), tokenizer=make_tokenizer(folder / "tok"),
+        unet=UNet2DConditionModel(**SD15_UNET), scheduler=tiny.make_scheduler(), safety_checker=None,
+        feature_extractor=None, requires_safety_checker=False,
     )
 
 
-def _sdxl_unet(tiny: bool) -> UNet2DConditionModel:
-    if not tiny:
-        return UNet2DConditionModel(**SDXL_UNET)
-    return UNet2DConditionModel(
-        **{**TINY_UNET, "cross_attention_dim": 64}, use_linear_projection=True, addition_embed_type="text_time",
-        addition_time_embed_dim=8, transformer_layers_per_block=(1, 2), attention_head_dim=(2, 4),
-        projection_class_embeddings_input_dim=6 * 8 + 32,
-    )
-
-
-def build_sdxl(folder: Path, tiny: bool = False) -> StableDiffusionXLImg2ImgPipeline:
-    """SDXL base img2img pipeline: full-size UNet, VAE and both text encoders at random weights."""
-    vae_config = TINY_VAE if tiny else {**SD_VAE, "sample_size": 1024}
-    vae = AutoencoderKL(**vae_config, scaling_factor=0.13025, force_upcast=True)
+def build_sdxl(folder: Path, tiny_model: bool = False) -> StableDiffusionXLImg2ImgPipeline:
+    """SDXL base img2img pipeline: full-size UNet, VAE and both text encoders at random weights (or the tiny one)."""
+    if tiny_model:
+        return tiny.build_sdxl(folder)
     tokenizer = make_tokenizer(folder / "tok")
-    text_encoder = CLIPTextModel(_text_config(tiny, CLIP_L))
-    projection = {"projection_dim": 32} if tiny else {}
-    text_encoder_2 = CLIPTextModelWithProjection(_text_config(tiny, CLIP_BIGG, **projection))
     return StableDiffusionXLImg2ImgPipeline(
-        vae=vae, unet=_sdxl_unet(tiny), scheduler=make_scheduler(), text_encoder=text_encoder,
-        text_encoder_2=text_encoder_2, tokenizer=tokenizer, tokenizer_2=tokenizer,
+        vae=AutoencoderKL(**SD_VAE, sample_size=1024, scaling_factor=0.13025, force_upcast=True),
+        unet=UNet2DConditionModel(**SDXL_UNET), scheduler=tiny.make_scheduler(),
+        text_encoder=CLIPTextModel(_text_config(CLIP_L)),
+        text_encoder_2=CLIPTextModelWithProjection(_text_config(CLIP_BIGG)), tokenizer=tokenizer, tokenizer_2=tokenizer,
     )
 
 
@@ -161,7 +120,7 @@ def build(model: str, device: str, dtype: torch.dtype, tiny: bool = False) -> Co
     start = time.perf_counter()
     torch.manual_seed(0)
     folder = Path(tempfile.mkdtemp(prefix="pixels-bench-"))
-    pipe = (build_sd15 if model == "sd15" else build_sdxl)(folder, tiny=tiny)
+    pipe = (build_sd15 if model == "sd15" else build_sdxl)(folder, tiny_model=tiny)
     pipe = pipe.to(device=device, dtype=dtype)
     pipe.set_progress_bar_config(disable=True)
     editor = Editor.from_pipe(pipe)

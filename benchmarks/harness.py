@@ -504,14 +504,20 @@ def edit_side(bench: Bench, source: Any, **overrides: Any) -> Side:
 
 
 def supports(bench: Bench, parameter: str) -> bool:
-    """Whether this pixels version's Editor.edit takes `parameter`."""
+    """Whether this pixels version's Editor.edit takes `parameter` (an argument, or a setting by name)."""
+    import dataclasses
     import inspect
 
-    return parameter in inspect.signature(bench.comps.editor.edit).parameters
+    try:
+        from pixels import EditSettings
+    except ImportError:  # versions before the settings were declared apart
+        return parameter in inspect.signature(bench.comps.editor.edit).parameters
+    names = {f.name for f in dataclasses.fields(EditSettings)}
+    return parameter in names or parameter in inspect.signature(bench.comps.editor.edit).parameters
 
 
 def unavailable(name: str, bench: Bench, parameter: str) -> dict[str, Any]:
     """The record of a benchmark whose API is not in this pixels version."""
-    note = f"Editor.edit has no {parameter!r} parameter in this pixels version"
+    note = f"Editor.edit takes no {parameter!r} in this pixels version"
     print(f"{name}: skipped: {note}")
     return result(name, bench, None, [Check(name, f"{parameter} API", None, None, "info", note)])

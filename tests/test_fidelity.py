@@ -12,7 +12,6 @@ from diffusers.utils.torch_utils import randn_tensor
 from pixels import Editor, Exemplar
 from pixels.schedulers import SCHEDULERS, make_scheduler
 
-SCHEDULER_NAMES = [None, *SCHEDULERS]
 
 
 def with_scheduler(pipe, name):
@@ -21,7 +20,7 @@ def with_scheduler(pipe, name):
     return type(pipe)(**{**pipe.components, "scheduler": make_scheduler(pipe.scheduler, name)}, **extra)
 
 
-@pytest.mark.parametrize("name", SCHEDULER_NAMES)
+@pytest.mark.parametrize("name", list(SCHEDULERS))  # the model's own scheduler: test_families.py
 def test_white_map_equals_diffusers_img2img(latent_pipe, name):
     pipe = with_scheduler(latent_pipe, name)
     source = photo(32, 32, seed=1)

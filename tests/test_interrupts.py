@@ -16,7 +16,7 @@ import pytest
 from conftest import box_map, photo
 from PIL import Image
 
-from pixels.files import recover
+from pixels.transaction import recover
 
 # Runs the command line with a pause at one point, announced by a marker file, for the test to signal.
 RUNNER = r"""
@@ -48,7 +48,7 @@ def before_first(owner, name):
         return original(*args, **kwargs)
     setattr(owner, name, wrapped)
 
-import pixels.adapters.base, pixels.editor, pixels.files, pixels.session
+import pixels.adapters.base, pixels.editor, pixels.session, pixels.transaction
 if point == "loading":
     original = pixels.editor.Editor.from_pretrained.__func__
     def loading(cls, *args, **kwargs):
@@ -60,7 +60,7 @@ elif point == "denoising":
 elif point == "staged":
     after_first(pixels.session.EditSession, "_write")
 elif point == "committing":
-    after_first(pixels.files, "_move_in")
+    after_first(pixels.transaction, "_move_in")
 elif point == "between-edits":
     after_first(pixels.session.EditSession, "apply")
 from pixels.cli import main

@@ -12,12 +12,16 @@ import shutil
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from conftest import photo
 from diffusers import StableDiffusionImg2ImgPipeline, StableDiffusionXLImg2ImgPipeline
 from safetensors.torch import save_file
 
 import pixels
+from pixels import Editor
+from pixels.cli import main
 from pixels.adapters import SUPPORTED_PIPELINES, adapter_class
 from pixels.errors import InputError, ModelNotFoundError, PixelsError, UnsafeCheckpointError
 from pixels.loading import load_pipeline, resolve_device, resolve_dtype, single_file_class
@@ -339,3 +343,42 @@ def test_single_file_class_from_tensor_names(tmp_path, keys, expected):
 
 def test_single_file_class_of_non_safetensors_defaults_to_sd(tmp_path):
     assert single_file_class(tmp_path / "whatever.ckpt") == "StableDiffusionImg2ImgPipeline"
+
+
+def test_a_corrupt_safetensors_file_in_a_folder_is_called_corrupt(sd_folder, tmp_path):
+    broken = tmp_path / "broken"
+    shutil.copytree(sd_folder, broken)
+    (broken / "unet" / "diffusion_pytorch_model.safetensors").write_bytes(b"garbage" * 10)
+    with pytest.raises(InputError, match="may be truncated or corrupt") as info:
+        load_pipeline(str(broken), device=torch.device("cpu"), dtype=torch.float32)
+    assert "pickle" not in str(info.value)
+
+
+@pytest.fixture(scope="module")
+def single_file(tmp_path_factory, sd_pipe, sd_folder):
+    """The tiny SD pipeline as one original-layout (LDM / A1111) .safetensors checkpoint."""
+    from original_layout import original_state_dict
+    from safetensors.torch import save_file
+
+    path = tmp_path_factory.mktemp("single") / "tiny-sd.safetensors"
+    save_file(original_state_dict(sd_pipe), str(path))
+    return path
+
+
+def test_a_single_file_checkpoint_loads_end_to_end(single_file, sd_folder, sd_pipe, tmp_path, capsys):
+    """Original layout in, the very same weights out: edits equal those of the pipeline it was written from."""
+    editor = Editor.from_pretrained(str(single_file), device="cpu", config=str(sd_folder), local_files_only=True)
+    for name in ("unet", "vae", "text_encoder"):
+        ours, theirs = getattr(editor.adapter.pipe, name).state_dict(), getattr(sd_pipe, name).state_dict()
+        assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours), name
+    source = photo(32, 32, seed=1)
+    settings = dict(strength_map=np.ones((32, 32)), prompt="a fox", num_inference_steps=4, seed=2)
+    assert np.array_equal(np.asarray(editor.edit(source, **settings).image),
+                          np.asarray(Editor.from_pipe(sd_pipe).edit(source, **settings).image))
+    source.save(tmp_path / "s.png")
+    argv = ["edit", str(tmp_path / "s.png"), "--model", str(single_file), "--config", str(sd_folder), "--offline",
+            "--steps", "2", "--seed", "1", "-o", str(tmp_path / "o.png"), "-q"]
+    assert main(argv) == 0, capsys.readouterr().err
+    # without the architecture's config, offline, the error says what to pass
+    assert main(argv[:4] + argv[6:] + ["--overwrite"]) == 2
+    assert "--config" in capsys.readouterr().err

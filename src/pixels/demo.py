@@ -58,7 +58,8 @@ def check(output: str | Path, *, overwrite: bool = False, settings: DemoSettings
     """Check the demo's settings and output folder (it may be missing; its parent must exist)."""
     from .settings import EditSettings, check_seed
     from .errors import InputError
-    from .files import check_writable, recover
+    from .files import check_writable
+    from .transaction import recover
 
     EditSettings(num_inference_steps=settings.num_inference_steps, strength=settings.strength,
                  scheduler=settings.scheduler).validate()
@@ -85,7 +86,7 @@ def run(output: str | Path, *, overwrite: bool = False, settings: DemoSettings =
     """Run the demo edit and write its files into folder `output` (made if missing, once the edit is done);
     returns what was written and measured. On any error nothing is written and no folder is made."""
     from .editor import Editor, Exemplar
-    from .files import Transaction
+    from .transaction import Transaction
     from .metrics import evaluate, naive_paste
     from .output import image_writer
     from .sheet import edit_sheet

@@ -182,7 +182,7 @@ def load_pipeline(
             )
         model = known.repo
         path = Path(model)
-    common = {"torch_dtype": torch.float16 if dtype is None else dtype, **(components or {})}
+    common = {"dtype": torch.float16 if dtype is None else dtype, **(components or {})}
 
     if path.is_file():
         if path.suffix.lower() in PICKLE_SUFFIXES and not allow_unsafe_pickle:
@@ -217,17 +217,24 @@ def load_pipeline(
     family = adapter_class(index.get("_class_name", "?"), model)
     kwargs = dict(common, use_safetensors=None if allow_unsafe_pickle else True)
     if dtype is None:  # "auto" on a GPU: the precision the family is published in
-        kwargs["torch_dtype"] = family.preferred_dtype
+        kwargs["dtype"] = family.preferred_dtype
     try:
         pipe = family.load(source, local_files_only=local_files_only, **kwargs)
-    except (OSError, ValueError) as error:
-        text = str(error)
-        if "safetensors" in text.lower() and not allow_unsafe_pickle:
+    except Exception as error:  # noqa: BLE001 - loaders fail in their own ways on missing or corrupt files
+        text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        only_pickles = path.is_dir() and any(  # a component folder with pickle weights and no .safetensors
+            not any(part.glob("*.safetensors")) and any(p.suffix in PICKLE_SUFFIXES for p in part.iterdir())
+            for part in [path, *(d for d in path.iterdir() if d.is_dir())])
+        if not allow_unsafe_pickle and (only_pickles or (not path.is_dir() and "safetensors" in text.lower())):
             raise UnsafeCheckpointError(
-                f"{model!r} has no .safetensors weights, only pickle files, which can run arbitrary"
-                " code when loaded; convert them, or pass --allow-unsafe-pickle if you trust the source", param=name
+                f"{model!r} has no .safetensors weights, only pickle files, which can run arbitrary code when"
+                " loaded; convert them, or pass allow_unsafe_pickle=True (--allow-unsafe-pickle) if you trust the"
+                " source", param=name
             ) from None
         if path.is_dir():
-            raise InputError(f"cannot load {model!r}: {text.strip().splitlines()[0]}", param=name) from None
+            raise InputError(f"cannot load {model!r} ({type(error).__name__}: {short(text, 200)}); a weight file"
+                             " may be truncated or corrupt: copy or download the model again", param=name) from None
+        if not isinstance(error, (OSError, ValueError)):
+            raise
         raise _not_available(model, error) from None
     return pipe.to(device)

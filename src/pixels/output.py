@@ -13,7 +13,8 @@ from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
 from .errors import InputError, short
-from .files import atomic_write, check_name_length, check_writable, recover
+from .files import check_name_length, check_writable
+from .transaction import atomic_write, recover
 
 FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
 

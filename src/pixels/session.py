@@ -21,7 +21,8 @@ from . import __version__
 from .editor import Editor
 from .settings import EditResult, EditSettings, Exemplar, options
 from .errors import InputError, PixelsError, short
-from .files import OWN_FILES, Transaction, check_name_length, check_writable, open_regular, read_text, recover
+from .files import check_name_length, check_writable, open_regular, read_text
+from .transaction import OWN_FILES, Transaction, recover
 from .images import ImageLike, load_image
 from .prompt_images import load_prompt_images
 

@@ -99,7 +99,7 @@ def default_box(source_size: tuple[int, int]) -> tuple[int, int, int, int]:
 
 def moved_box(box: tuple[int, int, int, int], centre: tuple[int, int]) -> tuple[int, int, int, int]:
     """The same box centred on a clicked point (x, y) of the placement preview."""
-    x, y, w, h = box
+    _, _, w, h = box
     return int(centre[0] - w // 2), int(centre[1] - h // 2), w, h
 
 

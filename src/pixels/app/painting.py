@@ -28,6 +28,7 @@ from pixels import InputError, maps
 SNAP = 4 / 255  # gray levels this close to black or white count as exactly 0 or 1 (as pixels.images does)
 LUMA = np.array([0.299, 0.587, 0.114])  # ITU-R 601, as Pillow's "L" conversion and pixels' map reader
 TINT = (255, 40, 40)  # the colour the base map is shown in on the canvas and in the overlay
+RELEASED_TINT = (40, 230, 90)  # released pixels in the release preview
 RELEASE_AT = (0.25, 0.5, 0.75)  # shares of the schedule the release preview shows
 PANEL_WIDTH = 256  # pixels: preview panels are scaled to this width so small photos stay visible
 
@@ -141,18 +142,19 @@ def released(strength: np.ndarray, step: int, num_steps: int) -> np.ndarray:
 def release_preview(photo: Image.Image, strength: np.ndarray, num_inference_steps: int, edit_strength: float
                     ) -> Image.Image:
     """Which pixels the model is free to change at 25, 50 and 75 % of the schedule: a pixel of
-    strength s is released at step ceil((1 - s) K) of K. Released pixels are shown in colour, pinned
+    strength s is released at step ceil((1 - s) K) of K. Released pixels are tinted green, pinned
     ones dimmed to gray. (Shown at pixel resolution; latent models apply the map at latent size.)"""
     num_steps = schedule_steps(num_inference_steps, edit_strength)
     base = np.asarray(photo.convert("RGB"), np.float64)
     dim = np.repeat((base @ LUMA)[..., None], 3, axis=2) * 0.35 + 40
+    free_colour = base * 0.55 + np.array(RELEASED_TINT, np.float64) * 0.45
     panels, captions = [], []
     for share in RELEASE_AT:
         step = round(share * num_steps)
         free = released(strength, step, num_steps)
-        panel = np.where(free[..., None], base, dim)
+        panel = np.where(free[..., None], free_colour, dim)
         panels.append(_scaled(Image.fromarray(panel.round().astype(np.uint8))))
-        captions.append(f"step {step}/{num_steps}: {float(free.mean()) * 100:.1f} % released")
+        captions.append(f"step {step} of {num_steps}: {float(free.mean()) * 100:.1f} % free (green)")
     return _captioned(panels, captions)
 
 

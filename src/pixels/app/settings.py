@@ -13,7 +13,11 @@ from PIL import Image
 
 from pixels import EditSettings, InputError
 from pixels.images import load_image
-from pixels.models import KNOWN_MODELS
+
+try:  # the model catalogue's module was renamed from pixels.models
+    from pixels.catalog import KNOWN_MODELS
+except ImportError:  # pragma: no cover - older pixels
+    from pixels.models import KNOWN_MODELS
 
 SCHEDULERS = ("default", "ddim", "euler", "euler-a", "dpm++2m")
 SKIP_STEPS = ("auto", "always", "never")
@@ -79,7 +83,7 @@ def edit_kwargs(settings: Settings, takes_prompt: bool) -> dict[str, Any]:
     if not takes_prompt and (settings.prompt or settings.negative_prompt):
         raise InputError("prompt: this model is unconditional and takes no text; leave the prompts empty")
     kwargs = {
-        "prompt": settings.prompt, "negative_prompt": settings.negative_prompt,
+        "prompt": settings.prompt,
         "num_inference_steps": _integer("steps", settings.steps, 1, 10_000),
         "strength": settings.strength, "guidance_scale": settings.guidance,
         "scheduler": None if settings.scheduler == "default" else settings.scheduler, "mode": settings.mode,
@@ -90,6 +94,8 @@ def edit_kwargs(settings: Settings, takes_prompt: bool) -> dict[str, Any]:
     for name, value in (("strength", settings.strength), ("guidance", settings.guidance), ("eta", settings.eta)):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise InputError(f"{name}: expected a number, got {value!r}")
+    if settings.negative_prompt:  # an empty field means no negative prompt (the model's own unconditional input)
+        kwargs["negative_prompt"] = settings.negative_prompt
     EditSettings(**kwargs).validate()
     kwargs["seed"] = seed_value(settings.seed)
     return kwargs

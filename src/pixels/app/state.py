@@ -206,4 +206,4 @@ class Sessions:
         return len(self._open)
 
 
-__all__ = ["Frame", "History", "Sessions", "StudioSession", "TARGETS"]
+__all__ = ["TARGETS", "Frame", "History", "Sessions", "StudioSession"]

@@ -196,7 +196,7 @@ def spec_error(error: InputError, k: int, spec_file: str) -> InputError:
 
 def run(args: argparse.Namespace) -> int:
     from ..editor import Editor
-    from ..files import Transaction
+    from ..transaction import Transaction
     from ..limits import Limits, megapixels
     from ..loading import resolve_device, resolve_dtype
     from ..memory import MemoryOptions

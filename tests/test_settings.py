@@ -1,0 +1,120 @@
+"""Settings are declared once (EditSettings): the flags, the spec schema and the session record follow from
+the declaration; plus the small contracts of Editor.edit's arguments."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from conftest import box_map, photo
+from PIL import Image
+
+from pixels import Editor, EditSettings, InputError
+from pixels.cli import build_parser, main
+from pixels.settings import SEED, flag_of, options, spec_key_of
+from pixels.spec import EDIT_KEYS
+
+FAST = dict(num_inference_steps=4, guidance_scale=4.0)
+
+
+def edit_parser():
+    parser = build_parser()
+    commands = next(a for a in parser._actions if a.dest == "command")
+    return commands.choices["edit"]
+
+
+def test_every_setting_has_a_flag_a_spec_key_and_a_record():
+    flags = {option for action in edit_parser()._actions for option in action.option_strings}
+    for f, option in options():
+        assert flag_of(f.name, option) in flags, f.name
+        assert EDIT_KEYS[spec_key_of(f.name, option)] == (f.name, option.kind), f.name
+        assert (f.name in EditSettings().record()) == option.recorded, f.name
+    assert SEED.flag in flags and EDIT_KEYS["seed"] == ("seed", SEED.kind)
+    # the spec key is the flag's name, so the spec and the command line speak the same words
+    steps = next(option for f, option in options() if f.name == "num_inference_steps")
+    assert flag_of("num_inference_steps", steps) == "--steps" and spec_key_of("num_inference_steps", steps) == "steps"
+
+
+def test_flags_parse_to_the_settings_and_stay_unset_when_not_given():
+    args = edit_parser().parse_args(["s.png", "--model", "m", "-o", "o.png", "--steps", "8", "--crop", "-4,-4,20,20",
+                                     "--invert-map", "--guidance", "3"])
+    given = {f.name: getattr(args, f.name) for f, _ in options() if getattr(args, f.name) is not None}
+    assert given == {"num_inference_steps": 8, "crop": (-4, -4, 20, 20), "invert_map": True, "guidance_scale": 3.0}
+    assert EditSettings(**given).crop == (-4, -4, 20, 20)
+
+
+def test_settings_are_checked_on_construction_and_name_the_parameter():
+    with pytest.raises(InputError) as info:
+        EditSettings(strength=2.0)
+    assert info.value.param == "strength" and str(info.value) == "strength: must lie in (0, 1], got 2.0"
+    with pytest.raises(InputError, match="^mode: unknown value 'fancy'; choose one of paper, blend"):
+        EditSettings(mode="fancy")
+
+
+def test_edit_takes_a_settings_object_and_keyword_overrides(sd_pipe):
+    editor = Editor.from_pipe(sd_pipe)
+    source, m = photo(32, 32, seed=1), box_map()
+    settings = EditSettings(num_inference_steps=4, strength=0.5, guidance_scale=4.0)
+    a = editor.edit(source, strength_map=m, settings=settings, seed=3)
+    b = editor.edit(source, strength_map=m, seed=3, num_inference_steps=4, strength=0.5, guidance_scale=4.0)
+    c = editor.edit(source, strength_map=m, settings=settings, seed=3, strength=0.75)
+    assert np.array_equal(np.asarray(a.image), np.asarray(b.image)) and a.metadata["strength"] == 0.5
+    assert c.metadata["strength"] == 0.75 and c.settings.num_inference_steps == 4
+    with pytest.raises(InputError, match="^stength: unknown setting 'stength'"):
+        editor.edit(source, strength_map=m, stength=0.5)
+    with pytest.raises(InputError, match="^settings: expected EditSettings or None"):
+        editor.edit(source, strength_map=m, settings={"strength": 0.5})
+
+
+def test_prompt_images_none_or_bare_images_are_recorded(sd_pipe, tiny_pipes):
+    result = Editor.from_pipe(sd_pipe).edit(photo(32, 32), strength_map=box_map(), prompt_images=None, seed=1, **FAST)
+    assert result.metadata["prompt_images"] == []
+    kandinsky = Editor.from_pipe(tiny_pipes("kandinsky"))
+    bare = kandinsky.edit(photo(32, 32), strength_map=box_map(), prompt_images=[photo(32, 32, seed=9)], seed=1, **FAST)
+    paired = kandinsky.edit(photo(32, 32), strength_map=box_map(), prompt_images=[(photo(32, 32, seed=9), 1.0)],
+                            seed=1, **FAST)
+    assert bare.metadata["prompt_images"] == [{"image": "<Image>", "weight": 1.0}]
+    assert np.array_equal(np.asarray(bare.image), np.asarray(paired.image))
+
+
+def test_a_generator_records_the_seed_that_reproduces_it_or_says_there_is_none(sd_pipe):
+    editor = Editor.from_pipe(sd_pipe)
+    source, m = photo(32, 32, seed=2), box_map()
+    fresh = editor.edit(source, strength_map=m, generator=torch.Generator().manual_seed(1234), **FAST)
+    assert fresh.metadata["seed"] == 1234 and "seed_note" not in fresh.metadata
+    again = editor.edit(source, strength_map=m, seed=fresh.metadata["seed"], **FAST)
+    assert np.array_equal(np.asarray(fresh.image), np.asarray(again.image))
+    used = torch.Generator().manual_seed(1234)
+    torch.randn(3, generator=used)
+    drawn = editor.edit(source, strength_map=m, generator=used, **FAST)
+    assert drawn.metadata["seed"] is None and "no seed reproduces this edit" in drawn.metadata["seed_note"]
+
+
+def test_no_negative_prompt_and_an_empty_one_are_two_things(sdxl_pipe):
+    """SDXL uses zero embeddings without a negative prompt and encodes "" when it is given, as diffusers does."""
+    editor = Editor.from_pipe(sdxl_pipe)
+    source, m = photo(32, 32, seed=3), box_map()
+    none = editor.edit(source, strength_map=m, prompt="a fox", seed=4, **FAST)
+    empty = editor.edit(source, strength_map=m, prompt="a fox", negative_prompt="", seed=4, **FAST)
+    assert none.metadata["negative_prompt"] is None and empty.metadata["negative_prompt"] == ""
+    assert not np.array_equal(np.asarray(none.image), np.asarray(empty.image))
+    theirs = sdxl_pipe(image=source, prompt="a fox", negative_prompt="", strength=1.0, num_inference_steps=4,
+                       guidance_scale=4.0, generator=torch.Generator().manual_seed(4), output_type="np").images[0]
+    full = editor.edit(source, strength_map=np.ones((32, 32)), prompt="a fox", negative_prompt="", seed=4, **FAST)
+    assert np.abs(np.asarray(full.image).astype(int) - (theirs * 255).round().astype(int)).max() <= 1
+
+
+def test_contact_sheet_with_a_spec(sd_folder, tmp_path, capsys):
+    photo(40, 30, seed=1).save(tmp_path / "source.png")
+    Image.fromarray((box_map(40, 30, box=(4, 4, 20, 20)) * 255).astype(np.uint8)).save(tmp_path / "where.png")
+    (tmp_path / "edits.yaml").write_text("source: source.png\nedits:\n  - {map: where.png, steps: 3, seed: 1}\n"
+                                         "  - {map: where.png, steps: 3, seed: 2, denoising_start: 0.5}\n")
+    code = main(["edit", "--spec", str(tmp_path / "edits.yaml"), "--model", str(sd_folder), "-o",
+                 str(tmp_path / "out.png"), "--contact-sheet", str(tmp_path / "sheet.png"), "-q"])
+    assert code == 0, capsys.readouterr().err
+    with Image.open(tmp_path / "sheet.png") as sheet:
+        assert sheet.width > 3 * 256
+    with Image.open(tmp_path / "out.png") as out:
+        assert json.loads(out.info["pixels"])["denoising_start"] == 0.5
