@@ -118,3 +118,28 @@ def test_contact_sheet_with_a_spec(sd_folder, tmp_path, capsys):
         assert sheet.width > 3 * 256
     with Image.open(tmp_path / "out.png") as out:
         assert json.loads(out.info["pixels"])["denoising_start"] == 0.5
+
+
+def test_guidance_rescale_equals_diffusers_and_reaches_every_interface(sdxl_pipe, sd_folder, tmp_path, capsys):
+    """A setting added with one declaration: the edit, the flag, the spec key and the session record."""
+    editor, source = Editor.from_pipe(sdxl_pipe), photo(32, 32, seed=1)
+    settings = dict(prompt="a red fox", num_inference_steps=6, strength=0.7, guidance_scale=5.0)
+    plain = editor.edit(source, strength_map=np.ones((32, 32)), seed=3, **settings)
+    ours = editor.edit(source, strength_map=np.ones((32, 32)), seed=3, guidance_rescale=0.7, **settings)
+    theirs = sdxl_pipe(image=source, generator=torch.Generator().manual_seed(3), output_type="np",
+                       guidance_rescale=0.7, **settings).images[0]
+    assert np.abs(np.asarray(ours.image).astype(int) - (theirs * 255).round().astype(int)).max() <= 1
+    assert not np.array_equal(np.asarray(ours.image), np.asarray(plain.image))
+    assert ours.metadata["guidance_rescale"] == 0.7 and ours.settings.record()["guidance_rescale"] == 0.7
+    photo(40, 30).save(tmp_path / "s.png")
+    (tmp_path / "e.yaml").write_text("edits:\n  - {guidance_rescale: 0.5, steps: 2, seed: 1}\n")
+    assert main(["edit", str(tmp_path / "s.png"), "--model", str(sd_folder), "--guidance-rescale", "0.25",
+                 "--steps", "2", "-o", str(tmp_path / "a.png"), "-q"]) == 0
+    assert main(["edit", str(tmp_path / "s.png"), "--spec", str(tmp_path / "e.yaml"), "--model", str(sd_folder),
+                 "-o", str(tmp_path / "b.png"), "-q"]) == 0
+    for name, value in (("a.png", 0.25), ("b.png", 0.5)):
+        with Image.open(tmp_path / name) as image:
+            assert json.loads(image.info["pixels"])["guidance_rescale"] == value
+    assert main(["edit", str(tmp_path / "s.png"), "--model", str(sd_folder), "--guidance-rescale", "2",
+                 "-o", str(tmp_path / "c.png")]) == 2
+    assert "--guidance-rescale: must lie in [0, 1], got 2.0" in capsys.readouterr().err

@@ -16,6 +16,7 @@ class ClassifierFreeGuidance:
 
     scale: float  # 1.0 (or less) disables guidance: one model call on the conditional branch only
     distilled: float | None = None  # guidance-distilled models (LCM, Flux dev): the scale fed in as an embedding
+    rescale: float = 0.0  # Lin et al. 2023 (eq. 15-16): mix of the std-rescaled guided output; 0 = plain CFG
 
     @property
     def enabled(self) -> bool:
@@ -30,4 +31,11 @@ class ClassifierFreeGuidance:
         if not self.enabled:
             return output
         uncond, cond = output.chunk(2)
-        return uncond + self.scale * (cond - uncond)
+        guided = uncond + self.scale * (cond - uncond)
+        if self.rescale == 0:
+            return guided
+        # "Common Diffusion Noise Schedules and Sample Steps are Flawed", sec. 3.4: match the spread of the
+        # conditional prediction, then mix with the plain guided output (as diffusers' rescale_noise_cfg)
+        dims = list(range(1, guided.ndim))
+        rescaled = guided * (cond.std(dim=dims, keepdim=True) / guided.std(dim=dims, keepdim=True))
+        return self.rescale * rescaled + (1 - self.rescale) * guided

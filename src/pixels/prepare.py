@@ -6,6 +6,7 @@ noises, keep map, grafts), and `diffuse`, which runs the loop on an edit's input
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -40,7 +41,7 @@ def make_stages(
         sched = adapter.make_scheduler(settings.scheduler)
         timesteps = adapter.timesteps(sched, settings.num_inference_steps, settings.strength,
                                       latent_size=latent_size, **truncation)
-        guidance = adapter.guidance(settings.guidance_scale, sched)
+        guidance = replace(adapter.guidance(settings.guidance_scale, sched), rescale=settings.guidance_rescale)
         adapter.check_prompt_images(image_prompts)
         cond = adapter.encode_prompt(settings.prompt, settings.negative_prompt, guidance, frame, image_prompts)
         return Stage(adapter, sched, timesteps, cond, guidance, step_kwargs(sched, generator, settings.eta))

@@ -125,6 +125,10 @@ class EditSettings:
                                "boolean", recorded=False)
     preserve: str = setting("exact", "exact: strength-0 pixels are copied from the source (default)", "string",
                             choices=PRESERVE)
+    guidance_rescale: float = setting(
+        0.0, "in [0, 1]: pull the guided prediction's spread back toward the conditional one's (Lin et al. 2023,"
+        " sec. 3.4; against over-exposure with v-prediction and zero-terminal-SNR models); 0 = off (default)",
+        "number", metavar="F")
     eta: float = setting(0.0, "DDIM eta in [0, 1] (default 0)", "number", metavar="F")
     skip_steps: str = setting(
         "auto", "skip model calls while every pixel is still pinned: auto (only where the result is identical,"
@@ -170,6 +174,8 @@ class EditSettings:
         low, high = GUIDANCE_RANGE
         if not low <= number("guidance_scale", self.guidance_scale) <= high:
             raise InputError(f"must lie in [{low:g}, {high:g}], got {self.guidance_scale!r}", param="guidance_scale")
+        if not 0.0 <= number("guidance_rescale", self.guidance_rescale) <= 1.0:
+            raise InputError(f"must lie in [0, 1], got {self.guidance_rescale!r}", param="guidance_rescale")
         if not 0.0 <= number("eta", self.eta) <= 1.0:
             raise InputError(f"must lie in [0, 1], got {self.eta!r}", param="eta")
         check_text("prompt", self.prompt)
