@@ -95,6 +95,7 @@ def test_evaluate_command_on_the_demo_files(tmp_path, capsys):
 def test_unconditional_model_refuses_a_prompt(tmp_path, capsys):
     Image.new("RGB", (16, 16), "gray").save(tmp_path / "s.png")
     code = main(["edit", str(tmp_path / "s.png"), "--model", "demo", "--prompt", "a cat", "--steps", "2",
+                 "--strength", "1",
                  "-o", str(tmp_path / "o.png")])
     assert code == 2 and "unconditional" in capsys.readouterr().err and not (tmp_path / "o.png").exists()
 

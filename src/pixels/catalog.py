@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -12,30 +13,49 @@ class KnownModel:
     family: str
     supported: bool  # whether this version of pixels can edit with it
     note: str = ""
+    settings: dict[str, Any] = field(default_factory=dict)  # recommended settings: `pixels edit` defaults
+
+    def flags(self) -> str:
+        """The recommended settings as command-line flags."""
+        from .settings import flag_of, options
+
+        by_name = {f.name: option for f, option in options()}
+        return " ".join(f"{flag_of(k, by_name[k])} {v:g}" if isinstance(v, float) else f"{flag_of(k, by_name[k])} {v}"
+                        for k, v in self.settings.items())
 
 
 KNOWN_MODELS: tuple[KnownModel, ...] = (
-    KnownModel("demo", "", "pixel", True, "bundled with pixels, offline; small pictures, no prompt"),
-    KnownModel("sd15", "stable-diffusion-v1-5/stable-diffusion-v1-5", "sd", True),
-    KnownModel("sd21", "stabilityai/stable-diffusion-2-1", "sd", True, "768 px, v-prediction"),
-    KnownModel("sd21-base", "stabilityai/stable-diffusion-2-1-base", "sd", True),
-    KnownModel("sdxl", "stabilityai/stable-diffusion-xl-base-1.0", "sdxl", True),
+    KnownModel("demo", "", "pixel", True, "bundled with pixels, offline; small pictures, no prompt",
+               {"num_inference_steps": 100, "strength": 0.15, "guidance_scale": 1.0}),
+    KnownModel("sd15", "stable-diffusion-v1-5/stable-diffusion-v1-5", "sd", True, "512 px",
+               {"num_inference_steps": 50, "guidance_scale": 7.5}),
+    KnownModel("sd21", "stabilityai/stable-diffusion-2-1", "sd", True, "768 px, v-prediction",
+               {"num_inference_steps": 50, "guidance_scale": 7.5, "guidance_rescale": 0.7}),
+    KnownModel("sd21-base", "stabilityai/stable-diffusion-2-1-base", "sd", True, "512 px",
+               {"num_inference_steps": 50, "guidance_scale": 7.5}),
+    KnownModel("sdxl", "stabilityai/stable-diffusion-xl-base-1.0", "sdxl", True, "1024 px",
+               {"num_inference_steps": 40, "guidance_scale": 7.0}),
     KnownModel("sdxl-refiner", "stabilityai/stable-diffusion-xl-refiner-1.0", "sdxl", True,
-               "the authors' setting: --denoising-start 0.6 --steps 100 --guidance 17.5"),
-    KnownModel("sd15-inpaint", "stable-diffusion-v1-5/stable-diffusion-inpainting", "sd", True, "inpainting UNet"),
-    KnownModel("sdxl-inpaint", "diffusers/stable-diffusion-xl-1.0-inpainting-0.1", "sdxl", True, "inpainting UNet"),
+               "the authors' setting", {"denoising_start": 0.6, "num_inference_steps": 100, "guidance_scale": 17.5}),
+    KnownModel("sd15-inpaint", "stable-diffusion-v1-5/stable-diffusion-inpainting", "sd", True, "inpainting UNet",
+               {"num_inference_steps": 50, "guidance_scale": 7.5}),
+    KnownModel("sdxl-inpaint", "diffusers/stable-diffusion-xl-1.0-inpainting-0.1", "sdxl", True, "inpainting UNet",
+               {"num_inference_steps": 40, "guidance_scale": 7.0}),
     KnownModel("kandinsky22", "kandinsky-community/kandinsky-2-2-decoder", "kandinsky", True,
-               "loads kandinsky-community/kandinsky-2-2-prior too; 768 px, --guidance 4"),
+               "loads kandinsky-community/kandinsky-2-2-prior too; 768 px",
+               {"num_inference_steps": 100, "guidance_scale": 4.0}),
     KnownModel("kandinsky22-inpaint", "kandinsky-community/kandinsky-2-2-decoder-inpaint", "kandinsky", True,
-               "inpainting UNet; loads the prior too"),
-    KnownModel("sd3", "stabilityai/stable-diffusion-3-medium-diffusers", "sd3", True, "gated; --steps 28 --guidance 7"),
-    KnownModel("sd35", "stabilityai/stable-diffusion-3.5-medium", "sd3", True,
-               "gated; --steps 40 --guidance 4.5"),
-    KnownModel("sd35-large", "stabilityai/stable-diffusion-3.5-large", "sd3", True,
-               "gated; --steps 28 --guidance 3.5"),
-    KnownModel("flux-schnell", "black-forest-labs/FLUX.1-schnell", "flux", True, "--steps 4 --guidance 0"),
-    KnownModel("flux-dev", "black-forest-labs/FLUX.1-dev", "flux", True,
-               "gated; --steps 28 --guidance 3.5"),
+               "inpainting UNet; loads the prior too", {"num_inference_steps": 100, "guidance_scale": 4.0}),
+    KnownModel("sd3", "stabilityai/stable-diffusion-3-medium-diffusers", "sd3", True, "gated",
+               {"num_inference_steps": 28, "guidance_scale": 7.0}),
+    KnownModel("sd35", "stabilityai/stable-diffusion-3.5-medium", "sd3", True, "gated",
+               {"num_inference_steps": 40, "guidance_scale": 4.5}),
+    KnownModel("sd35-large", "stabilityai/stable-diffusion-3.5-large", "sd3", True, "gated",
+               {"num_inference_steps": 28, "guidance_scale": 3.5}),
+    KnownModel("flux-schnell", "black-forest-labs/FLUX.1-schnell", "flux", True, "",
+               {"num_inference_steps": 4, "guidance_scale": 0.0}),
+    KnownModel("flux-dev", "black-forest-labs/FLUX.1-dev", "flux", True, "gated",
+               {"num_inference_steps": 28, "guidance_scale": 3.5}),
 )
 BY_NAME = {m.alias: m for m in KNOWN_MODELS}  # short name -> model
 
@@ -46,11 +66,12 @@ def resolve_alias(model: str) -> str:
     return known.repo if known is not None and known.repo else model
 
 
-def is_cached(repo: str) -> bool:
-    """Whether the pipeline index of hub model `repo` is in the local Hugging Face cache (no network)."""
+def is_cached(repo: str, filename: str = "model_index.json") -> bool:
+    """Whether `filename` of hub model `repo` (its pipeline index, by default) is in the local Hugging Face
+    cache (no network)."""
     from huggingface_hub import try_to_load_from_cache
 
-    found = try_to_load_from_cache(repo, "model_index.json")
+    found = try_to_load_from_cache(repo, filename)
     return isinstance(found, str)
 
 
@@ -60,5 +81,6 @@ def table() -> list[dict[str, str]]:
     for m in KNOWN_MODELS:
         present = "bundled" if not m.repo else ("cached" if is_cached(m.repo) else "not cached")
         rows.append({"alias": m.alias, "model": m.repo or "(bundled)", "family": m.family,
-                     "supported": "yes" if m.supported else "no", "local": present, "note": m.note})
+                     "supported": "yes" if m.supported else "no", "local": present,
+                     "settings": m.flags(), "note": m.note})
     return rows

@@ -19,13 +19,13 @@ from PIL import Image
 from . import __version__
 from .adapters import Adapter, adapter_class, adapter_for
 from .crop import crop_box, crop_scale
-from .errors import InputError, ResourceError
+from .errors import InputError, PixelsNote, ResourceError
 from .images import ImageLike
 from .inputs import crop_inputs, label, prepare_inputs
-from .limits import Limits
+from .limits import Limits, cost_note
 from .loading import load_pipeline, resolve_device, resolve_dtype
 from .memory import MemoryOptions
-from .prepare import diffuse
+from .prepare import diffuse, setting_notes
 from .prompt_images import load_prompt_images, prompt_image_labels
 from .settings import EditResult, EditSettings, Exemplar, check_seed, make_settings
 
@@ -77,7 +77,11 @@ class Editor:
         memory.validate(dev)
         # "auto" on a GPU: each family's published precision (fp16; bf16 for SD3/Flux); fp32 on the CPU
         auto_gpu = isinstance(dtype, str) and dtype.lower() == "auto" and dev.type == "cuda"
-        options = dict(device=memory.load_device(dev), dtype=None if auto_gpu else resolve_dtype(dtype, dev),
+        chosen = None if auto_gpu else resolve_dtype(dtype, dev)
+        if dev.type == "cpu" and chosen in (torch.float16, torch.bfloat16):
+            warnings.warn(f"{str(chosen).removeprefix('torch.')} on the CPU is slow and not every operation has it;"
+                          " fp32 is the CPU default", PixelsNote, stacklevel=2)
+        options = dict(device=memory.load_device(dev), dtype=chosen,
                        allow_unsafe_pickle=allow_unsafe_pickle, local_files_only=local_files_only)
         base = memory.apply(adapter_for(load_pipeline(model, config=config, **options)), dev)
         second = None
@@ -132,10 +136,10 @@ class Editor:
         check_seed(seed)
         seed, replay = _seed_of(seed, generator)
         generator = generator or torch.Generator("cpu").manual_seed(seed)
-        inputs = prepare_inputs(source, exemplars, strength_map, settings.invert_map, self.limits.max_pixels)
+        inputs = prepare_inputs(source, exemplars, strength_map, settings.invert_map, self.limits.max_pixels,
+                                settings.mode)
         image_prompts = load_prompt_images(prompt_images, self.limits.max_pixels)
-        for note in inputs.notes:
-            warnings.warn(note, stacklevel=2)
+        notes = list(inputs.notes)
         src = np.asarray(inputs.source)
         height, width = src.shape[:2]
         metadata = {
@@ -150,14 +154,15 @@ class Editor:
             "size": [width, height],
             **inputs.labels,
             "prompt_images": prompt_image_labels(prompt_images, label),
-            "notes": inputs.notes,
+            "notes": notes,
             "pixels_version": __version__,
         }
 
         # 2. Nothing released anywhere: the edit is the source itself, with no model call
         if not inputs.strength.any():
-            metadata |= {"steps_run": 0, "model_calls": 0, "skipped_steps": 0, "crop_box": None,
-                         "notes": [*inputs.notes, "the strength map is 0 everywhere: nothing to edit"]}
+            notes.append("the strength map is 0 everywhere: nothing to edit")
+            _say(notes)
+            metadata |= {"steps_run": 0, "model_calls": 0, "skipped_steps": 0, "crop_box": None}
             return EditResult(inputs.source.copy(), metadata, inputs.strength, inputs.exemplars, inputs.exemplar_maps,
                               settings)
 
@@ -167,6 +172,10 @@ class Editor:
         work = inputs if box is None else crop_inputs(inputs, box)
         scale_to = None if box is None else crop_scale(settings.crop_resize, box, self.adapter.size_multiple,
                                                        self.adapter.native_size, self.limits.max_pixels)
+        frame = (scale_to[1], scale_to[0]) if scale_to else (work.strength.shape[0], work.strength.shape[1])
+        notes += [*setting_notes(self.adapter, self.refiner, settings),
+                  *filter(None, [cost_note(frame, self.adapter.native_size)])]
+        _say(notes)  # before the run: a slow edit is announced before it starts
 
         # 4. Diffuse
         try:
@@ -191,6 +200,11 @@ class Editor:
         metadata |= {**details, "crop_box": None if box is None else list(box)}
         return EditResult(Image.fromarray(out), metadata, inputs.strength, inputs.exemplars, inputs.exemplar_maps,
                           settings)
+
+
+def _say(notes: list[str]) -> None:
+    for note in notes:
+        warnings.warn(note, PixelsNote, stacklevel=3)
 
 
 def _seed_of(seed: int | None, generator: torch.Generator | None) -> tuple[int, dict[str, Any]]:

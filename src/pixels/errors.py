@@ -43,6 +43,11 @@ class ResourceError(PixelsError):
     exit_code = 2
 
 
+class PixelsNote(UserWarning):
+    """Something about an edit worth knowing (a conversion, an ignored setting, a slow run ahead); each note is
+    also listed in the result's metadata["notes"]."""
+
+
 class NonFiniteError(PixelsError):
     """The latents became NaN or infinite during an edit (overflow at this precision or these settings)."""
 

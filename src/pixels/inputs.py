@@ -43,8 +43,10 @@ def prepare_inputs(
     strength_map: ImageLike | None = None,
     invert_map: bool = False,
     max_pixels: int = MAX_PIXELS,
+    mode: str = "paper",
 ) -> Inputs:
-    """Load and check every image and map (no model needed): all input errors surface here."""
+    """Load and check every image and map (no model needed): all input errors surface here. In paper mode
+    an exemplar is grafted only where its map is exactly 1; a note says when it never is."""
     image, _ = load_image(source, name="source", max_pixels=max_pixels)
     size = image.size
     notes: list[str] = []
@@ -107,6 +109,15 @@ def prepare_inputs(
         ],
         "strength_map": label(strength_map),
     }
+    if mode == "paper":
+        for k, m in enumerate(maps):
+            if m.max() < 1.0:
+                notes.append(
+                    f"exemplars[{k}]: its map never reaches full strength (at most {m.max():.3g}), so in paper mode"
+                    " it is never grafted: only pixels of strength exactly 1 take the exemplar. Paint the graft area"
+                    " white (a colour reads as its luminance: pure red is 0.299), use `pixels map ... --value 1`, or"
+                    " mode='blend' (--mode blend)"
+                )
     return Inputs(image, images, maps, combined.astype(np.float64), labels, notes)
 
 

@@ -137,6 +137,18 @@ def estimate_peak(adapter: Any, frame: tuple[int, int], batch: int, tiled: bool)
     return int(elements * torch.finfo(adapter.dtype).bits // 8)
 
 
+def cost_note(frame: tuple[int, int], native: int) -> str | None:
+    """A warning when the diffused frame (H, W) is far beyond what the model was trained on: the run will
+    be long (every step costs in proportion to the area) and the model works outside its training size."""
+    trained = max(native, 512) ** 2
+    area = frame[0] * frame[1]
+    if area <= 4 * trained:
+        return None
+    return (f"this edit diffuses {frame[1]}x{frame[0]} pixels, {area / native ** 2:.0f}x the {native}x{native} the"
+            " model was trained on: expect a long run, and Ctrl-C to take effect only between two model operations;"
+            " crop='auto' (--crop auto) diffuses only the edited area, with crop_resize='native' at the model's size")
+
+
 def _gib(n: float) -> str:
     return f"{n / GiB:.1f} GiB"
 

@@ -17,6 +17,7 @@ from .files import check_name_length, check_writable
 from .transaction import atomic_write, recover
 
 FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
+EXIF_DESCRIPTION, EXIF_IFD, EXIF_USER_COMMENT = 0x010E, 0x8769, 0x9286  # ImageDescription, Exif IFD, UserComment
 
 
 def output_format(path: str | os.PathLike, name: str = "output") -> str:
@@ -78,14 +79,19 @@ def image_writer(image: Image.Image, path: str | os.PathLike, metadata: dict[str
                  ) -> Callable[[BinaryIO], None]:
     """What writes `image` in the format of `path`'s extension, with `metadata` in PNG text chunks."""
     fmt = output_format(path)
-    kwargs: dict[str, Any] = {}
-    if fmt == "PNG" and metadata is not None:
-        info = PngInfo()
-        info.add_itxt("pixels", json.dumps(metadata, default=str))  # ASCII: escapes anything else
-        info.add_itxt("parameters", parameters_text(metadata))
-        kwargs["pnginfo"] = info
-    elif fmt in ("JPEG", "WEBP"):
-        kwargs["quality"] = 95
+    kwargs: dict[str, Any] = {"quality": 95} if fmt in ("JPEG", "WEBP") else {}
+    if metadata is not None:
+        settings = json.dumps(metadata, default=str)  # ASCII: escapes anything else
+        if fmt == "PNG":
+            info = PngInfo()
+            info.add_itxt("pixels", settings)
+            info.add_itxt("parameters", parameters_text(metadata))
+            kwargs["pnginfo"] = info
+        else:  # JPEG and WebP: EXIF, as other tools write it (the A1111 text in UserComment)
+            exif = Image.Exif()
+            exif[EXIF_DESCRIPTION] = settings
+            exif.get_ifd(EXIF_IFD)[EXIF_USER_COMMENT] = b"UNICODE\0" + parameters_text(metadata).encode("utf-16-be")
+            kwargs["exif"] = exif
 
     def write(f: BinaryIO) -> None:
         image.save(f, format=fmt, **kwargs)
@@ -98,3 +104,21 @@ def save_image(image: Image.Image, path: str | os.PathLike, metadata: dict[str, 
     """Write `image` to `path` atomically (a complete file or nothing), refusing to replace an existing
     file unless `overwrite`."""
     return atomic_write(path, image_writer(image, path, metadata), overwrite=overwrite)
+
+
+def read_metadata(path: str | os.PathLike) -> dict[str, Any] | None:
+    """The settings pixels embedded in a result it wrote (PNG text chunk, or EXIF in JPEG and WebP), or None
+    for an image without them."""
+    from .images import FORMATS as READABLE
+    from .files import open_regular
+
+    with open_regular(path, "image") as f, Image.open(f, formats=READABLE) as image:
+        text = image.info.get("pixels") if image.format == "PNG" else image.getexif().get(EXIF_DESCRIPTION)
+    if not text:
+        return None
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) else None
+

@@ -56,6 +56,19 @@ def make_stages(
     return [first, stage(refiner, denoising_start=start)]
 
 
+def setting_notes(base: Adapter, refiner: Adapter | None, settings: EditSettings) -> list[str]:
+    """Settings this model (or its scheduler) does not use, said rather than silently recorded."""
+    notes: list[str] = []
+    for adapter in (base, refiner) if refiner is not None else (base,):
+        sched = adapter.make_scheduler(settings.scheduler)
+        if settings.guidance_scale > 1 and adapter.ignores_guidance(adapter.guidance(settings.guidance_scale, sched)):
+            notes.append(f"guidance_scale {settings.guidance_scale:g} is ignored: this {adapter.family} model runs"
+                         " without guidance")
+        if settings.eta and "eta" not in step_kwargs(sched, None, settings.eta):
+            notes.append(f"eta {settings.eta:g} is ignored: {type(sched).__name__} takes no eta (DDIM does)")
+    return list(dict.fromkeys(notes))
+
+
 def make_surgery(
     adapter: Adapter, settings: EditSettings, pictures: list[np.ndarray], maps: list[np.ndarray],
     keep: torch.Tensor, generator: torch.Generator, inpaint: bool,

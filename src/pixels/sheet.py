@@ -45,6 +45,13 @@ def edit_sheet(source, strength: np.ndarray, exemplars: Sequence, result: Image.
     tiles = [("source", picture), ("map", overlay(picture, strength))]
     tiles += [(f"exemplar {k + 1}", load_image(e, name=f"exemplars[{k}]")[0]) for k, e in enumerate(exemplars)]
     tiles.append(("result", result))
-    keys = ("model", "scheduler_class", "num_inference_steps", "strength", "guidance_scale", "seed", "prompt")
-    caption = "  ".join(f"{k}={metadata[k]!r}" for k in keys if k in metadata and metadata[k] not in ("", None))
-    return contact_sheet(tiles, caption)
+    return contact_sheet(tiles, caption(metadata))
+
+
+CAPTION_KEYS = ("model", "scheduler_class", "num_inference_steps", "strength", "denoising_start", "guidance_scale",
+                "seed", "mode", "prompt")
+
+
+def caption(metadata: dict) -> str:
+    """The settings line of a sheet: what reproduces the edit at a glance (unset ones left out)."""
+    return "  ".join(f"{k}={metadata[k]!r}" for k in CAPTION_KEYS if metadata.get(k) not in ("", None))

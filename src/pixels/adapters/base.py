@@ -146,6 +146,10 @@ class Adapter:
         mixed into the conditioning, for families conditioned on image embeddings (Kandinsky)."""
         raise NotImplementedError
 
+    def ignores_guidance(self, guidance: ClassifierFreeGuidance) -> bool:
+        """Whether the guidance scale has no effect on this model (one unguided branch, nothing embedded)."""
+        return not guidance.enabled and guidance.distilled is None
+
     def check_prompt_images(self, prompt_images: Sequence) -> None:
         """Refuse image prompts for families conditioned on text only (the editor asks before encoding)."""
         if prompt_images and not self.takes_image_prompts:

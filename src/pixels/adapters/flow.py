@@ -241,6 +241,9 @@ class FluxAdapter(FlowMatchingAdapter):
         # The scale goes into the model as an embedding (dev) instead of a second branch.
         return ClassifierFreeGuidance(1.0, distilled=float(scale))
 
+    def ignores_guidance(self, guidance: ClassifierFreeGuidance) -> bool:
+        return not self.guidance_embeds  # schnell: timestep-distilled, no guidance at all
+
     def schedule_kwargs(self, scheduler, num_inference_steps: int, latent_size: tuple[int, int]) -> dict[str, Any]:
         tokens = (latent_size[0] // self.latent_patch) * (latent_size[1] // self.latent_patch)
         return {

@@ -11,7 +11,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from ..errors import InputError
+from ..errors import InputError, PixelsNote
 from ..limits import MAX_PIXELS
 from ..settings import SEED, flag_of, options
 from .common import EXIT_OK, Parser, Progress, note, number
@@ -138,14 +138,28 @@ def _given_settings(args: argparse.Namespace) -> dict:
     return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
 
 
+def recommended(model: str) -> dict:
+    """The settings `pixels models` recommends for a short model name (none for paths and hub ids; a local
+    file or folder of the same name is not the short name)."""
+    from ..catalog import BY_NAME
+
+    known = BY_NAME.get(model)
+    if known is None or (known.repo and Path(model).exists()):
+        return {}
+    return dict(known.settings)
+
+
 def plan(args: argparse.Namespace):
-    """The edits to run, as a spec: the spec file with the flags filling in, or a one-edit spec of the flags.
-    Returns (spec, input files besides those the spec names)."""
+    """The edits to run, as a spec: the spec file with the flags filling in, or a one-edit spec of the flags;
+    the model's recommended settings fill in what neither gives. Returns (spec, input files besides those
+    the spec names)."""
     from ..prompt_images import parse_prompt_image
     from ..settings import Exemplar
     from ..spec import EditSpec, Spec, load_spec
 
-    flags = _given_settings(args)
+    defaults = recommended(args.model)
+    given = _given_settings(args)
+    flags = {**defaults, **given}
     if args.spec:
         spec = load_spec(args.spec)
         if args.exemplars or args.map or args.prompt_images:
@@ -157,8 +171,9 @@ def plan(args: argparse.Namespace):
         source = args.source or spec.source
         if source is None:
             raise InputError("--spec: no source: give SOURCE or a 'source' key in the spec")
+        _note_recommended(args, defaults, [e.settings for e in spec.edits], given)
         for k, edit in enumerate(spec.edits):  # flags fill in what an edit leaves to the defaults
-            overridden = sorted(f for f in flags if f in edit.settings)
+            overridden = sorted(f for f in given if f in edit.settings)
             if overridden and not args.quiet:
                 note(f"edits[{k}] sets {', '.join(overridden)} itself; the command-line value is not used there")
             edit.settings = {**flags, **edit.settings}
@@ -168,7 +183,20 @@ def plan(args: argparse.Namespace):
     exemplars = [Exemplar(image, strength_map, box, args.fit) for image, strength_map, box in args.exemplars]
     prompt_images = [parse_prompt_image(text) for text in args.prompt_images]
     edit = EditSpec(exemplars, args.map, {**flags, "prompt_images": prompt_images} if prompt_images else flags)
+    _note_recommended(args, defaults, [{}], given)
     return Spec(Path.cwd(), args.source, [edit]), []
+
+
+def _note_recommended(args: argparse.Namespace, defaults: dict, edits: list[dict], given: dict) -> None:
+    """Say which of the model's recommended settings an edit runs with (those nothing else set)."""
+    from ..settings import flag_of, options
+
+    by_name = {f.name: option for f, option in options()}
+    used = {k: v for k, v in defaults.items() if k not in given and any(k not in e for e in edits)}
+    if used and not args.quiet:
+        shown = " ".join(f"{flag_of(k, by_name[k])} {v:g}" if isinstance(v, float) else f"{flag_of(k, by_name[k])} {v}"
+                         for k, v in used.items())
+        note(f"{args.model}: using its recommended settings {shown} (`pixels models`; flags override them)")
 
 
 def check_edit(edit, source, max_pixels: int):
@@ -180,7 +208,7 @@ def check_edit(edit, source, max_pixels: int):
     settings = make_settings(**{key: v for key, v in edit.settings.items() if key not in ("seed", "prompt_images")})
     check_seed(edit.settings.get("seed"))
     load_prompt_images(edit.settings.get("prompt_images"), max_pixels)
-    return prepare_inputs(source, edit.exemplars, edit.strength_map, settings.invert_map, max_pixels)
+    return prepare_inputs(source, edit.exemplars, edit.strength_map, settings.invert_map, max_pixels, settings.mode)
 
 
 def spec_error(error: InputError, k: int, spec_file: str) -> InputError:
@@ -207,6 +235,13 @@ def run(args: argparse.Namespace) -> int:
     spec, extra_inputs = plan(args)
     limits = Limits(max_pixels=megapixels(args.max_megapixels), check_memory=not args.no_memory_check)
     from_spec = bool(args.spec)
+    printed: set[str] = set()
+
+    def say(text: str, where: str = "") -> None:  # each note once, as soon as it is known
+        if text not in printed and not args.quiet:
+            note(f"{where}{text}")
+        printed.add(text)
+
     checked = []
     for k, edit in enumerate(spec.edits):
         try:
@@ -215,9 +250,8 @@ def run(args: argparse.Namespace) -> int:
             if not from_spec:
                 raise
             raise spec_error(error, k, args.spec) from None
-        if not args.quiet:
-            for text in checked[-1].notes:
-                note(f"edits[{k}]: {text}" if from_spec else text)
+        for text in checked[-1].notes:
+            say(text, f"edits[{k}]: " if from_spec else "")
     device = resolve_device(args.device)
     resolve_dtype(args.dtype, device)
     memory = MemoryOptions(attention_slicing=args.attention_slicing, vae_tiling=args.vae_tiling,
@@ -239,22 +273,24 @@ def run(args: argparse.Namespace) -> int:
 
     # 2. Load the model, run the edits one after another (each on the previous result)
     progress = Progress(enabled=not args.quiet and sys.stderr.isatty())
-    editor = Editor.from_pretrained(
-        args.model, device=device, dtype=args.dtype, refiner=args.refiner, memory=memory,
-        allow_unsafe_pickle=args.allow_unsafe_pickle, local_files_only=True if args.offline else None,
-        config=args.config, limits=limits,
-    )
-    session = EditSession(editor, checked[0].source)
-    for k, edit in enumerate(spec.edits):
-        before = session.current
-        with warnings.catch_warnings(), progress:
-            warnings.simplefilter("ignore", UserWarning)  # the input notes were printed above
-            result = session.apply(edit.exemplars, edit.strength_map, on_step=progress.update, **edit.settings)
-        result.metadata["source"] = str(spec.source) if k == 0 else f"result of edits[{k - 1}]"
-        if len(spec.edits) > 1 and not args.quiet:
-            md = result.metadata
-            print(f"edit {k + 1}/{len(spec.edits)}: seed {md['seed']}, {md['steps_run']} steps,"
-                  f" {len(edit.exemplars)} exemplar(s)")
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", PixelsNote)  # pixels' notes are printed once each, as they come
+        warnings.showwarning = lambda message, *rest, **kwargs: say(str(message))
+        editor = Editor.from_pretrained(
+            args.model, device=device, dtype=args.dtype, refiner=args.refiner, memory=memory,
+            allow_unsafe_pickle=args.allow_unsafe_pickle, local_files_only=True if args.offline else None,
+            config=args.config, limits=limits,
+        )
+        session = EditSession(editor, checked[0].source)
+        for k, edit in enumerate(spec.edits):
+            before = session.current
+            with progress:
+                result = session.apply(edit.exemplars, edit.strength_map, on_step=progress.update, **edit.settings)
+            result.metadata["source"] = str(spec.source) if k == 0 else f"result of edits[{k - 1}]"
+            if len(spec.edits) > 1 and not args.quiet:
+                md = result.metadata
+                print(f"edit {k + 1}/{len(spec.edits)}: seed {md['seed']}, {md['steps_run']} steps,"
+                      f" {len(edit.exemplars)} exemplar(s)")
 
     # 3. Write every output together: all of them, or none
     metadata = {**result.metadata, "spec": str(args.spec)} if from_spec else result.metadata

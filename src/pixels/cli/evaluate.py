@@ -8,6 +8,9 @@ import argparse
 from ..errors import InputError
 from .common import EXIT_OK, note
 
+CLIP_MODEL = "openai/clip-vit-base-patch32"  # used when cached, unless --clip says otherwise
+DINO_MODEL = "facebook/dino-vits16"
+
 
 def add_parser(commands, common: argparse.ArgumentParser) -> None:
     evaluate = commands.add_parser(
@@ -21,10 +24,12 @@ def add_parser(commands, common: argparse.ArgumentParser) -> None:
     evaluate.add_argument("--exemplar", help="the exemplar, placed as it was for the edit")
     evaluate.add_argument("--invert-map", action="store_true", help="the map is white = keep")
     evaluate.add_argument("--prompt", default="", metavar="TEXT", help="the edit's prompt, for CLIP-T")
-    evaluate.add_argument("--clip", default="openai/clip-vit-base-patch32", metavar="ID|PATH",
-                          help="CLIP model for CLIP-I/CLIP-T (local folder or cached hub id; 'none' to skip)")
-    evaluate.add_argument("--dino", default="facebook/dino-vits16", metavar="ID|PATH",
-                          help="DINO ViT for the DINO score (local folder or cached hub id; 'none' to skip)")
+    evaluate.add_argument("--clip", default=None, metavar="ID|PATH",
+                          help=f"CLIP model for CLIP-I/CLIP-T: a local folder or cached hub id (default {CLIP_MODEL}"
+                               " when it is in the cache; 'none' to skip)")
+    evaluate.add_argument("--dino", default=None, metavar="ID|PATH",
+                          help=f"DINO ViT for the DINO score: a local folder or cached hub id (default {DINO_MODEL}"
+                               " when it is in the cache; 'none' to skip)")
     evaluate.add_argument("--allow-unsafe-pickle", action="store_true",
                           help="allow .bin pickle weights for --clip/--dino (they can run code: only for sources you"
                                " trust)")
@@ -33,18 +38,27 @@ def add_parser(commands, common: argparse.ArgumentParser) -> None:
 
 
 def _model_metrics(args: argparse.Namespace, result, exemplar, strength) -> dict:
-    """CLIP-I, CLIP-T and DINO when their weights are at hand; each missing one is reported as skipped."""
+    """CLIP-I, CLIP-T and DINO when their weights are at hand. A model named on the command line that is not
+    available is reported as skipped, with the reason; the default models are used only when cached."""
+    from ..catalog import is_cached
     from ..errors import ModelNotFoundError
     from ..model_metrics import clip_scores, dino_score
 
     region = strength >= 1.0 if exemplar is not None and (strength >= 1.0).any() else None
     scores: dict = {}
     wanted = []
-    if args.clip.lower() != "none" and (exemplar is not None or args.prompt):
-        wanted.append(("CLIP", lambda: clip_scores(result, exemplar, args.prompt or None, region, model=args.clip,
+
+    def model(given: str | None, default: str) -> str | None:
+        if given is not None:
+            return None if given.lower() == "none" else given
+        return default if is_cached(default, "config.json") else None
+
+    clip, dino = model(args.clip, CLIP_MODEL), model(args.dino, DINO_MODEL)
+    if clip and (exemplar is not None or args.prompt):
+        wanted.append(("CLIP", lambda: clip_scores(result, exemplar, args.prompt or None, region, model=clip,
                                                    allow_unsafe_pickle=args.allow_unsafe_pickle)))
-    if args.dino.lower() != "none" and exemplar is not None:
-        wanted.append(("DINO", lambda: dino_score(result, exemplar, region, model=args.dino,
+    if dino and exemplar is not None:
+        wanted.append(("DINO", lambda: dino_score(result, exemplar, region, model=dino,
                                                   allow_unsafe_pickle=args.allow_unsafe_pickle)))
     for name, measure in wanted:
         try:
@@ -52,6 +66,27 @@ def _model_metrics(args: argparse.Namespace, result, exemplar, strength) -> dict
         except ModelNotFoundError as error:
             note(f"{name} skipped: {error}")
     return {"model_based": scores} if scores else {}
+
+
+def _placed_exemplar(path: str, result_path: str, source, notes: list[str]):
+    """The exemplar as the edit placed it: into the box the result's metadata records for it (a result pixels
+    wrote), aligned when it has the result's size, and resized to the frame only as a last resort."""
+    from ..images import load_image
+    from ..output import read_metadata
+    from ..placement import place
+
+    exemplar, alpha = load_image(path, name="--exemplar")
+    if exemplar.size == source.size:
+        return exemplar
+    metadata = read_metadata(result_path) or {}
+    boxes = [e for e in metadata.get("exemplars", []) if e.get("box")]
+    if len(boxes) == 1:
+        placed, _ = place(source, exemplar, alpha, tuple(boxes[0]["box"]), boxes[0].get("fit", "cover"))
+        notes.append(f"--exemplar: placed into the box {tuple(boxes[0]['box'])} the result's metadata records")
+        return placed
+    notes.append(f"--exemplar: resized from {exemplar.width}x{exemplar.height} to the result's size (the result"
+                 " records no single box to place it in; pass the exemplar as placed for the edit)")
+    return exemplar.resize(source.size)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -64,14 +99,9 @@ def run(args: argparse.Namespace) -> int:
     result, _ = load_image(args.result, name="result")
     source, _ = load_image(args.source, name="--source")
     if source.size != result.size:
-        raise InputError(f"--source: size {source.size} differs from the result's {result.size}")
+        raise InputError(f"size {source.size} differs from the result's {result.size}", param="--source")
     strength, notes = load_map(args.map, name="--map", size=result.size, invert=args.invert_map)
-    exemplar = None
-    if args.exemplar:
-        exemplar, _ = load_image(args.exemplar, name="--exemplar")
-        if exemplar.size != result.size:
-            notes.append(f"--exemplar: resized from {exemplar.width}x{exemplar.height} to the result's size")
-            exemplar = exemplar.resize(result.size)
+    exemplar = _placed_exemplar(args.exemplar, args.result, source, notes) if args.exemplar else None
     for text in notes:
         note(text)
     report = evaluate(result, source, strength, exemplar)

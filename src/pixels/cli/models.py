@@ -12,8 +12,9 @@ def add_parser(commands, common: argparse.ArgumentParser) -> None:
     models = commands.add_parser(
         "models", parents=[common],
         help="list the short model names and whether each is in the local cache",
-        description="Short names accepted by --model, the hub model behind each, and whether it is already in"
-                    " the local Hugging Face cache (checked without network).",
+        description="Short names accepted by --model, the hub model behind each, whether it is already in"
+                    " the local Hugging Face cache (checked without network), and the settings `pixels edit` uses"
+                    " with it unless told otherwise.",
     )
     models.add_argument("--json", action="store_true", help="print JSON instead of a table")
     models.set_defaults(run=run)
@@ -26,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
         return EXIT_OK
-    columns = ["alias", "model", "family", "supported", "local", "note"]
+    columns = ["alias", "model", "family", "supported", "local", "settings", "note"]
     widths = {c: max(len(c), *(len(r[c]) for r in rows)) for c in columns}
     print("  ".join(c.ljust(widths[c]) for c in columns).rstrip())
     for row in rows:
