@@ -9,7 +9,8 @@ from __future__ import annotations
 import secrets
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import asdict
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -21,11 +22,12 @@ from .adapters import Adapter, adapter_class, adapter_for
 from .crop import crop_box, crop_scale
 from .errors import InputError, PixelsNote, ResourceError
 from .images import ImageLike
-from .inputs import crop_inputs, label, prepare_inputs
-from .limits import Limits, cost_note
+from .inputs import Inputs, crop_inputs, label, prepare_inputs
+from .limits import Limits, check_memory, cost_note
 from .loading import load_pipeline, resolve_device, resolve_dtype
+from .loop import denoise
 from .memory import MemoryOptions
-from .prepare import diffuse, setting_notes
+from .prepare import Prepared, batch_key, denoise_batch, finish, prepare, setting_notes
 from .prompt_images import load_prompt_images, prompt_image_labels
 from .settings import EditResult, EditSettings, Exemplar, check_seed, make_settings
 
@@ -127,7 +129,54 @@ class Editor:
         [(image, weight), ...] mixed into the prompt (Kandinsky 2.2). on_step(done, total): progress;
         an exception raised there stops the edit between two steps.
         """
-        # 1. Check inputs
+        job = self._plan(source, exemplars, strength_map, settings, seed, generator, prompt_images, overrides)
+        if job.result is not None:
+            return job.result
+        prepared = self._prepare(job)
+        with _memory_guard(self.adapter):
+            latents, calls = denoise(prepared.stages, prepared.surgery, prepared.start, on_step)
+            out, details = finish(prepared, latents, calls)
+        return self._complete(job, out, details)
+
+    def edit_batch(
+        self, requests: Sequence[dict[str, Any]], *, on_step: Callable[[int, int], None] | None = None,
+        return_exceptions: bool = False,
+    ) -> list[EditResult | Exception]:
+        """Several edits, each given as the keyword arguments of `edit` (`dict(source=..., strength_map=...,
+        seed=1, prompt="a fox")`), with those that share a frame size, a schedule and guidance denoised
+        together: one model call per step for all of them. Each result equals the edit run alone within
+        one 8-bit level (bit for bit where the backend computes a batch as it computes one edit); edits
+        whose scheduler draws noise at each step run alone. With `return_exceptions`, an edit that fails
+        gives its exception in its place and the others go on; otherwise the first failure is raised."""
+        outcomes: list[Any] = [None] * len(requests)
+        prepared: dict[int, tuple[_Job, Prepared]] = {}
+        for k, request in enumerate(requests):
+            try:
+                if not isinstance(request, dict):
+                    raise InputError(f"expected a dict of Editor.edit arguments, got {type(request).__name__}",
+                                     param=f"requests[{k}]")
+                request = dict(request)
+                args = [request.pop(name, default) for name, default in _EDIT_ARGS]
+                job = self._plan(*args, request)
+                if job.result is not None:
+                    outcomes[k] = job.result
+                else:
+                    prepared[k] = (job, self._prepare(job))
+            except Exception as error:
+                if not return_exceptions:
+                    raise
+                outcomes[k] = error
+        groups: dict[Any, list[int]] = {}
+        for k, (_, item) in prepared.items():
+            groups.setdefault(batch_key(item) or ("alone", k), []).append(k)
+        for members in groups.values():
+            self._run_group([prepared[k] for k in members], members, outcomes, on_step, return_exceptions)
+        return outcomes
+
+    # -- the pieces of an edit ---------------------------------------------------------------------------
+    def _plan(self, source, exemplars, strength_map, settings, seed, generator, prompt_images, overrides) -> _Job:
+        """Check an edit's arguments and read its inputs, before any model work: the settings, the seed,
+        the images, the crop; the metadata so far. An edit with nothing to do is finished here."""
         settings = make_settings(settings, **overrides)
         if settings.switch_at is not None and self.refiner is None:
             raise InputError("this editor has no refiner to switch to; load one with refiner=...", param="switch_at")
@@ -140,8 +189,7 @@ class Editor:
                                 settings.mode)
         image_prompts = load_prompt_images(prompt_images, self.limits.max_pixels)
         notes = list(inputs.notes)
-        src = np.asarray(inputs.source)
-        height, width = src.shape[:2]
+        width, height = inputs.source.size
         metadata = {
             **asdict(settings),
             "crop": list(settings.crop) if isinstance(settings.crop, tuple) else settings.crop,
@@ -157,49 +205,103 @@ class Editor:
             "notes": notes,
             "pixels_version": __version__,
         }
-
-        # 2. Nothing released anywhere: the edit is the source itself, with no model call
-        if not inputs.strength.any():
+        job = _Job(settings, generator, inputs, image_prompts, metadata)
+        if not inputs.strength.any():  # nothing released anywhere: the source itself, with no model call
             notes.append("the strength map is 0 everywhere: nothing to edit")
             _say(notes)
             metadata |= {"steps_run": 0, "model_calls": 0, "skipped_steps": 0, "crop_box": None}
-            return EditResult(inputs.source.copy(), metadata, inputs.strength, inputs.exemplars, inputs.exemplar_maps,
-                              settings)
-
-        # 3. Crop to the edited area (optional): the rest of the frame is the source, untouched
-        box = crop_box(settings.crop, settings.crop_margin, inputs.strength, self.adapter.size_multiple,
-                       self.limits.max_pixels)
-        work = inputs if box is None else crop_inputs(inputs, box)
-        scale_to = None if box is None else crop_scale(settings.crop_resize, box, self.adapter.size_multiple,
-                                                       self.adapter.native_size, self.limits.max_pixels)
-        frame = (scale_to[1], scale_to[0]) if scale_to else (work.strength.shape[0], work.strength.shape[1])
+            job.result = EditResult(inputs.source.copy(), metadata, inputs.strength, inputs.exemplars,
+                                    inputs.exemplar_maps, settings)
+            return job
+        # Crop to the edited area (optional): the rest of the frame is the source, untouched
+        job.box = crop_box(settings.crop, settings.crop_margin, inputs.strength, self.adapter.size_multiple,
+                           self.limits.max_pixels)
+        job.work = inputs if job.box is None else crop_inputs(inputs, job.box)
+        job.scale_to = None if job.box is None else crop_scale(
+            settings.crop_resize, job.box, self.adapter.size_multiple, self.adapter.native_size, self.limits.max_pixels
+        )
+        frame = (job.scale_to[1], job.scale_to[0]) if job.scale_to else job.work.strength.shape
         notes += [*setting_notes(self.adapter, self.refiner, settings),
                   *filter(None, [cost_note(frame, self.adapter.native_size)])]
         _say(notes)  # before the run: a slow edit is announced before it starts
+        return job
 
-        # 4. Diffuse
+    def _prepare(self, job: _Job) -> Prepared:
+        with _memory_guard(self.adapter):
+            return prepare(self.adapter, self.refiner, job.work, job.settings, job.generator, job.image_prompts,
+                           scale_to=job.scale_to, limits=self.limits, suggest_crop=job.settings.crop is None)
+
+    def _run_group(self, group: list[tuple[_Job, Prepared]], indices: list[int], outcomes: list,
+                   on_step: Callable[[int, int], None] | None, return_exceptions: bool) -> None:
+        """Denoise one group of batchable edits together and complete each; with `return_exceptions`, a group
+        that fails is run again one edit at a time, so that only the edits that fail alone fail."""
         try:
-            out, details = diffuse(self.adapter, self.refiner, work, settings, generator, image_prompts,
-                                   scale_to=scale_to, limits=self.limits, suggest_crop=settings.crop is None,
-                                   on_step=on_step)
-        except (MemoryError, torch.cuda.OutOfMemoryError) as error:
-            raise _out_of_memory(self.adapter, error) from None
-        except RuntimeError as error:
-            if "can't allocate memory" not in str(error) and "out of memory" not in str(error).lower():
+            with _memory_guard(self.adapter):
+                if len(group) > 1 and self.limits.check_memory:
+                    first = group[0][1]
+                    per_edit = 2 if first.stages[0].guidance.enabled else 1
+                    check_memory(self.adapter, first.frame, per_edit * len(group),
+                                 bool(getattr(self.adapter.autoencoder, "use_tiling", False)), crop_frame=None,
+                                 device=self.adapter.device)
+                finals = denoise_batch([item for _, item in group], on_step)
+                for (job, item), index, (latents, calls) in zip(group, indices, finals):
+                    outcomes[index] = self._complete(job, *finish(item, latents, calls))
+        except Exception as error:
+            if not return_exceptions:
                 raise
-            raise _out_of_memory(self.adapter, error) from None
+            if len(group) == 1:
+                outcomes[indices[0]] = error
+                return
+            for pair, index in zip(group, indices):
+                self._run_group([pair], [index], outcomes, on_step, return_exceptions)
 
-        # 5. Paste back: the crop into the frame (the rest is the source), then the kept pixels
-        if box is not None:
-            x, y, w, h = box
+    def _complete(self, job: _Job, out: np.ndarray, details: dict[str, Any]) -> EditResult:
+        """Paste back: the crop into the frame (the rest is the source), then the kept pixels."""
+        inputs, settings = job.inputs, job.settings
+        src = np.asarray(inputs.source)
+        if job.box is not None:
+            x, y, w, h = job.box
             frame = src.copy()
             frame[y:y + h, x:x + w] = out
             out = frame
         if settings.preserve == "exact":
             out = np.where((inputs.strength == 0)[..., None], src, out)
-        metadata |= {**details, "crop_box": None if box is None else list(box)}
+        metadata = {**job.metadata, **details, "crop_box": None if job.box is None else list(job.box)}
         return EditResult(Image.fromarray(out), metadata, inputs.strength, inputs.exemplars, inputs.exemplar_maps,
                           settings)
+
+
+# Editor.edit's arguments besides the settings, in `_plan`'s order, with their defaults
+_EDIT_ARGS = (("source", None), ("exemplars", ()), ("strength_map", None), ("settings", None), ("seed", None),
+              ("generator", None), ("prompt_images", ()))
+
+
+@dataclass
+class _Job:
+    """An edit between its checks and its run."""
+
+    settings: EditSettings
+    generator: torch.Generator
+    inputs: Inputs
+    image_prompts: list
+    metadata: dict[str, Any]
+    result: EditResult | None = None  # set when nothing needs running
+    box: tuple[int, int, int, int] | None = None  # the crop diffused, or None for the frame
+    work: Inputs | None = None  # the inputs cut to the crop
+    scale_to: tuple[int, int] | None = None  # (W, H) the crop is diffused at
+
+
+@contextmanager
+def _memory_guard(adapter: Adapter):
+    """Allocation failures as a ResourceError that says what to change."""
+    try:
+        yield
+    except (MemoryError, torch.cuda.OutOfMemoryError) as error:
+        raise _out_of_memory(adapter, error) from None
+    except RuntimeError as error:
+        if "can't allocate memory" not in str(error) and "out of memory" not in str(error).lower():
+            raise
+        raise _out_of_memory(adapter, error) from None
 
 
 def _say(notes: list[str]) -> None:

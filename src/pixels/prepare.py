@@ -6,7 +6,7 @@ noises, keep map, grafts), and `diffuse`, which runs the loop on an edit's input
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -116,13 +116,28 @@ def make_surgery(
     return surgery
 
 
-def diffuse(
+@dataclass
+class Prepared:
+    """One edit ready for the loop: its stages, its surgery, where it starts, and how to finish it."""
+
+    stages: list[Stage]
+    surgery: Surgery
+    start: int  # the first step whose model call matters (step skipping)
+    picture: tuple[int, int]  # (h, w) diffused, before padding
+    size: tuple[int, int]  # (W, H) of the result, after undoing a crop resize
+    frame: tuple[int, int]  # (H, W) padded
+    resized: bool  # diffused at another size (crop_resize): resized back after decoding
+    batchable: bool  # its steps draw no noise, so it may share model calls with other edits
+
+
+def prepare(
     base: Adapter, refiner: Adapter | None, inputs: Inputs, settings: EditSettings, generator: torch.Generator,
     image_prompts: list[tuple[Image.Image, float]], *, scale_to: tuple[int, int] | None, limits: Limits,
-    suggest_crop: bool, on_step: Callable[[int, int], None] | None = None,
-) -> tuple[np.ndarray, dict[str, Any]]:
-    """Run the model on `inputs` (the frame, or a crop of it); returns the picture (H, W, 3) uint8 and what
-    the run did, for the metadata. scale_to: (W, H) to diffuse at (a resized crop), or None."""
+    suggest_crop: bool, batch: int = 1,
+) -> Prepared:
+    """Everything before the loop for `inputs` (the frame, or a crop of it): padding, the keep map, the
+    limits that need the model (for `batch` edits run together), stages, surgery and the first step.
+    scale_to: (W, H) to diffuse at (a resized crop), or None."""
     f, multiple = base.vae_scale_factor, base.size_multiple
     src = np.asarray(inputs.source)
     height, width = src.shape[:2]
@@ -143,40 +158,116 @@ def diffuse(
         crop = None
         if suggest_crop and (edited := region_box(strength)) is not None:
             crop = crop_around(edited, settings.crop_margin, (frame[1], frame[0]), multiple)[2:][::-1]
-        batch = 2 if base.guidance(settings.guidance_scale).enabled else 1
+        per_edit = 2 if base.guidance(settings.guidance_scale).enabled else 1
         tiled = bool(getattr(base.autoencoder, "use_tiling", False))
-        check_memory(base, frame, batch, tiled, crop_frame=crop, device=base.device)
+        check_memory(base, frame, per_edit * batch, tiled, crop_frame=crop, device=base.device)
 
     # 3. Stages (timesteps on fresh schedulers, conditioning), then the surgery
     stages = make_stages(base, refiner, settings, generator, latent_size, frame, image_prompts)
     surgery = make_surgery(base, settings, padded, [pad(m, multiple) for m in maps], keep, generator,
                            inpaint=any(s.adapter.inpaint for s in stages))
 
-    # 4. Skip the model calls whose output the next pin overwrites, and denoise
+    # 4. Skip the model calls whose output the next pin overwrites
     num_steps = sum(len(s.timesteps) for s in stages)
     exact = all(skipping_is_exact(s.scheduler, settings.eta) for s in stages)
     skip = settings.skip_steps == "always" or (settings.skip_steps == "auto" and exact)
     start = first_needed_step(keep, num_steps) if skip else 0
-    latents, calls = denoise(stages, surgery, start, on_step)
+    batchable = all(not draws_noise(s.scheduler, settings.eta) for s in stages)
+    return Prepared(stages, surgery, start, pictures[0].shape[:2], (width, height), frame, scale_to is not None,
+                    batchable)
 
-    # 5. Decode with the last model, crop the padding, undo the resize
+
+def finish(prepared: Prepared, latents: torch.Tensor, calls: int) -> tuple[np.ndarray, dict[str, Any]]:
+    """Decode an edit's final latents (1, C, h, w) with the last model, crop the padding and undo a resize;
+    returns the picture (H, W, 3) uint8 and what the run did, for the metadata."""
+    stages = prepared.stages
     decoded = stages[-1].adapter.decode(latents)
     if not bool(torch.isfinite(decoded).all()):
         raise NonFiniteError(
             f"the decoded image has NaN or infinite values ({str(decoded.dtype).removeprefix('torch.')} decoder);"
             " nothing was written. Use fp32 (--dtype fp32) or bf16 if half precision overflows"
         )
-    out = np.array(to_pil(decoded))[: pictures[0].shape[0], : pictures[0].shape[1]]
-    if scale_to is not None:
-        out = np.asarray(Image.fromarray(out).resize((width, height), Image.LANCZOS))
+    h, w = prepared.picture
+    out = np.array(to_pil(decoded))[:h, :w]
+    if prepared.resized:
+        out = np.asarray(Image.fromarray(out).resize(prepared.size, Image.LANCZOS))
     details = {
         "scheduler_class": type(stages[0].scheduler).__name__,
         **stages[0].cond.settings,
-        "dtype": str(base.dtype).removeprefix("torch."),
+        "dtype": str(stages[0].adapter.dtype).removeprefix("torch."),
         "switch_steps": len(stages[0].timesteps) if len(stages) > 1 else None,
-        "steps_run": num_steps,
+        "steps_run": sum(len(s.timesteps) for s in stages),
         "model_calls": calls,
-        "skipped_steps": start,
-        "diffused_size": [frame[1], frame[0]],
+        "skipped_steps": prepared.start,
+        "diffused_size": [prepared.frame[1], prepared.frame[0]],
     }
     return out, details
+
+
+def diffuse(
+    base: Adapter, refiner: Adapter | None, inputs: Inputs, settings: EditSettings, generator: torch.Generator,
+    image_prompts: list[tuple[Image.Image, float]], *, scale_to: tuple[int, int] | None, limits: Limits,
+    suggest_crop: bool, on_step: Callable[[int, int], None] | None = None,
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Run the model on `inputs`: prepare, the loop, finish."""
+    prepared = prepare(base, refiner, inputs, settings, generator, image_prompts, scale_to=scale_to, limits=limits,
+                       suggest_crop=suggest_crop)
+    latents, calls = denoise(prepared.stages, prepared.surgery, prepared.start, on_step)
+    return finish(prepared, latents, calls)
+
+
+# -- several edits in one pass --------------------------------------------------------------------------------
+def draws_noise(scheduler, eta: float) -> bool:
+    """Whether a scheduler's steps draw noise (ancestral and stochastic samplers, DDIM with eta > 0): edits
+    batched together would then share draws that each would have made alone, so they are not batched."""
+    name, config = type(scheduler).__name__, scheduler.config
+    if name == "DDIMScheduler":
+        return eta > 0
+    if name == "FlowMatchEulerDiscreteScheduler":
+        return bool(config.get("stochastic_sampling", False))
+    return name in ("EulerAncestralDiscreteScheduler", "DDPMScheduler", "KDPM2AncestralDiscreteScheduler",
+                    "LCMScheduler", "TCDScheduler") or "sde" in str(config.get("algorithm_type", ""))
+
+
+def batch_key(prepared: Prepared) -> tuple | None:
+    """What edits sharing model calls must have in common (the same frame, models, timesteps and guidance);
+    None for an edit that must run alone."""
+    if not prepared.batchable:
+        return None
+    stages = tuple((type(s.adapter).__name__, id(s.adapter), type(s.scheduler).__name__,
+                    tuple(s.timesteps.tolist()), s.guidance) for s in prepared.stages)
+    return prepared.frame, stages, prepared.surgery.blank is not None
+
+
+def _stack(parts: list[torch.Tensor | None], fill: list[torch.Tensor] | None = None) -> torch.Tensor:
+    """(1, ...) tensors of several edits as one (B, ...) batch; `fill` stands in for a missing part."""
+    return torch.cat([part if part is not None else fill[k] for k, part in enumerate(parts)])
+
+
+def denoise_batch(batch: list[Prepared], on_step: Callable[[int, int], None] | None = None
+                  ) -> list[tuple[torch.Tensor, int]]:
+    """Denoise edits of one `batch_key` together: one model call per step for all of them, each keeping its
+    own keep map, grafts, noises and conditioning. The batch starts at the earliest step any of them needs
+    (an edit that would have started later is fully pinned until then, so its result is unchanged).
+    Returns each edit's final latents (1, C, h, w) and the number of model calls."""
+    first = batch[0]
+    if len(batch) == 1:
+        return [denoise(first.stages, first.surgery, first.start, on_step)]
+    keys = {batch_key(p) for p in batch}
+    if None in keys or len(keys) > 1:
+        raise ValueError("denoise_batch: the edits do not share a frame, models, timesteps and guidance")
+    surgeries = [p.surgery for p in batch]
+    no_graft = [torch.zeros_like(s.keep, dtype=torch.bool) for s in surgeries]
+    surgery = Surgery(
+        source=_stack([s.source for s in surgeries]),
+        source_noise=_stack([s.source_noise for s in surgeries]),
+        keep=_stack([s.keep for s in surgeries]),
+        graft=_stack([s.graft for s in surgeries], [s.source for s in surgeries]),
+        graft_noise=_stack([s.graft_noise for s in surgeries], [s.source_noise for s in surgeries]),
+        graft_mask=_stack([s.graft_mask for s in surgeries], no_graft),
+        blank=None if first.surgery.blank is None else _stack([s.blank for s in surgeries]),
+    )
+    stages = [replace(stage, cond=stage.adapter.merge_conditions([p.stages[k].cond for p in batch], stage.guidance))
+              for k, stage in enumerate(first.stages)]
+    latents, calls = denoise(stages, surgery, min(p.start for p in batch), on_step)
+    return [(latents[k:k + 1], calls) for k in range(len(batch))]

@@ -37,6 +37,7 @@ class Adapter:
     takes_image_prompts: ClassVar[bool] = False  # `encode_prompt` uses prompt_images (image-embedding models)
     hands_over: ClassVar[bool] = True  # can share a schedule with a refiner (denoising_end / denoising_start)
     shared_with_refiner: ClassVar[tuple[str, ...]] = ("vae",)  # components a refiner reuses instead of loading
+    unbatched_conditions: ClassVar[tuple[str, ...]] = ()  # denoiser arguments shared by a batch, not per edit
 
     def __init__(self, pipe) -> None:
         self.pipe = pipe
@@ -149,6 +150,24 @@ class Adapter:
     def ignores_guidance(self, guidance: ClassifierFreeGuidance) -> bool:
         """Whether the guidance scale has no effect on this model (one unguided branch, nothing embedded)."""
         return not guidance.enabled and guidance.distilled is None
+
+    def merge_conditions(self, conds: list[Conditioning], guidance: ClassifierFreeGuidance) -> Conditioning:
+        """The conditioning of several edits denoised together: each edit's tensors concatenated so that the
+        batch reads [uncond of every edit, cond of every edit] when guidance is on, as `guidance.expand`
+        lays out the latents. Values that are not per edit (None, shared ids) are taken from the first."""
+        halves = 2 if guidance.enabled else 1
+
+        def merge(name: str, values: list) -> Any:
+            first = values[0]
+            if isinstance(first, dict):
+                return {k: merge(k, [v[k] for v in values]) for k in first}
+            if name in self.unbatched_conditions or not torch.is_tensor(first) or first.shape[0] != halves:
+                return first
+            chunks = [value.chunk(halves) for value in values]
+            return torch.cat([chunk[h] for h in range(halves) for chunk in chunks])
+
+        return Conditioning(kwargs={k: merge(k, [c.kwargs[k] for c in conds]) for k in conds[0].kwargs},
+                            settings=conds[0].settings)
 
     def check_prompt_images(self, prompt_images: Sequence) -> None:
         """Refuse image prompts for families conditioned on text only (the editor asks before encoding)."""

@@ -229,6 +229,7 @@ class FluxAdapter(FlowMatchingAdapter):
 
     family = "flux"
     pipeline_classes = ("FluxPipeline", "FluxImg2ImgPipeline")
+    unbatched_conditions = ("txt_ids", "img_ids")  # positions, the same for every edit of one size
     latent_patch = 2
     max_sequence_length: ClassVar[int] = 512  # T5 tokens, the pipeline's default
 
