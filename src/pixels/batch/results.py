@@ -1,0 +1,64 @@
+"""`results.jsonl`: one line per row of a batch (row, status, output, seconds, seed, settings hash, error).
+
+Lines are appended as rows finish (flushed and synced), so a killed run loses at most the line it was
+writing; the next run drops a torn last line, adds the lines of rows whose result exists but whose line
+was lost, and rewrites the file with one line per row (atomically). A row is done when its output file
+exists and carries its settings hash.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from ..output import read_metadata
+from ..transaction import atomic_write
+
+RESULTS = "results.jsonl"
+
+
+def read_results(folder: Path) -> dict[int, dict[str, Any]]:
+    """The last line of each row, from a results file that a killed run may have cut short."""
+    path = folder / RESULTS
+    latest: dict[int, dict[str, Any]] = {}
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        return latest
+    for line in text.splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue  # a line torn by a kill
+        if isinstance(record, dict) and isinstance(record.get("row"), int):
+            latest[record["row"]] = record
+    return latest
+
+
+def write_results(folder: Path, records: dict[int, dict[str, Any]]) -> None:
+    """Rewrite the results file with one line per row, in row order, atomically."""
+    text = "".join(json.dumps(records[k], sort_keys=True) + "\n" for k in sorted(records))
+    atomic_write(folder / RESULTS, lambda f: f.write(text.encode()), overwrite=True)
+
+
+def append_result(folder: Path, record: dict[str, Any]) -> None:
+    """One more line, on disk before the call returns."""
+    with open(folder / RESULTS, "a", encoding="utf-8") as f:
+        f.write(json.dumps(record, sort_keys=True) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def done_record(path: Path, row: int, output: str, settings_hash: str) -> dict[str, Any] | None:
+    """The record of a row whose output exists and carries `settings_hash` (None if it must be made)."""
+    try:
+        metadata = read_metadata(path)
+    except Exception:  # noqa: BLE001 - a missing, unreadable or foreign file: the row is not done
+        return None
+    batch = (metadata or {}).get("batch") or {}
+    if batch.get("settings_hash") != settings_hash:
+        return None
+    return {"row": row, "status": "ok", "output": output, "seconds": batch.get("seconds"),
+            "seed": metadata.get("seed"), "settings_hash": settings_hash, "error": None}
