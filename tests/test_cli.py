@@ -53,7 +53,7 @@ def test_edit_writes_png_with_metadata_and_matches_the_api(sd_folder, files, cap
     assert metadata["seed"] == 7 and metadata["prompt"] == "fox" and metadata["strength"] == 0.75
     assert metadata["model"] == str(sd_folder) and metadata["family"] == "sd"
     assert metadata["exemplars"] == [{"image": str(exemplar), "strength_map": str(where), "box": [4, 4, 16, 16],
-                                      "fit": "cover"}]
+                                      "fit": "cover", "condition": 0.0}]
     assert info["parameters"].startswith("fox\nSteps: 4, Sampler: DDIMScheduler, CFG scale: 3.0, Seed: 7")
     # The command line and the Python API give the same pixels for the same settings.
     editor = Editor.from_pretrained(str(sd_folder), device="cpu")
@@ -203,7 +203,7 @@ def test_exemplar_box_and_fit_from_the_command_line(sd_folder, files, capsys):
         metadata = json.loads(image.info["pixels"])
         pixels = np.asarray(image.convert("RGB"))
     assert metadata["exemplars"] == [{"image": str(exemplar), "strength_map": None, "box": [2, 3, 12, 10],
-                                      "fit": "contain"}]
+                                      "fit": "contain", "condition": 0.0}]
     # contain: a square exemplar in a 12x10 box covers columns 3..12 and rows 3..12; nothing else changes
     covered = np.zeros((30, 40), bool)
     covered[3:13, 3:13] = True

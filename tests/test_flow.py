@@ -83,8 +83,8 @@ def test_euler_is_a_fresh_flow_matching_scheduler_on_the_models_config(flow_pipe
 @pytest.mark.parametrize(
     "name, kwargs, match",
     [
-        ("sd3", dict(prompt_images=[(photo(), 1.0)]), "prompt_images: the sd3 family is conditioned on text only"),
-        ("flux-dev", dict(prompt_images=[(photo(), 1.0)]), "prompt_images: the flux family"),
+        ("sd3", dict(prompt_images=[(photo(), 1.0)]), "prompt_images: this sd3 model is conditioned on text only"),
+        ("flux-dev", dict(prompt_images=[(photo(), 1.0)]), "prompt_images: this flux model"),
         ("sd3", dict(denoising_start=0.5), "denoising_start: not supported for flow-matching models"),
         ("flux-schnell", dict(negative_prompt="blurry"), "negative_prompt: Flux models are guidance-distilled"),
     ],

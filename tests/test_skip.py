@@ -89,6 +89,6 @@ def test_cli_skip_steps_and_prompt_images_on_a_text_model(tmp_path, sd_folder, c
     with pytest.raises(SystemExit, match="2"):
         main(base + ["--skip-steps", "sometimes", "--overwrite"])
     assert main(base + ["--prompt-image", f"{tmp_path / 'src.png'}:0.5", "--overwrite"]) == 2
-    assert "--prompt-image: the sd family is conditioned on text only" in capsys.readouterr().err
+    assert "--prompt-image: this sd model is conditioned on text only" in capsys.readouterr().err
     assert main(base + ["--prompt-image", f"{tmp_path / 'src.png'}:-1", "--overwrite"]) == 2
     assert "--prompt-image[0]: the weight must be a number in (0, 100]" in capsys.readouterr().err

@@ -20,7 +20,7 @@ _EXPORTS = {
     "EditSession": ".session", "MemoryOptions": ".memory",
     "InputError": ".errors", "ModelNotFoundError": ".errors", "PixelsError": ".errors",
     "UnsafeCheckpointError": ".errors", "ResourceError": ".errors", "NonFiniteError": ".errors",
-    "Limits": ".limits",
+    "Limits": ".limits", "Control": ".control",
 }
 __all__ = [*_EXPORTS, "__version__"]
 
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from .errors import (
         InputError, ModelNotFoundError, NonFiniteError, PixelsError, ResourceError, UnsafeCheckpointError,
     )
+    from .control import Control
     from .limits import Limits
 
 

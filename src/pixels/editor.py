@@ -19,8 +19,10 @@ from PIL import Image
 
 from . import __version__
 from .adapters import Adapter, adapter_class, adapter_for
+from .control import Control, control_picture
 from .crop import crop_box, crop_scale
 from .errors import InputError, PixelsNote, ResourceError
+from .extensions import check_scale, load_controlnet, load_ip_adapter, load_lora
 from .images import ImageLike
 from .inputs import Inputs, crop_inputs, label, prepare_inputs
 from .limits import Limits, check_memory, cost_note
@@ -42,8 +44,42 @@ class Editor:
         self.model_id = model_id or getattr(adapter.pipe, "name_or_path", None) or type(adapter.pipe).__name__
         self.refiner: Adapter | None = None
         self.refiner_id: str | None = None
+        self.loras: list[dict[str, Any]] = []  # loaded LoRAs: {"lora", "scale", "weight_name"}
+        self.ip_adapter: dict[str, Any] | None = None  # the loaded IP-Adapter, for the metadata
+        self.controlnet_id: str | None = None
         if refiner is not None:
             self.set_refiner(refiner, refiner_id)
+
+    # -- what extends the model ----------------------------------------------------------------------------
+    def load_lora(self, model: str, scale: float = 1.0, *, weight_name: str | None = None,
+                  allow_unsafe_pickle: bool = False, local_files_only: bool | None = None) -> None:
+        """Add a LoRA (a hub id, a folder or a .safetensors file; diffusers' LoRA loading through peft) at
+        `scale`; several add up. Scale 0 leaves the model as it was. Recorded in every result's metadata."""
+        scale = check_scale(scale, "lora.scale", -4.0, 4.0)
+        name = f"pixels_lora_{len(self.loras)}"
+        load_lora(self.adapter, model, name, weight_name=weight_name, allow_unsafe_pickle=allow_unsafe_pickle,
+                  local_files_only=local_files_only)
+        self.loras.append({"lora": str(model), "scale": scale, "weight_name": weight_name, "adapter": name})
+        self.adapter.pipe.set_adapters([lora["adapter"] for lora in self.loras],
+                                       adapter_weights=[lora["scale"] for lora in self.loras])
+
+    def load_ip_adapter(self, model: str, weight_name: str, *, subfolder: str = "", image_encoder: str | None = None,
+                        allow_unsafe_pickle: bool = False, local_files_only: bool | None = None) -> None:
+        """Load an IP-Adapter (SD 1.x/2.x and SDXL; e.g. "h94/IP-Adapter", "ip-adapter_sd15.safetensors",
+        subfolder="models"): exemplars with a `condition` then also prompt their own region, and
+        `prompt_images` prompt the whole frame."""
+        load_ip_adapter(self.adapter, model, weight_name=weight_name, subfolder=subfolder, image_encoder=image_encoder,
+                        allow_unsafe_pickle=allow_unsafe_pickle, local_files_only=local_files_only)
+        self.ip_adapter = {"model": str(model), "weight_name": weight_name, "subfolder": subfolder,
+                           "image_encoder": image_encoder}
+
+    def load_controlnet(self, model, *, allow_unsafe_pickle: bool = False, local_files_only: bool | None = None
+                        ) -> None:
+        """Attach a ControlNet (SD 1.x/2.x and SDXL; a hub id, a folder or a loaded ControlNetModel) for edits
+        given a `control`."""
+        load_controlnet(self.adapter, model, allow_unsafe_pickle=allow_unsafe_pickle,
+                        local_files_only=local_files_only)
+        self.controlnet_id = model if isinstance(model, str) else type(model).__name__
 
     def set_refiner(self, refiner: Adapter | None, refiner_id: str | None = None) -> None:
         """Hand the last part of every schedule to `refiner` (None removes it); both share one latent space."""
@@ -117,6 +153,7 @@ class Editor:
         seed: int | None = None,
         generator: torch.Generator | None = None,
         prompt_images: Sequence | None = (),
+        control: Control | None = None,
         on_step: Callable[[int, int], None] | None = None,
         **overrides: Any,
     ) -> EditResult:
@@ -126,10 +163,11 @@ class Editor:
         settings: an `EditSettings` (default: the defaults); any setting may also be given by name
         (`prompt="a fox", num_inference_steps=30`), replacing the one in `settings`. seed or generator:
         the random draws (a random seed is drawn and recorded when both are absent). prompt_images:
-        [(image, weight), ...] mixed into the prompt (Kandinsky 2.2). on_step(done, total): progress;
-        an exception raised there stops the edit between two steps.
+        [(image, weight), ...] mixed into the prompt (Kandinsky 2.2; SD and SDXL with an IP-Adapter).
+        control: ControlNet guidance (with a ControlNet loaded). on_step(done, total): progress; an exception
+        raised there stops the edit between two steps.
         """
-        job = self._plan(source, exemplars, strength_map, settings, seed, generator, prompt_images, overrides)
+        job = self._plan(source, exemplars, strength_map, settings, seed, generator, prompt_images, control, overrides)
         if job.result is not None:
             return job.result
         prepared = self._prepare(job)
@@ -174,7 +212,8 @@ class Editor:
         return outcomes
 
     # -- the pieces of an edit ---------------------------------------------------------------------------
-    def _plan(self, source, exemplars, strength_map, settings, seed, generator, prompt_images, overrides) -> _Job:
+    def _plan(self, source, exemplars, strength_map, settings, seed, generator, prompt_images, control, overrides
+              ) -> _Job:
         """Check an edit's arguments and read its inputs, before any model work: the settings, the seed,
         the images, the crop; the metadata so far. An edit with nothing to do is finished here."""
         settings = make_settings(settings, **overrides)
@@ -188,6 +227,13 @@ class Editor:
         inputs = prepare_inputs(source, exemplars, strength_map, settings.invert_map, self.limits.max_pixels,
                                 settings.mode)
         image_prompts = load_prompt_images(prompt_images, self.limits.max_pixels)
+        if control is not None and not isinstance(control, Control):
+            raise InputError(f"expected a pixels.Control, got {type(control).__name__}", param="control")
+        if self.refiner is not None and (control is not None or inputs.conditions):
+            raise InputError("ControlNet guidance and exemplar conditions act on the base model only; edit without"
+                             " the refiner to use them", param="control" if control is not None else "exemplars")
+        if control is not None:
+            inputs.control = control_picture(control, inputs.source, self.limits.max_pixels)
         notes = list(inputs.notes)
         width, height = inputs.source.size
         metadata = {
@@ -202,10 +248,14 @@ class Editor:
             "size": [width, height],
             **inputs.labels,
             "prompt_images": prompt_image_labels(prompt_images, label),
+            "loras": [{"lora": lora["lora"], "scale": lora["scale"]} for lora in self.loras],
+            "ip_adapter": self.ip_adapter,
+            "controlnet": self.controlnet_id if control is not None else None,
+            "control": None if control is None else control.label(),
             "notes": notes,
             "pixels_version": __version__,
         }
-        job = _Job(settings, generator, inputs, image_prompts, metadata)
+        job = _Job(settings, generator, inputs, image_prompts, metadata, control)
         if not inputs.strength.any():  # nothing released anywhere: the source itself, with no model call
             notes.append("the strength map is 0 everywhere: nothing to edit")
             _say(notes)
@@ -229,7 +279,8 @@ class Editor:
     def _prepare(self, job: _Job) -> Prepared:
         with _memory_guard(self.adapter):
             return prepare(self.adapter, self.refiner, job.work, job.settings, job.generator, job.image_prompts,
-                           scale_to=job.scale_to, limits=self.limits, suggest_crop=job.settings.crop is None)
+                           scale_to=job.scale_to, limits=self.limits, suggest_crop=job.settings.crop is None,
+                           control=job.control)
 
     def _run_group(self, group: list[tuple[_Job, Prepared]], indices: list[int], outcomes: list,
                    on_step: Callable[[int, int], None] | None, return_exceptions: bool) -> None:
@@ -273,7 +324,7 @@ class Editor:
 
 # Editor.edit's arguments besides the settings, in `_plan`'s order, with their defaults
 _EDIT_ARGS = (("source", None), ("exemplars", ()), ("strength_map", None), ("settings", None), ("seed", None),
-              ("generator", None), ("prompt_images", ()))
+              ("generator", None), ("prompt_images", ()), ("control", None))
 
 
 @dataclass
@@ -285,6 +336,7 @@ class _Job:
     inputs: Inputs
     image_prompts: list
     metadata: dict[str, Any]
+    control: Control | None = None
     result: EditResult | None = None  # set when nothing needs running
     box: tuple[int, int, int, int] | None = None  # the crop diffused, or None for the frame
     work: Inputs | None = None  # the inputs cut to the crop

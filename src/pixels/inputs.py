@@ -4,17 +4,19 @@ model work (all input errors surface here), and cut to a crop when only part of 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
-from .errors import InputError
+from .errors import InputError, short
 from .images import ImageLike, load_image, load_map
-from .limits import MAX_PIXELS
+from .limits import MAX_PIXELS, finite
 from .placement import FITS, check_box, place, region_box
 from .settings import Exemplar
+
+MAX_CONDITION = 5.0  # IP-Adapter scales in use lie within [0, 1.5]
 
 
 @dataclass
@@ -27,6 +29,8 @@ class Inputs:
     strength: np.ndarray  # combined strength, (H, W) float64
     labels: dict[str, Any]
     notes: list[str]
+    conditions: list[tuple[Image.Image, float, int]] = field(default_factory=list)  # (exemplar, weight, index)
+    control: Image.Image | None = None  # a ControlNet's control image, on the source's canvas
 
 
 def label(value: Any) -> str | None:
@@ -52,12 +56,21 @@ def prepare_inputs(
     notes: list[str] = []
     if isinstance(exemplars, Exemplar) or not isinstance(exemplars, Sequence):
         raise InputError(f"expected a list of Exemplar, got {type(exemplars).__name__}", param="exemplars")
-    images, maps, boxes = [], [], []
+    images, maps, boxes, conditions = [], [], [], []
     for k, exemplar in enumerate(exemplars):
         name = f"exemplars[{k}]"
         if not isinstance(exemplar, Exemplar):
             raise InputError(f"expected an Exemplar, got {type(exemplar).__name__}", param=name)
         picture, alpha = load_image(exemplar.image, name=name, max_pixels=max_pixels)
+        condition = finite(exemplar.condition) if isinstance(exemplar.condition, (int, float)) else None
+        if condition is None or not 0 <= condition <= MAX_CONDITION:
+            raise InputError(f"expected a weight in [0, {MAX_CONDITION:g}], got {short(exemplar.condition)}",
+                             param=f"{name}.condition")
+        if condition > 0:  # the exemplar itself (or the image given for it) as its region's image prompt
+            prompt = picture
+            if exemplar.condition_image is not None:
+                prompt, _ = load_image(exemplar.condition_image, name=f"{name}.condition_image", max_pixels=max_pixels)
+            conditions.append((prompt, condition, k))
         if exemplar.fit not in FITS:
             raise InputError(f"unknown fit {exemplar.fit!r}; choose one of {', '.join(FITS)}", param=f"{name}.fit")
         m = None
@@ -104,7 +117,8 @@ def prepare_inputs(
     labels = {
         "source": label(source),
         "exemplars": [
-            {"image": label(e.image), "strength_map": label(e.strength_map), "box": box, "fit": e.fit}
+            {"image": label(e.image), "strength_map": label(e.strength_map), "box": box, "fit": e.fit,
+             "condition": e.condition}
             for e, box in zip(exemplars, boxes)  # box: where it was placed (None: aligned with the source)
         ],
         "strength_map": label(strength_map),
@@ -118,11 +132,11 @@ def prepare_inputs(
                     " white (a colour reads as its luminance: pure red is 0.299), use `pixels map ... --value 1`, or"
                     " mode='blend' (--mode blend)"
                 )
-    return Inputs(image, images, maps, combined.astype(np.float64), labels, notes)
+    return Inputs(image, images, maps, combined.astype(np.float64), labels, notes, conditions)
 
 
 def crop_inputs(inputs: Inputs, box: tuple[int, int, int, int]) -> Inputs:
-    """The part of every image and map inside `box` (x, y, w, h)."""
+    """The part of every image and map inside `box` (x, y, w, h); image prompts are left whole."""
     x, y, w, h = box
 
     def cut(picture: Image.Image) -> Image.Image:
@@ -131,7 +145,7 @@ def crop_inputs(inputs: Inputs, box: tuple[int, int, int, int]) -> Inputs:
     return Inputs(
         cut(inputs.source), [cut(e) for e in inputs.exemplars],
         [m[y:y + h, x:x + w] for m in inputs.exemplar_maps], inputs.strength[y:y + h, x:x + w],
-        inputs.labels, inputs.notes,
+        inputs.labels, inputs.notes, inputs.conditions, None if inputs.control is None else cut(inputs.control),
     )
 
 

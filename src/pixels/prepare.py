@@ -16,7 +16,8 @@ from PIL import Image
 
 from .adapters import Adapter
 from .crop import crop_around, encode_region, resize_map
-from .errors import NonFiniteError
+from .control import Control, control_input
+from .errors import InputError, NonFiniteError
 from .images import to_pil, to_tensor
 from .inputs import Inputs, pad
 from .limits import Limits, check_memory
@@ -33,17 +34,26 @@ ENCODE_MARGIN = 64  # pixels of context around an exemplar's region with exempla
 def make_stages(
     base: Adapter, refiner: Adapter | None, settings: EditSettings, generator: torch.Generator,
     latent_size: tuple[int, int], frame: tuple[int, int], image_prompts: list[tuple[Image.Image, float]],
+    regions: list[tuple[Image.Image, float, np.ndarray]] = (), control: tuple[np.ndarray, Control] | None = None,
 ) -> list[Stage]:
     """The models that run the schedule: the base model, then the refiner from `switch_at` on.
 
-    latent_size: (h, w) of the latents; frame: (H, W) of the padded picture."""
+    latent_size: (h, w) of the latents; frame: (H, W) of the padded picture; regions: image prompts masked to
+    a region (exemplar, weight, (H, W) map); control: the padded control image (H, W, 3) and its settings."""
     def stage(adapter: Adapter, **truncation) -> Stage:
         sched = adapter.make_scheduler(settings.scheduler)
         timesteps = adapter.timesteps(sched, settings.num_inference_steps, settings.strength,
                                       latent_size=latent_size, **truncation)
         guidance = replace(adapter.guidance(settings.guidance_scale, sched), rescale=settings.guidance_rescale)
-        adapter.check_prompt_images(image_prompts)
-        cond = adapter.encode_prompt(settings.prompt, settings.negative_prompt, guidance, frame, image_prompts)
+        adapter.check_prompt_images(image_prompts, regions)
+        cond = adapter.encode_prompt(settings.prompt, settings.negative_prompt, guidance, frame, image_prompts,
+                                     **({"regions": regions} if regions else {}))
+        if control is not None:
+            if adapter.controlnet is None:
+                raise InputError(f"this {adapter.family} model has no ControlNet: load one (load_controlnet,"
+                                 " --controlnet) to use a control", param="control")
+            cond.control = control_input(control[0], control[1], timesteps, 2 if guidance.enabled else 1,
+                                         adapter.device, adapter.dtype)
         return Stage(adapter, sched, timesteps, cond, guidance, step_kwargs(sched, generator, settings.eta))
 
     if refiner is None:
@@ -133,7 +143,7 @@ class Prepared:
 def prepare(
     base: Adapter, refiner: Adapter | None, inputs: Inputs, settings: EditSettings, generator: torch.Generator,
     image_prompts: list[tuple[Image.Image, float]], *, scale_to: tuple[int, int] | None, limits: Limits,
-    suggest_crop: bool, batch: int = 1,
+    suggest_crop: bool, batch: int = 1, control: Control | None = None,
 ) -> Prepared:
     """Everything before the loop for `inputs` (the frame, or a crop of it): padding, the keep map, the
     limits that need the model (for `batch` edits run together), stages, surgery and the first step.
@@ -143,9 +153,12 @@ def prepare(
     height, width = src.shape[:2]
     pictures = [src] + [np.asarray(e) for e in inputs.exemplars]
     strength, maps = inputs.strength, inputs.exemplar_maps
+    control_picture = None if inputs.control is None else inputs.control
     if scale_to is not None:
         pictures = [np.asarray(Image.fromarray(p).resize(scale_to, Image.LANCZOS)) for p in pictures]
         strength, *maps = [resize_map(m, scale_to) for m in [strength, *maps]]
+        if control_picture is not None:
+            control_picture = control_picture.resize(scale_to, Image.BILINEAR)
 
     # 1. Pad to the model's size multiple; the latent keep map
     padded = [pad(p, multiple) for p in pictures]
@@ -163,8 +176,11 @@ def prepare(
         check_memory(base, frame, per_edit * batch, tiled, crop_frame=crop, device=base.device)
 
     # 3. Stages (timesteps on fresh schedulers, conditioning), then the surgery
-    stages = make_stages(base, refiner, settings, generator, latent_size, frame, image_prompts)
-    surgery = make_surgery(base, settings, padded, [pad(m, multiple) for m in maps], keep, generator,
+    padded_maps = [pad(m, multiple) for m in maps]
+    regions = [(picture, weight, padded_maps[k]) for picture, weight, k in inputs.conditions]
+    controls = None if control is None else (pad(np.asarray(control_picture), multiple), control)
+    stages = make_stages(base, refiner, settings, generator, latent_size, frame, image_prompts, regions, controls)
+    surgery = make_surgery(base, settings, padded, padded_maps, keep, generator,
                            inpaint=any(s.adapter.inpaint for s in stages))
 
     # 4. Skip the model calls whose output the next pin overwrites
@@ -232,7 +248,7 @@ def draws_noise(scheduler, eta: float) -> bool:
 def batch_key(prepared: Prepared) -> tuple | None:
     """What edits sharing model calls must have in common (the same frame, models, timesteps and guidance);
     None for an edit that must run alone."""
-    if not prepared.batchable:
+    if not prepared.batchable or any(not s.cond.shared or s.cond.control is not None for s in prepared.stages):
         return None
     stages = tuple((type(s.adapter).__name__, id(s.adapter), type(s.scheduler).__name__,
                     tuple(s.timesteps.tolist()), s.guidance) for s in prepared.stages)

@@ -1,8 +1,10 @@
 """Progressive editing: a chain of edits, each result the next source, with undo, redo, save and load.
 
 A saved session is a folder: `manifest.json`, the source and every result as PNG, and each step's
-inputs exactly as they were applied (placed exemplars as PNG, strength maps as float64 `.npy`), so
-`EditSession.load` replays the chain from the recorded seeds and settings and gets the same pixels.
+inputs exactly as they were applied (placed exemplars as PNG, strength maps as float64 `.npy`, the images
+an exemplar prompts its region with, a ControlNet's control image), so `EditSession.load` replays the chain
+from the recorded seeds and settings and gets the same pixels. The LoRAs, IP-Adapter and ControlNet an
+editor had loaded are recorded too: a replay needs the same ones loaded.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import numpy as np
 from PIL import Image
 
 from . import __version__
+from .control import Control, control_picture
 from .editor import Editor
 from .settings import EditResult, EditSettings, Exemplar, options
 from .errors import InputError, PixelsError, short
@@ -44,6 +47,9 @@ class Step:
     result: Image.Image
     metadata: dict[str, Any] = field(repr=False, default_factory=dict)
     prompt_images: list[tuple[Image.Image, float]] = field(default_factory=list)  # (image, weight) pairs
+    conditions: list[tuple[float, Image.Image | None]] = field(default_factory=list)  # per exemplar: weight, prompt
+    control: dict[str, Any] | None = None  # kind, scale, start, end
+    control_image: Image.Image | None = None  # kind "image": the control image, at the source's size
 
 
 class EditSession:
@@ -71,11 +77,20 @@ class EditSession:
         if "generator" in settings:
             raise InputError("sessions record seeds to replay edits; pass seed=... instead", param="generator")
         prompt_images = load_prompt_images(settings.pop("prompt_images", ()))
+        control = settings.get("control")
         result = self.editor.edit(self.current, exemplars=exemplars, strength_map=strength_map,
                                   prompt_images=prompt_images, **settings)
         recorded = {**result.settings.record(), "seed": result.metadata["seed"]}
-        self._steps.append(Step(recorded, result.exemplars, result.exemplar_maps, result.strength_map, result.image,
-                                result.metadata, prompt_images))
+        conditions = [(float(e.condition), load_image(e.condition_image if e.condition_image is not None
+                                                      else e.image, name=f"exemplars[{k}]")[0] if e.condition else None)
+                      for k, e in enumerate(exemplars)]
+        step = Step(recorded, result.exemplars, result.exemplar_maps, result.strength_map, result.image,
+                    result.metadata, prompt_images, conditions)
+        if control is not None:
+            step.control = {k: v for k, v in control.label().items() if k != "image"}
+            if control.kind == "image":
+                step.control_image = control_picture(control, self.current, self.editor.limits.max_pixels)
+        self._steps.append(step)
         self._undone.clear()
         return result
 
@@ -114,10 +129,14 @@ class EditSession:
             name = f"step-{k:02d}"
             (staging / name).mkdir()
             exemplars = []
-            for j, (picture, m) in enumerate(zip(step.exemplars, step.exemplar_maps), 1):
+            conditions = step.conditions or [(0.0, None)] * len(step.exemplars)
+            for j, (picture, m, (weight, prompt)) in enumerate(zip(step.exemplars, step.exemplar_maps, conditions), 1):
                 picture.save(staging / name / f"exemplar-{j}.png")
                 np.save(staging / name / f"exemplar-{j}-map.npy", m)
                 exemplars.append({"image": f"{name}/exemplar-{j}.png", "map": f"{name}/exemplar-{j}-map.npy"})
+                if prompt is not None:
+                    prompt.save(staging / name / f"exemplar-{j}-condition.png")
+                    exemplars[-1] |= {"condition": weight, "condition_image": f"{name}/exemplar-{j}-condition.png"}
             prompts = []
             for j, (picture, weight) in enumerate(step.prompt_images, 1):
                 picture.save(staging / name / f"prompt-image-{j}.png")
@@ -126,8 +145,13 @@ class EditSession:
             step.result.save(staging / name / "result.png")
             steps.append({"settings": step.settings, "exemplars": exemplars, "strength_map": f"{name}/strength.npy",
                           "prompt_images": prompts, "result": f"{name}/result.png"})
+            if step.control is not None:
+                steps[-1]["control"] = dict(step.control)
+                if step.control_image is not None:
+                    step.control_image.save(staging / name / "control.png")
+                    steps[-1]["control"]["image"] = f"{name}/control.png"
         manifest = {"format": FORMAT, "pixels_version": __version__, "model": self.editor.model_id,
-                    "source": "source.png", "steps": steps}
+                    "extensions": extensions_of(self.editor), "source": "source.png", "steps": steps}
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
         for path in staging.rglob("*"):  # on disk before the folder is moved into place
             if path.is_file():
@@ -145,6 +169,7 @@ class EditSession:
         steps = manifest.get("steps")
         if not isinstance(steps, list) or len(steps) > MAX_STEPS_SAVED:
             raise InputError(f"{str(root)!r} is not a saved session (no list of steps in its manifest)", param="folder")
+        _check_extensions(manifest.get("extensions"), editor)
         session = cls(editor, _inside(root, manifest.get("source", "source.png"), "source"))
         size = session.source.size
         for k, step in enumerate(steps):
@@ -158,15 +183,20 @@ class EditSession:
             EditSettings(**{k2: v for k2, v in settings.items() if k2 != "seed"}).validate()
             try:
                 exemplars = [Exemplar(_inside(root, e["image"], f"{where}.exemplars[{j}].image"),
-                                      _array(root, e["map"], f"{where}.exemplars[{j}].map", size))
+                                      _array(root, e["map"], f"{where}.exemplars[{j}].map", size),
+                                      condition=e.get("condition", 0.0),
+                                      condition_image=_inside(root, e["condition_image"],
+                                                              f"{where}.exemplars[{j}].condition_image")
+                                      if e.get("condition_image") is not None else None)
                              for j, e in enumerate(step.get("exemplars", []))]
+                control = _control(root, step.get("control"), f"{where}.control")
                 strength = _array(root, step["strength_map"], f"{where}.strength_map", size)
                 prompts = [(_inside(root, p["image"], f"{where}.prompt_images[{j}].image"), p["weight"])
                            for j, p in enumerate(step.get("prompt_images", []))]
                 result_path = _inside(root, step["result"], f"{where}.result")
             except (KeyError, TypeError, AttributeError) as error:
                 raise InputError(f"the manifest entry is incomplete ({short(error)})", param=where) from None
-            result = session.apply(exemplars, strength, prompt_images=prompts, **settings)
+            result = session.apply(exemplars, strength, prompt_images=prompts, control=control, **settings)
             if verify:
                 saved, _ = load_image(result_path, name=f"{where}.result")
                 if not np.array_equal(np.asarray(saved), np.asarray(result.image)):
@@ -175,6 +205,37 @@ class EditSession:
                         " dtype or library version?); load with verify=False to accept the replay"
                     )
         return session
+
+
+def extensions_of(editor: Editor) -> dict[str, Any]:
+    """What extends the editor's model, as a session records it (a replay needs the same)."""
+    return {"loras": [{"lora": lora["lora"], "scale": lora["scale"], "weight_name": lora["weight_name"]}
+                      for lora in editor.loras],
+            "ip_adapter": editor.ip_adapter, "controlnet": editor.controlnet_id}
+
+
+def _check_extensions(recorded: Any, editor: Editor) -> None:
+    if recorded is None:  # saved before extensions were recorded: none were loaded
+        recorded = {"loras": [], "ip_adapter": None, "controlnet": None}
+    if not isinstance(recorded, dict):
+        raise InputError(f"expected a mapping, got {short(recorded)}", param="extensions")
+    current = extensions_of(editor)
+    for key, what in (("loras", "LoRAs"), ("ip_adapter", "IP-Adapter"), ("controlnet", "ControlNet")):
+        if recorded.get(key) != current[key]:
+            raise InputError(
+                f"the session was edited with {what} {short(recorded.get(key))}, this editor has"
+                f" {short(current[key])}; load the same ones (Editor.load_lora, load_ip_adapter, load_controlnet)"
+                " before replaying it", param="extensions")
+
+
+def _control(root: Path, recorded: Any, where: str) -> Control | None:
+    if recorded is None:
+        return None
+    if not isinstance(recorded, dict):
+        raise InputError(f"expected a mapping, got {short(recorded)}", param=where)
+    image = _inside(root, recorded["image"], f"{where}.image") if recorded.get("image") is not None else None
+    return Control(recorded.get("kind", "canny"), image, recorded.get("scale", 1.0), recorded.get("start", 0.0),
+                   recorded.get("end", 1.0))
 
 
 # -- the folder a session is saved in ------------------------------------------------------------------

@@ -274,6 +274,8 @@ class Exemplar:
     strength_map: ImageLike | None = None  # None: its alpha channel, or else its placed box, is its region
     box: tuple[int, int, int, int] | None = None  # (x, y, w, h) in source pixels
     fit: str = "cover"  # cover: fill the box, cropping; contain: all of it inside; stretch: to the box
+    condition: float = 0.0  # > 0: also an IP-Adapter image prompt of this weight, masked to the exemplar's region
+    condition_image: ImageLike | None = None  # the image prompted there (default: the exemplar image itself)
 
 
 @dataclass

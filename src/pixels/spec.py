@@ -4,9 +4,10 @@
     edits:
       - exemplars:
           - {image: fox.png, map: fox-region.png}         # map optional (alpha or box is the region)
-          - {image: sky.png, box: [0, 0, 640, 200], fit: contain}
+          - {image: sky.png, box: [0, 0, 640, 200], fit: contain, condition: 0.6}  # IP-Adapter weight
         map: grass.png            # prompt-only region (optional)
         prompt: a red fox in the grass
+        control: {kind: canny, scale: 0.8}                # with a ControlNet loaded (optional)
         steps: 50
         strength: 0.8
         seed: 7
@@ -33,7 +34,8 @@ from .settings import SEED, Exemplar, options, spec_key_of
 EDIT_KEYS: dict[str, tuple[str, str]] = {
     spec_key_of(f.name, option): (f.name, option.kind) for f, option in options()
 } | {spec_key_of("seed", SEED): ("seed", SEED.kind)}
-EXEMPLAR_KEYS = {"image": "path", "map": "path", "box": "[x, y, w, h]", "fit": "string"}
+EXEMPLAR_KEYS = {"image": "path", "map": "path", "box": "[x, y, w, h]", "fit": "string", "condition": "number"}
+CONTROL_KEYS = {"kind": "string", "image": "path", "scale": "number", "start": "number", "end": "number"}
 TOP_KEYS = {"source": "path", "edits": "list of edits"}
 MAX_SPEC_BYTES = 1024 * 1024  # a spec lists edits and paths: a megabyte is thousands of edits
 MAX_NODES = 100_000  # values in the document once YAML aliases are expanded
@@ -61,6 +63,8 @@ class Spec:
             found += [str(e.image) for e in edit.exemplars]
             found += [str(e.strength_map) for e in edit.exemplars if e.strength_map]
             found += [edit.strength_map] if edit.strength_map else []
+            control = edit.settings.get("control")
+            found += [str(control.image)] if control is not None and isinstance(control.image, str) else []
         return found
 
 
@@ -86,7 +90,7 @@ def _unknown(where: str, mapping: dict, allowed) -> None:
         raise InputError(f"unknown key {short(extra[0])}; allowed: {', '.join(allowed)}", param=where)
 
 
-def _path(where: str, value: Any, base: Path) -> str:
+def resolve_path(where: str, value: Any, base: Path) -> str:
     if not isinstance(value, str) or not value.strip():
         raise InputError(f"expected a file path, got {short(value)}", param=where)
     path = Path(value).expanduser()
@@ -98,46 +102,70 @@ def parse_spec(data: Any, base: Path, name: str = "spec") -> Spec:
     if not isinstance(data, dict):
         raise InputError(f"expected a mapping with an 'edits' list, got {type(data).__name__}", param=name)
     _unknown(name, data, TOP_KEYS)
-    source = _path(f"{name}.source", data["source"], base) if data.get("source") is not None else None
+    source = resolve_path(f"{name}.source", data["source"], base) if data.get("source") is not None else None
     edits = data.get("edits")
     if not isinstance(edits, list) or not edits:
         raise InputError(f"expected a non-empty list of edits, got {short(edits)}", param=f"{name}.edits")
     if len(edits) > MAX_EDITS:
         raise InputError(f"{len(edits)} edits, more than the limit of {MAX_EDITS}", param=f"{name}.edits")
-    parsed = []
-    for i, edit in enumerate(edits):
-        where = f"edits[{i}]"
-        if not isinstance(edit, dict):
-            raise InputError(f"expected a mapping, got {short(edit)}", param=where)
-        _unknown(where, edit, [*EDIT_KEYS, "exemplars", "map"])
-        settings = {}
-        for key, (argument, kind) in EDIT_KEYS.items():
-            if key in edit:
-                _check_type(f"{where}.{key}", edit[key], kind)
-                settings[argument] = edit[key]
-        exemplars = []
-        items = edit.get("exemplars", [])
-        if not isinstance(items, list):
-            raise InputError(f"expected a list, got {short(items)}", param=f"{where}.exemplars")
-        for j, item in enumerate(items):
-            at = f"{where}.exemplars[{j}]"
-            if isinstance(item, str):
-                item = {"image": item}
-            if not isinstance(item, dict) or "image" not in item:
-                raise InputError(f"expected a mapping with an 'image' path, got {short(item)}", param=at)
-            _unknown(at, item, EXEMPLAR_KEYS)
-            box = item.get("box")
-            if box is not None and (not isinstance(box, list) or len(box) != 4
-                                    or not all(isinstance(v, int) and not isinstance(v, bool) for v in box)):
-                raise InputError(f"expected [x, y, w, h] integers, got {short(box)}", param=f"{at}.box")
-            fit = item.get("fit", "cover")
-            _check_type(f"{at}.fit", fit, "string")
-            strength_map = _path(f"{at}.map", item["map"], base) if item.get("map") is not None else None
-            exemplars.append(Exemplar(_path(f"{at}.image", item["image"], base), strength_map,
-                                      tuple(box) if box else None, fit))
-        strength_map = _path(f"{where}.map", edit["map"], base) if edit.get("map") is not None else None
-        parsed.append(EditSpec(exemplars, strength_map, settings))
-    return Spec(base, source, parsed)
+    return Spec(base, source, [parse_edit(edit, f"edits[{i}]", base) for i, edit in enumerate(edits)])
+
+
+def parse_edit(edit: Any, where: str, base: Path, extra_keys: tuple[str, ...] = ()) -> EditSpec:
+    """Validate one edit (a mapping of spec keys, exemplars and map); `extra_keys` are allowed and left to
+    the caller (a batch row's source and output)."""
+    if not isinstance(edit, dict):
+        raise InputError(f"expected a mapping, got {short(edit)}", param=where)
+    _unknown(where, edit, [*EDIT_KEYS, "exemplars", "map", "control", *extra_keys])
+    settings = {}
+    for key, (argument, kind) in EDIT_KEYS.items():
+        if key in edit:
+            _check_type(f"{where}.{key}", edit[key], kind)
+            settings[argument] = edit[key]
+    if edit.get("control") is not None:
+        settings["control"] = parse_control(edit["control"], f"{where}.control", base)
+    exemplars = []
+    items = edit.get("exemplars", [])
+    if not isinstance(items, list):
+        raise InputError(f"expected a list, got {short(items)}", param=f"{where}.exemplars")
+    for j, item in enumerate(items):
+        at = f"{where}.exemplars[{j}]"
+        if isinstance(item, str):
+            item = {"image": item}
+        if not isinstance(item, dict) or "image" not in item:
+            raise InputError(f"expected a mapping with an 'image' path, got {short(item)}", param=at)
+        _unknown(at, item, EXEMPLAR_KEYS)
+        box = item.get("box")
+        if box is not None and (not isinstance(box, list) or len(box) != 4
+                                or not all(isinstance(v, int) and not isinstance(v, bool) for v in box)):
+            raise InputError(f"expected [x, y, w, h] integers, got {short(box)}", param=f"{at}.box")
+        fit = item.get("fit", "cover")
+        _check_type(f"{at}.fit", fit, "string")
+        condition = item.get("condition", 0.0)
+        _check_type(f"{at}.condition", condition, "number")
+        strength_map = resolve_path(f"{at}.map", item["map"], base) if item.get("map") is not None else None
+        exemplars.append(Exemplar(resolve_path(f"{at}.image", item["image"], base), strength_map,
+                                  tuple(box) if box else None, fit, float(condition)))
+    strength_map = resolve_path(f"{where}.map", edit["map"], base) if edit.get("map") is not None else None
+    return EditSpec(exemplars, strength_map, settings)
+
+
+def parse_control(value: Any, where: str, base: Path):
+    """A spec's `control` ({kind: canny, scale: 0.8} or {kind: image, image: depth.png}) as a `Control`."""
+    from .control import Control
+
+    if not isinstance(value, dict):
+        raise InputError(f"expected a mapping such as {{kind: canny, scale: 0.8}}, got {short(value)}", param=where)
+    _unknown(where, value, CONTROL_KEYS)
+    for key, kind in CONTROL_KEYS.items():
+        if key in value and key != "image":
+            _check_type(f"{where}.{key}", value[key], kind)
+    image = resolve_path(f"{where}.image", value["image"], base) if value.get("image") is not None else None
+    try:
+        return Control(value.get("kind", "canny"), image, value.get("scale", 1.0), value.get("start", 0.0),
+                       value.get("end", 1.0))
+    except InputError as error:
+        raise InputError(error.message, param=f"{where}{(error.param or '')[len('control'):]}") from None
 
 
 def _check_size(data: Any, name: str) -> None:

@@ -197,12 +197,14 @@ def make_prior() -> PriorTransformer:
     return prior
 
 
-def make_image_encoder() -> CLIPVisionModelWithProjection:
+TINY_VISION = dict(hidden_size=32, image_size=32, patch_size=8, projection_dim=EMBED, intermediate_size=37,
+                   num_attention_heads=4, num_channels=3, num_hidden_layers=2)
+
+
+def make_image_encoder(**config) -> CLIPVisionModelWithProjection:
+    """A CLIP image encoder (the tiny one; `config` gives another size, as the full-size ViT-H/14)."""
     torch.manual_seed(0)
-    return CLIPVisionModelWithProjection(CLIPVisionConfig(
-        hidden_size=32, image_size=32, patch_size=8, projection_dim=EMBED, intermediate_size=37,
-        num_attention_heads=4, num_channels=3, num_hidden_layers=2,
-    ))
+    return CLIPVisionModelWithProjection(CLIPVisionConfig(**(config or TINY_VISION)))
 
 
 def make_image_processor() -> CLIPImageProcessor:
@@ -275,3 +277,80 @@ def build(name: str, folder: Path):
     if name not in builders:
         raise ValueError(f"name: unknown tiny model {name!r}; choose one of {', '.join(FAMILIES)}")
     return builders[name]()
+
+
+# -- what extends a model: LoRA, IP-Adapter and ControlNet weights, written as the hub files are ------------
+def write_lora(pipe, folder: Path, rank: int = 4, seed: int = 0) -> Path:
+    """A LoRA on the denoiser's attention projections (the UNet, or the transformer of SD3 and Flux) with
+    random weights (a zero-initialised B would do nothing), saved as diffusers' pytorch_lora_weights.safetensors;
+    the pipeline itself is left unchanged (needs peft)."""
+    from peft import LoraConfig
+    from peft.utils import get_peft_model_state_dict
+
+    name = "unet" if getattr(pipe, "unet", None) is not None else "transformer"
+    original = getattr(pipe, name)
+    denoiser = type(original).from_config(original.config)
+    denoiser.load_state_dict(original.state_dict())
+    denoiser.add_adapter(LoraConfig(r=rank, lora_alpha=rank, target_modules=["to_q", "to_k", "to_v"],
+                                    init_lora_weights=False))
+    generator = torch.Generator().manual_seed(seed)
+    state = {k: torch.randn(v.shape, generator=generator) * 0.1
+             for k, v in get_peft_model_state_dict(denoiser).items()}
+    folder.mkdir(parents=True, exist_ok=True)
+    type(pipe).save_lora_weights(folder, **{f"{name}_lora_layers": state}, safe_serialization=True)
+    return folder / "pytorch_lora_weights.safetensors"
+
+
+def write_image_encoder(folder: Path, **config) -> Path:
+    """An IP-Adapter's CLIP image encoder and its processor, saved in `folder` (tiny unless `config` says)."""
+    encoder = make_image_encoder(**config)
+    encoder.save_pretrained(folder)
+    size = encoder.config.image_size
+    CLIPImageProcessor(crop_size=size, size=size).save_pretrained(folder)
+    return folder
+
+
+def write_ip_adapter(unet, folder: Path, image_embed: int = EMBED, tokens: int = 4, seed: int = 0) -> Path:
+    """A plain IP-Adapter at random weights in the original layout diffusers reads: `image_proj.proj/norm` and,
+    for every cross-attention layer in order, `ip_adapter.{1,3,5,...}.to_k_ip/to_v_ip`."""
+    from safetensors.torch import save_file
+
+    generator = torch.Generator().manual_seed(seed)
+    cross = unet.config.cross_attention_dim
+    state = {
+        "image_proj.proj.weight": torch.randn(cross * tokens, image_embed, generator=generator) * 0.2,
+        "image_proj.proj.bias": torch.zeros(cross * tokens),
+        "image_proj.norm.weight": torch.ones(cross), "image_proj.norm.bias": torch.zeros(cross),
+    }
+    channels = list(unet.config.block_out_channels)
+    key = 1
+    for name in unet.attn_processors:
+        if name.endswith("attn1.processor"):
+            continue
+        if name.startswith("mid_block"):
+            hidden = channels[-1]
+        elif name.startswith("up_blocks"):
+            hidden = list(reversed(channels))[int(name.split(".")[1])]
+        else:
+            hidden = channels[int(name.split(".")[1])]
+        for projection in ("to_k_ip", "to_v_ip"):
+            state[f"ip_adapter.{key}.{projection}.weight"] = torch.randn(hidden, cross, generator=generator) * 0.2
+        key += 2
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file(state, str(folder / "ip-adapter.safetensors"))
+    return folder / "ip-adapter.safetensors"
+
+
+def make_controlnet(unet, seed: int = 0, embedding_channels: tuple[int, ...] = (16, 32)):
+    """A ControlNet shaped like `unet`, its zero-initialised output convolutions made random (a ControlNet
+    straight from `from_unet` adds nothing). Full-size ControlNets use embedding_channels (16, 32, 96, 256)."""
+    from diffusers import ControlNetModel
+
+    controlnet = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=embedding_channels)
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for module in [*controlnet.controlnet_down_blocks, controlnet.controlnet_mid_block,
+                       controlnet.controlnet_cond_embedding.conv_out]:
+            for parameter in module.parameters():
+                parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.05)
+    return controlnet.eval()

@@ -26,8 +26,8 @@ from .files import HOST_TAG, TEMPORARY, NAME_KEPT, temporary_name, write_error
 
 # The only names pixels writes inside a folder it owns (a saved session); nothing else is ever removed.
 OWN_FILES = re.compile(
-    r"^(manifest\.json|source\.png|step-\d+(/(exemplar-\d+\.png|exemplar-\d+-map\.npy|prompt-image-\d+\.png"
-    r"|strength\.npy|result\.png))?)$"
+    r"^(manifest\.json|source\.png|step-\d+(/(exemplar-\d+\.png|exemplar-\d+-map\.npy|exemplar-\d+-condition\.png"
+    r"|prompt-image-\d+\.png|control\.png|strength\.npy|result\.png))?)$"
 )
 
 def _alive(pid: int) -> bool:

@@ -25,6 +25,8 @@ class Conditioning:
 
     kwargs: dict[str, Any] = field(default_factory=dict)  # keyword arguments for the denoiser call
     settings: dict[str, Any] = field(default_factory=dict)  # family-specific settings, for metadata
+    control: Any = None  # a ControlInput: ControlNet residuals added inside the model call
+    shared: bool = True  # False: per-edit state (region masks, control) keeps the edit out of batches
 
 
 class Adapter:
@@ -41,6 +43,7 @@ class Adapter:
 
     def __init__(self, pipe) -> None:
         self.pipe = pipe
+        self.controlnet = None  # a ControlNet attached with Editor.load_controlnet (SD and SDXL)
 
     # -- loading -----------------------------------------------------------------------------
     @classmethod
@@ -169,13 +172,27 @@ class Adapter:
         return Conditioning(kwargs={k: merge(k, [c.kwargs[k] for c in conds]) for k in conds[0].kwargs},
                             settings=conds[0].settings)
 
-    def check_prompt_images(self, prompt_images: Sequence) -> None:
-        """Refuse image prompts for families conditioned on text only (the editor asks before encoding)."""
+    def check_prompt_images(self, prompt_images: Sequence, regions: Sequence = ()) -> None:
+        """Refuse image prompts for models conditioned on text only, and region-masked image prompts (exemplars
+        with a `condition`) for models that cannot mask them (the editor asks before encoding)."""
         if prompt_images and not self.takes_image_prompts:
             raise InputError(
-                f"the {self.family} family is conditioned on text only; image prompts need a"
-                " model conditioned on image embeddings (Kandinsky 2.2)", param="prompt_images"
+                f"this {self.family} model is conditioned on text only; image prompts need a model conditioned on"
+                " image embeddings (Kandinsky 2.2) or an IP-Adapter (SD and SDXL: load_ip_adapter, --ip-adapter)",
+                param="prompt_images"
             )
+        if regions and not self.masks_image_prompts:
+            raise InputError(
+                f"an exemplar's condition needs an IP-Adapter with region masks, which pixels supports for SD 1.x/2.x"
+                f" and SDXL (load one with load_ip_adapter, --ip-adapter); this is a {self.family} model"
+                + ("" if self.family in ("sd", "sdxl") else ", which cannot mask image prompts by region"),
+                param="exemplars"
+            )
+
+    @property
+    def masks_image_prompts(self) -> bool:
+        """Whether exemplars can condition their own region (an IP-Adapter with attention masks)."""
+        return False
 
     # -- sampling ----------------------------------------------------------------------------
     def make_scheduler(self, name: str | None):
@@ -277,4 +294,8 @@ class Adapter:
     # -- the model call ----------------------------------------------------------------------
     def predict(self, latents: torch.Tensor, t: torch.Tensor, cond: Conditioning) -> torch.Tensor:
         """latents: (B, C, h, w), already expanded for guidance and scaled by the scheduler."""
-        return self.denoiser(latents, t, return_dict=False, **cond.kwargs)[0]
+        return self.denoiser(latents, t, return_dict=False, **cond.kwargs, **self.control_kwargs(latents, t, cond))[0]
+
+    def control_kwargs(self, latents: torch.Tensor, t: torch.Tensor, cond: Conditioning) -> dict:
+        """Extra denoiser arguments from a ControlNet for this step (families that take one)."""
+        return {}

@@ -30,7 +30,7 @@ class StableDiffusionXLAdapter(StableDiffusionAdapter):
     @torch.no_grad()
     def encode_prompt(
         self, prompt: str, negative_prompt: str | None, guidance: ClassifierFreeGuidance, image_size: tuple[int, int],
-        prompt_images: Sequence = (),
+        prompt_images: Sequence = (), regions: Sequence = (),
     ) -> Conditioning:
         pipe = self.pipe
         embeds, negative, pooled, negative_pooled = pipe.encode_prompt(
@@ -56,11 +56,12 @@ class StableDiffusionXLAdapter(StableDiffusionAdapter):
         settings = {"refiner": self.is_refiner}
         if self.is_refiner:
             settings |= {"aesthetic_score": AESTHETIC_SCORE, "negative_aesthetic_score": NEGATIVE_AESTHETIC_SCORE}
-        return Conditioning(
-            kwargs={
-                "encoder_hidden_states": embeds.to(self.device),
-                "timestep_cond": self._timestep_cond(guidance),
-                "added_cond_kwargs": {"text_embeds": pooled.to(self.device), "time_ids": time_ids.to(self.device)},
-            },
-            settings=settings,
-        )
+        added, attention = self.image_conditions(guidance, image_size, prompt_images, regions)
+        kwargs = {
+            "encoder_hidden_states": embeds.to(self.device),
+            "timestep_cond": self._timestep_cond(guidance),
+            "added_cond_kwargs": {"text_embeds": pooled.to(self.device), "time_ids": time_ids.to(self.device), **added},
+        }
+        if attention:
+            kwargs["cross_attention_kwargs"] = attention
+        return Conditioning(kwargs=kwargs, settings=settings, shared=not added)  # image prompts are set per edit

@@ -17,6 +17,8 @@ EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143  # 128 + SIGINT, 128 + SIGTERM
 PARAMETER_FLAGS = {f.name: flag_of(f.name, option) for f, option in options()} | {
     "seed": SEED.flag, "strength_map": "--map", "prompt_images": "--prompt-image", "refiner": "--refiner",
     "device": "--device", "dtype": "--dtype", "cpu_offload": "--cpu-offload", "max_megapixels": "--max-megapixels",
+    "control": "--control", "controlnet": "--controlnet", "lora": "--lora", "ip_adapter": "--ip-adapter",
+    "image_encoder": "--image-encoder",
 }
 
 

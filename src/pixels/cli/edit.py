@@ -20,25 +20,25 @@ _BOX = re.compile(r"^(?P<path>.+)@(?P<x>-?\d+),(?P<y>-?\d+),(?P<w>\d+),(?P<h>\d+
 
 
 class _ExemplarAction(argparse.Action):
-    """-e starts a new exemplar; -m attaches a map to the exemplar given just before it."""
+    """-e starts a new exemplar; -m and --condition belong to the exemplar given just before them."""
 
     def __call__(self, parser, namespace, value, option_string=None):
         exemplars = list(getattr(namespace, "exemplars", None) or [])
         if self.dest == "exemplar_image":
             placed = _BOX.match(value)
             if placed and not os.path.exists(value):  # ref.png@x,y,w,h
-                exemplars.append([placed["path"], None, tuple(int(placed[k]) for k in "xywh")])
+                exemplars.append([placed["path"], None, tuple(int(placed[k]) for k in "xywh"), 0.0])
             else:
-                exemplars.append([value, None, None])
-        else:
-            if not exemplars:
-                parser.error(f"{option_string} {value}: a map must follow the -e EXEMPLAR it belongs to")
-            if exemplars[-1][1] is not None:
-                parser.error(
-                    f"{option_string} {value}: exemplar {exemplars[-1][0]!r} already has the map"
-                    f" {exemplars[-1][1]!r}; give one -m per -e"
-                )
-            exemplars[-1][1] = value
+                exemplars.append([value, None, None, 0.0])
+            namespace.exemplars = exemplars
+            return
+        slot, what = (1, "map") if self.dest == "exemplar_map" else (3, "condition")
+        if not exemplars:
+            parser.error(f"{option_string} {value}: a {what} must follow the -e EXEMPLAR it belongs to")
+        if exemplars[-1][slot] not in (None, 0.0):
+            parser.error(f"{option_string} {value}: exemplar {exemplars[-1][0]!r} already has the {what}"
+                         f" {exemplars[-1][slot]!r}; give one per -e")
+        exemplars[-1][slot] = value if slot == 1 else number(value)
         namespace.exemplars = exemplars
 
 
@@ -88,6 +88,9 @@ def add_parser(commands, common: argparse.ArgumentParser) -> None:
                       help="how exemplars fill their box: cover (crop to fill, default), contain, stretch")
     edit.add_argument("-m", "--exemplar-map", dest="exemplar_map", metavar="MAP", action=_ExemplarAction,
                       help="strength map of the preceding -e (white = graft and edit, black = keep)")
+    edit.add_argument("--condition", dest="exemplar_condition", metavar="W", action=_ExemplarAction,
+                      help="the preceding -e also prompts its own region as an IP-Adapter image of weight W"
+                           " (SD and SDXL, with --ip-adapter)")
     edit.add_argument("--map", metavar="MAP", help="extra strength map for prompt-only regions, or the only map")
     edit.add_argument("--prompt-image", dest="prompt_images", action="append", default=[], metavar="PATH[:WEIGHT]",
                       help="an image mixed into the prompt with a weight (default 1); repeat for several"
@@ -109,6 +112,23 @@ def add_parser(commands, common: argparse.ArgumentParser) -> None:
                        help="allow .ckpt/.bin pickle weights (they can run code: only for sources you trust)")
     model.add_argument("--offline", action="store_true",
                        help="never contact the hub; use only local files and the cache (as HF_HUB_OFFLINE=1)")
+    extensions = edit.add_argument_group("LoRA, IP-Adapter and ControlNet (SD 1.x/2.x and SDXL)")
+    extensions.add_argument("--lora", dest="loras", action="append", default=[], metavar="ID|PATH[:SCALE]",
+                            help="a LoRA (hub id, folder or .safetensors file) at SCALE (default 1); repeat for"
+                                 " several")
+    extensions.add_argument("--ip-adapter", metavar="ID|PATH[:WEIGHT_NAME]",
+                            help="an IP-Adapter, e.g. h94/IP-Adapter:models/ip-adapter_sd15.safetensors: exemplars"
+                                 " with --condition prompt their region, --prompt-image the whole frame")
+    extensions.add_argument("--image-encoder", metavar="ID|PATH",
+                            help="the IP-Adapter's CLIP image encoder (default: its image_encoder folder)")
+    extensions.add_argument("--controlnet", metavar="ID|PATH", help="a ControlNet for --control")
+    extensions.add_argument("--control", metavar="KIND[:IMAGE][:SCALE]",
+                            help="ControlNet guidance: canny (edges of the source) or image:PATH (a control image),"
+                                 " with a scale (default 1), e.g. canny:0.8 or image:depth.png:0.6")
+    extensions.add_argument("--control-start", type=number, metavar="F",
+                            help="share of the schedule before the control acts (default 0)")
+    extensions.add_argument("--control-end", type=number, metavar="F",
+                            help="share of the schedule after which it stops (default 1)")
     memory = edit.add_argument_group("memory and speed")
     memory.add_argument("--attention-slicing", action="store_true", help="attention in slices (less memory)")
     memory.add_argument("--vae-tiling", action="store_true", help="encode and decode large images in tiles")
@@ -138,6 +158,41 @@ def _given_settings(args: argparse.Namespace) -> dict:
     return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
 
 
+def parse_control(args: argparse.Namespace):
+    """--control KIND[:IMAGE][:SCALE] with --control-start/--control-end, as a `Control` (None without it)."""
+    from ..control import KINDS, Control
+
+    if args.control is None:
+        if args.control_start is not None or args.control_end is not None:
+            raise InputError("--control-start and --control-end shape a --control; give --control too")
+        return None
+    kind, _, rest = args.control.partition(":")
+    image, scale = None, 1.0
+    if kind == "image":
+        image, _, last = rest.rpartition(":")
+        if not image or not _is_number(last):  # no scale given: all of it is the path
+            image, last = rest, ""
+        scale = float(last) if last else 1.0
+        if not image:
+            raise InputError(f"{args.control!r}: kind 'image' takes a path, as image:depth.png[:SCALE]",
+                             param="control")
+    elif kind in KINDS:
+        if rest and not _is_number(rest):
+            raise InputError(f"{args.control!r}: expected {kind}[:SCALE], e.g. {kind}:0.8", param="control")
+        scale = float(rest) if rest else 1.0
+    start = 0.0 if args.control_start is None else args.control_start
+    end = 1.0 if args.control_end is None else args.control_end
+    return Control(kind, image, scale, start, end)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 def recommended(model: str) -> dict:
     """The settings `pixels models` recommends for a short model name (none for paths and hub ids; a local
     file or folder of the same name is not the short name)."""
@@ -159,6 +214,9 @@ def plan(args: argparse.Namespace):
 
     defaults = recommended(args.model)
     given = _given_settings(args)
+    control = parse_control(args)
+    if control is not None:
+        given["control"] = control
     flags = {**defaults, **given}
     if args.spec:
         spec = load_spec(args.spec)
@@ -180,7 +238,8 @@ def plan(args: argparse.Namespace):
         return Spec(spec.path, source, spec.edits), [args.spec]
     if args.source is None:
         raise InputError("SOURCE: give the photo to edit, or --spec with a spec file")
-    exemplars = [Exemplar(image, strength_map, box, args.fit) for image, strength_map, box in args.exemplars]
+    exemplars = [Exemplar(image, strength_map, box, args.fit, condition)
+                 for image, strength_map, box, condition in args.exemplars]
     prompt_images = [parse_prompt_image(text) for text in args.prompt_images]
     edit = EditSpec(exemplars, args.map, {**flags, "prompt_images": prompt_images} if prompt_images else flags)
     _note_recommended(args, defaults, [{}], given)
@@ -201,14 +260,82 @@ def _note_recommended(args: argparse.Namespace, defaults: dict, edits: list[dict
 
 def check_edit(edit, source, max_pixels: int):
     """Check one edit of the plan without the model: its settings, then every image and map it names."""
+    from ..images import load_image
     from ..inputs import prepare_inputs
     from ..prompt_images import load_prompt_images
     from ..settings import check_seed, make_settings
 
-    settings = make_settings(**{key: v for key, v in edit.settings.items() if key not in ("seed", "prompt_images")})
+    settings = make_settings(**{key: v for key, v in edit.settings.items()
+                                if key not in ("seed", "prompt_images", "control")})
     check_seed(edit.settings.get("seed"))
     load_prompt_images(edit.settings.get("prompt_images"), max_pixels)
+    control = edit.settings.get("control")
+    if control is not None and control.image is not None:
+        load_image(control.image, name="control.image", max_pixels=max_pixels)
     return prepare_inputs(source, edit.exemplars, edit.strength_map, settings.invert_map, max_pixels, settings.mode)
+
+
+def check_extensions(args: argparse.Namespace, spec) -> None:
+    """Before loading: every extension an edit uses is given, and every one given is used by some edit."""
+    controlled = any(e.settings.get("control") is not None for e in spec.edits)
+    conditioned = any(x.condition for e in spec.edits for x in e.exemplars)
+    prompted = any(e.settings.get("prompt_images") for e in spec.edits)
+    if controlled and not args.controlnet:
+        raise InputError("give --controlnet, the ControlNet that follows the control image", param="control")
+    if args.controlnet and not controlled:
+        raise InputError("no edit has a --control (or a spec 'control'); the ControlNet would not be used",
+                         param="controlnet")
+    if conditioned and not args.ip_adapter:
+        raise InputError("an exemplar with a condition weight needs --ip-adapter", param="exemplars")
+    if args.ip_adapter and not (conditioned or prompted):
+        raise InputError("no exemplar has a --condition and there is no --prompt-image; the IP-Adapter would not"
+                         " be used", param="ip_adapter")
+    if args.image_encoder and not args.ip_adapter:
+        raise InputError("the image encoder belongs to an --ip-adapter; give one", param="image_encoder")
+    if args.refiner and (controlled or conditioned):
+        raise InputError("ControlNet guidance and exemplar conditions act on the base model only; drop --refiner"
+                         " to use them", param="refiner")
+    for text in args.loras:
+        _split_weight(text, "lora", scale=True)
+
+
+def _split_weight(text: str, param: str, *, scale: bool) -> tuple[str, str | None, float | None]:
+    """ID|PATH[:SUFFIX] -> (model, weight file name or None, scale or None). A path that exists is all path;
+    a file is split into its folder and its name (diffusers loads weights from a folder or a hub id)."""
+    model, suffix = text, None
+    if not os.path.exists(text) and ":" in text:
+        head, _, tail = text.rpartition(":")
+        if scale and not _is_number(tail):
+            raise InputError(f"{text!r}: expected ID|PATH[:SCALE], e.g. style.safetensors:0.8", param=param)
+        model, suffix = head, tail
+    if not model:
+        raise InputError(f"{text!r}: no model before the ':'", param=param)
+    weight_name = None if scale else suffix
+    path = Path(model).expanduser()
+    if path.is_file():
+        if weight_name is not None:
+            raise InputError(f"{text!r}: a file is its own weights; give the folder with :WEIGHT_NAME", param=param)
+        model, weight_name = str(path.parent), path.name
+    return model, weight_name, (float(suffix) if scale and suffix else 1.0) if scale else None
+
+
+def load_extensions(args: argparse.Namespace, editor) -> None:
+    """Load the LoRAs, IP-Adapter and ControlNet the flags name into a loaded editor."""
+    offline = True if args.offline else None
+    for text in args.loras:
+        model, weight_name, scale = _split_weight(text, "lora", scale=True)
+        editor.load_lora(model, scale, weight_name=weight_name, allow_unsafe_pickle=args.allow_unsafe_pickle,
+                         local_files_only=offline)
+    if args.ip_adapter:
+        model, weight_name, _ = _split_weight(args.ip_adapter, "ip_adapter", scale=False)
+        if weight_name is None:
+            raise InputError(f"{args.ip_adapter!r}: name the weights, as h94/IP-Adapter:models/ip-adapter_sd15"
+                             ".safetensors", param="ip_adapter")
+        subfolder, _, name = weight_name.rpartition("/")
+        editor.load_ip_adapter(model, name, subfolder=subfolder, image_encoder=args.image_encoder,
+                               allow_unsafe_pickle=args.allow_unsafe_pickle, local_files_only=offline)
+    if args.controlnet:
+        editor.load_controlnet(args.controlnet, allow_unsafe_pickle=args.allow_unsafe_pickle, local_files_only=offline)
 
 
 def spec_error(error: InputError, k: int, spec_file: str) -> InputError:
@@ -260,6 +387,7 @@ def run(args: argparse.Namespace) -> int:
     memory.validate(device)
     if any(e.settings.get("switch_at") is not None for e in spec.edits) and not args.refiner:
         raise InputError("give --refiner, the model to switch to", param="switch_at")
+    check_extensions(args, spec)
     inputs = [*extra_inputs, *spec.paths()]
     inputs += [p for e in spec.edits for p, _ in e.settings.get("prompt_images", [])]
     output = check_output(args.output, overwrite=args.overwrite, inputs=inputs)
@@ -281,6 +409,7 @@ def run(args: argparse.Namespace) -> int:
             allow_unsafe_pickle=args.allow_unsafe_pickle, local_files_only=True if args.offline else None,
             config=args.config, limits=limits,
         )
+        load_extensions(args, editor)
         session = EditSession(editor, checked[0].source)
         for k, edit in enumerate(spec.edits):
             before = session.current
