@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from PIL import Image
@@ -45,14 +45,20 @@ class Settings:
 
 
 def recommended(model: str, family: str | None) -> Settings:
-    """The settings a model works well with: the bundled demo model's, or those noted for a known model
-    (`pixels.models.KNOWN_MODELS`, e.g. "--steps 4 --guidance 0"), else pixels' defaults."""
-    if family == "pixel" or model == "demo":
-        return Settings(steps=100, strength=0.2, guidance=1.0)  # unconditional: a short, gentle edit
-    note = next((m.note for m in KNOWN_MODELS if model in (m.alias, m.repo)), "")
-    steps = re.search(r"--steps (\d+)", note)
-    guidance = re.search(r"--guidance ([\d.]+)", note)
-    return Settings(steps=int(steps[1]) if steps else 50, guidance=float(guidance[1]) if guidance else 7.5)
+    """The settings a model works well with: those the catalogue records for a known model (its
+    `settings`, or flags in its `note` in older catalogues), else pixels' defaults; the bundled demo
+    model and other pixel-space models get a short, gentle, unguided edit."""
+    known = next((m for m in KNOWN_MODELS if model in (m.alias, m.repo)), None)
+    base = Settings(steps=100, strength=0.2, guidance=1.0) if family == "pixel" or model == "demo" else Settings()
+    recorded = dict(getattr(known, "settings", None) or {})
+    if not recorded and known is not None:  # older catalogues: "--steps 4 --guidance 0" in the note
+        steps, guidance = re.search(r"--steps (\d+)", known.note), re.search(r"--guidance ([\d.]+)", known.note)
+        recorded = {**({"num_inference_steps": int(steps[1])} if steps else {}),
+                    **({"guidance_scale": float(guidance[1])} if guidance else {})}
+    fields_ = {"num_inference_steps": "steps", "strength": "strength", "guidance_scale": "guidance",
+               "scheduler": "scheduler", "eta": "eta"}
+    values = {fields_[k]: v for k, v in recorded.items() if k in fields_}
+    return replace(base, **values)
 
 
 def _integer(name: str, value: Any, low: int, high: int) -> int:

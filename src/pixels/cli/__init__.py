@@ -22,10 +22,11 @@ from collections.abc import Sequence
 from .. import __version__
 from ..errors import InputError, PixelsError
 from ..files import write_error
-from . import demo, edit, evaluate, map, models
+from ..app import cli as app
+from . import batch, demo, edit, evaluate, map, models
 from .common import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_TERMINATED, EXIT_USAGE, Parser, as_flag
 
-COMMANDS = (edit, demo, map, evaluate, models)  # each adds its subcommand: add_parser(commands, common)
+COMMANDS = (edit, batch, demo, map, evaluate, models, app)  # each adds its subcommand: add_parser(commands, common)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,81 @@
+"""`pixels app`: the painting studio in the browser, on one loaded model.
+
+    pixels app [--model demo|ID|PATH] [--host 127.0.0.1] [--port 7860] [--auth USER:PASS] [--max-megapixels N]
+
+This module imports nothing heavy: the main command line adds the subcommand with `add_parser`, and
+Gradio is imported only when the studio starts (it is an optional extra: pip install "pixels[app]").
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import signal
+import sys
+
+from pixels.errors import InputError
+
+from .server import DEFAULT_HOST, DEFAULT_MEGAPIXELS, DEFAULT_PORT, DEFAULT_QUEUE, DEFAULT_UPLOAD_MB, launch
+
+__all__ = ["add_parser", "launch", "run"]
+
+
+def add_parser(commands, common) -> None:
+    """Add `app` to the `pixels` subcommands; `common` carries --debug."""
+    parser = commands.add_parser(
+        "app", parents=[common], help="paint maps and edit photos in the browser (a local web app)",
+        description="Start the pixels studio: upload a photo, paint a strength map, add exemplars, run edits,"
+                    " compare, undo, save sessions. It serves on 127.0.0.1 (this machine only) unless --host says"
+                    " otherwise.",
+        epilog="Example: pixels app --model demo   (then open http://127.0.0.1:7860)",
+    )
+    parser.add_argument("--model", default="demo", metavar="demo|ID|PATH",
+                        help="the model every edit uses, loaded once (default: the bundled demo model)")
+    parser.add_argument("--host", default=DEFAULT_HOST,
+                        help=f"address to serve on (default {DEFAULT_HOST}: this machine only; 0.0.0.0: every"
+                             " network, use with --auth)")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"default {DEFAULT_PORT}")
+    parser.add_argument("--auth", metavar="USER:PASS", help="ask for this user name and password")
+    parser.add_argument("--max-megapixels", type=float, default=DEFAULT_MEGAPIXELS, metavar="N",
+                        help=f"largest photo, exemplar or map in millions of pixels (default {DEFAULT_MEGAPIXELS:g})")
+    parser.add_argument("--max-upload-mb", type=float, default=DEFAULT_UPLOAD_MB, metavar="N",
+                        help=f"largest uploaded file in MB (default {DEFAULT_UPLOAD_MB:g})")
+    parser.add_argument("--queue-size", type=int, default=DEFAULT_QUEUE, metavar="N",
+                        help="edits that may wait while one runs; more are told to try again"
+                             f" (default {DEFAULT_QUEUE})")
+    parser.add_argument("--device", default="auto", metavar="auto|cpu|cuda|mps", help="default auto")
+    parser.add_argument("--offline", action="store_true", help="never contact the hub for the model")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Serve until Ctrl-C (the main command line reports errors and the exit code)."""
+    if importlib.util.find_spec("gradio") is None:
+        raise InputError('app: the studio needs Gradio; install it with: pip install "pixels[app]"'
+                         ' (from a clone: pip install -e ".[app]")')
+    launch(args.model, args.host, args.port, args.auth, args.max_megapixels, device=args.device,
+           queue_size=args.queue_size, max_upload_mb=args.max_upload_mb, offline=args.offline,
+           quiet=not getattr(args, "debug", False))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m pixels.app`: the same command without the main command line."""
+    parser = argparse.ArgumentParser(prog="python -m pixels.app")
+    commands = parser.add_subparsers(dest="command", required=True)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", help="show tracebacks and Gradio's messages")
+    add_parser(commands, common)
+    args = parser.parse_args(["app", *(sys.argv[1:] if argv is None else argv)])
+
+    def terminated(signum: int, frame: object) -> None:
+        raise SystemExit(143)  # unwinds like Ctrl-C, so the app's temporary files are removed
+
+    signal.signal(signal.SIGTERM, terminated)
+    try:
+        return args.run(args)
+    except InputError as error:
+        print(f"pixels: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,236 @@
+"""The studio's event handlers as plain functions (no Gradio here), so they can be tested without a browser.
+
+Each takes the app `Context`, the session's `StudioSession` and plain values (paths, numpy arrays,
+dataclasses) and returns plain values; `ui.py` wires them to components. Bad input raises
+`pixels.InputError` whose message starts with the field's name; the UI shows it as a message.
+This module has the photo, the edit and the history; `canvas` has the painting and map tools.
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from pixels import EditSession, InputError
+from pixels.images import ImageLike, load_image
+
+from . import archive, photos
+from .canvas import bake, canvas_value, edit_inputs, empty_maps, require, require_photo
+from .context import Context
+from .engine import Cancelled, Progress
+from .exemplars import Slot
+from .results import caption, replayed_frame, report_markdown, result_frame
+from .settings import Settings, edit_kwargs, read_png_settings
+from .state import Frame, History, StudioSession
+
+
+@dataclass
+class ResultView:
+    """The result panel: the latest edit of the history, before and after."""
+
+    before: Image.Image
+    after: Image.Image
+    report: str  # markdown table of the measurements
+    seed: int | None
+    png: Path | None  # the result with pixels' metadata, for download
+    map_png: Path | None  # the combined strength map, 8-bit, black = kept
+    candidate: bool  # not yet continued from
+
+
+@dataclass
+class View:
+    """Everything the page shows that depends on the session's history."""
+
+    canvas: dict | None  # new ImageEditor value (background shown, strokes cleared); None: leave it
+    gallery: list[tuple[Image.Image, str]]  # the history strip, source first
+    result: ResultView | None  # None: no edit yet
+    current_png: Path | None  # what the next edit starts from, for download
+    status: str  # a line of markdown
+    size: tuple[int, int] | None  # the photo's (W, H)
+
+
+# -- views ------------------------------------------------------------------------------------------
+def view(st: StudioSession, canvas: dict | None = None, status: str = "") -> View:
+    """What the page shows for the session now; the result panel always shows the latest step, so it
+    follows undo and redo without keeping a copy of its own."""
+    history = st.history
+    if history is None:
+        return View(canvas, [], None, None, status or "Choose a photo to start.", None)
+    frames = history.frames
+    gallery = [(f.image, caption(f, k, history.committed, history.candidate)) for k, f in enumerate(frames)]
+    result = None
+    if len(frames) > 1:
+        last = frames[-1]
+        seed = last.result.metadata["seed"] if last.result is not None else history.session.history[-1].get("seed")
+        result = ResultView(frames[-2].image, last.image, report_markdown(last.report), seed, last.png,
+                            last.map_png, history.candidate)
+        if last.note:
+            status = f"{status} ({last.note})".strip()
+    return View(canvas, gallery, result, history.source.png, status, history.source.image.size)
+
+
+def _new_history(ctx: Context, st: StudioSession, picture: Image.Image, name: str) -> View:
+    session = EditSession(ctx.engine.editor, picture)
+    stem = Path(name).stem or "photo"
+    st.history = History(session, Frame(picture, st.write_png(picture, f"{stem}-source")))
+    st.source_name = name
+    st.bases = empty_maps(picture.size)
+    width, height = picture.size
+    return view(st, canvas_value(st), f"Photo **{name}**, {width}x{height}. Paint where to edit (white = full"
+                                      " edit, black = keep).")
+
+
+# -- the photo ----------------------------------------------------------------------------------------
+def use_photo(ctx: Context, st: StudioSession | None, image: ImageLike | None, name: str = "photo") -> View:
+    """A new photo (uploaded or pasted): read as the command line reads it (format allow-list, EXIF
+    rotation, odd modes, the megapixel limit); the history and maps start afresh."""
+    st = require(st)
+    if image is None:
+        raise InputError("source: no photo given")
+    with st.busy("source"):
+        picture, _ = load_image(image, name="source", max_pixels=ctx.max_pixels)
+        return _new_history(ctx, st, picture, Path(name).name or "photo")
+
+
+def use_sample(ctx: Context, st: StudioSession | None, name: str) -> View:
+    """One of the sample photos (`photos.catalogue`)."""
+    return use_photo(ctx, st, photos.bundled(name), name=name.split(" ")[0] + ".png")
+
+
+# -- running ---------------------------------------------------------------------------------------
+def arm(st: StudioSession | None) -> int:
+    """Run was pressed: a run id whose cancel flag exists while the edit waits in the queue."""
+    return require(st).arm()
+
+
+def cancel(st: StudioSession | None) -> str:
+    """Stop this session's edits: the running one between two steps, queued ones before they start."""
+    if st is None or st.closed:
+        return "Nothing to cancel."
+    count = st.cancel()
+    return "Cancelling…" if count else "Nothing to cancel."
+
+
+def run_edit(ctx: Context, st: StudioSession | None, run_id: int | None, canvas: dict | None, softness: float,
+             slots: list[Slot], settings: Settings, on_step: Progress | None = None) -> View:
+    """Edit the source with the painted maps, the exemplars and the settings; the result becomes the
+    candidate (see `History`). Cancelled: the history is unchanged and the status says so."""
+    st = require(st)
+    token = st.token(run_id)
+    try:
+        with st.busy("run"):
+            history = require_photo(st)
+            kwargs = edit_kwargs(settings, ctx.engine.takes_prompt)
+            exemplars, strength_map = edit_inputs(ctx, st, canvas, softness, slots)
+            step = history.committed + 1  # the new result's place in the history (a candidate is replaced)
+
+            def job(on_step_: Progress) -> Any:
+                return history.apply(lambda result, before: result_frame(st, result, before, step),
+                                     exemplars, strength_map, on_step=on_step_, **kwargs)
+
+            started = time.monotonic()
+            result, _ = ctx.engine.run(job, token, on_step)
+            seconds = time.monotonic() - started
+    except Cancelled as error:
+        return view(st, status=f"{str(error).capitalize()}.")
+    finally:
+        st.finish(run_id)
+    md = result.metadata
+    return view(st, status=f"Done in {seconds:.1f} s: seed {md['seed']}, {md['steps_run']} steps, {len(exemplars)}"
+                           " exemplar(s). **Continue from here** to edit this result further.")
+
+
+# -- history --------------------------------------------------------------------------------------------
+def continue_edit(st: StudioSession | None, canvas: dict | None) -> View:
+    """Make the latest result the source of the next edit (the maps stay as they are)."""
+    st = require(st)
+    with st.busy("continue"):
+        history = require_photo(st)
+        if not history.candidate:
+            raise InputError("continue: no new result to continue from; run an edit first")
+        bake(st, canvas)
+        history.accept()
+        return view(st, canvas_value(st), f"Continuing from step {history.committed}.")
+
+
+def undo(st: StudioSession | None, canvas: dict | None) -> View:
+    st = require(st)
+    with st.busy("undo"):
+        history = require_photo(st)
+        history.undo()
+        bake(st, canvas)
+        return view(st, canvas_value(st), "Undone." if history.committed else "Undone: back to the source photo.")
+
+
+def redo(st: StudioSession | None, canvas: dict | None) -> View:
+    st = require(st)
+    with st.busy("redo"):
+        history = require_photo(st)
+        history.redo()
+        bake(st, canvas)
+        return view(st, canvas_value(st), f"Redone step {history.committed}.")
+
+
+def save_session(st: StudioSession | None) -> Path:
+    """The session as a zip (`EditSession.save` inside), for download."""
+    st = require(st)
+    with st.busy("save"):
+        history = require_photo(st)
+        folder = st.new_path("session", "")
+        history.session.save(folder)
+        try:
+            return archive.pack(folder, st.new_path(f"{Path(st.source_name).stem or 'photo'}-session", ".zip"))
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def load_session(ctx: Context, st: StudioSession | None, path: str | None, on_step: Progress | None = None) -> View:
+    """A session zip saved by the studio (or a zipped --save-session folder): replayed with the app's
+    model, each step checked to give the saved result bit for bit (`EditSession.load`)."""
+    st = require(st)
+    if path is None:
+        raise InputError("session zip: no file given")
+    with st.busy("load session"):
+        folder = st.new_path("loaded", "")
+        try:
+            root = archive.unpack(path, folder)
+            session, _ = ctx.engine.run(lambda step: EditSession.load(root, ctx.engine.editor), threading.Event())
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+        settings = session.history
+        images = []
+        for _ in settings:  # walk back to the source, then forward again: the session ends as loaded
+            images.append(session.current)
+            session.undo()
+        source = session.current
+        for _ in settings:
+            session.redo()
+        images.reverse()
+        st.source_name = "session.png"
+        frames = [Frame(source, st.write_png(source, "session-source"))]
+        frames += [replayed_frame(st, image, step, k) for k, (image, step) in enumerate(zip(images, settings), 1)]
+        history = History(session, frames[0])
+        history.frames, history.committed = frames, len(frames) - 1
+        st.history = history
+        st.bases = empty_maps(source.size)
+        return view(st, canvas_value(st), f"Loaded a session of {len(settings)} step(s); every step replayed bit for"
+                                          " bit.")
+
+
+def restore_settings(ctx: Context, path: str | None) -> Settings:
+    """The settings recorded in a PNG that pixels wrote (the studio's download or `pixels edit -o X.png`)."""
+    if path is None:
+        raise InputError("settings PNG: no file given")
+    return read_png_settings(path, ctx.max_pixels)
+
+
+__all__ = [
+    "ResultView", "View", "arm", "cancel", "continue_edit", "load_session", "redo", "restore_settings", "run_edit",
+    "save_session", "undo", "use_photo", "use_sample", "view",
+]

@@ -1,0 +1,447 @@
+"""The studio's page: a gr.Blocks layout whose events call the plain functions of `handlers`.
+
+Model work (edits, replaying a loaded session, the API's "edit") runs in Gradio's queue with one
+concurrency group of limit 1, so one edit runs at a time and the others wait, their place shown;
+everything else (painting tools, previews, undo) answers at once outside the queue.
+"""
+
+from __future__ import annotations
+
+import functools
+import html
+import logging
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import gradio as gr
+
+from pixels import PixelsError
+
+from . import canvas as cv
+from . import handlers as h
+from .api import api_edit
+from .context import Context
+from .exemplars import FITS, MAX_SLOTS, PLACEMENTS, REGIONS, Slot, default_box, moved_box
+from .photos import catalogue
+from .settings import MODES, SCHEDULERS, SKIP_STEPS, Settings
+from .state import TARGETS
+
+log = logging.getLogger("pixels.app")
+DEVICE = "device"  # the concurrency group of everything that runs the model
+BRUSH_SIZE = 12  # photo pixels; the canvas's "Brush Size" tool changes it
+TARGET_LABELS = {"strength": "Strength map", **{f"exemplar {k}": f"Exemplar {k}'s own map" for k in range(1, 5)}}
+CSS = """
+#pixels-canvas { min-height: 440px; }
+.pixels-legend { font-size: 0.9em; opacity: 0.85; }
+"""
+
+
+def guarded(fn: Callable) -> Callable:
+    """Show errors as messages, never as tracebacks: pixels' errors (whose text names the field) as they
+    are, anything unexpected as one line; the text is escaped (it may quote a file name)."""
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except gr.Error:
+            raise
+        except PixelsError as error:
+            raise gr.Error(html.escape(str(error)), title="Cannot do that", print_exception=False) from None
+        except Exception as error:  # a web page shows one line; the log keeps the traceback
+            log.exception("unexpected error in %s", getattr(fn, "__name__", "handler"))
+            raise gr.Error(html.escape(f"internal error: {type(error).__name__}: {str(error)[:200]}"),
+                           print_exception=False) from None
+    return wrapper
+
+
+@dataclass
+class SlotUI:
+    """The components of one exemplar tab."""
+
+    image: gr.Image
+    preview: gr.Image
+    placement: gr.Radio
+    x: gr.Number
+    y: gr.Number
+    w: gr.Number
+    h: gr.Number
+    fit: gr.Radio
+    region: gr.Radio
+    remove: gr.Button
+    up: gr.Button
+    down: gr.Button
+
+    @property
+    def fields(self) -> list:
+        """The values that make a `Slot`, in its order (image, placement, x, y, w, h, fit, region)."""
+        return [self.image, self.placement, self.x, self.y, self.w, self.h, self.fit, self.region]
+
+
+def slots_from(values: list) -> list[Slot]:
+    """`Slot`s from the flat list of every tab's field values."""
+    width = 8
+    return [Slot(v[0], v[1], (v[2], v[3], v[4], v[5]), v[6], v[7])
+            for v in (values[k:k + width] for k in range(0, len(values), width))]
+
+
+def _empty_slot() -> list:
+    return [None, "auto", 0, 0, 0, 0, "cover", "strength map"]
+
+
+def _download(path: Any) -> dict:
+    return gr.update(value=str(path) if path else None, interactive=path is not None)
+
+
+def render(view: h.View) -> list:
+    """A `View` as updates of VIEW outputs (see `build`)."""
+    result = view.result
+    return [
+        gr.skip() if view.canvas is None else view.canvas,
+        view.gallery,
+        None if result is None else (result.before, result.after),
+        None if result is None else result.before,
+        None if result is None else result.after,
+        "" if result is None else result.report,
+        None if result is None else result.seed,
+        _download(None if result is None else result.png),
+        _download(None if result is None else result.map_png),
+        _download(view.current_png),
+        gr.update(interactive=bool(result and result.candidate)),
+        view.status,
+    ]
+
+
+def build(ctx: Context) -> gr.Blocks:
+    """The studio for `ctx`'s model."""
+    engine = ctx.engine
+    defaults = engine.defaults
+    samples = list(catalogue())
+
+    def close_state(value: Any) -> None:
+        if value is not None:
+            value.close()
+
+    with gr.Blocks(title="pixels studio", analytics_enabled=False, delete_cache=(600, 3600)) as demo:
+        state = gr.State(None, delete_callback=close_state)
+        run_id = gr.State(None)
+        gr.Markdown(
+            f"## pixels studio\nModel **{html.escape(engine.model)}** ({engine.family or 'unknown'} family)."
+            " Paint a strength map on the photo (**white = full edit, black = keep**, gray = partial), add"
+            " exemplars to graft where their map is white, and run. Pixels you do not paint stay identical."
+        )
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=1, min_width=320):
+                gr.Markdown("### 1 · Photo")
+                source = gr.Image(label="Upload or paste a photo", type="filepath", image_mode=None,
+                                  sources=["upload", "clipboard"], height=200, elem_id="pixels-source")
+                with gr.Row():
+                    sample = gr.Dropdown(samples, value=samples[0], label="or a sample photo", scale=3)
+                    use_sample = gr.Button("Use sample", scale=1, elem_id="pixels-use-sample")
+                current = gr.DownloadButton("Download the current image", interactive=False,
+                                            elem_id="pixels-download-current")
+                gr.Markdown("### Map preview")
+                overlay = gr.Image(label="The map on the photo (red = edited, stronger = redder)", interactive=False,
+                                   type="pil", format="png", elem_id="pixels-overlay")
+                release = gr.Image(label="Release schedule: pixels the model may change (green) at 25, 50 and"
+                                   " 75 % of the steps", interactive=False, type="pil", format="png")
+                summary = gr.Markdown("", elem_id="pixels-map-summary")
+            with gr.Column(scale=2, min_width=480):
+                gr.Markdown("### 2 · Paint where to edit")
+                target = gr.Radio([(TARGET_LABELS[t], t) for t in TARGETS], value="strength", label="Paint on",
+                                  elem_id="pixels-target")
+                canvas = gr.ImageEditor(
+                    label="Brush: gray level = strength (white 100 %, 75 %, 50 %, 25 %, black 0 %). Eraser: back to"
+                          " the map underneath. Red tint: the map made with the tools.",
+                    type="numpy", image_mode="RGBA", sources=(), transforms=(), layers=False, format="png",
+                    brush=gr.Brush(colors=["#ffffff", "#bfbfbf", "#808080", "#404040", "#000000"],
+                                   default_color="#ffffff", color_mode="defaults", default_size=BRUSH_SIZE),
+                    eraser=gr.Eraser(default_size=BRUSH_SIZE), height=440, elem_id="pixels-canvas",
+                )
+                with gr.Row():
+                    softness = gr.Slider(0, 64, value=0, step=1, label="Softness (px): edges fade in, inside the"
+                                         " painted area only", scale=3)
+                    invert = gr.Button("Invert", scale=1)
+                    clear = gr.Button("Clear", scale=1)
+                with gr.Accordion("Map tools: shapes, gradients, feather, load a map", open=False):
+                    with gr.Row():
+                        shape = gr.Radio(list(cv.SHAPES), value="box", label="Shape")
+                        how = gr.Radio(list(cv.COMBINE), value="add", label="Combine with the map")
+                    labels = cv.SHAPE_FIELDS["box"]
+                    with gr.Row():
+                        numbers = [gr.Number(label=labels[k], value=0) for k in range(4)]
+                    with gr.Row():
+                        percent = gr.Slider(0, 100, value=100, step=1, label="Strength %", scale=3)
+                        apply_shape = gr.Button("Apply shape", variant="secondary", scale=1)
+                    with gr.Row():
+                        radius = gr.Number(label="Feather radius (px)", value=8, scale=2)
+                        feather = gr.Button("Feather the map", scale=1)
+                    map_file = gr.File(label="Load a map image (white = edit), combined as above",
+                                       file_types=["image"], type="filepath")
+
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=1, min_width=420):
+                gr.Markdown("### 3 · Exemplars (grafted where their region is white)")
+                slot_uis: list[SlotUI] = []
+                with gr.Tabs():
+                    for k in range(MAX_SLOTS):
+                        with gr.Tab(f"Exemplar {k + 1}"):
+                            with gr.Row():
+                                image = gr.Image(label="Exemplar image", type="filepath", image_mode=None,
+                                                 sources=["upload", "clipboard"], height=180,
+                                                 elem_id=f"pixels-exemplar-{k + 1}")
+                                preview = gr.Image(label="Where it goes (click to move its box)", interactive=False,
+                                                   type="pil", format="png", height=180)
+                            with gr.Row():
+                                placement = gr.Radio(list(PLACEMENTS), value="auto", label="Placement",
+                                                     info="auto: aligned if it has the photo's size, else fitted"
+                                                          " into its region")
+                                fit = gr.Radio(list(FITS), value="cover", label="Fit into the box")
+                            with gr.Row():
+                                boxes = [gr.Number(label=n, value=0, precision=0, min_width=60) for n in "xywh"]
+                            region = gr.Radio(list(REGIONS), value="strength map", label="Region (where it is"
+                                              " grafted)", info="strength map: where the strength map is white;"
+                                              f" own map: paint on 'Exemplar {k + 1}'s own map'")
+                            with gr.Row():
+                                remove = gr.Button("Remove", size="sm")
+                                up = gr.Button("Move left", size="sm", interactive=k > 0)
+                                down = gr.Button("Move right", size="sm", interactive=k < MAX_SLOTS - 1)
+                            slot_uis.append(SlotUI(image, preview, placement, *boxes, fit, region, remove, up, down))
+            with gr.Column(scale=1, min_width=420):
+                gr.Markdown("### 4 · Settings")
+                note = "" if engine.takes_prompt else " (this model is unconditional: it takes no prompt)"
+                prompt = gr.Textbox(label="Prompt" + note, value=defaults.prompt, interactive=engine.takes_prompt,
+                                    lines=2)
+                negative = gr.Textbox(label="Negative prompt", value=defaults.negative_prompt,
+                                      interactive=engine.takes_prompt)
+                with gr.Row():
+                    steps = gr.Number(label="Steps (full schedule)", value=defaults.steps, precision=0, minimum=1)
+                    strength = gr.Slider(0.01, 1.0, value=defaults.strength, step=0.01,
+                                         label="Strength (share of the schedule that runs)")
+                with gr.Row():
+                    guidance = gr.Slider(0, 30, value=defaults.guidance, step=0.5,
+                                         label="Guidance" + ("" if engine.takes_prompt else " (not used)"),
+                                         interactive=engine.takes_prompt)
+                    seed = gr.Textbox(label="Seed (empty = random)", value="", elem_id="pixels-seed")
+                    dice = gr.Button("Random seed", size="sm")
+                with gr.Row():
+                    scheduler = gr.Dropdown(list(SCHEDULERS), value=defaults.scheduler, label="Scheduler")
+                    mode = gr.Radio(list(MODES), value=defaults.mode, label="Mode",
+                                    info="paper: the reference rule; blend: gray pixels mix in the exemplar")
+                with gr.Accordion("Advanced", open=False):
+                    with gr.Row():
+                        crop_auto = gr.Checkbox(value=defaults.crop_auto, label="Crop auto (diffuse only around the"
+                                                " edit)")
+                        crop_margin = gr.Number(value=defaults.crop_margin, precision=0, label="Crop margin (px)")
+                    with gr.Row():
+                        skip = gr.Radio(list(SKIP_STEPS), value=defaults.skip_steps, label="Skip steps")
+                        eta = gr.Slider(0, 1, value=defaults.eta, step=0.05, label="DDIM eta")
+                png_settings = gr.File(label="Drop a PNG made by pixels here to restore its settings",
+                                       file_types=[".png"], type="filepath", height=100, elem_id="pixels-png-settings")
+        settings_fields = [prompt, negative, steps, strength, guidance, seed, scheduler, mode, crop_auto, crop_margin,
+                           skip, eta]
+
+        with gr.Row():
+            run = gr.Button("Run", variant="primary", scale=3, elem_id="pixels-run")
+            stop = gr.Button("Cancel", variant="stop", scale=1, elem_id="pixels-cancel")
+        status = gr.Markdown("Choose a photo to start.", elem_id="pixels-status")
+
+        gr.Markdown("### 5 · Result")
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=3), gr.Tabs():
+                with gr.Tab("Before / after"):
+                    slider = gr.ImageSlider(label="Drag to compare (left: before, right: after)", type="pil",
+                                            format="png", interactive=False, elem_id="pixels-slider")
+                with gr.Tab("Side by side"), gr.Row():
+                    before = gr.Image(label="Before", interactive=False, type="pil", format="png")
+                    after = gr.Image(label="After", interactive=False, type="pil", format="png")
+            with gr.Column(scale=2):
+                report = gr.Markdown("", elem_id="pixels-report")
+                with gr.Row():
+                    seed_used = gr.Number(label="Seed used", interactive=False, precision=0)
+                    reuse = gr.Button("Reuse this seed", size="sm")
+                with gr.Row():
+                    download = gr.DownloadButton("Download result PNG", interactive=False,
+                                                 elem_id="pixels-download-result")
+                    download_map = gr.DownloadButton("Download its map", interactive=False,
+                                                     elem_id="pixels-download-map")
+                with gr.Row():
+                    proceed = gr.Button("Continue from here", interactive=False, elem_id="pixels-continue")
+                    undo = gr.Button("Undo", elem_id="pixels-undo")
+                    redo = gr.Button("Redo", elem_id="pixels-redo")
+        gallery = gr.Gallery(label="History (the source first)", columns=8, fit_columns=False, height=200,
+                             object_fit="contain", format="png", interactive=False, elem_id="pixels-history")
+        with gr.Row():
+            save = gr.Button("Save the session (.zip)", scale=1)
+            saved = gr.File(label="Saved session", interactive=False, scale=2)
+            load = gr.File(label="Load a saved session (.zip): replayed, bit for bit", file_types=[".zip"],
+                           type="filepath", scale=2)
+
+        # The hidden API endpoint for scripts: gradio_client.Client(url).predict(..., api_name="/edit")
+        with gr.Row(visible=False):
+            api_source = gr.Image(type="filepath", image_mode=None, label="source")
+            api_map = gr.Image(type="filepath", image_mode=None, label="map")
+            api_settings = gr.Textbox(label="settings (JSON)")
+            api_result = gr.File(label="result")
+            api_info = gr.JSON(label="summary")
+            api_button = gr.Button("edit")
+
+        view_outputs = [canvas, gallery, slider, before, after, report, seed_used, download, download_map, current,
+                        proceed, status]
+        slot_fields = [f for s in slot_uis for f in s.fields]
+        private = {"api_visibility": "private"}
+        instant = {"queue": False, **private}
+
+        # -- sessions --------------------------------------------------------------------------------
+        def opened(request: gr.Request) -> Any:
+            return ctx.sessions.open(request.session_hash)
+
+        def closed(request: gr.Request) -> None:
+            ctx.sessions.close(request.session_hash)
+
+        demo.load(opened, None, state, **instant)  # outside the queue: a full queue must not break the page
+        demo.unload(closed)
+
+        # -- previews ----------------------------------------------------------------------------------
+        def previews(st: Any, c: Any, soft: float, n: Any, s: Any, *values: Any) -> list:
+            slots = slots_from(list(values))
+            shown = cv.preview(ctx, st, c, soft, slots, n, s)
+            return [shown.overlay, shown.release, shown.summary,
+                    *(cv.slot_preview(ctx, st, c, soft, slot, k) for k, slot in enumerate(slots))]
+
+        def map_previews(st: Any, soft: float, n: Any, s: Any, *values: Any) -> list:
+            return previews(st, None, soft, n, s, *values)  # just after the canvas was replaced: no strokes
+
+        preview_outputs = [overlay, release, summary, *(s.preview for s in slot_uis)]
+        preview_triggers = [canvas.change, softness.release, steps.change, strength.release]
+        preview_triggers += [e for s in slot_uis for e in (s.image.change, s.placement.change, s.fit.change,
+                                                           s.region.change, s.x.change, s.y.change, s.w.change,
+                                                           s.h.change)]
+        gr.on(preview_triggers, guarded(previews), [state, canvas, softness, steps, strength, *slot_fields],
+              preview_outputs, trigger_mode="always_last", show_progress="hidden", **instant)
+        # A canvas replaced by the server (new photo, tools, undo...) does not report a change: refresh after it
+        refresh = {"fn": guarded(map_previews), "inputs": [state, softness, steps, strength, *slot_fields],
+                   "outputs": preview_outputs, "show_progress": "hidden", **instant}
+
+        # -- photo ----------------------------------------------------------------------------------
+        def photo(st: Any, path: str | None) -> list:
+            if path is None:
+                return [gr.skip()] * len(view_outputs)
+            return render(h.use_photo(ctx, st, path, name=path.rsplit("/", 1)[-1]))
+
+        source.upload(guarded(photo), [state, source], view_outputs, **instant).then(**refresh)
+        use_sample.click(guarded(lambda st, name: render(h.use_sample(ctx, st, name))), [state, sample], view_outputs,
+                         **instant).then(**refresh)
+
+        # -- painting -------------------------------------------------------------------------------
+        target.change(guarded(cv.switch_target), [state, canvas, target], canvas, **instant).then(**refresh)
+        invert.click(guarded(cv.invert_map), [state, canvas], canvas, **instant).then(**refresh)
+        clear.click(guarded(cv.clear_map), [state], canvas, **instant).then(**refresh)
+        feather.click(guarded(cv.feather_map), [state, canvas, radius], canvas, **instant).then(**refresh)
+
+        def shape_fields(st: Any, kind: str) -> list:
+            size = None if st is None or st.history is None else st.history.source.image.size
+            values = cv.shape_defaults(kind, size)
+            return [gr.update(label=label, value=value) for label, value in zip(cv.SHAPE_FIELDS[kind], values)]
+
+        shape.change(guarded(shape_fields), [state, shape], numbers, **instant)
+        apply_shape.click(guarded(lambda st, c, kind, a, b, cc, d, p, mode_: cv.apply_shape(st, c, kind, (a, b, cc, d),
+                                                                                           p, mode_)),
+                          [state, canvas, shape, *numbers, percent, how], canvas, **instant).then(**refresh)
+        map_file.upload(guarded(lambda st, c, path, mode_: cv.load_map_file(ctx, st, c, path, mode_)),
+                        [state, canvas, map_file, how], canvas, **instant).then(**refresh)
+
+        # -- exemplars --------------------------------------------------------------------------------
+        for k, s in enumerate(slot_uis):
+            def placed(st: Any, path: str | None, placement: str, *box: Any) -> list:
+                if path is None or st is None or st.history is None or (box[2] and box[3]):
+                    return [gr.skip()] * 4
+                return list(default_box(st.history.source.image.size))
+
+            def clicked(x: Any, y: Any, w: Any, hh: Any, evt: gr.SelectData) -> list:
+                box = (int(x or 0), int(y or 0), max(int(w or 0), 1), max(int(hh or 0), 1))
+                return ["box", *moved_box(box, (int(evt.index[0]), int(evt.index[1])))]
+
+            s.image.upload(guarded(placed), [state, s.image, s.placement, s.x, s.y, s.w, s.h],
+                           [s.x, s.y, s.w, s.h], **instant)
+            s.preview.select(guarded(clicked), [s.x, s.y, s.w, s.h],
+                             [s.placement, s.x, s.y, s.w, s.h], **instant)
+
+            def removed(st: Any, c: Any, k: int = k) -> list:
+                return [*_empty_slot(), cv.clear_slot_map(st, c, k) or gr.skip()]
+
+            s.remove.click(guarded(removed), [state, canvas], [*s.fields, canvas], **instant).then(**refresh)
+            for j, button in ((k - 1, s.up), (k + 1, s.down)):
+                if not 0 <= j < MAX_SLOTS:
+                    continue
+                other = slot_uis[j]
+
+                def swapped(st: Any, c: Any, *values: Any, i: int = k, j: int = j) -> list:
+                    canvas_update = cv.swap_slot_maps(st, c, i, j)
+                    return [*values[8:], *values[:8], canvas_update]
+
+                button.click(guarded(swapped), [state, canvas, *s.fields, *other.fields],
+                             [*s.fields, *other.fields, canvas], **instant).then(**refresh)
+
+        # -- settings ---------------------------------------------------------------------------------
+        dice.click(lambda: str(secrets.randbits(32)), None, seed, **instant)
+        reuse.click(lambda used: "" if used is None else str(int(used)), seed_used, seed, **instant)
+
+        def restored(path: str | None) -> list:
+            values = h.restore_settings(ctx, path)
+            if not engine.takes_prompt and (values.prompt or values.negative_prompt):
+                gr.Warning("The PNG has a prompt; this model takes none, so it is left empty.")
+                values = Settings(**{**vars(values), "prompt": "", "negative_prompt": ""})
+            gr.Info(f"Settings restored (seed {values.seed}).")
+            return [values.prompt, values.negative_prompt, values.steps, values.strength, values.guidance,
+                    "" if values.seed is None else str(values.seed), values.scheduler, values.mode, values.crop_auto,
+                    values.crop_margin, values.skip_steps, values.eta]
+
+        png_settings.upload(guarded(restored), png_settings, settings_fields, **instant)
+
+        # -- running ----------------------------------------------------------------------------------
+        def studio_edit(progress: gr.Progress = gr.Progress(), *values: Any) -> list:  # noqa: B008 - Gradio's way
+            # Gradio finds gr.Progress only among the positional parameters, so it comes first here
+            st, rid, c, soft = values[:4]
+            slots = slots_from(list(values[4:4 + len(slot_fields)]))
+            settings = Settings(*values[4 + len(slot_fields):])
+
+            def step(done: int, total: int) -> None:
+                progress((done, total), desc="denoising", unit="steps")
+
+            return render(h.run_edit(ctx, st, rid, c, soft, slots, settings, step))
+
+        run.click(guarded(h.arm), state, run_id, **instant).then(
+            guarded(studio_edit), [state, run_id, canvas, softness, *slot_fields, *settings_fields], view_outputs,
+            concurrency_limit=1, concurrency_id=DEVICE, show_progress="full", show_progress_on=[slider, status],
+            **private,
+        )
+        stop.click(guarded(h.cancel), state, status, **instant)
+
+        # -- history ----------------------------------------------------------------------------------
+        for button, handler in ((proceed, h.continue_edit), (undo, h.undo), (redo, h.redo)):
+            button.click(guarded(lambda st, c, handler=handler: render(handler(st, c))), [state, canvas], view_outputs,
+                         **instant).then(**refresh)
+        save.click(guarded(lambda st: str(h.save_session(st))), state, saved, **instant)
+        load.upload(guarded(lambda st, path: render(h.load_session(ctx, st, path))), [state, load], view_outputs,
+                    concurrency_limit=1, concurrency_id=DEVICE, show_progress_on=[gallery, status],
+                    **private).then(**refresh)
+
+        # -- API ------------------------------------------------------------------------------------
+        def api(source_path: str, map_path: str, settings_json: str) -> tuple[str, dict]:
+            path, summary = api_edit(ctx, source_path, map_path, settings_json)
+            return str(path), summary
+
+        api_button.click(guarded(api), [api_source, api_map, api_settings], [api_result, api_info], api_name="edit",
+                         concurrency_limit=1, concurrency_id=DEVICE)
+    return demo
+
+
+def theme() -> gr.themes.Base:
+    """Gradio's default look with the system's fonts: the page loads nothing from outside the app."""
+    system = ["ui-sans-serif", "system-ui", "sans-serif"]
+    return gr.themes.Default(font=system, font_mono=["ui-monospace", "monospace"])
+
+
+__all__ = ["CSS", "DEVICE", "build", "guarded", "render", "slots_from", "theme"]

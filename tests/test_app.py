@@ -1,0 +1,610 @@
+"""The studio (`pixels app`) without a browser: its handlers are plain functions, tested here directly.
+
+Painting -> strength conversion, map tools, exemplar placement, settings validation, sessions (undo,
+redo, zip save and bit-exact load), settings restored from a pixels PNG, per-session isolation,
+temporary-file cleanup and cancelling; then the server itself: queue limits and the API endpoint.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import math
+import os
+import threading
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from pixels import Editor, InputError, maps
+from pixels.app import api, archive, context, painting
+from pixels.app import canvas as cv
+from pixels.app import handlers as h
+from pixels.app.engine import Cancelled
+from pixels.app.exemplars import Slot, to_exemplar
+from pixels.app.server import exposure_warning, is_loopback, parse_auth
+from pixels.app.settings import Settings, edit_kwargs, read_png_settings, recommended, seed_value
+from pixels.demo import asset
+from pixels.output import save_image
+
+ROCKET = "rocket (bundled, 192x128)"
+MOON = str(Path(importlib.import_module("pixels").__file__).parent / "assets" / "moon.png")
+FAST = Settings(steps=100, strength=0.05, guidance=1.0, seed=7)  # 5 denoising steps of the demo model
+
+
+def keep_mask_fn():
+    """pixels' own pin rule (the module was renamed from `schedule` to `release`)."""
+    for name in ("pixels.release", "pixels.schedule"):
+        try:
+            return importlib.import_module(name).keep_mask
+        except ImportError:
+            continue
+    raise AssertionError("no keep_mask in pixels")
+
+
+def layer(height: int, width: int, box: tuple[int, int, int, int], rgba=(255, 255, 255, 255)) -> np.ndarray:
+    """A canvas paint layer with one opaque rectangle (x, y, w, h) painted in `rgba`."""
+    out = np.zeros((height, width, 4), np.uint8)
+    x, y, w, hh = box
+    out[y:y + hh, x:x + w] = rgba
+    return out
+
+
+def canvas_with(*layers: np.ndarray) -> dict:
+    return {"background": None, "layers": list(layers), "composite": None}
+
+
+def pixels_of(image: Image.Image) -> np.ndarray:
+    return np.asarray(image.convert("RGB"))
+
+
+@pytest.fixture(scope="module")
+def editor() -> Editor:
+    return Editor.from_pretrained("demo", device="cpu")
+
+
+@pytest.fixture
+def ctx(editor, tmp_path):
+    app = context.create(editor, "demo", root=tmp_path / "app")
+    yield app
+    app.close()
+
+
+@pytest.fixture
+def st(ctx):
+    session = ctx.sessions.open("browser-a")
+    h.use_sample(ctx, session, ROCKET)
+    return session
+
+
+# -- painting: canvas layer -> strength map -----------------------------------------------------------
+def test_stroke_strength_is_gray_level_times_alpha_over_the_base():
+    base = np.full((2, 6), 0.4)
+    paint = np.zeros((2, 6, 4), np.uint8)
+    paint[:, 0] = (255, 255, 255, 255)  # white: 100 %
+    paint[:, 1] = (128, 128, 128, 255)  # mid gray: 128/255
+    paint[:, 2] = (0, 0, 0, 255)  # black: 0 % (paints "keep" over the base)
+    paint[:, 3] = (255, 255, 255, 128)  # half-transparent white over 0.4: a * 1 + (1 - a) * 0.4
+    paint[:, 4] = (253, 253, 253, 255)  # within 4/255 of white: exactly 1, so an exemplar is grafted there
+    paint[:, 5] = (200, 30, 60, 0)  # fully transparent (erased): the base shows
+    strength = painting.stroke_strength(paint, base)
+    a = 128 / 255
+    np.testing.assert_array_equal(strength[0], [1.0, 128 / 255, 0.0, a + (1 - a) * 0.4, 1.0, 0.4])
+
+
+def test_coloured_paint_counts_by_its_luminance_and_unpainted_pixels_stay_exactly_zero():
+    paint = layer(4, 4, (1, 1, 2, 2), (255, 0, 0, 255))
+    strength = painting.stroke_strength(paint, np.zeros((4, 4)))
+    assert strength[1, 1] == pytest.approx(0.299)
+    assert (strength[0] == 0).all() and (strength[:, 0] == 0).all() and strength[3, 3] == 0
+
+
+def test_layers_apply_bottom_to_top_and_a_scaled_layer_is_resized_to_the_photo():
+    base = np.zeros((8, 8))
+    lower = layer(8, 8, (0, 0, 8, 8), (255, 255, 255, 255))
+    upper = layer(8, 8, (0, 0, 4, 8), (0, 0, 0, 255))  # black over the left half
+    strength = painting.canvas_strength(canvas_with(lower, upper), base)
+    assert (strength[:, :4] == 0).all() and (strength[:, 4:] == 1).all()
+    assert painting.canvas_strength(None, base) is base
+    doubled = layer(16, 16, (0, 0, 8, 16))  # a browser that exported the layer at twice the size
+    np.testing.assert_array_equal(painting.canvas_strength(canvas_with(doubled), base)[:, :4], 1.0)
+
+
+def test_a_layer_that_is_not_rgba_uint8_is_refused_by_name():
+    with pytest.raises(InputError, match=r"^canvas layer 1: expected an RGBA uint8 layer"):
+        painting.canvas_strength(canvas_with(np.zeros((4, 4), np.float32)), np.zeros((4, 4)))
+
+
+def test_softness_fades_edges_inside_the_painted_area_only():
+    strength = maps.box((40, 40), (10, 10, 20, 20))
+    soft = painting.soften(strength, 5)
+    assert (soft[strength == 0] == 0).all()  # never painted: still exactly 0, so still kept bit for bit
+    assert soft[20, 20] == 1.0 and 0 < soft[10, 20] < 1
+    assert painting.soften(strength, 0) is strength
+    with pytest.raises(InputError, match="^softness:"):
+        painting.soften(strength, -1)
+
+
+def test_map_png_is_black_exactly_where_the_strength_is_zero():
+    strength = np.array([[0.0, 1e-9, 0.5, 1.0]])
+    levels = np.asarray(painting.map_image(strength))
+    np.testing.assert_array_equal(levels, [[0, 1, 128, 255]])
+
+
+def test_release_preview_follows_the_library_pin_rule():
+    keep_mask = keep_mask_fn()
+    rng = np.random.default_rng(0)
+    strength = rng.choice([0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0], size=(6, 9))
+    num_steps = painting.schedule_steps(100, 0.2)
+    assert num_steps == 20
+    for step in range(num_steps + 1):
+        pinned = keep_mask(torch.as_tensor(1.0 - strength), step, num_steps).numpy()
+        np.testing.assert_array_equal(painting.released(strength, step, num_steps), ~pinned)
+    # a pixel of strength s is released at step ceil((1 - s) K)
+    s = 0.25
+    first = next(i for i in range(num_steps + 1) if painting.released(np.array([[s]]), i, num_steps)[0, 0])
+    assert first == math.ceil((1 - s) * num_steps)
+    preview = painting.release_preview(asset("rocket.png"), strength.repeat(22, 0)[:128].repeat(22, 1)[:, :192],
+                                       100, 0.2)
+    assert preview.width == 3 * painting.PANEL_WIDTH + 2 * 8
+
+
+# -- exemplar slots ----------------------------------------------------------------------------------------
+def test_exemplar_slots_become_library_exemplars(tmp_path):
+    size = (192, 128)
+    strength = maps.box(size, (100, 10, 40, 30))
+    own = np.zeros((128, 192))
+    boxed = to_exemplar(Slot(MOON, "box", (10.0, 20.0, 50.0, 40.0), "contain", "strength map"), 0, size, strength,
+                        own, 10**7)
+    assert boxed.box == (10, 20, 50, 40) and boxed.fit == "contain" and boxed.strength_map is strength
+    auto = to_exemplar(Slot(MOON), 0, size, strength, own, 10**7)
+    assert auto.box is None  # the library fits it into its map's edited area
+    aligned = tmp_path / "aligned.png"
+    asset("moon.png").resize(size).save(aligned)
+    whole = to_exemplar(Slot(str(aligned), region="box"), 0, size, strength, own, 10**7)
+    assert whole.box == (0, 0, 192, 128) and whole.strength_map is None
+    cutout = tmp_path / "cutout.png"
+    rgba = np.zeros((20, 20, 4), np.uint8)
+    rgba[5:15, 5:15] = (200, 100, 50, 255)
+    Image.fromarray(rgba, "RGBA").save(cutout)
+    alpha = to_exemplar(Slot(str(cutout), region="alpha"), 1, size, strength, own, 10**7)
+    assert alpha.image.mode == "RGBA" and alpha.strength_map is None
+
+
+@pytest.mark.parametrize(("slot", "message"), [
+    (Slot(MOON, region="own map"), r"^exemplar 1\.region: nothing is painted at 100 %"),
+    (Slot(MOON, region="alpha"), r"^exemplar 1\.region: the image has no transparency"),
+    (Slot(MOON, region="box"), r"^exemplar 1\.region: 'box' needs placement 'box'"),
+    (Slot(MOON, "box", (0, 0, 0, 10)), r"^exemplar 1\.box: width and height must be at least 1"),
+    (Slot(MOON, "box", (0.5, 0, 10, 10)), r"^exemplar 1\.box: expected x, y, w, h whole numbers"),
+    (Slot(MOON, fit="squash"), r"^exemplar 1\.fit: expected one of"),
+    (Slot("/no/such/file.png"), r"^exemplar 1:"),
+])
+def test_bad_exemplar_slots_are_refused_naming_the_field(slot, message):
+    strength = maps.box((192, 128), (100, 10, 40, 30))
+    with pytest.raises(InputError, match=message):
+        to_exemplar(slot, 0, (192, 128), strength, np.zeros((128, 192)), 10**7)
+
+
+# -- settings ---------------------------------------------------------------------------------------------
+def test_recommended_settings_follow_the_model():
+    demo = recommended("demo", "pixel")
+    assert demo.steps == 100 and 0.15 <= demo.strength <= 0.3 and demo.guidance <= 1.0  # unguided, 15-30 steps
+    schnell = recommended("flux-schnell", "flux")
+    assert (schnell.steps, schnell.guidance) == (4, 0.0)
+    assert recommended("some/unknown-model", "sd").steps == 50
+
+
+def test_valid_settings_become_edit_arguments():
+    kwargs = edit_kwargs(Settings(steps=100.0, strength=0.2, guidance=1, seed="12", scheduler="default",
+                                  crop_auto=True), takes_prompt=False)
+    assert kwargs["num_inference_steps"] == 100 and isinstance(kwargs["num_inference_steps"], int)
+    assert kwargs["seed"] == 12 and kwargs["scheduler"] is None and kwargs["crop"] == "auto"
+    assert "negative_prompt" not in kwargs  # an empty field: no negative prompt at all
+    assert seed_value("") is None and seed_value(None) is None and seed_value(str(2**64 - 1)) == 2**64 - 1
+
+
+@pytest.mark.parametrize(("settings", "takes_prompt", "message"), [
+    (Settings(steps=0), True, r"^steps: expected a whole number"),
+    (Settings(steps=10.5), True, r"^steps: expected a whole number"),
+    (Settings(strength=1.5), True, r"^strength: must lie in \(0, 1\]"),
+    (Settings(guidance=500), True, r"^guidance_scale: must lie in"),
+    (Settings(seed="abc"), True, r"^seed: expected a whole number or nothing"),
+    (Settings(seed=-1), True, r"^seed: expected a whole number"),
+    (Settings(scheduler="warp"), True, r"^scheduler:"),
+    (Settings(mode="both"), True, r"^mode:"),
+    (Settings(crop_margin=-3), True, r"^crop margin:"),
+    (Settings(prompt="a red fox"), False, r"^prompt: this model is unconditional"),
+])
+def test_bad_settings_are_refused_naming_the_field(settings, takes_prompt, message):
+    with pytest.raises(InputError, match=message):
+        edit_kwargs(settings, takes_prompt)
+
+
+def test_errors_reach_the_page_as_escaped_messages_not_tracebacks():
+    gr = pytest.importorskip("gradio")
+    from pixels.app.ui import guarded
+
+    def bad_input() -> None:
+        raise InputError("source: <img src=x onerror=alert(1)>.png is not an image")
+
+    def bug() -> None:
+        raise KeyError("oops")
+
+    with pytest.raises(gr.Error) as caught:
+        guarded(bad_input)()
+    assert caught.value.message == "source: &lt;img src=x onerror=alert(1)&gt;.png is not an image"
+    assert caught.value.__cause__ is None and caught.value.__suppress_context__
+    with pytest.raises(gr.Error, match="internal error: KeyError") as caught:
+        guarded(bug)()
+    assert "Traceback" not in caught.value.message
+
+
+# -- the photo ---------------------------------------------------------------------------------------------
+def test_a_photo_is_read_as_the_command_line_reads_it(ctx, tmp_path):
+    st = ctx.sessions.open("browser-a")
+    rotated = tmp_path / "rotated.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
+    Image.new("RGB", (60, 40), (10, 200, 30)).save(rotated, exif=exif)
+    view = h.use_photo(ctx, st, str(rotated), name="rotated.jpg")
+    assert view.size == (40, 60) and st.history.source.image.size == (40, 60)
+    assert view.canvas["background"].size == (40, 60) and view.canvas["layers"] == []
+    palette = tmp_path / "palette.gif"
+    Image.new("P", (30, 20), 3).save(palette)
+    assert h.use_photo(ctx, st, str(palette), name="palette.gif").size == (30, 20)
+    assert st.bases["strength"].shape == (20, 30) and not st.bases["strength"].any()
+
+
+def test_photos_over_the_limit_or_not_images_are_refused_with_a_message(editor, tmp_path):
+    small = context.create(editor, "demo", root=tmp_path / "small")
+    try:
+        small.engine.editor.limits, limits = type(editor.limits)(max_pixels=1000), editor.limits
+        st = small.sessions.open("x")
+        with pytest.raises(InputError, match=r"^source: 192x128 is 24,576 pixels, more than the limit of 1,000"):
+            h.use_sample(small, st, ROCKET)
+        text = tmp_path / "notes.png"
+        text.write_text("not an image")
+        with pytest.raises(InputError, match=r"^source: .* is not an image in a format pixels reads"):
+            h.use_photo(small, st, str(text))
+        assert st.history is None
+    finally:
+        small.engine.editor.limits = limits
+        small.close()
+
+
+# -- map tools -----------------------------------------------------------------------------------------
+def test_map_tools_edit_the_current_map_and_strokes_are_kept_when_switching(ctx, st):
+    size = (192, 128)
+    canvas = cv.apply_shape(st, None, "box", (10, 10, 40, 30), 100, "add")
+    np.testing.assert_array_equal(st.bases["strength"], maps.box(size, (10, 10, 40, 30)))
+    assert canvas["layers"] == [] and canvas["background"].size == size
+    cv.apply_shape(st, None, "box", (20, 10, 10, 30), 100, "subtract")
+    assert (st.bases["strength"][10:40, 20:30] == 0).all() and (st.bases["strength"][10:40, 10:20] == 1).all()
+    cv.invert_map(st, None)
+    assert (st.bases["strength"][0, 0] == 1) and (st.bases["strength"][15, 15] == 0)
+    cv.clear_map(st)
+    assert not st.bases["strength"].any()
+    stroke = canvas_with(layer(128, 192, (100, 50, 20, 20), (128, 128, 128, 255)))
+    cv.switch_target(st, stroke, "exemplar 2")  # the stroke stays in the strength map
+    assert st.target == "exemplar 2" and st.bases["strength"][60, 110] == pytest.approx(128 / 255)
+    assert not st.bases["exemplar 2"].any()
+    cv.apply_shape(st, None, "radial", (96, 64, 10, 30), 50, "replace")
+    assert st.bases["exemplar 2"].max() == 0.5 and st.bases["strength"][60, 110] == pytest.approx(128 / 255)
+    with pytest.raises(InputError, match=r"^ellipse: radii must be > 0"):
+        cv.apply_shape(st, None, "ellipse", (10, 10, 0, 5), 100, "add")
+    with pytest.raises(InputError, match=r"^paint on: expected one of"):
+        cv.switch_target(st, None, "exemplar 9")
+
+
+def test_a_map_file_is_read_like_any_map_and_resized_to_the_photo(ctx, st, tmp_path):
+    path = tmp_path / "half.png"
+    half = np.zeros((64, 96), np.uint8)
+    half[:, 48:] = 255
+    Image.fromarray(half, "L").save(path)
+    cv.load_map_file(ctx, st, None, str(path), "replace")
+    assert st.bases["strength"].shape == (128, 192)
+    assert (st.bases["strength"][:, :90] == 0).all() and (st.bases["strength"][:, 100:] == 1).all()
+
+
+def test_previews_show_the_combined_map_with_a_legend(ctx, st):
+    stroke = canvas_with(layer(128, 192, (100, 20, 30, 20)))
+    shown = cv.preview(ctx, st, stroke, 0, [], 100, 0.2)
+    assert shown.overlay.width == 2 * painting.PANEL_WIDTH + 8 and shown.release is not None
+    assert shown.summary == ("**Map:** 2.4 % of the photo is edited, 2.4 % at 100 % (where exemplars are grafted)."
+                             " 20 of 100 steps run.")
+    assert cv.preview(ctx, st, stroke, 0, [], "", 0.2).release is None  # a field being typed in: no schedule
+    combined = cv.used_map(ctx, st, stroke, 0, [Slot(MOON, region="own map")])
+    assert combined[30, 110] == 1 and combined[0, 0] == 0
+    assert cv.preview(ctx, ctx.sessions.open("no-photo"), None, 0, [], 100, 0.2) == cv.Preview(None, None, "")
+    placed = cv.slot_preview(ctx, st, stroke, 0, Slot(MOON, "box", (10, 10, 40, 30)), 0)
+    assert placed.size == (192, 128) and not np.array_equal(pixels_of(placed), pixels_of(st.history.source.image))
+    assert cv.slot_preview(ctx, st, stroke, 0, Slot("/no/such.png"), 0) is None  # Run reports that, not the preview
+
+
+def test_nothing_painted_is_refused_before_any_model_work(ctx, st):
+    with pytest.raises(InputError, match=r"^strength map: nothing is painted"):
+        h.run_edit(ctx, st, None, None, 0, [], FAST)
+    assert len(st.history.frames) == 1
+
+
+# -- sessions: isolation and cleanup ------------------------------------------------------------------------
+def test_each_browser_session_has_its_own_photo_maps_history_and_folder(ctx):
+    a, b = ctx.sessions.open("browser-a"), ctx.sessions.open("browser-b")
+    h.use_sample(ctx, a, ROCKET)
+    h.use_sample(ctx, b, "moon (bundled)")
+    cv.apply_shape(a, None, "box", (0, 0, 10, 10), 100, "add")
+    assert a.folder != b.folder and a.history is not b.history
+    assert a.bases["strength"].any() and not b.bases["strength"].any()
+    assert a.history.source.image.size != b.history.source.image.size
+    assert all(p.parent == a.folder for p in a.folder.iterdir())
+    assert not set(a.folder.iterdir()) & set(b.folder.iterdir())
+    ctx.sessions.close("browser-a")
+    assert not a.folder.exists() and b.folder.exists() and a.closed and not b.closed
+    with pytest.raises(InputError, match=r"^session: this browser session has ended"):
+        cv.apply_shape(a, None, "box", (0, 0, 10, 10), 100, "add")
+
+
+def test_a_reloaded_page_starts_a_new_session_and_ends_the_old_one(ctx):
+    first = ctx.sessions.open("tab")
+    second = ctx.sessions.open("tab")
+    assert first.closed and not first.folder.exists() and second.folder.exists() and len(ctx.sessions) == 1
+
+
+def test_stopping_the_app_removes_every_temporary_file(editor, tmp_path):
+    app = context.create(editor, "demo", root=tmp_path / "app")
+    st = app.sessions.open("a")
+    h.use_sample(app, st, ROCKET)
+    assert any(st.folder.iterdir())
+    app.close()
+    assert not (tmp_path / "app").exists() and st.closed
+
+
+# -- session zips -------------------------------------------------------------------------------------------
+def test_session_zips_refuse_paths_outside_links_and_bombs(tmp_path, monkeypatch):
+    def zipped(name: str, entries: dict[str, bytes], link: str | None = None) -> Path:
+        path = tmp_path / name
+        with zipfile.ZipFile(path, "w") as z:
+            for entry, data in entries.items():
+                z.writestr(entry, data)
+            if link:
+                info = zipfile.ZipInfo(link)
+                info.external_attr = 0o120777 << 16
+                z.writestr(info, "/etc/passwd")
+        return path
+
+    with pytest.raises(InputError, match="points outside the folder"):
+        archive.unpack(zipped("up.zip", {"../evil.txt": b"x"}), tmp_path / "out1")
+    with pytest.raises(InputError, match="points outside the folder"):
+        archive.unpack(zipped("abs.zip", {"/tmp/evil.txt": b"x"}), tmp_path / "out2")
+    with pytest.raises(InputError, match="symbolic link"):
+        archive.unpack(zipped("link.zip", {}, link="manifest.json"), tmp_path / "out3")
+    with pytest.raises(InputError, match="no manifest.json"):
+        archive.unpack(zipped("empty.zip", {"a/readme.txt": b"x"}), tmp_path / "out4")
+    assert not (tmp_path / "out4").exists()
+    not_zip = tmp_path / "notes.zip"
+    not_zip.write_text("not a zip")
+    with pytest.raises(InputError, match="not a zip file"):
+        archive.unpack(not_zip, tmp_path / "out5")
+    monkeypatch.setattr(archive, "MAX_BYTES", 100)
+    with pytest.raises(InputError, match="MiB once unpacked"):
+        archive.unpack(zipped("big.zip", {"manifest.json": b"{}" * 100}), tmp_path / "out6")
+    assert not any(p.name.startswith("out") for p in tmp_path.iterdir())  # nothing left behind
+    assert not (tmp_path.parent / "evil.txt").exists()
+
+
+def test_settings_are_restored_from_a_png_that_pixels_wrote(ctx, tmp_path):
+    path = tmp_path / "made-by-pixels.png"
+    metadata = {"prompt": "", "negative_prompt": None, "num_inference_steps": 80, "strength": 0.3,
+                "guidance_scale": 1.0, "seed": 2**63 + 5, "scheduler": "euler", "mode": "blend", "crop": "auto",
+                "crop_margin": 16, "skip_steps": "never", "eta": 0.0, "model": "demo"}
+    save_image(asset("rocket.png"), path, metadata)
+    restored = h.restore_settings(ctx, str(path))
+    assert restored == Settings(steps=80, strength=0.3, guidance=1.0, seed=2**63 + 5, scheduler="euler",
+                                mode="blend", crop_auto=True, crop_margin=16, skip_steps="never")
+    plain = tmp_path / "plain.png"
+    asset("rocket.png").save(plain)
+    with pytest.raises(InputError, match=r"^settings PNG: it has no pixels metadata"):
+        read_png_settings(str(plain), 10**7)
+    save_image(asset("rocket.png"), tmp_path / "bad.png", {**metadata, "strength": 5})
+    with pytest.raises(InputError, match=r"^strength: must lie in"):
+        read_png_settings(str(tmp_path / "bad.png"), 10**7)
+
+
+# -- edits with the model ------------------------------------------------------------------------------------
+def test_an_edit_keeps_unpainted_pixels_and_undo_redo_and_continue_walk_the_history(ctx, st):
+    source = pixels_of(st.history.source.image)
+    stroke = canvas_with(layer(128, 192, (120, 10, 50, 30)))
+    steps_seen = []
+    view = h.run_edit(ctx, st, None, stroke, 0, [Slot(MOON)], FAST, lambda done, total: steps_seen.append(total))
+    assert steps_seen and len(steps_seen) == steps_seen[0] == 5
+    result = view.result
+    edited = pixels_of(result.after)
+    kept = st.history.frames[-1].result.strength_map == 0
+    np.testing.assert_array_equal(edited[kept], source[kept])  # bit for bit outside the stroke
+    assert (edited[10:40, 120:170] != source[10:40, 120:170]).any()  # and changed inside it
+    assert result.candidate and result.seed == 7 and "bit-exact" in result.report
+    # the download carries the same metadata as `pixels edit`, and the map is black exactly where kept
+    downloaded = Image.open(result.png)
+    assert json.loads(downloaded.info["pixels"])["seed"] == 7 and "Seed: 7" in downloaded.info["parameters"]
+    np.testing.assert_array_equal(pixels_of(downloaded), edited)
+    np.testing.assert_array_equal(np.asarray(Image.open(result.map_png)) == 0, kept)
+    # running again replaces the candidate instead of editing it
+    again = h.run_edit(ctx, st, None, stroke, 0, [Slot(MOON)], Settings(**{**vars(FAST), "seed": 8}))
+    assert len(again.gallery) == 2 and again.result.seed == 8
+    np.testing.assert_array_equal(pixels_of(again.result.before), source)
+    # undo brings the source back exactly, redo the result; continue makes the result the next source
+    back = h.undo(st, None)
+    np.testing.assert_array_equal(pixels_of(st.history.source.image), source)
+    assert back.result is None and len(back.gallery) == 1
+    np.testing.assert_array_equal(pixels_of(Image.open(back.current_png)), source)
+    with pytest.raises(InputError, match=r"^undo: nothing to undo"):
+        h.undo(st, None)
+    h.redo(st, None)
+    assert st.history.committed == 1 and not st.history.candidate
+    np.testing.assert_array_equal(pixels_of(st.history.source.image), pixels_of(again.result.after))
+    with pytest.raises(InputError, match=r"^continue: no new result"):
+        h.continue_edit(st, None)
+
+
+def test_cancel_stops_between_steps_and_leaves_nothing(ctx, st):
+    stroke = canvas_with(layer(128, 192, (120, 10, 50, 30)))
+    files = sorted(st.folder.iterdir())
+    run_id = h.arm(st)
+
+    def cancel_at_second_step(done: int, total: int) -> None:
+        if done == 2:
+            assert h.cancel(st) == "Cancelling…"
+
+    view = h.run_edit(ctx, st, run_id, stroke, 0, [], FAST, cancel_at_second_step)
+    assert "cancelled" in view.status.lower() and "nothing was changed" in view.status
+    assert len(st.history.frames) == 1 and st.history.session.history == [] and view.result is None
+    assert sorted(st.folder.iterdir()) == files  # no file written
+    # cancelled while queued: it never reaches the model
+    queued = h.arm(st)
+    h.cancel(st)
+    reached = []
+    view = h.run_edit(ctx, st, queued, stroke, 0, [], FAST, lambda done, total: reached.append(done))
+    assert reached == [] and "before it started" in view.status
+    # a fresh run is not affected by the old cancels
+    view = h.run_edit(ctx, st, h.arm(st), stroke, 0, [], FAST)
+    assert view.result is not None and len(st.history.frames) == 2
+
+
+def test_a_cancelled_replacement_keeps_the_previous_result(ctx, st):
+    stroke = canvas_with(layer(128, 192, (120, 10, 50, 30)))
+    first = h.run_edit(ctx, st, None, stroke, 0, [], FAST)
+
+    def cancel(done: int, total: int) -> None:
+        raise Cancelled("edit cancelled; nothing was changed")
+
+    with pytest.raises(Cancelled):
+        st.history.apply(lambda r, b: None, [], np.ones((128, 192)), on_step=cancel, num_inference_steps=100,
+                         strength=0.05, seed=1)
+    assert len(st.history.frames) == 2 and st.history.candidate
+    np.testing.assert_array_equal(pixels_of(st.history.session.current), pixels_of(first.result.after))
+
+
+def test_a_saved_session_zip_loads_back_bit_for_bit_in_another_session(ctx, st):
+    stroke = canvas_with(layer(128, 192, (120, 10, 50, 30)))
+    h.run_edit(ctx, st, None, stroke, 0, [Slot(MOON)], FAST)
+    h.continue_edit(st, None)
+    zipped = h.save_session(st)
+    assert zipped.parent == st.folder and zipfile.is_zipfile(zipped)
+    other = ctx.sessions.open("browser-b")
+    view = h.load_session(ctx, other, str(zipped))
+    assert "replayed bit for bit" in view.status and len(view.gallery) == 2
+    for mine, theirs in zip(st.history.frames, other.history.frames):
+        np.testing.assert_array_equal(pixels_of(mine.image), pixels_of(theirs.image))
+    assert other.history.session.history == st.history.session.history
+    assert not [p for p in other.folder.iterdir() if p.is_dir()]  # the unpacked copy is gone
+
+
+def test_the_api_edit_is_stateless_and_keeps_unmapped_pixels(ctx, tmp_path):
+    source, where = tmp_path / "source.png", tmp_path / "map.png"
+    asset("rocket.png").save(source)
+    painting.map_image(maps.ellipse((192, 128), (150, 30), (25, 18))).save(where)
+    path, summary = api.api_edit(ctx, str(source), str(where), json.dumps({"strength": 0.05, "seed": 3}))
+    result = np.asarray(Image.open(path).convert("RGB"))
+    kept = np.asarray(Image.open(where)) == 0
+    np.testing.assert_array_equal(result[kept], np.asarray(asset("rocket.png"))[kept])
+    assert summary["seed"] == 3 and summary["steps_run"] == 5 and summary["order"] >= 1
+    assert json.loads(Image.open(path).info["pixels"])["seed"] == 3
+    with pytest.raises(InputError, match=r"^settings: unknown keys \['stength'\]"):
+        api.api_edit(ctx, str(source), str(where), '{"stength": 0.3}')
+
+
+# -- the server and its command line --------------------------------------------------------------------
+def test_the_command_line_parses_and_checks_its_options():
+    import argparse
+
+    from pixels.app.cli import add_parser
+
+    from pixels.cli import build_parser
+
+    assert build_parser().parse_args(["app", "--port", "8001"]).port == 8001  # a subcommand of `pixels`
+    parser = argparse.ArgumentParser()
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true")
+    add_parser(parser.add_subparsers(dest="command"), common)
+    args = parser.parse_args(["app"])
+    assert (args.model, args.host, args.port, args.auth, args.max_megapixels) == ("demo", "127.0.0.1", 7860, None, 4.0)
+    assert callable(args.run)
+    args = parser.parse_args(["app", "--model", "sd15", "--port", "8000", "--auth", "me:p:w", "--debug"])
+    assert parse_auth(args.auth) == ("me", "p:w") and args.debug
+    with pytest.raises(InputError, match=r"^--auth: expected USER:PASS"):
+        parse_auth("nopassword")
+    assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
+    assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.5")
+    assert exposure_warning("127.0.0.1", None) is None and exposure_warning("0.0.0.0", ("a", "b")) is None
+    assert "--auth" in exposure_warning("0.0.0.0", None)
+
+
+def test_the_server_runs_one_edit_at_a_time_and_says_busy_beyond_its_queue(editor, tmp_path):
+    pytest.importorskip("gradio")
+    client_module = pytest.importorskip("gradio_client")
+    from pixels.app.server import start
+
+    class Gated:
+        """The demo editor, made to wait at its first step until the test lets it go."""
+
+        def __init__(self) -> None:
+            self.entered, self.go, self.running, self.most = threading.Event(), threading.Event(), 0, 0
+            self.limits, self.adapter, self.model_id = editor.limits, editor.adapter, editor.model_id
+
+        def edit(self, *args, on_step=None, **kwargs):
+            self.running += 1
+            self.most = max(self.most, self.running)
+            try:
+                def step(done: int, total: int) -> None:
+                    self.entered.set()
+                    assert self.go.wait(60)
+                    on_step(done, total)
+
+                return editor.edit(*args, on_step=step, **kwargs)
+            finally:
+                self.running -= 1
+
+    gated = Gated()
+    source, where = tmp_path / "source.png", tmp_path / "map.png"
+    asset("rocket.png").save(source)
+    painting.map_image(maps.box((192, 128), (120, 10, 50, 30))).save(where)
+    temp_before = os.environ.get("GRADIO_TEMP_DIR")
+    running = start(editor=gated, port=None, queue_size=1)
+    root = running.context.root
+    try:
+        assert running.url.startswith("http://127.0.0.1:")
+        client = client_module.Client(running.url, verbose=False, download_files=str(tmp_path / "downloads"))
+        args = (client_module.handle_file(str(source)), client_module.handle_file(str(where)))
+
+        def submit(seed: int):
+            return client.submit(*args, json.dumps({"strength": 0.02, "seed": seed}), api_name="/edit")
+
+        first = submit(1)
+        assert gated.entered.wait(60)  # the first edit holds the model
+        second = submit(2)
+        for _ in range(600):  # bounded: until the server reports the second one waiting in the queue
+            if second.status().code.name == "IN_QUEUE":
+                break
+            gated.go.wait(0.05)
+        third = submit(3)
+        with pytest.raises(Exception, match="Queue is full"):
+            third.result(timeout=60)
+        gated.go.set()
+        results = [first.result(timeout=120), second.result(timeout=120)]
+        orders = [info["order"] for _, info in results]
+        assert orders == sorted(orders) and [info["seed"] for _, info in results] == [1, 2]
+        assert gated.most == 1  # never two edits at once
+        kept = np.asarray(Image.open(where)) == 0
+        for path, _ in results:
+            np.testing.assert_array_equal(np.asarray(Image.open(path).convert("RGB"))[kept],
+                                          np.asarray(asset("rocket.png"))[kept])
+        assert root.exists() and os.environ["GRADIO_TEMP_DIR"].startswith(str(root))
+    finally:
+        gated.go.set()
+        running.close()
+    assert not root.exists() and os.environ.get("GRADIO_TEMP_DIR") == temp_before
