@@ -27,7 +27,6 @@ import json
 import os
 import platform
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -40,12 +39,6 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 MEMORY_LIMIT = 1.2  # RSS after the run / RSS after the first edit
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def rss_mib(pid: int) -> float:
@@ -72,6 +65,38 @@ def wait_until_up(url: str, server: subprocess.Popen, timeout: float) -> None:
     raise SystemExit(f"the app did not answer at {url} within {timeout:.0f} s")
 
 
+def check(answers: list, kept: np.ndarray, source_pixels: np.ndarray, requests: int, ratio: float
+          ) -> tuple[dict[str, bool], list[str]]:
+    """The checks of the docstring as booleans, and a line for each one that failed."""
+    seeds = [info["seed"] for _, _, info, _ in answers]
+    leaks, digests = [], set()
+    for k, path, _, _ in answers:
+        result = np.asarray(Image.open(path).convert("RGB"))
+        if not np.array_equal(result[kept], source_pixels[kept]):
+            leaks.append(k)
+        digests.add(hashlib.sha256(result.tobytes()).hexdigest())
+    orders = [info["order"] for _, _, info, _ in answers]
+    spans = sorted((info["started"], info["finished"]) for _, _, info, _ in answers)
+    checks = {
+        "all_completed": len(answers) == requests, "seeds_match": seeds == list(range(requests)),
+        "in_order": orders == sorted(orders) and len(set(orders)) == len(orders), "outside_map_bit_exact": not leaks,
+        "no_duplicates": len(digests) == requests,
+        "one_at_a_time": not any(later[0] < earlier[1] for earlier, later in itertools.pairwise(spans)),
+        "memory_within_limit": ratio <= MEMORY_LIMIT,
+    }
+    problems = [] if checks["seeds_match"] else [f"answers do not match their requests' seeds: {seeds}"]
+    problems += [f"request {k}: pixels outside the map differ from the source" for k in leaks]
+    if not checks["no_duplicates"]:
+        problems.append(f"{requests - len(digests)} results are duplicates")
+    if not checks["in_order"]:
+        problems.append(f"the queue did not drain in order: model order {orders}")
+    if not checks["one_at_a_time"]:
+        problems.append("two edits ran at the same time")
+    if not checks["memory_within_limit"]:
+        problems.append(f"memory grew {ratio:.2f}x after the run (limit {MEMORY_LIMIT}x)")
+    return checks, problems
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=20, help="concurrent edit requests (default 20)")
@@ -84,6 +109,7 @@ def main() -> int:
     from gradio_client import Client, handle_file
 
     from pixels import maps
+    from pixels.app.server import free_port
     from pixels.demo import asset
 
     work = Path(tempfile.mkdtemp(prefix="pixels-load-"))
@@ -95,7 +121,7 @@ def main() -> int:
     kept = np.asarray(Image.open(map_path)) == 0  # black in the 8-bit file: kept bit for bit
     source_pixels = np.asarray(source)
 
-    port = free_port()
+    port = free_port("127.0.0.1")
     url = f"http://127.0.0.1:{port}/"
     with open(work / "server.log", "w") as log:
         server = subprocess.Popen(
@@ -144,27 +170,8 @@ def main() -> int:
             server.kill()
 
     # 3. Checks
-    problems = []
-    seeds = [info["seed"] for _, _, info, _ in answers]
-    if seeds != list(range(args.requests)):
-        problems.append(f"answers do not match their requests' seeds: {seeds}")
-    digests = set()
-    for k, path, info, _ in answers:
-        result = np.asarray(Image.open(path).convert("RGB"))
-        if not np.array_equal(result[kept], source_pixels[kept]):
-            problems.append(f"request {k}: pixels outside the map differ from the source")
-        digests.add(hashlib.sha256(result.tobytes()).hexdigest())
-    if len(digests) != args.requests:
-        problems.append(f"{args.requests - len(digests)} results are duplicates")
-    orders = [info["order"] for _, _, info, _ in answers]
-    if orders != sorted(orders) or len(set(orders)) != len(orders):
-        problems.append(f"the queue did not drain in order: model order {orders}")
-    spans = sorted((info["started"], info["finished"]) for _, _, info, _ in answers)
-    if any(later[0] < earlier[1] for earlier, later in itertools.pairwise(spans)):
-        problems.append("two edits ran at the same time")
     ratio = rss_end / rss_first
-    if ratio > MEMORY_LIMIT:
-        problems.append(f"memory grew {ratio:.2f}x after the run (limit {MEMORY_LIMIT}x)")
+    checks, problems = check(answers, kept, source_pixels, args.requests, ratio)
 
     # 4. Figures
     edit_s = [info["seconds"] for _, _, info, _ in answers]
@@ -181,11 +188,8 @@ def main() -> int:
         "total_s": round(total_s, 3), "throughput_edits_per_min": round(60 * len(answers) / total_s, 2),
         "rss_mib": {"at_start": round(rss_start, 1), "after_first_edit": round(rss_first, 1),
                     "after_run": round(rss_end, 1), "ratio": round(ratio, 3), "limit": MEMORY_LIMIT},
-        "model_order": orders,
-        "checks": {"all_completed": len(answers) == args.requests, "in_order": orders == sorted(orders),
-                   "outside_map_bit_exact": not any("outside the map" in p for p in problems),
-                   "no_duplicates": len(digests) == args.requests, "one_at_a_time": "two edits" not in str(problems),
-                   "memory_within_limit": ratio <= MEMORY_LIMIT},
+        "model_order": [info["order"] for _, _, info, _ in answers],
+        "checks": checks,
         "problems": problems,
         "machine": {"cpu_count": os.cpu_count(), "python": platform.python_version(),
                     "loadavg": [round(v, 2) for v in os.getloadavg()]},

@@ -96,3 +96,12 @@ def deadline(seconds: int):
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, previous)
+
+
+def run_cli(argv, capsys):
+    """Run the `pixels` command line in this process: (exit code, stdout, stderr)."""
+    from pixels.cli import main
+
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err

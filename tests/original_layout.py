@@ -10,6 +10,7 @@ import torch
 RESNET = [("norm1", "in_layers.0"), ("conv1", "in_layers.2"), ("norm2", "out_layers.0"), ("conv2", "out_layers.3"),
           ("time_emb_proj", "emb_layers.1"), ("conv_shortcut", "skip_connection")]
 VAE_ATTENTION = [("group_norm", "norm"), ("to_q", "q"), ("to_k", "k"), ("to_v", "v"), ("to_out.0", "proj_out")]
+VAE_RESNET = [("conv_shortcut", "nin_shortcut")]  # the VAE keeps the resnets' names but this one
 
 
 def _resnet(rest: str, table=RESNET) -> str:
@@ -57,15 +58,15 @@ def vae_key(key: str, config) -> str:
     """diffusers AutoencoderKL names -> LDM `first_stage_model.` names."""
     levels = len(config.block_out_channels)
     if m := re.match(r"(encoder|decoder)\.mid_block\.resnets\.(\d+)\.(.*)", key):
-        return f"{m[1]}.mid.block_{int(m[2]) + 1}.{_resnet(m[3], [('conv_shortcut', 'nin_shortcut')])}"
+        return f"{m[1]}.mid.block_{int(m[2]) + 1}.{_resnet(m[3], VAE_RESNET)}"
     if m := re.match(r"(encoder|decoder)\.mid_block\.attentions\.0\.(.*)", key):
         return f"{m[1]}.mid.attn_1.{_resnet(m[2], VAE_ATTENTION)}"
     if m := re.match(r"encoder\.down_blocks\.(\d+)\.resnets\.(\d+)\.(.*)", key):
-        return f"encoder.down.{m[1]}.block.{m[2]}.{_resnet(m[3], [('conv_shortcut', 'nin_shortcut')])}"
+        return f"encoder.down.{m[1]}.block.{m[2]}.{_resnet(m[3], VAE_RESNET)}"
     if m := re.match(r"encoder\.down_blocks\.(\d+)\.downsamplers\.0\.conv\.(.*)", key):
         return f"encoder.down.{m[1]}.downsample.conv.{m[2]}"
     if m := re.match(r"decoder\.up_blocks\.(\d+)\.resnets\.(\d+)\.(.*)", key):
-        return f"decoder.up.{levels - 1 - int(m[1])}.block.{m[2]}.{_resnet(m[3], [('conv_shortcut', 'nin_shortcut')])}"
+        return f"decoder.up.{levels - 1 - int(m[1])}.block.{m[2]}.{_resnet(m[3], VAE_RESNET)}"
     if m := re.match(r"decoder\.up_blocks\.(\d+)\.upsamplers\.0\.conv\.(.*)", key):
         return f"decoder.up.{levels - 1 - int(m[1])}.upsample.conv.{m[2]}"
     return key.replace("conv_norm_out", "norm_out")

@@ -8,9 +8,12 @@ temporary-file cleanup and cancelling; then the server itself: queue limits and 
 from __future__ import annotations
 
 import importlib
+import io
 import json
 import math
 import os
+import subprocess
+import sys
 import threading
 import zipfile
 from pathlib import Path
@@ -30,20 +33,11 @@ from pixels.app.server import exposure_warning, is_loopback, parse_auth
 from pixels.app.settings import Settings, edit_kwargs, read_png_settings, recommended, seed_value
 from pixels.demo import asset
 from pixels.output import save_image
+from pixels.release import keep_mask
 
 ROCKET = "rocket (bundled, 192x128)"
 MOON = str(Path(importlib.import_module("pixels").__file__).parent / "assets" / "moon.png")
 FAST = Settings(steps=100, strength=0.05, guidance=1.0, seed=7)  # 5 denoising steps of the demo model
-
-
-def keep_mask_fn():
-    """pixels' own pin rule (the module was renamed from `schedule` to `release`)."""
-    for name in ("pixels.release", "pixels.schedule"):
-        try:
-            return importlib.import_module(name).keep_mask
-        except ImportError:
-            continue
-    raise AssertionError("no keep_mask in pixels")
 
 
 def layer(height: int, width: int, box: tuple[int, int, int, int], rgba=(255, 255, 255, 255)) -> np.ndarray:
@@ -136,7 +130,6 @@ def test_map_png_is_black_exactly_where_the_strength_is_zero():
 
 
 def test_release_preview_follows_the_library_pin_rule():
-    keep_mask = keep_mask_fn()
     rng = np.random.default_rng(0)
     strength = rng.choice([0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0], size=(6, 9))
     num_steps = painting.schedule_steps(100, 0.2)
@@ -197,6 +190,16 @@ def test_recommended_settings_follow_the_model():
     schnell = recommended("flux-schnell", "flux")
     assert (schnell.steps, schnell.guidance) == (4, 0.0)
     assert recommended("some/unknown-model", "sd").steps == 50
+
+
+def test_recommended_settings_without_a_studio_field_reach_the_edit():
+    for name in ("sd21", "stabilityai/stable-diffusion-2-1"):  # its short name or its hub id
+        sd21 = recommended(name, "sd")
+        assert sd21.steps == 50 and edit_kwargs(sd21, takes_prompt=True)["guidance_rescale"] == 0.7
+    refiner = edit_kwargs(recommended("sdxl-refiner", "sdxl"), takes_prompt=True)
+    assert refiner["denoising_start"] == 0.6 and refiner["num_inference_steps"] == 100
+    plain = edit_kwargs(recommended("sd15", "sd"), takes_prompt=True)
+    assert "guidance_rescale" not in plain and "denoising_start" not in plain
 
 
 def test_valid_settings_become_edit_arguments():
@@ -326,6 +329,21 @@ def test_previews_show_the_combined_map_with_a_legend(ctx, st):
     assert cv.slot_preview(ctx, st, stroke, 0, Slot("/no/such.png"), 0) is None  # Run reports that, not the preview
 
 
+def test_one_canvas_change_paints_the_maps_once_for_every_preview(ctx, st, monkeypatch):
+    stroke = canvas_with(layer(128, 192, (100, 20, 30, 20)))
+    slots = [Slot(MOON, "box", (10, 10, 40, 30)), Slot(), Slot("/no/such.png"), Slot(MOON, region="own map")]
+    calls, painted = [], cv.painted
+    monkeypatch.setattr(cv, "painted", lambda *args: calls.append(args) or painted(*args))
+    shown, placed = cv.previews(ctx, st, stroke, 0, slots, 100, 0.2)
+    assert len(calls) == 1 and len(placed) == len(slots) and placed[2] is None
+    assert shown == cv.preview(ctx, st, stroke, 0, slots, 100, 0.2)
+    for k, slot in enumerate(slots):
+        alone = cv.slot_preview(ctx, st, stroke, 0, slot, k)
+        assert (alone is None and placed[k] is None) or np.array_equal(pixels_of(alone), pixels_of(placed[k]))
+    nothing = cv.previews(ctx, ctx.sessions.open("no-photo"), None, 0, slots, 100, 0.2)
+    assert nothing == (cv.Preview(None, None, ""), [None] * len(slots))
+
+
 def test_nothing_painted_is_refused_before_any_model_work(ctx, st):
     with pytest.raises(InputError, match=r"^strength map: nothing is painted"):
         h.run_edit(ctx, st, None, None, 0, [], FAST)
@@ -393,8 +411,18 @@ def test_session_zips_refuse_paths_outside_links_and_bombs(tmp_path, monkeypatch
     monkeypatch.setattr(archive, "MAX_BYTES", 100)
     with pytest.raises(InputError, match="MiB once unpacked"):
         archive.unpack(zipped("big.zip", {"manifest.json": b"{}" * 100}), tmp_path / "out6")
+    liar = tmp_path / "liar.zip"  # an entry whose recorded size (10 bytes) understates its data (200 bytes)
+    with zipfile.ZipFile(liar, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("manifest.json", b"{}" * 100)
+        z.getinfo("manifest.json").file_size = 10  # what the central directory will say
+    with pytest.raises(InputError, match="corrupt or unsupported"):  # read up to its record, then its CRC fails
+        archive.unpack(liar, tmp_path / "out7")
+    # a reader that streamed past the record: the bytes written are counted as they come
+    monkeypatch.setattr(zipfile.ZipFile, "open", lambda self, info, *args, **kwargs: io.BytesIO(b"{}" * 100))
+    with pytest.raises(InputError, match="MiB once unpacked"):
+        archive.unpack(liar, tmp_path / "out8")
     assert not any(p.name.startswith("out") for p in tmp_path.iterdir())  # nothing left behind
-    assert not (tmp_path.parent / "evil.txt").exists()
+    assert not (tmp_path / "evil.txt").exists()  # where "../evil.txt" of out1 would have landed
 
 
 def test_settings_are_restored_from_a_png_that_pixels_wrote(ctx, tmp_path):
@@ -437,6 +465,10 @@ def test_an_edit_keeps_unpainted_pixels_and_undo_redo_and_continue_walk_the_hist
     again = h.run_edit(ctx, st, None, stroke, 0, [Slot(MOON)], Settings(**{**vars(FAST), "seed": 8}))
     assert len(again.gallery) == 2 and again.result.seed == 8
     np.testing.assert_array_equal(pixels_of(again.result.before), source)
+    # a canvas that cannot be read is refused before the history moves
+    with pytest.raises(InputError, match=r"^canvas layer 1:"):
+        h.undo(st, canvas_with(np.zeros((128, 192), np.float32)))
+    assert len(st.history.frames) == 2 and st.history.candidate
     # undo brings the source back exactly, redo the result; continue makes the result the next source
     back = h.undo(st, None)
     np.testing.assert_array_equal(pixels_of(st.history.source.image), source)
@@ -444,6 +476,10 @@ def test_an_edit_keeps_unpainted_pixels_and_undo_redo_and_continue_walk_the_hist
     np.testing.assert_array_equal(pixels_of(Image.open(back.current_png)), source)
     with pytest.raises(InputError, match=r"^undo: nothing to undo"):
         h.undo(st, None)
+    base = st.bases["strength"].copy()
+    with pytest.raises(InputError, match=r"^undo: nothing to undo"):  # refused before the strokes are baked
+        h.undo(st, canvas_with(layer(128, 192, (0, 0, 20, 20), (255, 255, 255, 128))))
+    np.testing.assert_array_equal(st.bases["strength"], base)
     h.redo(st, None)
     assert st.history.committed == 1 and not st.history.candidate
     np.testing.assert_array_equal(pixels_of(st.history.source.image), pixels_of(again.result.after))
@@ -516,6 +552,8 @@ def test_the_api_edit_is_stateless_and_keeps_unmapped_pixels(ctx, tmp_path):
     assert json.loads(Image.open(path).info["pixels"])["seed"] == 3
     with pytest.raises(InputError, match=r"^settings: unknown keys \['stength'\]"):
         api.api_edit(ctx, str(source), str(where), '{"stength": 0.3}')
+    with pytest.raises(InputError, match=r"^settings: unknown keys \['extra'\]"):  # the model's own, not a field
+        api.api_edit(ctx, str(source), str(where), '{"extra": [["eta", 1]]}')
 
 
 # -- the server and its command line --------------------------------------------------------------------
@@ -542,6 +580,17 @@ def test_the_command_line_parses_and_checks_its_options():
     assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.5")
     assert exposure_warning("127.0.0.1", None) is None and exposure_warning("0.0.0.0", ("a", "b")) is None
     assert "--auth" in exposure_warning("0.0.0.0", None)
+    from pixels.app.server import start
+
+    with pytest.raises(InputError, match=r"^--max-megapixels: expected a number in \(0, 10000\]"):
+        start(max_megapixels=0)  # checked before any model is loaded
+
+
+def test_python_m_pixels_app_is_the_pixels_app_command():
+    pytest.importorskip("gradio")  # without it, `pixels app` says how to install it first
+    ran = subprocess.run([sys.executable, "-m", "pixels.app", "--max-megapixels", "0"], capture_output=True,
+                         text=True, timeout=120)
+    assert ran.returncode == 2 and "pixels: error: --max-megapixels: expected a number" in ran.stderr
 
 
 def test_the_server_runs_one_edit_at_a_time_and_says_busy_beyond_its_queue(editor, tmp_path):

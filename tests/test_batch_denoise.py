@@ -50,12 +50,12 @@ def test_a_batched_edit_equals_the_edit_alone(tiny_pipes, name, mode, skip_steps
     finally:
         handle.remove()
     alone = [editor.edit(**request) for request in batch]
-    for a, b in zip(together, alone):
+    for request, a, b in zip(batch, together, alone):
         diff = np.abs(np.asarray(a.image).astype(int) - np.asarray(b.image).astype(int))
         assert diff.max() <= 1, diff.max()
         assert a.metadata["seed"] == b.metadata["seed"] and a.metadata["steps_run"] == b.metadata["steps_run"]
         keep = np.asarray(a.strength_map) == 0
-        assert np.array_equal(np.asarray(a.image)[keep], np.asarray(batch[alone.index(b)]["source"])[keep])
+        assert np.array_equal(np.asarray(a.image)[keep], np.asarray(request["source"])[keep])
     # one model call per step for the whole batch: as many as the edit that starts earliest
     assert len(calls) == max(r.metadata["model_calls"] for r in alone)
     assert all(r.metadata["model_calls"] == len(calls) for r in together)
@@ -70,9 +70,16 @@ def test_edits_that_cannot_share_calls_run_apart_and_still_equal_themselves(sd_p
                    num_inference_steps=4)]
     batch += [dict(source=photo(32, 32, seed=k), strength_map=gray_map(), seed=k, num_inference_steps=4,
                    scheduler="euler-a") for k in (4, 5)]
-    together = editor.edit_batch(batch)
-    for request, result in zip(batch, together):
-        assert np.array_equal(np.asarray(result.image), np.asarray(editor.edit(**request).image))
+    calls, handle = calls_of(editor)
+    try:
+        together = editor.edit_batch(batch)
+    finally:
+        handle.remove()
+    alone = [editor.edit(**request) for request in batch]
+    for result, solo in zip(together, alone):
+        assert np.array_equal(np.asarray(result.image), np.asarray(solo.image))
+    # apart: no model call shared, as many as the edits made alone
+    assert len(calls) == sum(solo.metadata["model_calls"] for solo in alone)
 
 
 def test_failures_are_isolated_when_asked(sd_pipe):

@@ -10,6 +10,7 @@ import sys
 import numpy as np
 import pytest
 from conftest import box_map, photo
+from conftest import run_cli as run
 from PIL import Image
 
 from pixels import Editor, Exemplar
@@ -24,12 +25,6 @@ def files(tmp_path):
     photo(64, 64, seed=2).save(exemplar)
     Image.fromarray((box_map(40, 30, box=(4, 4, 20, 20)) * 255).astype(np.uint8)).save(where)
     return tmp_path, source, exemplar, where
-
-
-def run(argv, capsys):
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def edit_args(sd_folder, source, output, *extra):

@@ -399,6 +399,7 @@ def test_all_three_keep_strength_0_pixels_exact(everything, settings):
     keep = region == 0
     assert np.array_equal(np.asarray(result.image)[keep], np.asarray(source)[keep])
     assert not np.array_equal(np.asarray(result.image)[~keep], np.asarray(source)[~keep])
+    assert result.control_image.size == source.size and result.condition_images[0].size == (20, 20)
     metadata = result.metadata
     assert metadata["loras"][0]["scale"] == 0.7 and metadata["ip_adapter"] and metadata["control"]["scale"] == 0.8
     if "crop" in settings:

@@ -1,4 +1,4 @@
-"""A bounded fuzz run of the file loaders: random bytes and mutated valid files (images, specs, sessions).
+"""A bounded fuzz run of the file loaders: random bytes and mutated valid files (images and specs).
 
 Each loader must return or raise the library's InputError, within a deadline per case. The cases come
 from a fixed seed (the same ones in every run); PIXELS_FUZZ_CASES raises their number for a longer search.

@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 import torch
 from conftest import box_map, make_tokenizer, photo
+from conftest import run_cli as run
 from PIL import Image
 
 from pixels import Editor, EditSession
-from pixels.cli import main
 from pixels.errors import InputError, UnsafeCheckpointError
 
 BOMB = """
@@ -31,12 +31,6 @@ h: &h [*g, *g, *g, *g, *g, *g, *g, *g, *g]
 i: &i [*h, *h, *h, *h, *h, *h, *h, *h, *h]
 edits: [{prompt: *i}]
 """
-
-
-def run(argv, capsys):
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture

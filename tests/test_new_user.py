@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 from conftest import box_map, photo
+from conftest import run_cli as run
 from PIL import Image
 
 from pixels import Editor, Exemplar
@@ -16,12 +17,6 @@ from pixels.errors import PixelsNote
 from pixels.limits import cost_note
 from pixels.output import read_metadata, save_image
 from pixels.sheet import caption
-
-
-def run(argv, capsys):
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture

@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import box_map, deadline, photo
+from conftest import run_cli as run
 from PIL import EpsImagePlugin, Image
 
 from pixels import Editor, EditSession
-from pixels.cli import main
 from pixels.errors import InputError, NonFiniteError
 
 EPS = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 40 30\n0 0 moveto 40 30 lineto stroke\nshowpage\n%%EOF\n"
@@ -37,12 +37,6 @@ def files(tmp_path):
 def snapshot(folder: Path) -> dict[str, bytes]:
     """Every file under `folder` with its bytes."""
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
-def run(argv, capsys):
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def edit(sd_folder, source, output, *extra):

@@ -35,6 +35,14 @@ def test_every_setting_has_a_flag_a_spec_key_and_a_record():
     # the spec key is the flag's name, so the spec and the command line speak the same words
     steps = next(option for f, option in options() if f.name == "num_inference_steps")
     assert flag_of("num_inference_steps", steps) == "--steps" and spec_key_of("num_inference_steps", steps) == "steps"
+    # the public names, written out: renaming a flag or a spec key breaks users' scripts and specs
+    assert set(EDIT_KEYS) == {
+        "prompt", "negative_prompt", "steps", "strength", "denoising_start", "guidance", "guidance_rescale", "seed",
+        "scheduler", "mode", "invert_map", "preserve", "eta", "skip_steps", "crop", "crop_margin", "crop_resize",
+        "switch_at", "exemplar_encode"}
+    assert {"--steps", "--guidance", "--guidance-rescale", "--invert-map", "--crop-margin", "--switch-at",
+            "--exemplar-encode", "--negative-prompt", "--denoising-start", "--skip-steps", "--seed"} <= flags
+    assert set(EditSettings().record()) == {f.name for f, _ in options()} - {"invert_map"}
 
 
 def test_flags_parse_to_the_settings_and_stay_unset_when_not_given():

@@ -17,11 +17,16 @@ class KnownModel:
 
     def flags(self) -> str:
         """The recommended settings as command-line flags."""
-        from .settings import flag_of, options
+        return as_flags(self.settings)
 
-        by_name = {f.name: option for f, option in options()}
-        return " ".join(f"{flag_of(k, by_name[k])} {v:g}" if isinstance(v, float) else f"{flag_of(k, by_name[k])} {v}"
-                        for k, v in self.settings.items())
+
+def as_flags(settings: dict[str, Any]) -> str:
+    """Settings by name as the `pixels edit` flags that set them ("--steps 4 --guidance 0")."""
+    from .settings import flag_of, options
+
+    by_name = {f.name: option for f, option in options()}
+    return " ".join(f"{flag_of(k, by_name[k])} {v:g}" if isinstance(v, float) else f"{flag_of(k, by_name[k])} {v}"
+                    for k, v in settings.items())
 
 
 KNOWN_MODELS: tuple[KnownModel, ...] = (
@@ -58,6 +63,19 @@ KNOWN_MODELS: tuple[KnownModel, ...] = (
                {"num_inference_steps": 28, "guidance_scale": 3.5}),
 )
 BY_NAME = {m.alias: m for m in KNOWN_MODELS}  # short name -> model
+
+
+def known(model: str, *, by_repo: bool = False) -> KnownModel | None:
+    """The catalogue's entry for a short name (with `by_repo`, for its hub id too); None for anything else,
+    and for a name that is also a local file or folder (which wins over the short name)."""
+    from pathlib import Path
+
+    entry = BY_NAME.get(model)
+    if entry is None and by_repo:
+        entry = next((m for m in KNOWN_MODELS if m.repo and m.repo == model), None)
+    if entry is None or (entry.repo and Path(model).expanduser().exists()):
+        return None
+    return entry
 
 
 def resolve_alias(model: str) -> str:

@@ -62,7 +62,7 @@ def check(output: str | Path, *, overwrite: bool = False, settings: DemoSettings
     from .transaction import recover
 
     EditSettings(num_inference_steps=settings.num_inference_steps, strength=settings.strength,
-                 scheduler=settings.scheduler).validate()
+                 scheduler=settings.scheduler)  # validated as it is made
     check_seed(settings.seed)
     folder = Path(output).expanduser()
     if folder.is_dir():

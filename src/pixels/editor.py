@@ -260,8 +260,7 @@ class Editor:
             notes.append("the strength map is 0 everywhere: nothing to edit")
             _say(notes)
             metadata |= {"steps_run": 0, "model_calls": 0, "skipped_steps": 0, "crop_box": None}
-            job.result = EditResult(inputs.source.copy(), metadata, inputs.strength, inputs.exemplars,
-                                    inputs.exemplar_maps, settings)
+            job.result = _result(inputs, inputs.source.copy(), metadata, settings)
             return job
         # Crop to the edited area (optional): the rest of the frame is the source, untouched
         job.box = crop_box(settings.crop, settings.crop_margin, inputs.strength, self.adapter.size_multiple,
@@ -285,18 +284,15 @@ class Editor:
     def _run_group(self, group: list[tuple[_Job, Prepared]], indices: list[int], outcomes: list,
                    on_step: Callable[[int, int], None] | None, return_exceptions: bool) -> None:
         """Denoise one group of batchable edits together and complete each; with `return_exceptions`, a group
-        that fails is run again one edit at a time, so that only the edits that fail alone fail."""
+        whose denoising fails is run again one edit at a time, so that only the edits that fail alone fail,
+        and an edit that fails while it is decoded fails alone."""
         try:
             with _memory_guard(self.adapter):
                 if len(group) > 1 and self.limits.check_memory:
                     first = group[0][1]
                     per_edit = 2 if first.stages[0].guidance.enabled else 1
-                    check_memory(self.adapter, first.frame, per_edit * len(group),
-                                 bool(getattr(self.adapter.autoencoder, "use_tiling", False)), crop_frame=None,
-                                 device=self.adapter.device)
+                    check_memory(self.adapter, first.frame, per_edit * len(group))
                 finals = denoise_batch([item for _, item in group], on_step)
-                for (job, item), index, (latents, calls) in zip(group, indices, finals):
-                    outcomes[index] = self._complete(job, *finish(item, latents, calls))
         except Exception as error:
             if not return_exceptions:
                 raise
@@ -305,6 +301,15 @@ class Editor:
                 return
             for pair, index in zip(group, indices):
                 self._run_group([pair], [index], outcomes, on_step, return_exceptions)
+            return
+        for (job, item), index, (latents, calls) in zip(group, indices, finals):
+            try:
+                with _memory_guard(self.adapter):
+                    outcomes[index] = self._complete(job, *finish(item, latents, calls))
+            except Exception as error:
+                if not return_exceptions:
+                    raise
+                outcomes[index] = error
 
     def _complete(self, job: _Job, out: np.ndarray, details: dict[str, Any]) -> EditResult:
         """Paste back: the crop into the frame (the rest is the source), then the kept pixels."""
@@ -318,8 +323,7 @@ class Editor:
         if settings.preserve == "exact":
             out = np.where((inputs.strength == 0)[..., None], src, out)
         metadata = {**job.metadata, **details, "crop_box": None if job.box is None else list(job.box)}
-        return EditResult(Image.fromarray(out), metadata, inputs.strength, inputs.exemplars, inputs.exemplar_maps,
-                          settings)
+        return _result(inputs, Image.fromarray(out), metadata, settings)
 
 
 # Editor.edit's arguments besides the settings, in `_plan`'s order, with their defaults
@@ -354,6 +358,13 @@ def _memory_guard(adapter: Adapter):
         if "can't allocate memory" not in str(error) and "out of memory" not in str(error).lower():
             raise
         raise _out_of_memory(adapter, error) from None
+
+
+def _result(inputs: Inputs, image: Image.Image, metadata: dict[str, Any], settings: EditSettings) -> EditResult:
+    """The result of an edit of `inputs`, with the inputs as they were applied."""
+    prompted = {k: picture for picture, _, k in inputs.conditions}
+    return EditResult(image, metadata, inputs.strength, inputs.exemplars, inputs.exemplar_maps, settings,
+                      [prompted.get(k) for k in range(len(inputs.exemplars))], inputs.control)
 
 
 def _say(notes: list[str]) -> None:

@@ -65,3 +65,19 @@ def short(value: object, limit: int = 80) -> str:
     r.maxlevel = 3
     text = r.repr(value)
     return text if len(text) <= limit + 10 else text[:limit] + "..."
+
+
+def first_line(error: BaseException, limit: int = 200) -> str:
+    """The first line of an exception's message (its type's name when it has none), cut to `limit` characters:
+    what a library's long error says, short enough for one of ours."""
+    text = str(error).strip()
+    line = text.splitlines()[0] if text else type(error).__name__
+    return line if len(line) <= limit else line[:limit] + "..."
+
+
+def unsafe_pickle(model: object, param: str | None) -> UnsafeCheckpointError:
+    """The refusal of a model whose weights are pickle files only (loading a pickle can run any code)."""
+    return UnsafeCheckpointError(
+        f"{short(model)} has no .safetensors weights, only pickle files, which can run arbitrary code when loaded;"
+        " convert them, or pass allow_unsafe_pickle=True (--allow-unsafe-pickle) if you trust the source", param=param
+    )

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .errors import InputError, ModelNotFoundError, UnsafeCheckpointError, short
+from .errors import InputError, ModelNotFoundError, UnsafeCheckpointError, first_line, short, unsafe_pickle
 from .limits import finite
 
 IP_ADAPTER_FAMILIES = ("sd", "sdxl")  # diffusers' IP-Adapter with attention masks
@@ -14,14 +14,11 @@ CONTROLNET_FAMILIES = ("sd", "sdxl")
 
 
 def _failed(what: str, model: Any, error: BaseException, param: str) -> InputError:
-    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    text = first_line(error, 160)
     if "safetensors" in text.lower():
-        return UnsafeCheckpointError(
-            f"{short(model)} has no .safetensors weights, only pickle files, which can run arbitrary code when"
-            " loaded; convert them, or allow pickles (allow_unsafe_pickle=True, --allow-unsafe-pickle) if you trust"
-            " the source", param=param)
+        return unsafe_pickle(model, param)
     return ModelNotFoundError(
-        f"{what} {short(model)} is not available ({short(text, 160)}); download it once with"
+        f"{what} {short(model)} is not available ({text}); download it once with"
         f" `hf download {model}` on a machine with network, or give a local folder or file", param=param)
 
 

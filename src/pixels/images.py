@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Union
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import InputError
+from .errors import InputError, first_line
 from .files import open_regular
 from .limits import MAX_PIXELS
 
@@ -58,12 +58,8 @@ def _open(path: Path, name: str, max_pixels: int) -> Image.Image:
         except MemoryError:
             raise InputError(f"{path} does not fit in memory once decoded", param=name) from None
         except Exception as e:  # noqa: BLE001 - a decoder fails in many ways on truncated or corrupt data
-            raise InputError(f"{path} is truncated or corrupt ({type(e).__name__}: {_short(e)})", param=name) from None
-
-
-def _short(error: BaseException, limit: int = 120) -> str:
-    text = str(error).strip().splitlines()[0] if str(error).strip() else ""
-    return text if len(text) <= limit else text[:limit] + "..."
+            raise InputError(f"{path} is truncated or corrupt ({type(e).__name__}: {first_line(e, 120)})",
+                             param=name) from None
 
 
 def _float_image(array: np.ndarray, name: str) -> np.ndarray:
@@ -120,7 +116,7 @@ def _pil_unit(image: Image.Image, name: str) -> tuple[np.ndarray, bool]:
     except MemoryError:
         raise InputError(f"the {image.width}x{image.height} image does not fit in memory", param=name) from None
     except Exception as e:  # noqa: BLE001 - Pillow refuses some modes and corrupt EXIF data in its own ways
-        raise InputError(f"cannot convert a {image.mode!r} image to RGB ({type(e).__name__}: {_short(e)})",
+        raise InputError(f"cannot convert a {image.mode!r} image to RGB ({type(e).__name__}: {first_line(e, 120)})",
                          param=name) from None
 
 

@@ -51,7 +51,7 @@ def finite(value: Any) -> float | None:
     import math
     import numbers
 
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or str(getattr(value, "dtype", "")) == "bool":
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
         return None
     try:
         result = float(value)
@@ -153,9 +153,12 @@ def _gib(n: float) -> str:
     return f"{n / GiB:.1f} GiB"
 
 
-def check_memory(adapter: Any, frame: tuple[int, int], batch: int, tiled: bool, *, crop_frame: tuple[int, int] | None,
-                 device: torch.device) -> None:
-    """Refuse an edit whose estimated peak exceeds the free memory, listing the options that would fit."""
+def check_memory(adapter: Any, frame: tuple[int, int], batch: int, *, crop_frame: tuple[int, int] | None = None
+                 ) -> None:
+    """Refuse an edit of `batch` model inputs (2 per edit with guidance) whose estimated peak exceeds the free
+    memory of the adapter's device, listing the options that would fit."""
+    device = adapter.device
+    tiled = bool(getattr(adapter.autoencoder, "use_tiling", False))
     free = available_memory(device)
     if free is None:
         return

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from .adapters import adapter_class
-from .errors import InputError, ModelNotFoundError, UnsafeCheckpointError, short
+from .errors import InputError, ModelNotFoundError, UnsafeCheckpointError, first_line, short, unsafe_pickle
 from .files import read_text
 from .catalog import BY_NAME
 
@@ -75,10 +75,9 @@ def resolve_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype
 
 
 def _not_available(model: str, reason: BaseException) -> ModelNotFoundError:
-    first_line = str(reason).strip().splitlines()[0] if str(reason).strip() else type(reason).__name__
     return ModelNotFoundError(
         f"model {model!r} is not available: it is not in the local Hugging Face cache and could not be"
-        f" downloaded ({first_line}).\n"
+        f" downloaded ({first_line(reason)}).\n"
         f"  - on a machine with network, download it once:  hf download {model}\n"
         f"    (the cache is ~/.cache/huggingface/hub, or $HF_HOME; copy it over for offline use)\n"
         f"  - or pass --model PATH to a local diffusers folder or a .safetensors checkpoint"
@@ -198,7 +197,7 @@ def load_pipeline(
             pipe = cls.from_single_file(str(path), local_files_only=local_files_only, **kwargs)
         except (OSError, ValueError) as error:
             raise ModelNotFoundError(
-                f"could not build a pipeline from {model!r}: {str(error).strip().splitlines()[0]}\n"
+                f"could not build a pipeline from {model!r}: {first_line(error)}\n"
                 "  single-file checkpoints need their architecture's diffusers config: pass --config with a"
                 " local diffusers folder (or a cached hub id) of the same family", param=name
             ) from None
@@ -221,16 +220,12 @@ def load_pipeline(
     try:
         pipe = family.load(source, local_files_only=local_files_only, **kwargs)
     except Exception as error:  # noqa: BLE001 - loaders fail in their own ways on missing or corrupt files
-        text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        text = first_line(error)
         only_pickles = path.is_dir() and any(  # a component folder with pickle weights and no .safetensors
             not any(part.glob("*.safetensors")) and any(p.suffix in PICKLE_SUFFIXES for p in part.iterdir())
             for part in [path, *(d for d in path.iterdir() if d.is_dir())])
         if not allow_unsafe_pickle and (only_pickles or (not path.is_dir() and "safetensors" in text.lower())):
-            raise UnsafeCheckpointError(
-                f"{model!r} has no .safetensors weights, only pickle files, which can run arbitrary code when"
-                " loaded; convert them, or pass allow_unsafe_pickle=True (--allow-unsafe-pickle) if you trust the"
-                " source", param=name
-            ) from None
+            raise unsafe_pickle(model, name) from None
         if path.is_dir():
             raise InputError(f"cannot load {model!r} ({type(error).__name__}: {short(text, 200)}); a weight file"
                              " may be truncated or corrupt: copy or download the model again", param=name) from None

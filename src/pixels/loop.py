@@ -108,6 +108,7 @@ def denoise(
     num_steps = sum(len(stage.timesteps) for stage in stages)
     latents: torch.Tensor | None = None
     calls = 0
+    finite: list[tuple[int, str, torch.Tensor]] = []  # (step, family, whether its latents were all finite)
     i = -1
     for stage in stages:
         adapter, scheduler, guidance = stage.adapter, stage.scheduler, stage.guidance
@@ -138,13 +139,22 @@ def denoise(
             prediction = guidance.combine(adapter.predict(model_input, t, stage.cond))
             latents = scheduler.step(prediction, t, latents, **stage.step_kwargs, return_dict=False)[0]
             calls += 1
-            if not bool(torch.isfinite(latents).all()):
-                raise NonFiniteError(
-                    f"the latents became NaN or infinite at step {i + 1} of {num_steps} ({adapter.family} model,"
-                    f" {str(latents.dtype).removeprefix('torch.')}); nothing was written. Lower the guidance scale,"
-                    " or use fp32 (--dtype fp32) or bf16 if half precision overflows"
-                )
+            finite.append((i, adapter.family, torch.isfinite(latents).all()))  # read once, after the loop
             if on_step is not None:
                 on_step(i + 1 - start, num_steps - start)
     assert latents is not None
+    _check_finite(finite, num_steps, latents.dtype)
     return latents, calls
+
+
+def _check_finite(finite: list[tuple[int, str, torch.Tensor]], num_steps: int, dtype: torch.dtype) -> None:
+    """Raise at the first step whose latents were NaN or infinite. The flags stay on the device during the
+    loop, so that checking them costs no synchronisation per step on a GPU."""
+    if not finite or bool(torch.stack([flag for _, _, flag in finite]).all()):
+        return
+    i, family, _ = next(item for item in finite if not bool(item[2]))
+    raise NonFiniteError(
+        f"the latents became NaN or infinite at step {i + 1} of {num_steps} ({family} model,"
+        f" {str(dtype).removeprefix('torch.')}); nothing was written. Lower the guidance scale,"
+        " or use fp32 (--dtype fp32) or bf16 if half precision overflows"
+    )

@@ -76,7 +76,8 @@ def _unit(value, where: str) -> float:
     """`value` as a float in [0, 1]."""
     value = _number(value, where)
     if not 0.0 <= value <= 1.0:
-        raise InputError(f"{where} must lie in [0, 1], got {value}")
+        function, _, name = where.partition(": ")  # "box: value": the function is the parameter named
+        raise InputError(f"{name} must lie in [0, 1], got {value}", param=function)
     return value
 
 

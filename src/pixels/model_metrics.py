@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .errors import InputError, ModelNotFoundError, UnsafeCheckpointError
+from .errors import InputError, ModelNotFoundError, first_line, unsafe_pickle
 
 CLIP_MODEL = "openai/clip-vit-base-patch32"
 DINO_MODEL = "facebook/dino-vits16"
@@ -32,13 +32,9 @@ def _load(kind: str, model: str, local_files_only: bool, allow_unsafe_pickle: bo
             AutoImageProcessor.from_pretrained(model, local_files_only=local_files_only)
     except (OSError, ValueError) as error:
         if not allow_unsafe_pickle and "safetensors" in str(error).lower():
-            raise UnsafeCheckpointError(
-                f"model {model!r} has no .safetensors weights, only pickle files, which can run arbitrary"
-                " code when loaded; convert them, or pass allow_unsafe_pickle=True (--allow-unsafe-pickle) if you"
-                " trust the source", param=kind
-            ) from None
+            raise unsafe_pickle(model, kind) from None
         raise ModelNotFoundError(
-            f"model {model!r} is not available locally ({str(error).strip().splitlines()[0]}); download it"
+            f"model {model!r} is not available locally ({first_line(error)}); download it"
             f" with `hf download {model}` or pass a local folder", param=kind
         ) from None
 

@@ -1,10 +1,12 @@
 """Preparing the one denoising loop, as plain functions with the data passed explicitly: the stages (which
 model runs which timesteps with which conditioning), the latent surgery (encoded source and exemplars,
-noises, keep map, grafts), and `diffuse`, which runs the loop on an edit's inputs and decodes the result.
+noises, keep map, grafts), `prepare` and `finish` around the loop for one edit, and `denoise_batch` for
+several edits sharing model calls.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -54,6 +56,7 @@ def make_stages(
                                  " --controlnet) to use a control", param="control")
             cond.control = control_input(control[0], control[1], timesteps, 2 if guidance.enabled else 1,
                                          adapter.device, adapter.dtype)
+            cond.shared = False  # the control image is per edit
         return Stage(adapter, sched, timesteps, cond, guidance, step_kwargs(sched, generator, settings.eta))
 
     if refiner is None:
@@ -143,10 +146,10 @@ class Prepared:
 def prepare(
     base: Adapter, refiner: Adapter | None, inputs: Inputs, settings: EditSettings, generator: torch.Generator,
     image_prompts: list[tuple[Image.Image, float]], *, scale_to: tuple[int, int] | None, limits: Limits,
-    suggest_crop: bool, batch: int = 1, control: Control | None = None,
+    suggest_crop: bool, control: Control | None = None,
 ) -> Prepared:
     """Everything before the loop for `inputs` (the frame, or a crop of it): padding, the keep map, the
-    limits that need the model (for `batch` edits run together), stages, surgery and the first step.
+    limits that need the model, stages, surgery and the first step.
     scale_to: (W, H) to diffuse at (a resized crop), or None."""
     f, multiple = base.vae_scale_factor, base.size_multiple
     src = np.asarray(inputs.source)
@@ -172,8 +175,7 @@ def prepare(
         if suggest_crop and (edited := region_box(strength)) is not None:
             crop = crop_around(edited, settings.crop_margin, (frame[1], frame[0]), multiple)[2:][::-1]
         per_edit = 2 if base.guidance(settings.guidance_scale).enabled else 1
-        tiled = bool(getattr(base.autoencoder, "use_tiling", False))
-        check_memory(base, frame, per_edit * batch, tiled, crop_frame=crop, device=base.device)
+        check_memory(base, frame, per_edit, crop_frame=crop)
 
     # 3. Stages (timesteps on fresh schedulers, conditioning), then the surgery
     padded_maps = [pad(m, multiple) for m in maps]
@@ -220,18 +222,6 @@ def finish(prepared: Prepared, latents: torch.Tensor, calls: int) -> tuple[np.nd
     return out, details
 
 
-def diffuse(
-    base: Adapter, refiner: Adapter | None, inputs: Inputs, settings: EditSettings, generator: torch.Generator,
-    image_prompts: list[tuple[Image.Image, float]], *, scale_to: tuple[int, int] | None, limits: Limits,
-    suggest_crop: bool, on_step: Callable[[int, int], None] | None = None,
-) -> tuple[np.ndarray, dict[str, Any]]:
-    """Run the model on `inputs`: prepare, the loop, finish."""
-    prepared = prepare(base, refiner, inputs, settings, generator, image_prompts, scale_to=scale_to, limits=limits,
-                       suggest_crop=suggest_crop)
-    latents, calls = denoise(prepared.stages, prepared.surgery, prepared.start, on_step)
-    return finish(prepared, latents, calls)
-
-
 # -- several edits in one pass --------------------------------------------------------------------------------
 def draws_noise(scheduler, eta: float) -> bool:
     """Whether a scheduler's steps draw noise (ancestral and stochastic samplers, DDIM with eta > 0): edits
@@ -248,11 +238,17 @@ def draws_noise(scheduler, eta: float) -> bool:
 def batch_key(prepared: Prepared) -> tuple | None:
     """What edits sharing model calls must have in common (the same frame, models, timesteps and guidance);
     None for an edit that must run alone."""
-    if not prepared.batchable or any(not s.cond.shared or s.cond.control is not None for s in prepared.stages):
+    if not prepared.batchable or any(not s.cond.shared for s in prepared.stages):
         return None
-    stages = tuple((type(s.adapter).__name__, id(s.adapter), type(s.scheduler).__name__,
+    stages = tuple((id(s.adapter), type(s.scheduler).__name__, _config_key(s.scheduler),
                     tuple(s.timesteps.tolist()), s.guidance) for s in prepared.stages)
     return prepared.frame, stages, prepared.surgery.blank is not None
+
+
+def _config_key(scheduler) -> str:
+    """A scheduler's configuration as a comparable value: edits stepped by one scheduler must agree on it
+    (solver order, prediction type...), not only on its class."""
+    return json.dumps(dict(scheduler.config), sort_keys=True, default=str)
 
 
 def _stack(parts: list[torch.Tensor | None], fill: list[torch.Tensor] | None = None) -> torch.Tensor:

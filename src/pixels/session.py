@@ -20,12 +20,12 @@ import numpy as np
 from PIL import Image
 
 from . import __version__
-from .control import Control, control_picture
+from .control import Control
 from .editor import Editor
 from .settings import EditResult, EditSettings, Exemplar, options
 from .errors import InputError, PixelsError, short
 from .files import check_name_length, check_writable, open_regular, read_text
-from .transaction import OWN_FILES, Transaction, recover
+from .transaction import Transaction, foreign, recover
 from .images import ImageLike, load_image
 from .prompt_images import load_prompt_images
 
@@ -67,6 +67,11 @@ class EditSession:
         return self._steps[-1].result if self._steps else self.source
 
     @property
+    def images(self) -> list[Image.Image]:
+        """The source, then the result of every applied edit not undone, oldest first."""
+        return [self.source, *(step.result for step in self._steps)]
+
+    @property
     def history(self) -> list[dict[str, Any]]:
         """The settings (with seeds) of the applied edits, oldest first."""
         return [dict(step.settings) for step in self._steps]
@@ -76,20 +81,18 @@ class EditSession:
         seeds so that they can be replayed). Clears the redo stack."""
         if "generator" in settings:
             raise InputError("sessions record seeds to replay edits; pass seed=... instead", param="generator")
-        prompt_images = load_prompt_images(settings.pop("prompt_images", ()))
+        prompt_images = load_prompt_images(settings.pop("prompt_images", ()), self.editor.limits.max_pixels)
         control = settings.get("control")
         result = self.editor.edit(self.current, exemplars=exemplars, strength_map=strength_map,
                                   prompt_images=prompt_images, **settings)
         recorded = {**result.settings.record(), "seed": result.metadata["seed"]}
-        conditions = [(float(e.condition), load_image(e.condition_image if e.condition_image is not None
-                                                      else e.image, name=f"exemplars[{k}]")[0] if e.condition else None)
-                      for k, e in enumerate(exemplars)]
+        conditions = [(float(e.condition), picture) for e, picture in zip(exemplars, result.condition_images)]
         step = Step(recorded, result.exemplars, result.exemplar_maps, result.strength_map, result.image,
                     result.metadata, prompt_images, conditions)
         if control is not None:
             step.control = {k: v for k, v in control.label().items() if k != "image"}
             if control.kind == "image":
-                step.control_image = control_picture(control, self.current, self.editor.limits.max_pixels)
+                step.control_image = result.control_image
         self._steps.append(step)
         self._undone.clear()
         return result
@@ -180,7 +183,7 @@ class EditSession:
             unknown = set(settings) - _RECORDED - {"seed"}
             if unknown:
                 raise InputError(f"unknown keys {short(sorted(unknown))}", param=f"{where}.settings")
-            EditSettings(**{k2: v for k2, v in settings.items() if k2 != "seed"}).validate()
+            EditSettings(**{k2: v for k2, v in settings.items() if k2 != "seed"})  # validated as it is made
             try:
                 exemplars = [Exemplar(_inside(root, e["image"], f"{where}.exemplars[{j}].image"),
                                       _array(root, e["map"], f"{where}.exemplars[{j}].map", size),
@@ -282,11 +285,10 @@ def check_folder(folder: str | os.PathLike, *, overwrite: bool, inputs: Sequence
             )
         if not overwrite:
             raise InputError(f"{str(out)!r} exists; pass --overwrite to replace it", param="session")
-        foreign = [p.relative_to(out).as_posix() for p in sorted(out.rglob("*"))
-                   if not OWN_FILES.match(p.relative_to(out).as_posix()) or p.is_symlink()]
-        if foreign:
+        others = foreign(out)
+        if others:
             raise InputError(
-                f"{str(out)!r} holds files pixels did not write ({short(foreign[:3])}); it is not replaced."
+                f"{str(out)!r} holds files pixels did not write ({short(others[:3])}); it is not replaced."
                 " Move them out, or save the session into a new folder", param="session"
             )
     check_name_length(out, "session")

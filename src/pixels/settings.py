@@ -45,20 +45,6 @@ def setting(default: Any, help: str, kind: str, **option: Any) -> Any:
 
 
 # -- command-line value parsers ----------------------------------------------------------------------
-def _number(text: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-
-
-def _integer(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-
-
 def _crop(text: str) -> str | tuple[int, int, int, int]:
     if text == "auto":
         return text
@@ -286,3 +272,6 @@ class EditResult:
     exemplars: list[Image.Image] = field(default_factory=list, repr=False)  # as placed on the source canvas
     exemplar_maps: list[np.ndarray] = field(default_factory=list, repr=False)  # their (H, W) strength maps
     settings: EditSettings | None = field(default=None, repr=False)  # the settings the edit ran with
+    condition_images: list[Image.Image | None] = field(default_factory=list, repr=False)  # per exemplar: the
+    # image its region was prompted with (None: no condition)
+    control_image: Image.Image | None = field(default=None, repr=False)  # what the ControlNet followed (source size)

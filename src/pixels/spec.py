@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import InputError, short
+from .errors import InputError, first_line, short
 from .files import read_text
 from .limits import finite
 from .settings import SEED, Exemplar, options, spec_key_of
@@ -34,6 +34,7 @@ from .settings import SEED, Exemplar, options, spec_key_of
 EDIT_KEYS: dict[str, tuple[str, str]] = {
     spec_key_of(f.name, option): (f.name, option.kind) for f, option in options()
 } | {spec_key_of("seed", SEED): ("seed", SEED.kind)}
+KEY_OF_ARGUMENT = {argument: key for key, (argument, _) in EDIT_KEYS.items()}  # Editor.edit argument -> spec key
 EXEMPLAR_KEYS = {"image": "path", "map": "path", "box": "[x, y, w, h]", "fit": "string", "condition": "number"}
 CONTROL_KEYS = {"kind": "string", "image": "path", "scale": "number", "start": "number", "end": "number"}
 TOP_KEYS = {"source": "path", "edits": "list of edits"}
@@ -49,6 +50,16 @@ class EditSpec:
     strength_map: str | None = None
     settings: dict[str, Any] = field(default_factory=dict)  # Editor.edit keyword arguments
 
+    def paths(self) -> list[str]:
+        """Every input file the edit names: exemplars, their maps and prompt images, the map, a control image."""
+        found = [str(e.image) for e in self.exemplars]
+        found += [str(e.strength_map) for e in self.exemplars if e.strength_map]
+        found += [str(e.condition_image) for e in self.exemplars if isinstance(e.condition_image, str)]
+        found += [self.strength_map] if self.strength_map else []
+        control = self.settings.get("control")
+        found += [str(control.image)] if control is not None and isinstance(control.image, str) else []
+        return found
+
 
 @dataclass
 class Spec:
@@ -58,14 +69,7 @@ class Spec:
 
     def paths(self) -> list[str]:
         """Every input file the spec names (for checks that an output does not overwrite one)."""
-        found = [self.source] if self.source else []
-        for edit in self.edits:
-            found += [str(e.image) for e in edit.exemplars]
-            found += [str(e.strength_map) for e in edit.exemplars if e.strength_map]
-            found += [edit.strength_map] if edit.strength_map else []
-            control = edit.settings.get("control")
-            found += [str(control.image)] if control is not None and isinstance(control.image, str) else []
-        return found
+        return ([self.source] if self.source else []) + [path for edit in self.edits for path in edit.paths()]
 
 
 def _check_type(where: str, value: Any, kind: str) -> None:
@@ -188,17 +192,30 @@ def _check_size(data: Any, name: str) -> None:
             stack.extend((v, depth + 1) for v in value)
 
 
-def load_spec(path: str | Path) -> Spec:
-    """Read and validate a YAML or JSON spec file (UTF-8, with or without a byte-order mark)."""
+def read_document(file: Path, param: str, max_bytes: int) -> Any:
+    """A YAML or JSON file (`.json` is JSON, anything else YAML's safe loader) as data, refused when it is
+    larger than `max_bytes`, does not parse, or expands (YAML aliases) beyond the limits of a spec."""
     import yaml
 
-    file = Path(path).expanduser()
-    text = read_text(file, "--spec", MAX_SPEC_BYTES)
+    text = read_text(file, param, max_bytes)
     try:
         data = json.loads(text) if file.suffix.lower() == ".json" else yaml.safe_load(text)
     except (ValueError, RecursionError, yaml.YAMLError) as error:
-        message = str(error).strip()
-        first = message.splitlines()[0] if message else type(error).__name__
-        raise InputError(f"--spec: cannot parse {str(file)!r}: {first[:200]}") from None
+        raise InputError(f"cannot parse {str(file)!r}: {first_line(error)}", param=param) from None
     _check_size(data, file.name)
-    return parse_spec(data, file.parent, name=file.name)
+    return data
+
+
+def load_spec(path: str | Path) -> Spec:
+    """Read and validate a YAML or JSON spec file (UTF-8, with or without a byte-order mark)."""
+    file = Path(path).expanduser()
+    return parse_spec(read_document(file, "--spec", MAX_SPEC_BYTES), file.parent, name=file.name)
+
+
+def check_settings(settings: dict[str, Any]):
+    """An edit's settings (Editor.edit keyword arguments: settings by name, seed, prompt_images, control)
+    checked without the model; returns the EditSettings."""
+    from .settings import check_seed, make_settings
+
+    check_seed(settings.get("seed"))
+    return make_settings(**{k: v for k, v in settings.items() if k not in ("seed", "prompt_images", "control")})

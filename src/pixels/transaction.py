@@ -38,8 +38,16 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True  # another user's live process
+        pass  # another user's live process
     return True
+
+
+def foreign(folder: Path) -> list[str]:
+    """What inside `folder` pixels did not write (names outside OWN_FILES, links, nested folders), as paths
+    relative to it; empty for a folder pixels owns."""
+    return [p.relative_to(folder).as_posix() for p in sorted(folder.rglob("*"))
+            if not OWN_FILES.match(p.relative_to(folder).as_posix()) or p.is_symlink()
+            or (p.is_dir() and p.parent != folder)]
 
 
 def remove_own(path: Path) -> bool:
@@ -49,12 +57,9 @@ def remove_own(path: Path) -> bool:
     if not path.is_dir() or path.is_symlink():
         path.unlink()
         return True
-    entries = sorted(path.rglob("*"), key=lambda p: len(p.parts), reverse=True)
-    foreign = [p for p in entries if not OWN_FILES.match(p.relative_to(path).as_posix())
-               or p.is_symlink() or (p.is_dir() and p.parent != path)]
-    if foreign:
+    if foreign(path):
         return False
-    for entry in entries:
+    for entry in sorted(path.rglob("*"), key=lambda p: len(p.parts), reverse=True):
         entry.rmdir() if entry.is_dir() else entry.unlink()
     path.rmdir()
     return True
@@ -132,6 +137,7 @@ class Transaction:
 
     def __init__(self) -> None:
         self._staged: list[tuple[Path, Path, bool]] = []  # (temporary, target, overwrite)
+        self._recovered: set[Path] = set()  # folders already cleaned up after killed runs
 
     def __enter__(self) -> Transaction:
         return self
@@ -141,36 +147,32 @@ class Transaction:
 
     def file(self, target: str | os.PathLike, write: Callable[[BinaryIO], None], *, overwrite: bool) -> Path:
         """Stage a file written by `write(f)` and flushed to disk; returns the target path."""
-        target = Path(target).expanduser()
-        recover(target.parent)
-        tmp = temporary_name(target, "new")
-        self._staged.append((tmp, target, overwrite))
-        try:
+        target, tmp = self._stage(target, overwrite)
+        with _write_errors(target):
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666 & ~_umask())
             with os.fdopen(fd, "wb") as f:
                 write(f)
                 f.flush()
                 os.fsync(f.fileno())
-        except OSError as error:
-            if (resource := write_error(error, target)) is not None:
-                raise resource from None
-            raise
         return target
 
     def folder(self, target: str | os.PathLike, write: Callable[[Path], None], *, overwrite: bool) -> Path:
         """Stage a folder filled by `write(path)` with names from OWN_FILES; returns the target path."""
-        target = Path(target).expanduser()
-        recover(target.parent)
-        tmp = temporary_name(target, "new")
-        self._staged.append((tmp, target, overwrite))
-        try:
+        target, tmp = self._stage(target, overwrite)
+        with _write_errors(target):
             tmp.mkdir()
             write(tmp)
-        except OSError as error:
-            if (resource := write_error(error, target)) is not None:
-                raise resource from None
-            raise
         return target
+
+    def _stage(self, target: str | os.PathLike, overwrite: bool) -> tuple[Path, Path]:
+        """The target and the temporary name its output is written under, staged for the commit."""
+        target = Path(target).expanduser()
+        if target.parent not in self._recovered:
+            recover(target.parent)
+            self._recovered.add(target.parent)
+        tmp = temporary_name(target, "new")
+        self._staged.append((tmp, target, overwrite))
+        return target, tmp
 
     def commit(self) -> None:
         """Move every staged output into place. A journal of the moves, in each folder involved, lets the
@@ -181,7 +183,8 @@ class Transaction:
                 raise InputError(f"{str(target)!r} exists; pass --overwrite to replace it", param="output")
             aside = temporary_name(target, "old") if os.path.lexists(target) else None
             plan.append((tmp, target, aside))
-        journals = sorted({str(temporary_name(target.parent / "commit", "journal")) for _, target, _ in plan})
+        folders = sorted({target.parent for _, target, _ in plan})
+        journals = [str(temporary_name(folder / "commit", "journal")) for folder in folders]  # one per folder
         record = json.dumps({"entries": [[str(t), str(g), None if a is None else str(a)] for t, g, a in plan],
                              "journals": journals})
         try:
@@ -212,6 +215,17 @@ class Transaction:
                 remove_own(tmp)
 
 
+@contextlib.contextmanager
+def _write_errors(target: Path):
+    """A full disk, a read-only folder and the like as the error a user can act on, naming `target`."""
+    try:
+        yield
+    except OSError as error:
+        if (resource := write_error(error, target)) is not None:
+            raise resource from None
+        raise
+
+
 def _move_in(tmp: Path, target: Path) -> None:
     """Rename `tmp` to a `target` that does not exist. Files are hard-linked, which fails instead of
     replacing a file that appeared meanwhile; a folder cannot replace anything but an empty folder."""
@@ -227,7 +241,7 @@ def _move_in(tmp: Path, target: Path) -> None:
             raise
         os.rename(tmp, target)
         return
-    with contextlib.suppress(OSError):  # the link is the move; a leftover name is removed by `discard`
+    with contextlib.suppress(OSError):  # the link is the move; a leftover name goes at the next `recover`
         os.unlink(tmp)
 
 
@@ -253,4 +267,4 @@ def atomic_write(target: str | os.PathLike, write: Callable[[BinaryIO], None], *
     return path
 
 
-__all__ = ["OWN_FILES", "Transaction", "atomic_write", "recover", "remove_own"]
+__all__ = ["OWN_FILES", "Transaction", "atomic_write", "foreign", "recover", "remove_own"]

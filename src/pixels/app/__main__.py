@@ -1,5 +1,7 @@
 """`python -m pixels.app [--model ...] [--port ...]`: the studio, as `pixels app` starts it."""
 
-from .cli import main
+import sys
 
-raise SystemExit(main())
+from pixels.cli import main
+
+raise SystemExit(main(["app", *sys.argv[1:]]))

@@ -39,7 +39,7 @@ def api_edit(ctx: Context, source: str, strength_map: str, settings: str | dict 
     settings = settings or {}
     if not isinstance(settings, dict):
         raise InputError(f"settings: expected a JSON object, got {type(settings).__name__}")
-    names = {f.name for f in fields(Settings)}
+    names = {f.name for f in fields(Settings)} - {"extra"}  # the studio's fields; the model's extras stay its own
     unknown = sorted(set(settings) - names)
     if unknown:
         raise InputError(f"settings: unknown keys {unknown}; known: {', '.join(sorted(names))}")

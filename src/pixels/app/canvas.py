@@ -227,7 +227,11 @@ def used_map(ctx: Context, st: StudioSession, canvas: dict | None, softness: flo
     """The combined map the edit will apply, as far as it is painted: the largest strength of the strength
     map and of the own maps of the exemplars that use one (regions from an alpha channel or a box are
     known only once the library places the exemplar, so the preview leaves them out)."""
-    current = painted(st, canvas, softness)
+    return _used(painted(st, canvas, softness), slots)
+
+
+def _used(current: dict[str, np.ndarray], slots: list[Slot]) -> np.ndarray:
+    """`used_map` from the painted maps (`painted`)."""
     used = [current["strength"]]
     used += [current[f"exemplar {k + 1}"] for k, slot in enumerate(slots)
              if slot.image is not None and slot.region == "own map"]
@@ -243,14 +247,36 @@ class Preview:
     summary: str  # markdown: how much of the photo is edited and grafted, and how many steps run
 
 
+def _shown(st: StudioSession | None) -> bool:
+    """Whether the session has a photo to preview on (previews show nothing otherwise, and never nag)."""
+    return st is not None and not st.closed and st.history is not None
+
+
+def previews(ctx: Context, st: StudioSession | None, canvas: dict | None, softness: float, slots: list[Slot],
+             steps: Any, strength: Any) -> tuple[Preview, list[Image.Image | None]]:
+    """The map preview (`preview`) and where each exemplar goes (`slot_preview`), from the painted maps
+    computed once."""
+    if not _shown(st):
+        return Preview(None, None, ""), [None] * len(slots)
+    current = painted(st, canvas, softness)
+    return (_map_preview(st, current, slots, steps, strength),
+            [_slot_preview(ctx, st, current, slot, k) for k, slot in enumerate(slots)])
+
+
 def preview(ctx: Context, st: StudioSession | None, canvas: dict | None, softness: float, slots: list[Slot],
             steps: Any, strength: Any) -> Preview:
     """The map overlay (with its legend), the release-schedule preview and their figures; nothing
     before a photo. Steps and strength as the fields hold them: unusable values skip the schedule."""
-    if st is None or st.closed or st.history is None:
+    if not _shown(st):
         return Preview(None, None, "")
+    return _map_preview(st, painted(st, canvas, softness), slots, steps, strength)
+
+
+def _map_preview(st: StudioSession, current: dict[str, np.ndarray], slots: list[Slot], steps: Any, strength: Any
+                 ) -> Preview:
+    """`preview` from the painted maps."""
     photo = st.history.source.image
-    combined = used_map(ctx, st, canvas, softness, slots)
+    combined = _used(current, slots)
     summary = (f"**Map:** {float((combined > 0).mean()) * 100:.1f} % of the photo is edited,"
                f" {float((combined >= 1).mean()) * 100:.1f} % at 100 % (where exemplars are grafted).")
     release = None
@@ -268,9 +294,14 @@ def slot_preview(ctx: Context, st: StudioSession | None, canvas: dict | None, so
                  ) -> Image.Image | None:
     """Where exemplar k will go, drawn on the photo; nothing while its fields cannot be placed yet (a box
     being typed, an unreadable image): Run reports what is wrong, a preview does not nag."""
-    if st is None or st.closed or st.history is None:
+    if not _shown(st):
         return None
-    current = painted(st, canvas, softness)
+    return _slot_preview(ctx, st, painted(st, canvas, softness), slot, k)
+
+
+def _slot_preview(ctx: Context, st: StudioSession, current: dict[str, np.ndarray], slot: Slot, k: int
+                  ) -> Image.Image | None:
+    """`slot_preview` from the painted maps."""
     region = current["strength"] if slot.region != "own map" else current[f"exemplar {k + 1}"]
     try:
         return placement_preview(st.history.source.image, slot, region, ctx.max_pixels)
@@ -317,6 +348,7 @@ __all__ = [
     "load_map_file",
     "painted",
     "preview",
+    "previews",
     "require",
     "require_photo",
     "shape_defaults",

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import signal
-import sys
 
 from pixels.errors import InputError
 
@@ -58,24 +56,3 @@ def run(args: argparse.Namespace) -> int:
            quiet=not getattr(args, "debug", False))
     return 0
 
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m pixels.app`: the same command without the main command line."""
-    parser = argparse.ArgumentParser(prog="python -m pixels.app")
-    commands = parser.add_subparsers(dest="command", required=True)
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--debug", action="store_true", help="show tracebacks and Gradio's messages")
-    add_parser(commands, common)
-    args = parser.parse_args(["app", *(sys.argv[1:] if argv is None else argv)])
-
-    def terminated(signum: int, frame: object) -> None:
-        raise SystemExit(143)  # unwinds like Ctrl-C, so the app's temporary files are removed
-
-    signal.signal(signal.SIGTERM, terminated)
-    try:
-        return args.run(args)
-    except InputError as error:
-        print(f"pixels: error: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130

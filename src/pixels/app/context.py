@@ -31,7 +31,6 @@ class Context:
     sessions: Sessions = field(init=False)
     _api_files: deque = field(default_factory=deque, repr=False)
     _api_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-    closed: bool = False
 
     def __post_init__(self) -> None:
         self.sessions = Sessions(self.root / "sessions")
@@ -54,7 +53,6 @@ class Context:
 
     def close(self) -> None:
         """End every session and remove the app's temporary folder (idempotent)."""
-        self.closed = True
         self.sessions.close_all()
         shutil.rmtree(self.root, ignore_errors=True)
 

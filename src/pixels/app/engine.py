@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from pixels import Editor, PixelsError
 
@@ -50,10 +50,6 @@ class Engine:
         self._lock = threading.Lock()
         self._order = itertools.count(1)
 
-    @property
-    def limits(self):
-        return self.editor.limits
-
     def run(self, job: Callable[[Progress], T], cancel: threading.Event, on_step: Progress | None = None
             ) -> tuple[T, Ticket]:
         """Run `job(step_callback)` on the model alone. The callback reports progress and raises
@@ -70,9 +66,6 @@ class Engine:
             order, started = next(self._order), time.time()
             value = job(step)
             return value, Ticket(order, started, time.time())
-
-    def describe(self) -> dict[str, Any]:
-        return {"model": self.model, "family": self.family, "takes_prompt": self.takes_prompt}
 
 
 __all__ = ["Cancelled", "Engine", "Progress", "Ticket"]

@@ -18,12 +18,12 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw
 
-from pixels import Exemplar, InputError
+from pixels import Exemplar, InputError, placement
 from pixels.images import load_image
+from pixels.placement import FITS, region_box
 
 MAX_SLOTS = 4  # exemplar tabs in the studio; the library takes any number
 PLACEMENTS = ("auto", "box")
-FITS = ("cover", "contain", "stretch")
 REGIONS = ("strength map", "own map", "alpha", "box")
 
 
@@ -103,40 +103,25 @@ def moved_box(box: tuple[int, int, int, int], centre: tuple[int, int]) -> tuple[
     return int(centre[0] - w // 2), int(centre[1] - h // 2), w, h
 
 
-def _fitted(picture: Image.Image, w: int, h: int, fit: str) -> tuple[Image.Image, tuple[int, int]]:
-    """The picture sized for a w x h box and its offset in the box (a preview of the library's fits)."""
-    if fit == "stretch":
-        return picture.resize((w, h)), (0, 0)
-    pw, ph = picture.size
-    scale = max(w / pw, h / ph) if fit == "cover" else min(w / pw, h / ph)
-    size = (max(1, round(pw * scale)), max(1, round(ph * scale)))
-    resized = picture.resize(size)
-    if fit == "cover":
-        left, top = (size[0] - w) // 2, (size[1] - h) // 2
-        return resized.crop((left, top, left + w, top + h)), (0, 0)
-    return resized, ((w - size[0]) // 2, (h - size[1]) // 2)
-
-
 def placement_preview(source: Image.Image, slot: Slot, region: np.ndarray | None, max_pixels: int) -> Image.Image:
     """The source with the exemplar drawn where it will go (half transparent) and its box outlined.
 
-    A preview only: the edit places the exemplar with the library's own placement."""
+    A preview only: the edit places the exemplar with the library's own placement (whose box rules and
+    fits, `pixels.placement`, this reuses)."""
     canvas = source.convert("RGB").copy()
     if slot.image is None:
         return canvas
     picture, _ = load_image(slot.image, name="exemplar", max_pixels=max_pixels)
     if slot.placement == "box":
-        x, y, w, h = check_box(slot.box, "box")
+        box = check_box(slot.box, "box")
     elif picture.size == source.size:
-        x, y, w, h = 0, 0, *source.size
+        box = (0, 0, *source.size)
     else:
-        ys, xs = np.nonzero(region) if region is not None else ((), ())
-        if len(xs) == 0:
+        box = region_box(region) if region is not None else None
+        if box is None:
             return canvas  # fitted into the region's area: nothing painted yet
-        x, y, w, h = int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1)
-    if w * h > max_pixels:
-        raise InputError(f"exemplar box: {w}x{h} is more than the limit of {max_pixels:,} pixels")
-    fitted, (ox, oy) = _fitted(picture, w, h, slot.fit)
+    x, y, w, h = placement.check_box(box, "exemplar box", source.size, max_pixels)
+    fitted, _, (ox, oy) = placement._fitted(picture, None, w, h, slot.fit)
     layer = canvas.copy()
     layer.paste(fitted, (x + ox, y + oy))
     preview = Image.blend(canvas, layer, 0.6)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import shutil
 import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -78,7 +77,7 @@ def view(st: StudioSession, canvas: dict | None = None, status: str = "") -> Vie
 def _new_history(ctx: Context, st: StudioSession, picture: Image.Image, name: str) -> View:
     session = EditSession(ctx.engine.editor, picture)
     stem = Path(name).stem or "photo"
-    st.history = History(session, Frame(picture, st.write_png(picture, f"{stem}-source")))
+    st.history = History(session, [Frame(picture, st.write_png(picture, f"{stem}-source"))])
     st.source_name = name
     st.bases = empty_maps(picture.size)
     width, height = picture.size
@@ -134,14 +133,12 @@ def run_edit(ctx: Context, st: StudioSession | None, run_id: int | None, canvas:
                 return history.apply(lambda result, before: result_frame(st, result, before, step),
                                      exemplars, strength_map, on_step=on_step_, **kwargs)
 
-            started = time.monotonic()
-            result, _ = ctx.engine.run(job, token, on_step)
-            seconds = time.monotonic() - started
+            result, ticket = ctx.engine.run(job, token, on_step)
     except Cancelled as error:
         return view(st, status=f"{str(error).capitalize()}.")
     finally:
         st.finish(run_id)
-    md = result.metadata
+    md, seconds = result.metadata, ticket.finished - ticket.started
     return view(st, status=f"Done in {seconds:.1f} s: seed {md['seed']}, {md['steps_run']} steps, {len(exemplars)}"
                            " exemplar(s). **Continue from here** to edit this result further.")
 
@@ -160,20 +157,26 @@ def continue_edit(st: StudioSession | None, canvas: dict | None) -> View:
 
 
 def undo(st: StudioSession | None, canvas: dict | None) -> View:
+    """Back to the step before (the maps stay as they are); checked before anything changes."""
     st = require(st)
     with st.busy("undo"):
         history = require_photo(st)
-        history.undo()
+        if not history.can_undo:
+            raise InputError("undo: nothing to undo")
         bake(st, canvas)
+        history.undo()
         return view(st, canvas_value(st), "Undone." if history.committed else "Undone: back to the source photo.")
 
 
 def redo(st: StudioSession | None, canvas: dict | None) -> View:
+    """The step undone last, back again (the maps stay as they are); checked before anything changes."""
     st = require(st)
     with st.busy("redo"):
         history = require_photo(st)
-        history.redo()
+        if not history.can_redo:
+            raise InputError("redo: nothing to redo")
         bake(st, canvas)
+        history.redo()
         return view(st, canvas_value(st), f"Redone step {history.committed}.")
 
 
@@ -190,7 +193,7 @@ def save_session(st: StudioSession | None) -> Path:
             shutil.rmtree(folder, ignore_errors=True)
 
 
-def load_session(ctx: Context, st: StudioSession | None, path: str | None, on_step: Progress | None = None) -> View:
+def load_session(ctx: Context, st: StudioSession | None, path: str | None) -> View:
     """A session zip saved by the studio (or a zipped --save-session folder): replayed with the app's
     model, each step checked to give the saved result bit for bit (`EditSession.load`)."""
     st = require(st)
@@ -200,24 +203,15 @@ def load_session(ctx: Context, st: StudioSession | None, path: str | None, on_st
         folder = st.new_path("loaded", "")
         try:
             root = archive.unpack(path, folder)
-            session, _ = ctx.engine.run(lambda step: EditSession.load(root, ctx.engine.editor), threading.Event())
+            session, _ = ctx.engine.run(lambda _step: EditSession.load(root, ctx.engine.editor), threading.Event())
         finally:
             shutil.rmtree(folder, ignore_errors=True)
+        source, *images = session.images
         settings = session.history
-        images = []
-        for _ in settings:  # walk back to the source, then forward again: the session ends as loaded
-            images.append(session.current)
-            session.undo()
-        source = session.current
-        for _ in settings:
-            session.redo()
-        images.reverse()
         st.source_name = "session.png"
         frames = [Frame(source, st.write_png(source, "session-source"))]
         frames += [replayed_frame(st, image, step, k) for k, (image, step) in enumerate(zip(images, settings), 1)]
-        history = History(session, frames[0])
-        history.frames, history.committed = frames, len(frames) - 1
-        st.history = history
+        st.history = History(session, frames)
         st.bases = empty_maps(source.size)
         return view(st, canvas_value(st), f"Loaded a session of {len(settings)} step(s); every step replayed bit for"
                                           " bit.")

@@ -24,9 +24,10 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from pixels import InputError, maps
+from pixels.images import _LUMA as LUMA  # ITU-R 601, as Pillow's "L" conversion and pixels' map reader
+from pixels.images import MAP_SNAP  # gray levels this close to black or white count as exactly 0 or 1
+from pixels.release import keep_mask
 
-SNAP = 4 / 255  # gray levels this close to black or white count as exactly 0 or 1 (as pixels.images does)
-LUMA = np.array([0.299, 0.587, 0.114])  # ITU-R 601, as Pillow's "L" conversion and pixels' map reader
 TINT = (255, 40, 40)  # the colour the base map is shown in on the canvas and in the overlay
 RELEASED_TINT = (40, 230, 90)  # released pixels in the release preview
 RELEASE_AT = (0.25, 0.5, 0.75)  # shares of the schedule the release preview shows
@@ -47,7 +48,7 @@ def stroke_strength(layer: np.ndarray, base: np.ndarray, name: str = "canvas") -
         mode = "RGBA" if array.shape[2] == 4 else "RGB"
         array = np.asarray(Image.fromarray(array, mode).resize((width, height), Image.NEAREST))
     gray = array[..., :3].astype(np.float64) @ LUMA / 255.0
-    gray = np.where(gray <= SNAP, 0.0, np.where(gray >= 1.0 - SNAP, 1.0, gray))
+    gray = np.where(gray <= MAP_SNAP, 0.0, np.where(gray >= 1.0 - MAP_SNAP, 1.0, gray))
     alpha = array[..., 3].astype(np.float64) / 255.0 if array.shape[2] == 4 else np.ones_like(gray)
     return np.clip(alpha * gray + (1.0 - alpha) * base, 0.0, 1.0)
 
@@ -129,14 +130,16 @@ def overlay_preview(photo: Image.Image, strength: np.ndarray) -> Image.Image:
 
 
 def schedule_steps(num_inference_steps: int, strength: float) -> int:
-    """K, the number of denoising steps an edit runs: diffusers' img2img truncation int(N * strength)."""
+    """K, the number of denoising steps an edit runs: diffusers' img2img truncation int(N * strength), as
+    `pixels.release.img2img_timesteps` makes it (which needs the model's scheduler; at least 1 here, where
+    the edit itself refuses a schedule of no step)."""
     return max(1, min(int(num_inference_steps * strength), num_inference_steps))
 
 
 def released(strength: np.ndarray, step: int, num_steps: int) -> np.ndarray:
     """Pixels already released at step `step` of `num_steps`: the complement of the pin rule
-    keep > step / K with keep = 1 - strength (`pixels.schedule.keep_mask`), at pixel resolution."""
-    return ~((1.0 - strength) > step / num_steps)
+    keep > step / K with keep = 1 - strength (`pixels.release.keep_mask`), at pixel resolution."""
+    return ~keep_mask(1.0 - strength, step, num_steps)
 
 
 def release_preview(photo: Image.Image, strength: np.ndarray, num_inference_steps: int, edit_strength: float

@@ -19,11 +19,9 @@ def measure(result: EditResult, before: Image.Image) -> dict[str, Any]:
     """pixels.metrics for the edit: background exactness and seams; with one exemplar, also how its seam
     compares with a naive paste and how much of it survives."""
     exemplar = result.exemplars[0] if len(result.exemplars) == 1 else None
-    if exemplar is not None and not (result.strength_map >= 1.0).any():
-        exemplar = None
     try:
         return evaluate(result.image, before, result.strength_map, exemplar)
-    except InputError:
+    except InputError:  # nothing grafted (no pixel at strength 1), or an exemplar it cannot compare
         return evaluate(result.image, before, result.strength_map)
 
 

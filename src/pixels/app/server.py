@@ -14,6 +14,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from pixels import limits
 from pixels.errors import InputError
 
 if TYPE_CHECKING:
@@ -65,10 +66,19 @@ def parse_auth(text: str | None) -> tuple[str, str] | None:
 
 
 def max_pixels(megapixels: float | None) -> int:
-    value = DEFAULT_MEGAPIXELS if megapixels is None else megapixels
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 10_000:
-        raise InputError(f"--max-megapixels: expected a number in (0, 10000], got {value!r}")
-    return max(1, int(value * 1_000_000))
+    """--max-megapixels as a pixel count (`pixels.limits.megapixels`), the error naming the flag."""
+    try:
+        return limits.megapixels(DEFAULT_MEGAPIXELS if megapixels is None else megapixels)
+    except InputError as error:
+        raise InputError(f"--max-megapixels: {error.message}") from None
+
+
+def restore_temp(previous: str | None) -> None:
+    """Put GRADIO_TEMP_DIR back as it was before the studio started (unset if it was)."""
+    if previous is None:
+        os.environ.pop("GRADIO_TEMP_DIR", None)
+    else:
+        os.environ["GRADIO_TEMP_DIR"] = previous
 
 
 @dataclass
@@ -91,10 +101,7 @@ class Running:
             self.demo.close()
         finally:
             self.context.close()
-            if self._previous_temp is None:
-                os.environ.pop("GRADIO_TEMP_DIR", None)
-            else:
-                os.environ["GRADIO_TEMP_DIR"] = self._previous_temp
+            restore_temp(self._previous_temp)
 
 
 def start(
@@ -165,10 +172,7 @@ def start(
     finally:
         if running is None:  # failed to start: nothing may be left behind
             context.close()
-            if previous is None:
-                os.environ.pop("GRADIO_TEMP_DIR", None)
-            else:
-                os.environ["GRADIO_TEMP_DIR"] = previous
+            restore_temp(previous)
 
 
 def launch(

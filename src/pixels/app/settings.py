@@ -1,29 +1,27 @@
 """Edit settings as the studio's fields give them: recommended defaults per model, validation that names
-the field, and settings read back from a PNG that pixels wrote."""
+the field, and settings read back from an image that pixels wrote."""
 
 from __future__ import annotations
 
-import json
 import math
-import re
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from PIL import Image
-
 from pixels import EditSettings, InputError
+from pixels.catalog import known
 from pixels.images import load_image
+from pixels.limits import MAX_MARGIN, MAX_STEPS
+from pixels.output import read_metadata
+from pixels.schedulers import SCHEDULERS as NAMED_SCHEDULERS
+from pixels.settings import MODES, SKIP_STEPS
 
-try:  # the model catalogue's module was renamed from pixels.models
-    from pixels.catalog import KNOWN_MODELS
-except ImportError:  # pragma: no cover - older pixels
-    from pixels.models import KNOWN_MODELS
-
-SCHEDULERS = ("default", "ddim", "euler", "euler-a", "dpm++2m")
-SKIP_STEPS = ("auto", "always", "never")
-MODES = ("paper", "blend")
+SCHEDULERS = ("default", *NAMED_SCHEDULERS)  # "default": the model's own
 MAX_SEED = 2**64 - 1
-METADATA_LIMIT = 1024 * 1024  # characters of a `pixels` text chunk read back (Pillow caps chunks near this too)
+FIELDS = {  # EditSettings name -> the studio field that holds it (seed and crop are read apart)
+    "prompt": "prompt", "negative_prompt": "negative_prompt", "num_inference_steps": "steps", "strength": "strength",
+    "guidance_scale": "guidance", "scheduler": "scheduler", "mode": "mode", "crop_margin": "crop_margin",
+    "skip_steps": "skip_steps", "eta": "eta",
+}
 
 
 @dataclass(frozen=True)
@@ -42,23 +40,21 @@ class Settings:
     crop_margin: int = 32  # pixels of context around the edit with crop_auto
     skip_steps: str = "auto"  # skip model calls while every pixel is pinned, when that is exact
     eta: float = 0.0  # DDIM eta
+    # recommended settings without a field here ((EditSettings name, value) pairs: guidance_rescale for SD 2.1,
+    # denoising_start for the SDXL refiner), passed on to every edit as `pixels edit` uses them
+    extra: tuple[tuple[str, Any], ...] = ()
 
 
 def recommended(model: str, family: str | None) -> Settings:
-    """The settings a model works well with: those the catalogue records for a known model (its
-    `settings`, or flags in its `note` in older catalogues), else pixels' defaults; the bundled demo
-    model and other pixel-space models get a short, gentle, unguided edit."""
-    known = next((m for m in KNOWN_MODELS if model in (m.alias, m.repo)), None)
-    base = Settings(steps=100, strength=0.2, guidance=1.0) if family == "pixel" or model == "demo" else Settings()
-    recorded = dict(getattr(known, "settings", None) or {})
-    if not recorded and known is not None:  # older catalogues: "--steps 4 --guidance 0" in the note
-        steps, guidance = re.search(r"--steps (\d+)", known.note), re.search(r"--guidance ([\d.]+)", known.note)
-        recorded = {**({"num_inference_steps": int(steps[1])} if steps else {}),
-                    **({"guidance_scale": float(guidance[1])} if guidance else {})}
-    fields_ = {"num_inference_steps": "steps", "strength": "strength", "guidance_scale": "guidance",
-               "scheduler": "scheduler", "eta": "eta"}
-    values = {fields_[k]: v for k, v in recorded.items() if k in fields_}
-    return replace(base, **values)
+    """The settings a model works well with: those the catalogue records for a known model (short name or
+    hub id), else pixels' defaults; pixel-space models (the bundled demo among them) start from a short,
+    gentle, unguided edit."""
+    entry = known(model, by_repo=True)
+    base = Settings(steps=100, strength=0.2, guidance=1.0) if family == "pixel" else Settings()
+    recorded = entry.settings if entry is not None else {}
+    values = {FIELDS[k]: v for k, v in recorded.items() if k in FIELDS}
+    extra = tuple((k, v) for k, v in recorded.items() if k not in FIELDS)
+    return replace(base, **values, extra=extra)
 
 
 def _integer(name: str, value: Any, low: int, high: int) -> int:
@@ -84,25 +80,18 @@ def seed_value(value: Any) -> int | None:
 
 
 def edit_kwargs(settings: Settings, takes_prompt: bool) -> dict[str, Any]:
-    """The keyword arguments of `EditSession.apply` for these fields, validated: bad values raise
-    `InputError` naming the field, before any model work."""
+    """The keyword arguments of `EditSession.apply` for these fields (and the model's `extra` settings),
+    validated: bad values raise `InputError` naming the field, before any model work."""
     if not takes_prompt and (settings.prompt or settings.negative_prompt):
         raise InputError("prompt: this model is unconditional and takes no text; leave the prompts empty")
-    kwargs = {
-        "prompt": settings.prompt,
-        "num_inference_steps": _integer("steps", settings.steps, 1, 10_000),
-        "strength": settings.strength, "guidance_scale": settings.guidance,
-        "scheduler": None if settings.scheduler == "default" else settings.scheduler, "mode": settings.mode,
-        "crop": "auto" if settings.crop_auto else None,
-        "crop_margin": _integer("crop margin", settings.crop_margin, 0, 8192),
-        "skip_steps": settings.skip_steps, "eta": settings.eta,
-    }
-    for name, value in (("strength", settings.strength), ("guidance", settings.guidance), ("eta", settings.eta)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise InputError(f"{name}: expected a number, got {value!r}")
-    if settings.negative_prompt:  # an empty field means no negative prompt (the model's own unconditional input)
-        kwargs["negative_prompt"] = settings.negative_prompt
-    EditSettings(**kwargs).validate()
+    kwargs = {name: getattr(settings, field) for name, field in FIELDS.items()}
+    kwargs.update(dict(settings.extra), num_inference_steps=_integer("steps", settings.steps, 1, MAX_STEPS),
+                  scheduler=None if settings.scheduler == "default" else settings.scheduler,
+                  crop="auto" if settings.crop_auto else None,
+                  crop_margin=_integer("crop margin", settings.crop_margin, 0, MAX_MARGIN))
+    if not settings.negative_prompt:  # an empty field means no negative prompt (the model's own unconditional input)
+        del kwargs["negative_prompt"]
+    EditSettings(**kwargs)  # validated as it is made
     kwargs["seed"] = seed_value(settings.seed)
     return kwargs
 
@@ -111,14 +100,8 @@ def from_metadata(metadata: Any) -> Settings:
     """The studio's fields from a result's `pixels` metadata (what `EditResult.metadata` records)."""
     if not isinstance(metadata, dict):
         raise InputError("settings PNG: its pixels metadata is not a JSON object")
-    defaults = Settings()
-    known = {
-        "prompt": "prompt", "negative_prompt": "negative_prompt", "num_inference_steps": "steps",
-        "strength": "strength", "guidance_scale": "guidance", "seed": "seed", "scheduler": "scheduler",
-        "mode": "mode", "crop_margin": "crop_margin", "skip_steps": "skip_steps", "eta": "eta",
-    }
-    values = asdict(defaults)
-    for key, field in known.items():
+    values = asdict(Settings())
+    for key, field in {**FIELDS, "seed": "seed"}.items():
         if metadata.get(key) is not None:
             values[field] = metadata[key]
     values["crop_auto"] = metadata.get("crop") == "auto"
@@ -130,25 +113,19 @@ def from_metadata(metadata: Any) -> Settings:
 
 
 def read_png_settings(path: str, max_pixels: int) -> Settings:
-    """The settings of a PNG that pixels wrote (its `pixels` text chunk), checked like typed values.
+    """The settings of an image that pixels wrote (a PNG's `pixels` text chunk, or the EXIF of a JPEG or
+    WebP: `pixels.output.read_metadata`), checked like typed values.
 
-    The file is first read as any input is (format allow-list, size limit), then its text chunks."""
+    The file is first read as any input is (format allow-list, size limit), then its metadata."""
     load_image(path, name="settings PNG", max_pixels=max_pixels)
     try:
-        with Image.open(path, formats=["PNG"]) as image:
-            text = image.info.get("pixels")
-    except (OSError, ValueError):  # another format (load_image accepted it) or a text chunk Pillow refuses
-        text = None
-    if not isinstance(text, str):
+        metadata = read_metadata(path)
+    except (OSError, ValueError):  # a text chunk Pillow refuses (too large), or the file changed meanwhile
+        metadata = None
+    if metadata is None:
         raise InputError("settings PNG: it has no pixels metadata (only PNGs that pixels wrote carry it)")
-    if len(text) > METADATA_LIMIT:
-        raise InputError(f"settings PNG: its pixels metadata is longer than {METADATA_LIMIT:,} characters")
-    try:
-        metadata = json.loads(text)
-    except ValueError:
-        raise InputError("settings PNG: its pixels metadata is not valid JSON") from None
     return from_metadata(metadata)
 
 
-__all__ = ["MODES", "SCHEDULERS", "SKIP_STEPS", "Settings", "edit_kwargs", "from_metadata", "read_png_settings",
-           "recommended", "seed_value"]
+__all__ = ["FIELDS", "MODES", "SCHEDULERS", "SKIP_STEPS", "Settings", "edit_kwargs", "from_metadata",
+           "read_png_settings", "recommended", "seed_value"]

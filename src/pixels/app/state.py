@@ -42,11 +42,14 @@ class History:
     The last edit stays a *candidate* until "continue from here" (or undo/redo) accepts it: running
     again replaces the candidate instead of editing it, so one can try settings on the same source."""
 
-    def __init__(self, session: EditSession, source: Frame) -> None:
+    def __init__(self, session: EditSession, frames: list[Frame]) -> None:
+        """`frames`: the source's, then one per step the session has applied (all accepted)."""
+        if len(frames) != len(session.images):
+            raise ValueError(f"History: {len(frames)} frames for a session of {len(session.images)} images")
         self.session = session
-        self.frames: list[Frame] = [source]
+        self.frames: list[Frame] = list(frames)
         self._undone: list[Frame] = []
-        self.committed = 0  # applied steps accepted as the source of the next edit
+        self.committed = len(self.frames) - 1  # applied steps accepted as the source of the next edit
 
     @property
     def source(self) -> Frame:
@@ -57,6 +60,14 @@ class History:
     def candidate(self) -> bool:
         """Whether the last step is a result not yet accepted as the source."""
         return len(self.frames) - 1 > self.committed
+
+    @property
+    def can_undo(self) -> bool:
+        return len(self.frames) > 1
+
+    @property
+    def can_redo(self) -> bool:
+        return bool(self._undone)
 
     def apply(self, frame_of: Callable[[EditResult, Image.Image], Frame], exemplars: list,
               strength_map: np.ndarray | None, **settings: Any) -> EditResult:
@@ -156,7 +167,7 @@ class StudioSession:
 
     def token(self, run_id: int | None) -> threading.Event:
         """The cancel flag of run `run_id` (a fresh one for an id this session did not arm)."""
-        return self._tokens.get(run_id, threading.Event()) if run_id is not None else threading.Event()
+        return self._tokens.get(run_id, threading.Event())
 
     def finish(self, run_id: int | None) -> None:
         self._tokens.pop(run_id, None)

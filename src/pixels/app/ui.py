@@ -305,10 +305,8 @@ def build(ctx: Context) -> gr.Blocks:
 
         # -- previews ----------------------------------------------------------------------------------
         def previews(st: Any, c: Any, soft: float, n: Any, s: Any, *values: Any) -> list:
-            slots = slots_from(list(values))
-            shown = cv.preview(ctx, st, c, soft, slots, n, s)
-            return [shown.overlay, shown.release, shown.summary,
-                    *(cv.slot_preview(ctx, st, c, soft, slot, k) for k, slot in enumerate(slots))]
+            shown, placed = cv.previews(ctx, st, c, soft, slots_from(list(values)), n, s)
+            return [shown.overlay, shown.release, shown.summary, *placed]
 
         def map_previews(st: Any, soft: float, n: Any, s: Any, *values: Any) -> list:
             return previews(st, None, soft, n, s, *values)  # just after the canvas was replaced: no strokes
@@ -354,7 +352,7 @@ def build(ctx: Context) -> gr.Blocks:
 
         # -- exemplars --------------------------------------------------------------------------------
         for k, s in enumerate(slot_uis):
-            def placed(st: Any, path: str | None, placement: str, *box: Any) -> list:
+            def placed(st: Any, path: str | None, *box: Any) -> list:
                 if path is None or st is None or st.history is None or (box[2] and box[3]):
                     return [gr.skip()] * 4
                 return list(default_box(st.history.source.image.size))
@@ -363,8 +361,7 @@ def build(ctx: Context) -> gr.Blocks:
                 box = (int(x or 0), int(y or 0), max(int(w or 0), 1), max(int(hh or 0), 1))
                 return ["box", *moved_box(box, (int(evt.index[0]), int(evt.index[1])))]
 
-            s.image.upload(guarded(placed), [state, s.image, s.placement, s.x, s.y, s.w, s.h],
-                           [s.x, s.y, s.w, s.h], **instant)
+            s.image.upload(guarded(placed), [state, s.image, s.x, s.y, s.w, s.h], [s.x, s.y, s.w, s.h], **instant)
             s.preview.select(guarded(clicked), [s.x, s.y, s.w, s.h],
                              [s.placement, s.x, s.y, s.w, s.h], **instant)
 
@@ -405,7 +402,7 @@ def build(ctx: Context) -> gr.Blocks:
             # Gradio finds gr.Progress only among the positional parameters, so it comes first here
             st, rid, c, soft = values[:4]
             slots = slots_from(list(values[4:4 + len(slot_fields)]))
-            settings = Settings(*values[4 + len(slot_fields):])
+            settings = Settings(*values[4 + len(slot_fields):], extra=defaults.extra)  # the model's own extras
 
             def step(done: int, total: int) -> None:
                 progress((done, total), desc="denoising", unit="steps")

@@ -17,9 +17,9 @@ from typing import Any
 from ..errors import InputError, PixelsError, short
 from ..files import check_writable
 from ..output import image_writer
-from ..transaction import Transaction, recover
-from .manifest import Row, load_manifest, row_hash, row_seed
-from .results import append_result, done_record, read_results, write_results
+from ..transaction import atomic_write, recover
+from .manifest import Row, load_rows, row_hash, row_seed
+from .results import append_result, done_record, read_results, record, write_results
 
 # the settings that decide a schedule: rows sharing them can share model calls (Editor.edit_batch)
 SCHEDULE_KEYS = ("num_inference_steps", "strength", "denoising_start", "guidance_scale", "guidance_rescale",
@@ -43,11 +43,7 @@ def plan(manifest: str | os.PathLike, folder: str | os.PathLike, model: str, def
     """Read the manifest, clean up after a killed run, and sort the rows into done, failed and to do.
     defaults: settings for whatever a row does not set (the model's recommended ones)."""
     manifest, folder = Path(manifest).expanduser(), Path(folder).expanduser()
-    rows = load_manifest(manifest)
-    if defaults:
-        for row in rows:
-            if row.edit is not None:
-                row.edit.settings = {**defaults, **row.edit.settings}
+    rows = load_rows(manifest, defaults)
     if folder.exists() and not folder.is_dir():
         raise InputError(f"{str(folder)!r} exists and is not a folder", param="output")
     if not folder.parent.is_dir():
@@ -63,14 +59,12 @@ def plan(manifest: str | os.PathLike, folder: str | os.PathLike, model: str, def
             job.records[row.number] = record(row, "failed", error=row.error)
             continue
         job.hashes[row.number] = row_hash(row, model)
-        done = done_record(folder / row.output, row.number, row.output, job.hashes[row.number])
+        done = done_record(folder, row, job.hashes[row.number])
         if done is None:
             job.todo.append(row)
             continue
         job.already += 1
-        previous = job.records.get(row.number, {})
-        job.records[row.number] = previous if previous.get("settings_hash") == done["settings_hash"] and \
-            previous.get("status") == "ok" else done
+        job.records[row.number] = done  # from the output's own metadata: what the line written with it said
     numbers = {row.number for row in rows}
     job.records = {k: v for k, v in job.records.items() if k in numbers}
     write_results(folder, job.records)  # one line per row, whatever a killed run left
@@ -81,20 +75,11 @@ def _check_inputs_are_not_outputs(rows: Sequence[Row], folder: Path, manifest: P
     inputs = {manifest.resolve()}
     for row in rows:
         if row.edit is not None:
-            paths = [row.source, row.edit.strength_map, *(str(e.image) for e in row.edit.exemplars),
-                     *(e.strength_map for e in row.edit.exemplars)]
-            inputs |= {Path(p).expanduser().resolve() for p in paths if p}
+            inputs |= {Path(p).expanduser().resolve() for p in row.inputs()}
     for row in rows:
         if (folder / row.output).resolve() in inputs:
             raise InputError(f"row {row.number} would write its output over an input, {row.output!r}; outputs go"
                              " to their own files", param="manifest")
-
-
-def record(row: Row, status: str, *, seconds: float | None = None, seed: int | None = None,
-           settings_hash: str | None = None, error: str | None = None) -> dict[str, Any]:
-    return {"row": row.number, "status": status, "output": row.output,
-            "seconds": None if seconds is None else round(seconds, 3), "seed": seed, "settings_hash": settings_hash,
-            "error": error}
 
 
 def _schedule(row: Row) -> tuple:
@@ -152,9 +137,7 @@ def _write(row: Row, result, folder: Path, manifest_name: str, settings_hash: st
                           "seconds": round(seconds, 3)}}
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        with Transaction() as transaction:
-            transaction.file(target, image_writer(result.image, target, metadata), overwrite=True)
-            transaction.commit()
+        atomic_write(target, image_writer(result.image, target, metadata), overwrite=True)
     except (OSError, PixelsError) as error:
         return record(row, "failed", seed=result.metadata["seed"], settings_hash=settings_hash,
                       error=f"writing {row.output}: {_describe(error)}")

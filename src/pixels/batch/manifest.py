@@ -11,15 +11,14 @@ import csv
 import hashlib
 import io
 import json
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from ..errors import InputError, short
 from ..files import read_text
 from ..output import FORMATS
-from ..settings import EditSettings
-from ..spec import EDIT_KEYS, EditSpec, parse_edit, resolve_path
+from ..spec import EDIT_KEYS, EditSpec, check_settings, parse_edit, read_document, resolve_path
 
 MAX_MANIFEST_BYTES = 64 * 1024 * 1024  # a million rows of paths
 ROW_KEYS = ("source", "output")  # beside the edit-spec keys
@@ -35,7 +34,6 @@ class Row:
     source: str | None = None
     edit: EditSpec | None = None
     error: str | None = None  # the row breaks the schema: it fails, the others go on
-    document: dict[str, Any] = field(default_factory=dict, repr=False)  # the row as written
 
     def request(self, seed: int) -> dict[str, Any]:
         """The row as `Editor.edit` keyword arguments."""
@@ -43,27 +41,25 @@ class Row:
         return {"source": self.source, "exemplars": self.edit.exemplars, "strength_map": self.edit.strength_map,
                 **{k: v for k, v in self.edit.settings.items() if k != "seed"}, "seed": seed}
 
+    def inputs(self) -> list[str]:
+        """Every input file of a valid row: its source and the files its edit names."""
+        assert self.edit is not None
+        return [p for p in (self.source, *self.edit.paths()) if p]
+
 
 def load_manifest(path: str | Path) -> list[Row]:
     """Read a manifest (`.jsonl`, `.csv`, or `.yaml`/`.yml`/`.json` holding a list of rows or
     `{defaults: {...}, rows: [...]}`)."""
     path = Path(path).expanduser()
-    text = read_text(path, "manifest", MAX_MANIFEST_BYTES)
     suffix = path.suffix.lower()
     defaults: dict[str, Any] = {}
     if suffix == ".jsonl":
-        documents = []
-        for line_number, line in enumerate(text.splitlines(), 1):
-            if line.strip():
-                try:
-                    documents.append(json.loads(line))
-                except ValueError as error:
-                    raise InputError(f"line {line_number} is not JSON ({short(str(error), 120)})",
-                                     param=f"manifest {path.name}") from None
+        documents = _jsonl(read_text(path, "manifest", MAX_MANIFEST_BYTES), path.name)
     elif suffix == ".csv":
+        text = read_text(path, "manifest", MAX_MANIFEST_BYTES)
         documents = [_csv_row(row) for row in csv.DictReader(io.StringIO(text))]
     elif suffix in (".yaml", ".yml", ".json"):
-        documents, defaults = _document(text, path)
+        documents, defaults = _document(path)
     else:
         raise InputError(f"{path.name}: expected a .jsonl, .csv, .yaml or .json file", param="manifest")
     if not documents:
@@ -73,16 +69,31 @@ def load_manifest(path: str | Path) -> list[Row]:
     return rows
 
 
-def _document(text: str, path: Path) -> tuple[list, dict]:
-    import yaml
+def load_rows(path: str | Path, defaults: dict[str, Any] | None = None) -> list[Row]:
+    """The manifest's rows, with `defaults` (the model's recommended settings) for whatever a row does not set."""
+    rows = load_manifest(path)
+    for row in rows:
+        if row.edit is not None and defaults:
+            row.edit.settings = {**defaults, **row.edit.settings}
+    return rows
 
-    from ..spec import _check_size
 
-    try:
-        data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
-    except (ValueError, RecursionError, yaml.YAMLError) as error:
-        raise InputError(f"cannot parse {path.name}: {short(str(error), 160)}", param="manifest") from None
-    _check_size(data, path.name)
+def _jsonl(text: str, name: str) -> list:
+    """One JSON document per non-blank line."""
+    documents = []
+    for line_number, line in enumerate(text.splitlines(), 1):
+        if line.strip():
+            try:
+                documents.append(json.loads(line))
+            except ValueError as error:
+                raise InputError(f"line {line_number} is not JSON ({short(str(error), 120)})",
+                                 param=f"manifest {name}") from None
+    return documents
+
+
+def _document(path: Path) -> tuple[list, dict]:
+    """A YAML or JSON manifest: its rows and its defaults."""
+    data = read_document(path, "manifest", MAX_MANIFEST_BYTES)
     if isinstance(data, dict):
         unknown = sorted(set(data) - {"defaults", "rows"}, key=str)
         if unknown:
@@ -107,20 +118,10 @@ def _csv_row(row: dict[str, str]) -> dict[str, Any]:
         value = value.strip()
         if key in CSV_EXEMPLAR:
             continue
-        kind = kinds.get(key, "string")
         if key == "exemplars" or key == "crop" and value.startswith("["):
             out[key] = _json_cell(key, value)
-        elif "integer" in kind and _is_int(value):
-            out[key] = int(value)
-        elif "number" in kind:
-            try:
-                out[key] = float(value)
-            except ValueError:
-                out[key] = value  # the schema check names the key
-        elif kind == "boolean":
-            out[key] = {"true": True, "false": False, "1": True, "0": False}.get(value.lower(), value)
         else:
-            out[key] = value
+            out[key] = _typed(value, kinds.get(key, "string"))
     if row.get("exemplar"):
         exemplar: dict[str, Any] = {"image": row["exemplar"].strip()}
         if row.get("exemplar_map"):
@@ -140,12 +141,17 @@ def _json_cell(key: str, value: str) -> Any:
         return value  # the schema check names the key and value
 
 
-def _is_int(value: str) -> bool:
-    try:
-        int(value)
-    except ValueError:
-        return False
-    return True
+def _typed(value: str, kind: str) -> Any:
+    """A cell as the first of the schema's types it reads as, else as written (the schema check names the key)."""
+    if kind == "boolean":
+        return {"true": True, "false": False, "1": True, "0": False}.get(value.lower(), value)
+    for name, cast in (("integer", int), ("number", float)):
+        if name in kind:
+            try:
+                return cast(value)
+            except ValueError:
+                continue
+    return value
 
 
 def _row(number: int, document: Any, defaults: dict, base: Path) -> Row:
@@ -164,11 +170,10 @@ def _row(number: int, document: Any, defaults: dict, base: Path) -> Row:
             raise InputError("missing: every row names its source photo", param=f"{where}.source")
         source = resolve_path(f"{where}.source", document["source"], base)
         edit = parse_edit(document, where, base, extra_keys=ROW_KEYS)
-        EditSettings(**{k: v for k, v in edit.settings.items() if k != "seed"})
+        check_settings(edit.settings)
     except InputError as error:
-        return Row(number, output if isinstance(output, str) else default_output, error=_in_row(error, where),
-                   document=document)
-    return Row(number, output, source, edit, document=document)
+        return Row(number, output if isinstance(output, str) else default_output, error=_in_row(error, where))
+    return Row(number, output, source, edit)
 
 
 def _in_row(error: InputError, where: str) -> str:
@@ -209,13 +214,9 @@ def row_hash(row: Row, model: str) -> str:
     edit = row.edit
     document = {
         "model": model, "source": row.source, "map": edit.strength_map,
-        "exemplars": [{"image": str(e.image), "map": e.strength_map, "box": e.box, "fit": e.fit}
-                      for e in edit.exemplars],
-        "settings": edit.settings, "files": {},
+        "exemplars": [asdict(e) for e in edit.exemplars],  # every field: image, map, box, fit, condition...
+        "settings": edit.settings, "files": {path: _file_digest(path) for path in row.inputs()},
     }
-    for path in {row.source, edit.strength_map, *(str(e.image) for e in edit.exemplars),
-                 *(e.strength_map for e in edit.exemplars)} - {None}:
-        document["files"][path] = _file_digest(path)
     return hashlib.sha256(json.dumps(document, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -237,4 +238,4 @@ def row_seed(row: Row, settings_hash: str) -> int:
     return int(settings_hash[:8], 16) if seed is None else seed
 
 
-__all__ = ["Row", "load_manifest", "row_hash", "row_seed"]
+__all__ = ["Row", "load_manifest", "load_rows", "row_hash", "row_seed"]

@@ -13,13 +13,13 @@ from pathlib import Path
 from typing import Any
 
 from .engine import Plan, finish, process
-from .manifest import row_hash
 from .results import append_result
 
 
 class RowWorker:
     """One Ray actor: the model, loaded once, and the manifest's rows, which it reads itself from the shared
-    folder (so that its constructor arguments stay small)."""
+    folder (so that its constructor arguments stay small). Each item names a row and brings its settings hash,
+    computed once by the driver's plan."""
 
     def __init__(self, manifest: str, folder: str, defaults: dict[str, Any], load: dict[str, Any], retries: int
                  ) -> None:
@@ -28,19 +28,15 @@ class RowWorker:
         os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
         os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
         from ..editor import Editor
-        from .manifest import load_manifest
+        from .manifest import load_rows
 
-        self.rows = {row.number: row for row in load_manifest(manifest)}
-        for row in self.rows.values():
-            if row.edit is not None and defaults:
-                row.edit.settings = {**defaults, **row.edit.settings}
+        self.rows = {row.number: row for row in load_rows(manifest, defaults)}
         self.folder, self.manifest_name, self.retries = Path(folder), Path(manifest).name, retries
-        self.model = load["model"]
         self.editor = Editor.from_pretrained(**load)
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list[str]]:
         rows = [self.rows[int(number)] for number in batch["row"]]
-        hashes = {row.number: row_hash(row, self.model) for row in rows}
+        hashes = {row.number: str(value) for row, value in zip(rows, batch["hash"])}
         records = process(self.editor, rows, hashes, self.folder, self.manifest_name, batch_size=len(rows),
                           retries=self.retries)
         return {"record": [json.dumps(entry) for entry in records]}
@@ -63,8 +59,8 @@ def run_ray(job: Plan, load: dict[str, Any], *, batch_size: int, workers: int, g
         ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
     ray.data.DataContext.get_current().enable_progress_bars = False
     if not job.todo:
-        return finish(job, [])
-    dataset = ray.data.from_items([{"row": row.number} for row in job.todo])
+        return job.records  # plan() wrote them
+    dataset = ray.data.from_items([{"row": row.number, "hash": job.hashes[row.number]} for row in job.todo])
     results = dataset.map_batches(
         RowWorker, batch_size=batch_size, concurrency=workers, num_gpus=gpus_per_worker or None,
         fn_constructor_kwargs={"manifest": str(job.manifest), "folder": str(job.folder), "defaults": defaults or {},

@@ -15,6 +15,7 @@ from typing import Any
 
 from ..output import read_metadata
 from ..transaction import atomic_write
+from .manifest import Row
 
 RESULTS = "results.jsonl"
 
@@ -51,14 +52,21 @@ def append_result(folder: Path, record: dict[str, Any]) -> None:
         os.fsync(f.fileno())
 
 
-def done_record(path: Path, row: int, output: str, settings_hash: str) -> dict[str, Any] | None:
+def record(row: Row, status: str, *, seconds: float | None = None, seed: int | None = None,
+           settings_hash: str | None = None, error: str | None = None) -> dict[str, Any]:
+    """A row's line in the results file."""
+    return {"row": row.number, "status": status, "output": row.output,
+            "seconds": None if seconds is None else round(seconds, 3), "seed": seed, "settings_hash": settings_hash,
+            "error": error}
+
+
+def done_record(folder: Path, row: Row, settings_hash: str) -> dict[str, Any] | None:
     """The record of a row whose output exists and carries `settings_hash` (None if it must be made)."""
     try:
-        metadata = read_metadata(path)
+        metadata = read_metadata(folder / row.output)
     except Exception:  # noqa: BLE001 - a missing, unreadable or foreign file: the row is not done
         return None
     batch = (metadata or {}).get("batch") or {}
     if batch.get("settings_hash") != settings_hash:
         return None
-    return {"row": row, "status": "ok", "output": output, "seconds": batch.get("seconds"),
-            "seed": metadata.get("seed"), "settings_hash": settings_hash, "error": None}
+    return record(row, "ok", seconds=batch.get("seconds"), seed=metadata.get("seed"), settings_hash=settings_hash)

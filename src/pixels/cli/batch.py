@@ -4,19 +4,24 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 
 from ..errors import InputError
 from .common import EXIT_FAILURE, EXIT_OK, Progress, note, number
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a number >= 1, got {text!r}")
-    return value
+def _at_least(low: int) -> Callable[[str], int]:
+    """An argparse type: a whole number no smaller than `low`."""
+    def whole(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"expected a number >= {low}, got {text!r}")
+        return value
+
+    return whole
 
 
 def add_parser(commands, common: argparse.ArgumentParser) -> None:
@@ -33,15 +38,15 @@ def add_parser(commands, common: argparse.ArgumentParser) -> None:
                        help="folder for the results (made if missing; its parent must exist)")
     batch.add_argument("--model", required=True, metavar="ID|PATH",
                        help="short name (pixels models), hub id, local diffusers folder or .safetensors checkpoint")
-    batch.add_argument("--batch-size", type=_positive, default=1, metavar="N",
+    batch.add_argument("--batch-size", type=_at_least(1), default=1, metavar="N",
                        help="rows denoised together, one model call per step for all (default 1)")
     batch.add_argument("--engine", choices=["local", "ray"], default="local",
                        help="local: this process (default); ray: Ray Data, a worker per model copy")
     batch.add_argument("--address", metavar="ADDR", help="with --engine ray: an existing cluster (default: local)")
-    batch.add_argument("--workers", type=_positive, default=1, metavar="N", help="with --engine ray: model copies")
+    batch.add_argument("--workers", type=_at_least(1), default=1, metavar="N", help="with --engine ray: model copies")
     batch.add_argument("--gpus-per-worker", type=number, default=0.0, metavar="F",
                        help="with --engine ray: GPUs each worker reserves (default 0)")
-    batch.add_argument("--retries", type=int, default=1, metavar="N",
+    batch.add_argument("--retries", type=_at_least(0), default=1, metavar="N",
                        help="run a row that failed while running (not for bad input) again up to N times (default 1)")
     batch.add_argument("--device", default="auto", metavar="auto|cpu|cuda|mps", help="default auto")
     batch.add_argument("--dtype", default="auto", metavar="auto|fp32|fp16|bf16", help="default auto")
@@ -56,8 +61,6 @@ def run(args: argparse.Namespace) -> int:
     from ..loading import resolve_device, resolve_dtype
     from .edit import recommended
 
-    if args.retries < 0:
-        raise InputError(f"expected an integer >= 0, got {args.retries}", param="--retries")
     if args.engine == "local" and (args.address or args.workers != 1 or args.gpus_per_worker):
         raise InputError("--address, --workers and --gpus-per-worker are for --engine ray", param="--engine")
     device = resolve_device(args.device)
@@ -73,9 +76,7 @@ def run(args: argparse.Namespace) -> int:
     load = dict(model=args.model, device=str(device) if args.engine == "local" else args.device, dtype=args.dtype,
                 allow_unsafe_pickle=args.allow_unsafe_pickle, local_files_only=True if args.offline else None)
     if not job.todo:
-        from ..batch.engine import finish
-
-        records = finish(job, [])
+        records = job.records  # plan() wrote them
     elif args.engine == "local":
         from ..editor import Editor
 
@@ -99,18 +100,9 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_FAILURE if failed else EXIT_OK
 
 
-class _NoBar:
-    def update(self, n: int = 1) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
 def _bar(total: int, enabled: bool):
-    """Edits per second and the time left, on a terminal."""
-    if not enabled or not total:
-        return _NoBar()
+    """Edits per second and the time left, on a terminal (a bar that draws nothing otherwise). Not common.Progress:
+    that one counts one edit's denoising steps."""
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, unit="edit", desc="batch", file=sys.stderr)
+    return tqdm(total=total, unit="edit", desc="batch", file=sys.stderr, disable=not enabled or not total)

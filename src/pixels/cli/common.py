@@ -26,11 +26,14 @@ def as_flag(error: InputError) -> str:
     """The error text naming the command-line flag instead of the Python parameter it is about
     (`num_inference_steps` -> `--steps`, `prompt_images[0]` -> `--prompt-image[0]`); parameters without
     a flag of their own keep their name."""
-    if error.param is None:
-        return str(error)
-    root = re.split(r"[\[.]", error.param, maxsplit=1)[0]
-    flag = PARAMETER_FLAGS.get(root)
-    return str(error) if flag is None else f"{flag}{error.param[len(root):]}: {error.message}"
+    return str(error) if error.param is None else f"{renamed(error.param, PARAMETER_FLAGS)}: {error.message}"
+
+
+def renamed(param: str, names: dict[str, str]) -> str:
+    """`param` with its first part (before any `[` or `.`) replaced by its entry in `names`, if it has one:
+    ("prompt_images[0]", {"prompt_images": "--prompt-image"}) -> "--prompt-image[0]"."""
+    root = re.split(r"[\[.]", param, maxsplit=1)[0]
+    return names.get(root, root) + param[len(root):]
 
 
 def note(text: str) -> None:

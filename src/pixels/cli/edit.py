@@ -14,7 +14,7 @@ from pathlib import Path
 from ..errors import InputError, PixelsNote
 from ..limits import MAX_PIXELS
 from ..settings import SEED, flag_of, options
-from .common import EXIT_OK, Parser, Progress, note, number
+from .common import EXIT_OK, Parser, Progress, note, number, renamed
 
 _BOX = re.compile(r"^(?P<path>.+)@(?P<x>-?\d+),(?P<y>-?\d+),(?P<w>\d+),(?P<h>\d+)$")
 
@@ -170,44 +170,42 @@ def parse_control(args: argparse.Namespace):
     image, scale = None, 1.0
     if kind == "image":
         image, _, last = rest.rpartition(":")
-        if not image or not _is_number(last):  # no scale given: all of it is the path
-            image, last = rest, ""
-        scale = float(last) if last else 1.0
+        if image and _maybe_float(last) is not None:
+            scale = _maybe_float(last)
+        else:  # no scale given: all of it is the path
+            image = rest
         if not image:
             raise InputError(f"{args.control!r}: kind 'image' takes a path, as image:depth.png[:SCALE]",
                              param="control")
-    elif kind in KINDS:
-        if rest and not _is_number(rest):
+    elif kind in KINDS and rest:
+        scale = _maybe_float(rest)
+        if scale is None:
             raise InputError(f"{args.control!r}: expected {kind}[:SCALE], e.g. {kind}:0.8", param="control")
-        scale = float(rest) if rest else 1.0
     start = 0.0 if args.control_start is None else args.control_start
     end = 1.0 if args.control_end is None else args.control_end
     return Control(kind, image, scale, start, end)
 
 
-def _is_number(text: str) -> bool:
+def _maybe_float(text: str) -> float | None:
+    """`text` as a number, or None when it is not one."""
     try:
-        float(text)
+        return float(text)
     except ValueError:
-        return False
-    return True
+        return None
 
 
 def recommended(model: str) -> dict:
     """The settings `pixels models` recommends for a short model name (none for paths and hub ids; a local
     file or folder of the same name is not the short name)."""
-    from ..catalog import BY_NAME
+    from ..catalog import known
 
-    known = BY_NAME.get(model)
-    if known is None or (known.repo and Path(model).exists()):
-        return {}
-    return dict(known.settings)
+    entry = known(model)
+    return {} if entry is None else dict(entry.settings)
 
 
 def plan(args: argparse.Namespace):
     """The edits to run, as a spec: the spec file with the flags filling in, or a one-edit spec of the flags;
-    the model's recommended settings fill in what neither gives. Returns (spec, input files besides those
-    the spec names)."""
+    the model's recommended settings fill in what neither gives."""
     from ..prompt_images import parse_prompt_image
     from ..settings import Exemplar
     from ..spec import EditSpec, Spec, load_spec
@@ -235,7 +233,8 @@ def plan(args: argparse.Namespace):
             if overridden and not args.quiet:
                 note(f"edits[{k}] sets {', '.join(overridden)} itself; the command-line value is not used there")
             edit.settings = {**flags, **edit.settings}
-        return Spec(spec.path, source, spec.edits), [args.spec]
+        spec.source = source
+        return spec
     if args.source is None:
         raise InputError("SOURCE: give the photo to edit, or --spec with a spec file")
     exemplars = [Exemplar(image, strength_map, box, args.fit, condition)
@@ -243,19 +242,16 @@ def plan(args: argparse.Namespace):
     prompt_images = [parse_prompt_image(text) for text in args.prompt_images]
     edit = EditSpec(exemplars, args.map, {**flags, "prompt_images": prompt_images} if prompt_images else flags)
     _note_recommended(args, defaults, [{}], given)
-    return Spec(Path.cwd(), args.source, [edit]), []
+    return Spec(Path.cwd(), args.source, [edit])
 
 
 def _note_recommended(args: argparse.Namespace, defaults: dict, edits: list[dict], given: dict) -> None:
     """Say which of the model's recommended settings an edit runs with (those nothing else set)."""
-    from ..settings import flag_of, options
+    from ..catalog import as_flags
 
-    by_name = {f.name: option for f, option in options()}
     used = {k: v for k, v in defaults.items() if k not in given and any(k not in e for e in edits)}
     if used and not args.quiet:
-        shown = " ".join(f"{flag_of(k, by_name[k])} {v:g}" if isinstance(v, float) else f"{flag_of(k, by_name[k])} {v}"
-                         for k, v in used.items())
-        note(f"{args.model}: using its recommended settings {shown} (`pixels models`; flags override them)")
+        note(f"{args.model}: using its recommended settings {as_flags(used)} (`pixels models`; flags override them)")
 
 
 def check_edit(edit, source, max_pixels: int):
@@ -263,11 +259,9 @@ def check_edit(edit, source, max_pixels: int):
     from ..images import load_image
     from ..inputs import prepare_inputs
     from ..prompt_images import load_prompt_images
-    from ..settings import check_seed, make_settings
+    from ..spec import check_settings
 
-    settings = make_settings(**{key: v for key, v in edit.settings.items()
-                                if key not in ("seed", "prompt_images", "control")})
-    check_seed(edit.settings.get("seed"))
+    settings = check_settings(edit.settings)
     load_prompt_images(edit.settings.get("prompt_images"), max_pixels)
     control = edit.settings.get("control")
     if control is not None and control.image is not None:
@@ -304,10 +298,9 @@ def _split_weight(text: str, param: str, *, scale: bool) -> tuple[str, str | Non
     a file is split into its folder and its name (diffusers loads weights from a folder or a hub id)."""
     model, suffix = text, None
     if not os.path.exists(text) and ":" in text:
-        head, _, tail = text.rpartition(":")
-        if scale and not _is_number(tail):
+        model, _, suffix = text.rpartition(":")
+        if scale and _maybe_float(suffix) is None:
             raise InputError(f"{text!r}: expected ID|PATH[:SCALE], e.g. style.safetensors:0.8", param=param)
-        model, suffix = head, tail
     if not model:
         raise InputError(f"{text!r}: no model before the ':'", param=param)
     weight_name = None if scale else suffix
@@ -316,7 +309,9 @@ def _split_weight(text: str, param: str, *, scale: bool) -> tuple[str, str | Non
         if weight_name is not None:
             raise InputError(f"{text!r}: a file is its own weights; give the folder with :WEIGHT_NAME", param=param)
         model, weight_name = str(path.parent), path.name
-    return model, weight_name, (float(suffix) if scale and suffix else 1.0) if scale else None
+    if not scale:
+        return model, weight_name, None
+    return model, weight_name, float(suffix) if suffix else 1.0
 
 
 def load_extensions(args: argparse.Namespace, editor) -> None:
@@ -340,13 +335,11 @@ def load_extensions(args: argparse.Namespace, editor) -> None:
 
 def spec_error(error: InputError, k: int, spec_file: str) -> InputError:
     """An error about edits[k] of a spec, naming the spec's key (`steps`) instead of the Python parameter."""
-    from ..spec import EDIT_KEYS
+    from ..spec import KEY_OF_ARGUMENT
 
     if error.param is None:
         return InputError(f"{spec_file}: edits[{k}]: {error.message}")
-    root = re.split(r"[\[.]", error.param, maxsplit=1)[0]
-    key = next((key for key, (argument, _) in EDIT_KEYS.items() if argument == root), root)
-    return InputError(error.message, param=f"{spec_file}: edits[{k}].{key}{error.param[len(root):]}")
+    return InputError(error.message, param=f"{spec_file}: edits[{k}].{renamed(error.param, KEY_OF_ARGUMENT)}")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -359,7 +352,7 @@ def run(args: argparse.Namespace) -> int:
     from ..session import EditSession, check_folder
 
     # 1. Everything that can be checked without the model is checked first: settings, inputs, outputs
-    spec, extra_inputs = plan(args)
+    spec = plan(args)
     limits = Limits(max_pixels=megapixels(args.max_megapixels), check_memory=not args.no_memory_check)
     from_spec = bool(args.spec)
     printed: set[str] = set()
@@ -388,7 +381,7 @@ def run(args: argparse.Namespace) -> int:
     if any(e.settings.get("switch_at") is not None for e in spec.edits) and not args.refiner:
         raise InputError("give --refiner, the model to switch to", param="switch_at")
     check_extensions(args, spec)
-    inputs = [*extra_inputs, *spec.paths()]
+    inputs = [*([args.spec] if from_spec else []), *spec.paths()]
     inputs += [p for e in spec.edits for p, _ in e.settings.get("prompt_images", [])]
     output = check_output(args.output, overwrite=args.overwrite, inputs=inputs)
     sheet_path = None
