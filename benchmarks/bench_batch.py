@@ -68,17 +68,17 @@ def ray_vs_local(pipe, size: int, rows: int, steps: int, strength: float, device
     load = dict(model=str(work / "model"), device=device, dtype="fp32")
 
     def local() -> None:
-        job = plan(manifest, work / "local", load["model"])
-        run_local(job, Editor.from_pretrained(**load), batch_size=1, retries=0)
+        with plan(manifest, work / "local", load["model"]) as job:
+            run_local(job, Editor.from_pretrained(**load), batch_size=1, retries=0)
 
     def on_ray() -> None:
         import ray
 
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
         try:
-            job = plan(manifest, work / "ray", load["model"])
-            run_ray(job, load, batch_size=1, workers=1, gpus_per_worker=1.0 if device == "cuda" else 0.0,
-                    retries=0)
+            with plan(manifest, work / "ray", load["model"]) as job:  # the workers get this process's threads
+                run_ray(job, load, batch_size=1, workers=1, gpus_per_worker=1.0 if device == "cuda" else 0.0,
+                        retries=0, threads=torch.get_num_threads())
         finally:
             ray.shutdown()
 

@@ -7,6 +7,10 @@ import signal
 from contextlib import contextmanager
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing in the tests may reach the network
+# Ray on 127.0.0.1 only (on Linux it otherwise binds and dials the machine's own network address), and a test
+# cluster needs no token
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
 import numpy as np
 import pytest

@@ -20,8 +20,9 @@ from typing import BinaryIO
 from .errors import InputError, ResourceError
 
 HOST_TAG = hashlib.sha1(socket.gethostname().encode()).hexdigest()[:6]
-TEMPORARY = re.compile(
-    r"^\.pixels-tmp-(?P<host>[0-9a-f]{6})-(?P<pid>\d+)-[0-9a-f]{8}-(?P<kind>new|old|journal)-(?P<name>.+)$"
+TEMPORARY = re.compile(  # the writer's host, process id and the process's start time (PIDs are reused)
+    r"^\.pixels-tmp-(?P<host>[0-9a-f]{6})-(?P<pid>\d+)(?:\.(?P<start>\d+))?-[0-9a-f]{8}-(?P<kind>new|old|journal)"
+    r"-(?P<name>.+)$"
 )
 NAME_KEPT = 200  # characters of the target's name kept in a temporary name (NAME_MAX is 255 bytes)
 _WRITE_ERRORS = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is exhausted",
@@ -123,7 +124,20 @@ def write_error(error: OSError, path: Path | str) -> ResourceError | None:
 
 
 # -- temporary names -------------------------------------------------------------------------------
+def process_start(pid: int) -> int | None:
+    """When process `pid` started, in clock ticks since boot (Linux: /proc/PID/stat); None where unknown.
+    With the pid it names one process for good: a container restarted with the same PIDs has other times."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat_line = f.read()
+        return int(stat_line[stat_line.rindex(b")") + 2:].split()[19])  # field 22, after the command name
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def temporary_name(target: Path, kind: str) -> Path:
-    """A fresh hidden name beside `target`: `.pixels-tmp-HOST-PID-RANDOM-KIND-NAME`."""
-    unique = f"{HOST_TAG}-{os.getpid()}-{secrets.token_hex(4)}"
+    """A fresh hidden name beside `target`: `.pixels-tmp-HOST-PID.START-RANDOM-KIND-NAME`."""
+    pid = os.getpid()
+    start = process_start(pid)
+    unique = f"{HOST_TAG}-{pid if start is None else f'{pid}.{start}'}-{secrets.token_hex(4)}"
     return target.parent / f".pixels-tmp-{unique}-{kind}-{target.name[:NAME_KEPT]}"

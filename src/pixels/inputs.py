@@ -12,7 +12,7 @@ from PIL import Image
 
 from .errors import InputError, short
 from .images import ImageLike, load_image, load_map
-from .limits import MAX_PIXELS, finite
+from .limits import MAX_EXEMPLARS, MAX_PIXELS, finite
 from .placement import FITS, check_box, place, region_box
 from .settings import Exemplar
 
@@ -56,6 +56,9 @@ def prepare_inputs(
     notes: list[str] = []
     if isinstance(exemplars, Exemplar) or not isinstance(exemplars, Sequence):
         raise InputError(f"expected a list of Exemplar, got {type(exemplars).__name__}", param="exemplars")
+    if len(exemplars) > MAX_EXEMPLARS:
+        raise InputError(f"{len(exemplars)} exemplars, more than the limit of {MAX_EXEMPLARS} for one edit",
+                         param="exemplars")
     images, maps, boxes, conditions = [], [], [], []
     for k, exemplar in enumerate(exemplars):
         name = f"exemplars[{k}]"

@@ -23,6 +23,7 @@ MAX_TEXT = 10_000  # characters of a prompt; text encoders read at most a few hu
 MAX_MARGIN = 8192  # crop margin, pixels
 MAX_CROP_RESIZE = 16384  # longest side of a resized crop, pixels
 MAX_WEIGHT = 100.0  # prompt-image weight
+MAX_EXEMPLARS = 64  # exemplars in one edit: each is a full-frame canvas, map and latent
 # Elements alive at once per full-resolution pixel and channel, and per latent cell and channel: set with
 # benchmarks/bench_memory.py on the CPU so that the estimate matches the process's peak memory growth at
 # 512 px (about 1.5x the live tensors, the rest being what the allocator holds): SD 1.5 and the demo model.

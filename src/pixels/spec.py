@@ -21,20 +21,22 @@ Relative paths are relative to the spec file. Errors name the offending key, e.g
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .errors import InputError, first_line, short
 from .files import read_text
-from .limits import finite
+from .limits import MAX_EXEMPLARS, finite
 from .settings import SEED, Exemplar, options, spec_key_of
 
 # spec key -> (Editor.edit argument, expected type), from the settings' declaration
 EDIT_KEYS: dict[str, tuple[str, str]] = {
     spec_key_of(f.name, option): (f.name, option.kind) for f, option in options()
 } | {spec_key_of("seed", SEED): ("seed", SEED.kind)}
-KEY_OF_ARGUMENT = {argument: key for key, (argument, _) in EDIT_KEYS.items()}  # Editor.edit argument -> spec key
+KEY_OF_ARGUMENT = {argument: key for key, (argument, _) in EDIT_KEYS.items()} | {"strength_map": "map"}  # Editor.edit
+# argument -> spec key
 EXEMPLAR_KEYS = {"image": "path", "map": "path", "box": "[x, y, w, h]", "fit": "string", "condition": "number"}
 CONTROL_KEYS = {"kind": "string", "image": "path", "scale": "number", "start": "number", "end": "number"}
 TOP_KEYS = {"source": "path", "edits": "list of edits"}
@@ -56,6 +58,7 @@ class EditSpec:
         found += [str(e.strength_map) for e in self.exemplars if e.strength_map]
         found += [str(e.condition_image) for e in self.exemplars if isinstance(e.condition_image, str)]
         found += [self.strength_map] if self.strength_map else []
+        found += [str(path) for path, _ in self.settings.get("prompt_images", []) if isinstance(path, str)]
         control = self.settings.get("control")
         found += [str(control.image)] if control is not None and isinstance(control.image, str) else []
         return found
@@ -70,6 +73,14 @@ class Spec:
     def paths(self) -> list[str]:
         """Every input file the spec names (for checks that an output does not overwrite one)."""
         return ([self.source] if self.source else []) + [path for edit in self.edits for path in edit.paths()]
+
+
+def spec_param(param: str) -> str:
+    """An `Editor.edit` parameter as the spec key that sets it, nested parts included:
+    `num_inference_steps` -> `steps`, `exemplars[1].strength_map` -> `exemplars[1].map`."""
+    root = re.split(r"[\[.]", param, maxsplit=1)[0]
+    rest = re.sub(r"\.strength_map\b", ".map", param[len(root):])
+    return KEY_OF_ARGUMENT.get(root, root) + rest
 
 
 def _check_type(where: str, value: Any, kind: str) -> None:
@@ -132,6 +143,9 @@ def parse_edit(edit: Any, where: str, base: Path, extra_keys: tuple[str, ...] = 
     items = edit.get("exemplars", [])
     if not isinstance(items, list):
         raise InputError(f"expected a list, got {short(items)}", param=f"{where}.exemplars")
+    if len(items) > MAX_EXEMPLARS:
+        raise InputError(f"{len(items)} exemplars, more than the limit of {MAX_EXEMPLARS} for one edit",
+                         param=f"{where}.exemplars")
     for j, item in enumerate(items):
         at = f"{where}.exemplars[{j}]"
         if isinstance(item, str):
@@ -172,7 +186,7 @@ def parse_control(value: Any, where: str, base: Path):
         raise InputError(error.message, param=f"{where}{(error.param or '')[len('control'):]}") from None
 
 
-def _check_size(data: Any, name: str) -> None:
+def check_size(data: Any, name: str) -> None:
     """Refuse documents too deep or too large once aliases are expanded (YAML anchors can make a small
     file describe billions of values): the walk stops at the first limit crossed."""
     count = 0
@@ -202,7 +216,7 @@ def read_document(file: Path, param: str, max_bytes: int) -> Any:
         data = json.loads(text) if file.suffix.lower() == ".json" else yaml.safe_load(text)
     except (ValueError, RecursionError, yaml.YAMLError) as error:
         raise InputError(f"cannot parse {str(file)!r}: {first_line(error)}", param=param) from None
-    _check_size(data, file.name)
+    check_size(data, file.name)
     return data
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from .errors import InputError
-from .files import HOST_TAG, TEMPORARY, NAME_KEPT, temporary_name, write_error
+from .files import HOST_TAG, TEMPORARY, NAME_KEPT, process_start, temporary_name, write_error
 
 # The only names pixels writes inside a folder it owns (a saved session); nothing else is ever removed.
 OWN_FILES = re.compile(
@@ -30,9 +30,15 @@ OWN_FILES = re.compile(
     r"|prompt-image-\d+\.png|control\.png|strength\.npy|result\.png))?)$"
 )
 
-def _alive(pid: int) -> bool:
+def _alive(pid: int, start: int | None) -> bool:
+    """Whether the writer of a temporary name is still running: process `pid`, started at `start` when the
+    name records it (a live process with that pid but another start time is not the writer)."""
+    if start is not None:
+        now = process_start(pid)
+        if now is not None:
+            return now == start
     if pid == os.getpid():
-        return True
+        return start is None or process_start(pid) is None
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -76,7 +82,8 @@ def recover(folder: Path) -> None:
     stale = []
     for name in names:
         match = TEMPORARY.match(name)
-        if match is not None and match["host"] == HOST_TAG and not _alive(int(match["pid"])):
+        if match is not None and match["host"] == HOST_TAG and \
+                not _alive(int(match["pid"]), None if match["start"] is None else int(match["start"])):
             stale.append((name, match))
     for name, match in stale:
         if match["kind"] == "journal" and os.path.lexists(folder / name):

@@ -1,4 +1,5 @@
-"""`results.jsonl`: one line per row of a batch (row, status, output, seconds, seed, settings hash, error).
+"""`results.jsonl`: one line per row of a batch (row, status, output, seconds, seed, settings hash, error);
+`failures.jsonl`: the lines of the rows that failed.
 
 Lines are appended as rows finish (flushed and synced), so a killed run loses at most the line it was
 writing; the next run drops a torn last line, adds the lines of rows whose result exists but whose line
@@ -17,7 +18,7 @@ from ..output import read_metadata
 from ..transaction import atomic_write
 from .manifest import Row
 
-RESULTS = "results.jsonl"
+RESULTS, FAILURES = "results.jsonl", "failures.jsonl"
 
 
 def read_results(folder: Path) -> dict[int, dict[str, Any]]:
@@ -60,13 +61,28 @@ def record(row: Row, status: str, *, seconds: float | None = None, seed: int | N
             "error": error}
 
 
-def done_record(folder: Path, row: Row, settings_hash: str) -> dict[str, Any] | None:
-    """The record of a row whose output exists and carries `settings_hash` (None if it must be made)."""
+def done_record(folder: Path, row: Row, settings_hash: str, job: str, previous: dict[str, Any] | None = None
+                ) -> dict[str, Any] | None:
+    """The record of a row whose output exists, was written by `job` and carries `settings_hash` (None if it
+    must be made). previous: the row's last line in the results file, whose timing is kept if it matches."""
     try:
         metadata = read_metadata(folder / row.output)
     except Exception:  # noqa: BLE001 - a missing, unreadable or foreign file: the row is not done
         return None
     batch = (metadata or {}).get("batch") or {}
-    if batch.get("settings_hash") != settings_hash:
+    if not isinstance(batch, dict) or batch.get("settings_hash") != settings_hash or batch.get("job") != job:
         return None
-    return record(row, "ok", seconds=batch.get("seconds"), seed=metadata.get("seed"), settings_hash=settings_hash)
+    seconds = None
+    if previous and previous.get("status") == "ok" and previous.get("settings_hash") == settings_hash:
+        seconds = previous.get("seconds")
+    return record(row, "ok", seconds=seconds, seed=metadata.get("seed"), settings_hash=settings_hash)
+
+
+def write_failures(folder: Path, records: dict[int, dict[str, Any]]) -> None:
+    """failures.jsonl: the failed rows' lines, in row order (no file when none failed)."""
+    failed = {k: v for k, v in records.items() if v.get("status") != "ok"}
+    if failed:
+        text = "".join(json.dumps(failed[k], sort_keys=True) + "\n" for k in sorted(failed))
+        atomic_write(folder / FAILURES, lambda f: f.write(text.encode()), overwrite=True)
+    elif os.path.lexists(folder / FAILURES):
+        os.unlink(folder / FAILURES)

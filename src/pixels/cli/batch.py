@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from collections.abc import Callable
+from pathlib import Path
 
 from ..errors import InputError
-from .common import EXIT_FAILURE, EXIT_OK, Progress, note, number
+from .common import EXIT_OK, EXIT_PARTIAL, Progress, note, number
 
 
 def _at_least(low: int) -> Callable[[str], int]:
@@ -29,17 +31,25 @@ def add_parser(commands, common: argparse.ArgumentParser) -> None:
         "batch", parents=[common],
         help="run the edits of a manifest (JSONL, CSV or YAML) into a folder, resumably, locally or on Ray",
         description="Each row of MANIFEST is an edit in the spec schema plus its source and output name; results"
-                    " go to OUTDIR with results.jsonl. A rerun skips the rows already done and redoes the rest.",
-        epilog="Exit codes: 0 every row done, 1 some rows failed (see results.jsonl), 2 the manifest or a flag is"
-               " invalid.",
+                    " go to OUTDIR with results.jsonl (failed rows also in failures.jsonl). A rerun skips the rows"
+                    " already done and redoes the rest. A batch replaces only files this job wrote; OUTDIR is"
+                    " locked while it runs.",
+        epilog="Exit codes: 0 every row done, 3 some rows failed (see failures.jsonl), 2 the manifest, a flag or"
+               " the output folder is refused (nothing is written), 1 an internal error.",
     )
     batch.add_argument("manifest", metavar="MANIFEST", help="rows of edits: .jsonl, .csv, .yaml or .json")
     batch.add_argument("-o", "--output", required=True, metavar="OUTDIR",
                        help="folder for the results (made if missing; its parent must exist)")
     batch.add_argument("--model", required=True, metavar="ID|PATH",
                        help="short name (pixels models), hub id, local diffusers folder or .safetensors checkpoint")
+    batch.add_argument("--overwrite", action="store_true",
+                       help="replace files in OUTDIR that this job did not write, and take over another job's"
+                            " folder (default: refuse before any work)")
     batch.add_argument("--batch-size", type=_at_least(1), default=1, metavar="N",
                        help="rows denoised together, one model call per step for all (default 1)")
+    batch.add_argument("--threads", type=_at_least(1), default=None, metavar="N",
+                       help="CPU threads of each model copy (default: the cores here, shared by the workers);"
+                            " the same count gives the same pixels on every engine")
     batch.add_argument("--engine", choices=["local", "ray"], default="local",
                        help="local: this process (default); ray: Ray Data, a worker per model copy")
     batch.add_argument("--address", metavar="ADDR", help="with --engine ray: an existing cluster (default: local)")
@@ -52,57 +62,142 @@ def add_parser(commands, common: argparse.ArgumentParser) -> None:
     batch.add_argument("--dtype", default="auto", metavar="auto|fp32|fp16|bf16", help="default auto")
     batch.add_argument("--allow-unsafe-pickle", action="store_true", help="allow pickle weights (they can run code)")
     batch.add_argument("--offline", action="store_true", help="never contact the hub")
-    batch.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no summary")
+    batch.add_argument("--log-every", type=number, default=30.0, metavar="SECONDS",
+                       help="off a terminal, a progress line at most this often (default 30)")
+    batch.add_argument("-q", "--quiet", action="store_true", help="no progress and no summary")
     batch.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..batch.engine import plan, run_local
+    from ..batch.engine import default_threads, identity, plan, run_local, set_threads
+    from ..batch.results import FAILURES
     from ..loading import resolve_device, resolve_dtype
     from .edit import recommended
 
-    if args.engine == "local" and (args.address or args.workers != 1 or args.gpus_per_worker):
+    ray = args.engine == "ray"
+    if not ray and (args.address or args.workers != 1 or args.gpus_per_worker):
         raise InputError("--address, --workers and --gpus-per-worker are for --engine ray", param="--engine")
-    device = resolve_device(args.device)
-    resolve_dtype(args.dtype, device)
-    defaults = recommended(args.model)
-    job = plan(args.manifest, args.output, args.model, defaults)
-    invalid = sum(1 for row in job.rows if row.error)
-    if not args.quiet:
-        note(f"{len(job.rows)} rows: {job.already} done already, {len(job.todo)} to do"
-             + (f", {invalid} invalid (recorded as failed)" if invalid else ""))
-    Progress(enabled=not args.quiet and sys.stderr.isatty())  # silences the loaders' bars off a terminal
-    bar = _bar(len(job.todo), enabled=not args.quiet and sys.stderr.isatty())
-    load = dict(model=args.model, device=str(device) if args.engine == "local" else args.device, dtype=args.dtype,
-                allow_unsafe_pickle=args.allow_unsafe_pickle, local_files_only=True if args.offline else None)
-    if not job.todo:
-        records = job.records  # plan() wrote them
-    elif args.engine == "local":
-        from ..editor import Editor
-
-        editor = Editor.from_pretrained(**load)
-        records = run_local(job, editor, batch_size=args.batch_size, retries=args.retries, on_edit=bar.update)
+    if not args.log_every > 0:
+        raise InputError(f"expected a number of seconds > 0, got {args.log_every:g}", param="--log-every")
+    if ray:  # the workers' device: they may have GPUs this machine lacks
+        device = args.device if args.device != "auto" else "cuda" if args.gpus_per_worker else "cpu"
+        resolve_dtype(args.dtype, resolve_device("cpu") if device == "cpu" else resolve_device("auto"))
     else:
-        from ..batch.ray_engine import run_ray
+        device = str(resolve_device(args.device))
+        resolve_dtype(args.dtype, resolve_device(device))
+    threads = args.threads or default_threads(args.workers if ray else 1)
+    defaults = recommended(args.model)
+    engine = identity(args.model, device, args.dtype, threads)
+    began = time.perf_counter()
+    with plan(args.manifest, args.output, args.model, defaults, engine=engine, overwrite=args.overwrite) as job:
+        report = Report(job, quiet=args.quiet, every=args.log_every)
+        load = dict(model=args.model, device=device, dtype=args.dtype, allow_unsafe_pickle=args.allow_unsafe_pickle,
+                    local_files_only=True if args.offline else None)
+        Progress(enabled=False)  # no loading bars: the batch reports its own progress
+        if not job.todo:
+            records = job.records  # plan() wrote them
+        elif not ray:
+            from ..editor import Editor
 
-        records = run_ray(job, load, batch_size=args.batch_size, workers=args.workers,
-                          gpus_per_worker=args.gpus_per_worker, retries=args.retries, address=args.address,
-                          defaults=defaults, on_edit=bar.update)
-    bar.close()
+            set_threads(threads)
+            report.loading(f"{args.model} on {device} ({threads} thread{'s' if threads > 1 else ''})")
+            editor = Editor.from_pretrained(**load)
+            report.start()
+            records = run_local(job, editor, batch_size=args.batch_size, retries=args.retries, on_record=report)
+        else:
+            from ..batch.ray_engine import run_ray
+
+            report.loading(f"{args.model} on {args.workers} Ray worker(s), {device}")
+            report.start(on_first=True)  # the workers load the model: the rate counts from the first row
+            records = run_ray(job, load, batch_size=args.batch_size, workers=args.workers,
+                              gpus_per_worker=args.gpus_per_worker, retries=args.retries, address=args.address,
+                              defaults=defaults, threads=threads, on_record=report)
+        report.close()
     failed = sorted((entry for entry in records.values() if entry["status"] != "ok"), key=lambda e: e["row"])
     if not args.quiet:
-        print(f"{len(records) - len(failed)} of {len(job.rows)} rows done in {args.output}"
-              + (f"; {len(failed)} failed:" if failed else ""))
+        seconds = time.perf_counter() - began
+        made = len(records) - len(failed) - job.already
+        rate = f", {made / seconds:.3g} rows/s" if made and seconds > 0 else ""
+        print(f"{len(records) - len(failed)} of {len(job.rows)} rows done in {args.output} ({made} now,"
+              f" {job.already} already) in {seconds:.1f} s{rate}"
+              + (f"; {len(failed)} failed (listed in {Path(args.output) / FAILURES}):" if failed else ""))
         for entry in failed[:20]:
             print(f"  row {entry['row']}: {entry['error']}")
         if len(failed) > 20:
-            print(f"  ... and {len(failed) - 20} more in results.jsonl")
-    return EXIT_FAILURE if failed else EXIT_OK
+            print(f"  ... and {len(failed) - 20} more in {FAILURES}")
+    return EXIT_PARTIAL if failed else EXIT_OK
 
 
-def _bar(total: int, enabled: bool):
-    """Edits per second and the time left, on a terminal (a bar that draws nothing otherwise). Not common.Progress:
-    that one counts one edit's denoising steps."""
-    from tqdm.auto import tqdm
+class Report:
+    """A batch's progress on stderr: a bar on a terminal; elsewhere (nohup, CI, a cluster's log) a line at most
+    every `every` seconds with rows done, failed, the rate and the time left. The rate and the time left count
+    from `start()`, after the model has loaded."""
 
-    return tqdm(total=total, unit="edit", desc="batch", file=sys.stderr, disable=not enabled or not total)
+    def __init__(self, job, *, quiet: bool, every: float) -> None:
+        self.total, self.quiet, self.every = len(job.todo), quiet, every
+        self.done = self.failed = 0
+        self.tty = sys.stderr.isatty()
+        self.bar, self.on_first = None, False
+        self.loading_since = self.began = self.last = time.perf_counter()
+        self.counted_from = 0  # rows done before the rate's clock started
+        if not quiet:
+            invalid = sum(1 for row in job.rows if row.error)
+            note(f"{len(job.rows)} rows: {job.already} done already, {self.total} to do"
+                 + (f", {invalid} invalid (recorded as failed)" if invalid else ""))
+            if job.orphans:
+                shown = ", ".join(job.orphans[:5]) + (f" and {len(job.orphans) - 5} more" if len(job.orphans) > 5
+                                                      else "")
+                note(f"{len(job.orphans)} file(s) this job wrote earlier are no longer named by the manifest (kept):"
+                     f" {shown}")
+
+    def loading(self, what: str) -> None:
+        self.loading_since = time.perf_counter()
+        if not self.quiet:
+            note(f"loading {what}...")
+
+    def start(self, *, on_first: bool = False) -> None:
+        now = time.perf_counter()
+        if not self.quiet and not on_first:
+            note(f"model loaded in {now - self.loading_since:.1f} s")
+        self.on_first = on_first
+        self.began = self.last = now
+        if self.tty and not self.quiet and self.total:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=self.total, unit="row", desc="batch", file=sys.stderr)
+
+    def __call__(self, entry: dict) -> None:
+        self.done += 1
+        self.failed += entry.get("status") != "ok"
+        now = time.perf_counter()
+        if self.on_first and self.done == 1:
+            self.began = self.last = now  # the first row paid for the workers' model loads
+            self.counted_from = 1
+        if self.bar is not None:
+            self.bar.update()
+            if self.failed:
+                self.bar.set_postfix(failed=self.failed)
+        elif not self.quiet and not self.tty and (now - self.last >= self.every or self.done == self.total):
+            self.last = now
+            print(f"batch: {self.done}/{self.total} rows, {self.failed} failed{self._pace(now)}", file=sys.stderr,
+                  flush=True)
+
+    def _pace(self, now: float) -> str:
+        counted = self.done - self.counted_from
+        if counted <= 0 or now <= self.began or self.done == self.total:
+            return ""
+        rate = counted / (now - self.began)
+        return f", {rate:.3g} rows/s, about {_duration((self.total - self.done) / rate)} left"
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"

@@ -11,6 +11,7 @@ from ..errors import InputError
 from ..settings import SEED, flag_of, options
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+EXIT_PARTIAL = 3  # pixels batch: some rows failed, the others are done
 EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143  # 128 + SIGINT, 128 + SIGTERM
 
 # Python parameter -> the flag that sets it, so that library errors read in command-line terms
