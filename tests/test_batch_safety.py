@@ -21,6 +21,7 @@ from test_batch import FAST, folder, good_rows, pixels_of, results, rows_jsonl, 
 from pixels.batch.engine import identity, plan
 from pixels.batch.job import LOCK, MARKER, FolderLock
 from pixels.batch.results import FAILURES, RESULTS
+from pixels.errors import InputError
 from pixels.files import TEMPORARY
 from pixels.output import read_metadata
 from pixels.transaction import recover
@@ -319,3 +320,36 @@ def test_progress_off_a_terminal_and_the_summary(folder):
     rows_jsonl(folder, rows[:3])
     assert cli("batch", manifest, "-o", folder / "out", "--model", "demo").returncode == 0
     assert not (folder / "out" / FAILURES).exists()
+
+
+def test_the_python_api_runs_the_job_the_command_line_runs(folder):
+    from pixels.batch import BatchProgress, run_batch
+
+    class Seen(BatchProgress):
+        def __init__(self) -> None:
+            self.events = []
+
+        def planned(self, job) -> None:
+            self.events.append(("planned", len(job.todo)))
+
+        def loaded(self, workers: bool) -> None:
+            self.events.append(("loaded", workers))
+
+        def __call__(self, record) -> None:
+            self.events.append(("row", record["row"], record["status"]))
+
+    manifest = rows_jsonl(folder, [*good_rows(2), {"source": "missing.png", **FAST}])
+    seen = Seen()
+    done = run_batch(manifest, folder / "api", "demo", threads=1, progress=seen)
+    assert [r["status"] for r in done.failed] == ["failed"] and done.made == 2 and done.job.already == 0
+    assert seen.events[:2] == [("planned", 3), ("loaded", False)]
+    assert sorted(seen.events[2:]) == [("row", 1, "ok"), ("row", 2, "ok"), ("row", 3, "failed")]
+    assert run(["batch", manifest, "-o", folder / "cli", "--model", "demo", "--threads", 1, "-q"])[0] == 3
+    for line in results(folder / "api")[:2]:  # one manifest, one engine: the same bytes
+        assert (folder / "api" / line["output"]).read_bytes() == (folder / "cli" / line["output"]).read_bytes()
+    for bad, param in [({"batch_size": 0}, "batch_size"), ({"engine": "spark"}, "engine"),
+                       ({"workers": 2}, "engine"), ({"threads": 0}, "threads"), ({"device": "tpu"}, "device")]:
+        with pytest.raises(InputError) as error:
+            run_batch(manifest, folder / "bad", "demo", **bad)
+        assert error.value.param == param, bad
+    assert not (folder / "bad").exists()

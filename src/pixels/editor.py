@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import diffusers
 import numpy as np
 import torch
 from PIL import Image
@@ -254,6 +255,8 @@ class Editor:
             "control": None if control is None else control.label(),
             "notes": notes,
             "pixels_version": __version__,
+            "torch_version": torch.__version__,
+            "diffusers_version": diffusers.__version__,
         }
         job = _Job(settings, generator, inputs, image_prompts, metadata, control)
         if not inputs.strength.any():  # nothing released anywhere: the source itself, with no model call

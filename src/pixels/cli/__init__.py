@@ -103,8 +103,10 @@ def _report(error: BaseException, debug: bool) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command is None:
-        parser.print_help()
+    if args.command is None:  # said on stderr, as argparse says a usage error, so that a script's log shows it
+        parser.print_usage(sys.stderr)
+        print("pixels: error: give a command: edit, batch, demo, map, evaluate, models or app (`pixels --help`"
+              " describes them)", file=sys.stderr)
         return EXIT_USAGE
     debug = bool(args.debug or os.environ.get("PIXELS_DEBUG"))
     _quiet_libraries(debug)

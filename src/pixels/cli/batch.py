@@ -69,57 +69,28 @@ def add_parser(commands, common: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..batch.engine import default_threads, identity, plan, run_local, set_threads
     from ..batch.results import FAILURES
-    from ..loading import resolve_device, resolve_dtype
-    from .edit import recommended
+    from ..batch.run import run_batch
 
-    ray = args.engine == "ray"
-    if not ray and (args.address or args.workers != 1 or args.gpus_per_worker):
+    if args.engine == "local" and (args.address or args.workers != 1 or args.gpus_per_worker):
         raise InputError("--address, --workers and --gpus-per-worker are for --engine ray", param="--engine")
     if not args.log_every > 0:
         raise InputError(f"expected a number of seconds > 0, got {args.log_every:g}", param="--log-every")
-    if ray:  # the workers' device: they may have GPUs this machine lacks
-        device = args.device if args.device != "auto" else "cuda" if args.gpus_per_worker else "cpu"
-        resolve_dtype(args.dtype, resolve_device("cpu") if device == "cpu" else resolve_device("auto"))
-    else:
-        device = str(resolve_device(args.device))
-        resolve_dtype(args.dtype, resolve_device(device))
-    threads = args.threads or default_threads(args.workers if ray else 1)
-    defaults = recommended(args.model)
-    engine = identity(args.model, device, args.dtype, threads)
-    began = time.perf_counter()
-    with plan(args.manifest, args.output, args.model, defaults, engine=engine, overwrite=args.overwrite) as job:
-        report = Report(job, quiet=args.quiet, every=args.log_every)
-        load = dict(model=args.model, device=device, dtype=args.dtype, allow_unsafe_pickle=args.allow_unsafe_pickle,
-                    local_files_only=True if args.offline else None)
-        Progress(enabled=False)  # no loading bars: the batch reports its own progress
-        if not job.todo:
-            records = job.records  # plan() wrote them
-        elif not ray:
-            from ..editor import Editor
-
-            set_threads(threads)
-            report.loading(f"{args.model} on {device} ({threads} thread{'s' if threads > 1 else ''})")
-            editor = Editor.from_pretrained(**load)
-            report.start()
-            records = run_local(job, editor, batch_size=args.batch_size, retries=args.retries, on_record=report)
-        else:
-            from ..batch.ray_engine import run_ray
-
-            report.loading(f"{args.model} on {args.workers} Ray worker(s), {device}")
-            report.start(on_first=True)  # the workers load the model: the rate counts from the first row
-            records = run_ray(job, load, batch_size=args.batch_size, workers=args.workers,
-                              gpus_per_worker=args.gpus_per_worker, retries=args.retries, address=args.address,
-                              defaults=defaults, threads=threads, on_record=report)
+    Progress(enabled=False)  # no loading bars: the batch reports its own progress
+    report = Report(quiet=args.quiet, every=args.log_every)
+    try:
+        done = run_batch(args.manifest, args.output, args.model, engine=args.engine, device=args.device,
+                         dtype=args.dtype, threads=args.threads, batch_size=args.batch_size, retries=args.retries,
+                         overwrite=args.overwrite, workers=args.workers, gpus_per_worker=args.gpus_per_worker,
+                         address=args.address, allow_unsafe_pickle=args.allow_unsafe_pickle,
+                         local_files_only=True if args.offline else None, progress=report)
+    finally:
         report.close()
-    failed = sorted((entry for entry in records.values() if entry["status"] != "ok"), key=lambda e: e["row"])
+    failed, job = done.failed, done.job
     if not args.quiet:
-        seconds = time.perf_counter() - began
-        made = len(records) - len(failed) - job.already
-        rate = f", {made / seconds:.3g} rows/s" if made and seconds > 0 else ""
-        print(f"{len(records) - len(failed)} of {len(job.rows)} rows done in {args.output} ({made} now,"
-              f" {job.already} already) in {seconds:.1f} s{rate}"
+        rate = f", {done.made / done.seconds:.3g} rows/s" if done.made and done.seconds > 0 else ""
+        print(f"{len(done.records) - len(failed)} of {len(job.rows)} rows done in {args.output} ({done.made} now,"
+              f" {job.already} already) in {done.seconds:.1f} s{rate}"
               + (f"; {len(failed)} failed (listed in {Path(args.output) / FAILURES}):" if failed else ""))
         for entry in failed[:20]:
             print(f"  row {entry['row']}: {entry['error']}")
@@ -129,37 +100,40 @@ def run(args: argparse.Namespace) -> int:
 
 
 class Report:
-    """A batch's progress on stderr: a bar on a terminal; elsewhere (nohup, CI, a cluster's log) a line at most
-    every `every` seconds with rows done, failed, the rate and the time left. The rate and the time left count
-    from `start()`, after the model has loaded."""
+    """A batch's progress on stderr (a `BatchProgress`): a bar on a terminal; elsewhere (nohup, CI, a cluster's
+    log) a line at most every `every` seconds with rows done, failed, the rate and the time left. The rate and
+    the time left count from when the model has loaded (on Ray, from the first row back: the workers load
+    theirs meanwhile)."""
 
-    def __init__(self, job, *, quiet: bool, every: float) -> None:
-        self.total, self.quiet, self.every = len(job.todo), quiet, every
-        self.done = self.failed = 0
-        self.tty = sys.stderr.isatty()
+    def __init__(self, *, quiet: bool, every: float) -> None:
+        self.quiet, self.every, self.tty = quiet, every, sys.stderr.isatty()
+        self.total = self.done = self.failed = 0
         self.bar, self.on_first = None, False
         self.loading_since = self.began = self.last = time.perf_counter()
         self.counted_from = 0  # rows done before the rate's clock started
-        if not quiet:
-            invalid = sum(1 for row in job.rows if row.error)
-            note(f"{len(job.rows)} rows: {job.already} done already, {self.total} to do"
-                 + (f", {invalid} invalid (recorded as failed)" if invalid else ""))
-            if job.orphans:
-                shown = ", ".join(job.orphans[:5]) + (f" and {len(job.orphans) - 5} more" if len(job.orphans) > 5
-                                                      else "")
-                note(f"{len(job.orphans)} file(s) this job wrote earlier are no longer named by the manifest (kept):"
-                     f" {shown}")
+
+    def planned(self, job) -> None:
+        self.total = len(job.todo)
+        if self.quiet:
+            return
+        invalid = sum(1 for row in job.rows if row.error)
+        note(f"{len(job.rows)} rows: {job.already} done already, {self.total} to do"
+             + (f", {invalid} invalid (recorded as failed)" if invalid else ""))
+        if job.orphans:
+            shown = ", ".join(job.orphans[:5]) + (f" and {len(job.orphans) - 5} more" if len(job.orphans) > 5 else "")
+            note(f"{len(job.orphans)} file(s) this job wrote earlier are no longer named by the manifest (kept):"
+                 f" {shown}")
 
     def loading(self, what: str) -> None:
         self.loading_since = time.perf_counter()
         if not self.quiet:
             note(f"loading {what}...")
 
-    def start(self, *, on_first: bool = False) -> None:
+    def loaded(self, workers: bool) -> None:
         now = time.perf_counter()
-        if not self.quiet and not on_first:
+        if not self.quiet and not workers:
             note(f"model loaded in {now - self.loading_since:.1f} s")
-        self.on_first = on_first
+        self.on_first = workers
         self.began = self.last = now
         if self.tty and not self.quiet and self.total:
             from tqdm.auto import tqdm
@@ -192,6 +166,7 @@ class Report:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+            self.bar = None
 
 
 def _duration(seconds: float) -> str:
