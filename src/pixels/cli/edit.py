@@ -16,7 +16,27 @@ from ..limits import MAX_PIXELS
 from ..settings import SEED, flag_of, options
 from .common import EXIT_OK, Parser, Progress, note, number, renamed
 
-_BOX = re.compile(r"^(?P<path>.+)@(?P<x>-?\d+),(?P<y>-?\d+),(?P<w>\d+),(?P<h>\d+)$")
+_PLACED = re.compile(r"^(?P<path>.+)@(?P<box>[-+\d.,\s]*,[-+\d.,\s]*)$")  # EXEMPLAR@ then numbers and commas
+
+
+def parse_placed(value: str) -> tuple[str, tuple[int, int, int, int] | None]:
+    """-e EXEMPLAR[@X,Y,W,H] -> (path, box or None). A path that exists is all path (a file may have `@` in its
+    name); otherwise a part after the last `@` made of numbers and commas is the box, and must be a valid one."""
+    placed = _PLACED.match(value)
+    if placed is None or os.path.exists(value):
+        return value, None
+    parts = [part.strip() for part in placed["box"].split(",")]
+    if len(parts) != 4:
+        raise argparse.ArgumentTypeError(f"{value!r}: a box is X,Y,W,H (4 integers), got {placed['box']!r}")
+    box = []
+    for what, part in zip(("x", "y", "width", "height"), parts):
+        if not re.fullmatch(r"[-+]?\d+", part):
+            raise argparse.ArgumentTypeError(f"{value!r}: box {what} must be an integer, got {part!r}")
+        box.append(int(part))
+    for what, size in (("width", box[2]), ("height", box[3])):
+        if size <= 0:
+            raise argparse.ArgumentTypeError(f"{value!r}: box {what} must be > 0, got {size}")
+    return placed["path"], (box[0], box[1], box[2], box[3])
 
 
 class _ExemplarAction(argparse.Action):
@@ -25,11 +45,11 @@ class _ExemplarAction(argparse.Action):
     def __call__(self, parser, namespace, value, option_string=None):
         exemplars = list(getattr(namespace, "exemplars", None) or [])
         if self.dest == "exemplar_image":
-            placed = _BOX.match(value)
-            if placed and not os.path.exists(value):  # ref.png@x,y,w,h
-                exemplars.append([placed["path"], None, tuple(int(placed[k]) for k in "xywh"), 0.0])
-            else:
-                exemplars.append([value, None, None, 0.0])
+            try:
+                path, box = parse_placed(value)  # ref.png@x,y,w,h
+            except argparse.ArgumentTypeError as error:
+                raise argparse.ArgumentError(self, str(error)) from None
+            exemplars.append([path, None, box, 0.0])
             namespace.exemplars = exemplars
             return
         slot, what = (1, "map") if self.dest == "exemplar_map" else (3, "condition")

@@ -1,0 +1,93 @@
+"""`pixels edit` and the library under it where they used to go wrong: a bad exemplar box, malformed
+model_index.json files, model folders whose names are not UTF-8, and the A1111 `parameters` text."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import photo
+from conftest import run_cli as run
+from PIL import Image
+
+from pixels import Editor
+from pixels import loading
+from pixels.cli import build_parser
+from pixels.errors import InputError
+from pixels.loading import load_pipeline
+from pixels.output import parameters_text, read_metadata, save_image
+from pixels.schedulers import SCHEDULERS
+
+CPU = dict(device=torch.device("cpu"), dtype=torch.float32)
+DEMO = Path(str(resources.files("pixels").joinpath("models", "demo")))
+
+
+def demo_copy(folder: Path, index=None) -> Path:
+    """The bundled demo model copied to `folder`, with `index` (a function of its model_index.json) applied."""
+    shutil.copytree(DEMO, folder)
+    if index is not None:
+        data = json.loads((DEMO / "model_index.json").read_text())
+        (folder / "model_index.json").write_text(json.dumps(index(data)))
+    return folder
+
+
+def parse_a1111(text: str) -> tuple[str, str | None, dict[str, str]]:
+    """Read a `parameters` text as A1111 metadata readers do: the last line is `Key: value, ...` pairs (a value
+    with commas is a JSON string), the lines before it the prompt, then an optional `Negative prompt:` part."""
+    *lines, settings = text.split("\n")
+    prompt, negative = [], None
+    for line in lines:
+        if negative is None and line.startswith("Negative prompt:"):
+            negative = [line.removeprefix("Negative prompt:").strip()]
+        elif negative is not None:
+            negative.append(line)
+        else:
+            prompt.append(line)
+    pairs = {}
+    for key, value in re.findall(r'\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)', settings):
+        pairs[key] = json.loads(value) if value.startswith('"') else value
+    return "\n".join(prompt), None if negative is None else "\n".join(negative), pairs
+
+
+# --- an exemplar's box on the command line ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value, says", [
+    ("ex.png@0,0,-5,5", "box width must be > 0, got -5"),
+    ("ex.png@0,0,5,0", "box height must be > 0, got 0"),
+    ("ex.png@0,0,5", "a box is X,Y,W,H (4 integers), got '0,0,5'"),
+    ("ex.png@1.5,0,5,5", "box x must be an integer, got '1.5'"),
+])
+def test_invalid_exemplar_box_names_the_argument_and_the_value(tmp_path, capsys, monkeypatch, value, says):
+    source = tmp_path / "photo.png"
+    photo(64, 64).save(source)
+    photo(32, 32, seed=1).save(tmp_path / "ex.png")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as stopped:
+        run(["edit", source, "-e", value, "--model", "demo", "-o", tmp_path / "out.png"], capsys)
+    assert stopped.value.code == 2
+    err = capsys.readouterr().err
+    assert f"-e/--exemplar: {value!r}: {says}" in err and "no such file" not in err
+    assert not (tmp_path / "out.png").exists()
+
+
+def test_exemplar_names_with_at_signs_still_work(tmp_path, monkeypatch):
+    from pixels.cli.edit import parse_placed
+
+    monkeypatch.chdir(tmp_path)
+    assert parse_placed("ex.png@-3,-4,5,6") == ("ex.png", (-3, -4, 5, 6))  # a box may stick out of the source
+    assert parse_placed("me@2x.png") == ("me@2x.png", None)  # not a box: all of it is the path
+    for name in ("ref.png@0,0,-5,5", "ref@0,0,5"):  # a file of that name is used as it is
+        photo(16, 16).save(tmp_path / name, format="PNG")
+        assert parse_placed(name) == (name, None)
+        args = build_parser().parse_args(["edit", "photo.png", "-e", name, "--model", "demo", "-o", "out.png"])
+        assert args.exemplars == [[name, None, None, 0.0]]
+
+
