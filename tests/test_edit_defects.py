@@ -91,3 +91,38 @@ def test_exemplar_names_with_at_signs_still_work(tmp_path, monkeypatch):
         assert args.exemplars == [[name, None, None, 0.0]]
 
 
+# --- malformed model_index.json --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("change, key", [
+    (lambda d: {**d, "_class_name": ["DDPMPipeline"]}, "'_class_name'"),
+    (lambda d: {**d, "_class_name": ["my_pipeline", "MyPipeline"]}, "'_class_name'"),  # remote code's spelling
+    (lambda d: {**d, "_class_name": 3}, "'_class_name'"),
+    (lambda d: {**d, "_class_name": None}, "'_class_name'"),
+    (lambda d: {**d, "unet": "UNet2DModel"}, "component 'unet'"),
+    (lambda d: {**d, "unet": ["diffusers", "UNet2DModel", "extra"]}, "component 'unet'"),
+    (lambda d: {**d, "unet": [1, 2]}, "component 'unet'"),
+    (lambda d: {**d, "scheduler": {"library": "diffusers"}}, "component 'scheduler'"),
+])
+def test_malformed_model_index_is_refused_naming_the_file_and_the_key(tmp_path, change, key):
+    folder = demo_copy(tmp_path / "model", change)
+    with pytest.raises(InputError) as refused:
+        load_pipeline(str(folder), **CPU)
+    assert type(refused.value) is InputError and refused.value.param == "model"
+    assert refused.value.message.startswith(f"cannot read {str(folder / 'model_index.json')!r}: {key} must be")
+
+
+def test_malformed_model_index_exits_2_on_the_command_line(tmp_path, capsys):
+    folder = demo_copy(tmp_path / "model", lambda d: {**d, "_class_name": ["DDPMPipeline"]})
+    photo(64, 64).save(tmp_path / "photo.png")
+    code, _, err = run(["edit", tmp_path / "photo.png", "--map", tmp_path / "photo.png", "--model", folder,
+                        "-o", tmp_path / "out.png"], capsys)
+    assert code == 2 and "'_class_name' must be a pipeline class name" in err and "internal error" not in err
+
+
+def test_well_formed_model_index_entries_still_load(tmp_path):
+    # null components, unknown keys and non-component values are diffusers' business, as before
+    folder = demo_copy(tmp_path / "model", lambda d: {**d, "extra": [1, 2, 3], "flag": True})
+    assert type(load_pipeline(str(folder), **CPU)).__name__ == "DDPMPipeline"
+
+

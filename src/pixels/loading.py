@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from .adapters import adapter_class
+from .adapters import SUPPORTED_PIPELINES, adapter_class
 from .errors import InputError, ModelNotFoundError, UnsafeCheckpointError, first_line, short, unsafe_pickle
 from .files import read_text
 from .catalog import BY_NAME
@@ -84,29 +84,57 @@ def _not_available(model: str, reason: BaseException) -> ModelNotFoundError:
     )
 
 
-def _read_index(folder: Path) -> dict:
+def _read_index(folder: Path, name: str = "model") -> dict:
     index = folder / "model_index.json"
     if not index.is_file():
         raise InputError(
             f"{str(folder)!r} is a folder but has no model_index.json; point --model at a diffusers"
-            " pipeline folder (as written by save_pretrained) or at a .safetensors checkpoint", param="model"
+            " pipeline folder (as written by save_pretrained) or at a .safetensors checkpoint", param=name
         )
-    return _parse_index(index)
+    return _parse_index(index, name)
 
 
-def _parse_index(index: Path) -> dict:
+def _parse_index(index: Path, name: str = "model") -> dict:
+    """A model_index.json of the shape diffusers expects: a JSON object whose `_class_name` (if any) is a
+    pipeline class name, and whose component entries are [library, class] pairs."""
     try:
-        data = json.loads(read_text(index, "model", INDEX_LIMIT))
+        data = json.loads(read_text(index, name, INDEX_LIMIT))
     except ValueError as error:  # JSONDecodeError
-        raise InputError(f"cannot read {str(index)!r}: {short(error)}", param="model") from None
+        raise InputError(f"cannot read {str(index)!r}: {short(error)}", param=name) from None
     if not isinstance(data, dict):
         raise InputError(
-            f"cannot read {str(index)!r}: expected a JSON object, got {type(data).__name__}", param="model"
+            f"cannot read {str(index)!r}: expected a JSON object, got {type(data).__name__}", param=name
         )
+    pipeline = data.get("_class_name", "?")  # missing: refused as an unsupported family, with the list
+    if not isinstance(pipeline, str):
+        raise InputError(f"cannot read {str(index)!r}: '_class_name' must be a pipeline class name (a string),"
+                         f" got {short(pipeline)}", param=name)
+    for key in _components(pipeline):
+        entry = data.get(key, [None, None])
+        if not (isinstance(entry, list) and len(entry) == 2 and (
+                entry[0] is None or all(isinstance(part, str) for part in entry))):
+            raise InputError(f"cannot read {str(index)!r}: component {key!r} must be a [library, class] pair such"
+                             f" as [\"diffusers\", \"UNet2DModel\"] (or [null, null]), got {short(entry)}",
+                             param=name)
     return data
 
 
-def _hub_index(model: str, local_files_only: bool | None) -> dict:
+def _components(pipeline: str) -> list[str]:
+    """The component names of a supported diffusers pipeline class, which model_index.json maps to [library,
+    class] pairs: its required constructor arguments and its optional components (none for other classes)."""
+    import inspect
+
+    import diffusers
+
+    if pipeline not in SUPPORTED_PIPELINES or not hasattr(diffusers, pipeline):
+        return []
+    cls = getattr(diffusers, pipeline)
+    optional = set(getattr(cls, "_optional_components", None) or ())
+    return [p.name for p in inspect.signature(cls.__init__).parameters.values()
+            if p.name != "self" and p.kind is p.POSITIONAL_OR_KEYWORD and (p.default is p.empty or p.name in optional)]
+
+
+def _hub_index(model: str, local_files_only: bool | None, name: str = "model") -> dict:
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import HfHubHTTPError
 
@@ -114,7 +142,7 @@ def _hub_index(model: str, local_files_only: bool | None) -> dict:
         path = hf_hub_download(model, "model_index.json", local_files_only=bool(local_files_only))
     except (OSError, HfHubHTTPError, ValueError) as error:
         raise _not_available(model, error) from None
-    return _parse_index(Path(path))
+    return _parse_index(Path(path), name)
 
 
 def bundled_model(name: str) -> Path | None:
@@ -204,13 +232,13 @@ def load_pipeline(
         return pipe.to(device)
 
     if path.is_dir():
-        index = _read_index(path)
+        index = _read_index(path, name)
         source = str(path)
     elif path.suffix.lower() in PICKLE_SUFFIXES + (".safetensors",) or model.startswith((".", "/", "~")) \
             or not HUB_ID.match(model):
         raise ModelNotFoundError(f"no such file or folder: {model!r}", param=name)
     else:
-        index = _hub_index(model, local_files_only)
+        index = _hub_index(model, local_files_only, name)
         source = model
 
     family = adapter_class(index.get("_class_name", "?"), model)
