@@ -126,3 +126,47 @@ def test_well_formed_model_index_entries_still_load(tmp_path):
     assert type(load_pipeline(str(folder), **CPU)).__name__ == "DDPMPipeline"
 
 
+# --- a model folder whose name is not UTF-8 ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def undecodable_model(tmp_path):
+    name = tmp_path / os.fsdecode(b"model-\xff")  # a str with a surrogate escape, as Python reads such names
+    try:
+        return demo_copy(name)
+    except (OSError, UnicodeError):
+        pytest.skip("this file system does not take names that are not UTF-8")
+
+
+def test_model_folder_with_undecodable_name_loads_and_edits(undecodable_model, tmp_path):
+    model = str(undecodable_model)
+    editor = Editor.from_pretrained(model, device="cpu")
+    assert editor.model_id == model and editor.adapter.pipe.name_or_path == model  # not the path it loaded through
+    strength = np.zeros((64, 64), np.float32)
+    strength[16:48, 16:48] = 1.0
+    result = editor.edit(photo(64, 64), strength_map=strength, num_inference_steps=20, strength=0.5,
+                         guidance_scale=1.0, seed=3)
+    assert result.metadata["model"] == model
+    out = save_image(result.image, tmp_path / "out.png", result.metadata)
+    assert read_metadata(out)["model"] == model
+    with Image.open(out) as image:
+        assert "Model: " in image.info["parameters"]
+
+
+def test_model_folder_with_undecodable_name_on_the_command_line(undecodable_model, tmp_path, capsys):
+    photo(64, 64).save(tmp_path / "photo.png")
+    code, out, err = run(["edit", tmp_path / "photo.png", "--map", tmp_path / "photo.png", "--model",
+                          undecodable_model, "--steps", 20, "--strength", 0.5, "--guidance", 1, "-o",
+                          tmp_path / "out.png"], capsys)
+    assert code == 0, err
+    assert read_metadata(tmp_path / "out.png")["model"] == str(undecodable_model)
+
+
+def test_undecodable_model_name_without_proc_is_refused_naming_it(undecodable_model, tmp_path, monkeypatch):
+    monkeypatch.setattr(loading, "PROC_FD", str(tmp_path / "no-proc"))
+    with pytest.raises(InputError) as refused:
+        load_pipeline(str(undecodable_model), **CPU)
+    assert refused.value.param == "model" and repr(str(undecodable_model)) in refused.value.message
+    assert "valid UTF-8" in refused.value.message
+
+

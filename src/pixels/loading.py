@@ -6,9 +6,11 @@ refuses pickle files unless asked, and turns "not available offline" into an act
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -23,6 +25,7 @@ INDEX_LIMIT = 1024 * 1024  # bytes of a model_index.json
 PICKLE_SUFFIXES = (".ckpt", ".bin", ".pt", ".pth", ".pkl")
 HUB_ID = re.compile(r"^[\w.-]+(/[\w.-]+)?$")
 DEVICES = ("auto", "cpu", "cuda", "mps")
+PROC_FD = "/proc/self/fd"  # Linux: every open file and folder under a path of digits (see `_loadable`)
 DTYPES = {"fp32": torch.float32, "float32": torch.float32, "fp16": torch.float16, "float16": torch.float16,
           "bf16": torch.bfloat16, "bfloat16": torch.bfloat16}
 
@@ -245,19 +248,55 @@ def load_pipeline(
     kwargs = dict(common, use_safetensors=None if allow_unsafe_pickle else True)
     if dtype is None:  # "auto" on a GPU: the precision the family is published in
         kwargs["dtype"] = family.preferred_dtype
-    try:
-        pipe = family.load(source, local_files_only=local_files_only, **kwargs)
-    except Exception as error:  # noqa: BLE001 - loaders fail in their own ways on missing or corrupt files
-        text = first_line(error)
-        only_pickles = path.is_dir() and any(  # a component folder with pickle weights and no .safetensors
-            not any(part.glob("*.safetensors")) and any(p.suffix in PICKLE_SUFFIXES for p in part.iterdir())
-            for part in [path, *(d for d in path.iterdir() if d.is_dir())])
-        if not allow_unsafe_pickle and (only_pickles or (not path.is_dir() and "safetensors" in text.lower())):
-            raise unsafe_pickle(model, name) from None
-        if path.is_dir():
-            raise InputError(f"cannot load {model!r} ({type(error).__name__}: {short(text, 200)}); a weight file"
-                             " may be truncated or corrupt: copy or download the model again", param=name) from None
-        if not isinstance(error, (OSError, ValueError)):
-            raise
-        raise _not_available(model, error) from None
+    with _loadable(source, path.is_dir(), name) as where:
+        try:
+            pipe = family.load(where, local_files_only=local_files_only, **kwargs)
+        except Exception as error:  # noqa: BLE001 - loaders fail in their own ways on missing or corrupt files
+            text = first_line(error)
+            only_pickles = path.is_dir() and any(  # a component folder with pickle weights and no .safetensors
+                not any(part.glob("*.safetensors")) and any(p.suffix in PICKLE_SUFFIXES for p in part.iterdir())
+                for part in [path, *(d for d in path.iterdir() if d.is_dir())])
+            if not allow_unsafe_pickle and (only_pickles or (not path.is_dir() and "safetensors" in text.lower())):
+                raise unsafe_pickle(model, name) from None
+            if path.is_dir():
+                raise InputError(f"cannot load {model!r} ({type(error).__name__}: {short(text, 200)}); a weight file"
+                                 " may be truncated or corrupt: copy or download the model again", param=name) from None
+            if not isinstance(error, (OSError, ValueError)):
+                raise
+            raise _not_available(model, error) from None
+    _named(pipe, where, source)
     return pipe.to(device)
+
+
+@contextlib.contextmanager
+def _loadable(source: str, local: bool, name: str) -> Iterator[str]:
+    """`source` as the loaders can take it. That is `source` itself, except for a local folder whose path is
+    not valid UTF-8 text (on Linux, a name made of other bytes, which Python holds as surrogate escapes):
+    safetensors opens only UTF-8 paths, so such a folder is opened and loaded through /proc/self/fd, the
+    very folder under a path of digits; where there is no /proc it is refused, naming the path."""
+    try:
+        source.encode("utf-8")
+    except UnicodeEncodeError:
+        pass
+    else:
+        yield source
+        return
+    if not local or not os.path.isdir(PROC_FD):
+        raise InputError(f"{source!r}: the weights loader takes only paths that are valid UTF-8 text, and this"
+                         " one is not; rename the folder (or a folder above it)", param=name)
+    fd = os.open(source, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        yield f"{PROC_FD}/{fd}"
+    finally:
+        os.close(fd)
+
+
+def _named(pipe, where: str, source: str) -> None:
+    """Record `source`, not the alias it was loaded through, as the pipeline's and its components' origin."""
+    if where == source:
+        return
+    for part in [pipe, *getattr(pipe, "components", {}).values()]:
+        config = getattr(part, "config", None)
+        origin = getattr(config, "_name_or_path", None) if config is not None else None
+        if hasattr(part, "register_to_config") and isinstance(origin, str) and origin.startswith(where):
+            part.register_to_config(_name_or_path=source + origin[len(where):])
