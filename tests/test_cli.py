@@ -49,7 +49,7 @@ def test_edit_writes_png_with_metadata_and_matches_the_api(sd_folder, files, cap
     assert metadata["model"] == str(sd_folder) and metadata["family"] == "sd"
     assert metadata["exemplars"] == [{"image": str(exemplar), "strength_map": str(where), "box": [4, 4, 16, 16],
                                       "fit": "cover", "condition": 0.0}]
-    assert info["parameters"].startswith("fox\nSteps: 4, Sampler: DDIMScheduler, CFG scale: 3.0, Seed: 7")
+    assert info["parameters"].startswith("fox\nSteps: 4, Sampler: DDIM, CFG scale: 3.0, Seed: 7")
     # The command line and the Python API give the same pixels for the same settings.
     editor = Editor.from_pretrained(str(sd_folder), device="cpu")
     with pytest.warns(UserWarning):

@@ -170,3 +170,68 @@ def test_undecodable_model_name_without_proc_is_refused_naming_it(undecodable_mo
     assert "valid UTF-8" in refused.value.message
 
 
+# --- the A1111 `parameters` text --------------------------------------------------------------------------------
+
+
+def test_pixels_scheduler_choices_have_their_a1111_names():
+    from pixels.schedulers import a1111_sampler
+
+    names = {key: a1111_sampler(cls, overrides) for key, (cls, overrides) in SCHEDULERS.items()}
+    assert names == {"ddim": "DDIM", "euler": "Euler", "euler-a": "Euler a", "dpm++2m": "DPM++ 2M"}
+
+
+def test_scheduler_classes_and_karras_sigmas_map_to_a1111_names():
+    from diffusers import DPMSolverMultistepScheduler, EulerDiscreteScheduler
+
+    from pixels.schedulers import a1111_sampler
+
+    assert a1111_sampler("DPMSolverMultistepScheduler", {"use_karras_sigmas": True}) == "DPM++ 2M Karras"
+    assert a1111_sampler("EulerDiscreteScheduler", EulerDiscreteScheduler(use_karras_sigmas=True).config) \
+        == "Euler Karras"
+    sde = DPMSolverMultistepScheduler(algorithm_type="sde-dpmsolver++")
+    assert a1111_sampler(type(sde).__name__, sde.config) == "DPM++ 2M SDE"
+    for cls, name in [("DPMSolverSDEScheduler", "DPM++ SDE"), ("UniPCMultistepScheduler", "UniPC"),
+                      ("LMSDiscreteScheduler", "LMS"), ("HeunDiscreteScheduler", "Heun"), ("DDPMScheduler", "DDPM"),
+                      ("PNDMScheduler", "PLMS"), ("FlowMatchEulerDiscreteScheduler", "Flow Match Euler"),
+                      ("DDIMScheduler", "DDIM"), ("EulerAncestralDiscreteScheduler", "Euler a")]:
+        assert a1111_sampler(cls) == name
+    assert a1111_sampler("DDIMScheduler", {"use_karras_sigmas": True}) == "DDIM"  # no Karras variant
+    assert a1111_sampler("DEISMultistepScheduler") == "DEISMultistepScheduler"  # A1111 has no name for it
+    assert a1111_sampler(None) is None
+
+
+def metadata(**changes) -> dict:
+    return {"prompt": "", "negative_prompt": None, "num_inference_steps": 20, "scheduler_class": "DDIMScheduler",
+            "guidance_scale": 7.5, "seed": 5, "size": [64, 48], "model": "demo", "strength": 0.5, "mode": "paper",
+            "exemplars": [], **changes}
+
+
+def test_parameters_text_reads_back_as_a1111_metadata():
+    text = parameters_text(metadata(prompt="a red fox, in snow", negative_prompt="blur, text",
+                                    scheduler_class="EulerAncestralDiscreteScheduler", model="/models/a, b"))
+    prompt, negative, pairs = parse_a1111(text)
+    assert (prompt, negative) == ("a red fox, in snow", "blur, text")
+    assert pairs["Sampler"] == "Euler a" and pairs["Steps"] == "20" and pairs["Seed"] == "5"
+    assert pairs["Size"] == "64x48" and pairs["Model"] == "/models/a, b" and pairs["Denoising strength"] == "0.5"
+
+
+def test_parameters_text_with_an_empty_prompt_starts_with_the_settings():
+    text = parameters_text(metadata())
+    assert text.startswith("Steps: 20, Sampler: DDIM, ") and "\n" not in text
+    assert parse_a1111(text)[:2] == ("", None)
+    text = parameters_text(metadata(negative_prompt="blur"))
+    assert text.startswith("Negative prompt: blur\nSteps: 20")
+    assert parse_a1111(text)[:2] == ("", "blur")
+
+
+def test_written_result_has_a1111_sampler_name(tmp_path, capsys):
+    source = tmp_path / "photo.png"
+    photo(64, 64).save(source)
+    code, _, err = run(["edit", source, "--map", source, "--model", "demo", "--steps", 20, "--strength", 0.5,
+                        "--scheduler", "euler-a", "--seed", 1, "-o", tmp_path / "out.png"], capsys)
+    assert code == 0, err
+    with Image.open(tmp_path / "out.png") as image:
+        text = image.info["parameters"]
+    prompt, negative, pairs = parse_a1111(text)
+    assert text.startswith("Steps: 20, Sampler: Euler a, ") and (prompt, negative) == ("", None)
+    assert pairs["Model"] == "demo" and pairs["Seed"] == "1"

@@ -85,7 +85,7 @@ def test_every_output_format_carries_the_settings(files, capsys, suffix):
     assert isinstance(metadata["seed"], int) and metadata["num_inference_steps"] == 20  # the random seed is kept
     with Image.open(out) as image:
         if suffix == ".png":
-            assert image.info["parameters"].startswith("\nSteps: 20")
+            assert image.info["parameters"].startswith("Steps: 20")  # empty prompt: no empty first line
         else:
             comment = image.getexif().get_ifd(0x8769)[0x9286]
             assert comment.startswith(b"UNICODE\0") and "Steps: 20" in comment[8:].decode("utf-16-be")

@@ -60,19 +60,31 @@ def printable(text: str) -> str:
 
 
 def parameters_text(md: dict[str, Any]) -> str:
-    """The A1111-style `parameters` text that other tools (and image hosts) read."""
+    """The A1111-style `parameters` text that other tools (and image hosts) read: the prompt, a
+    "Negative prompt: " line if there is one, then one line of `Key: value` pairs, with A1111's sampler names
+    ("DPM++ 2M", "Euler a"). As A1111 writes it, an empty prompt leaves no empty first line, and a value with
+    a comma, colon or line break is written as a JSON string, so that the pairs split at the commas."""
+    from .schedulers import a1111_sampler
+
     fields = [
-        ("Steps", md.get("num_inference_steps")), ("Sampler", md.get("scheduler_class")),
+        ("Steps", md.get("num_inference_steps")), ("Sampler", a1111_sampler(md.get("scheduler_class"))),
         ("CFG scale", md.get("guidance_scale")), ("Seed", md.get("seed")),
         ("Size", "x".join(map(str, md.get("size", [])))), ("Model", md.get("model")),
         ("Denoising strength", md.get("strength")), ("Denoising start", md.get("denoising_start")),
         ("PIXELS mode", md.get("mode")), ("Exemplars", len(md.get("exemplars", []))),
     ]
-    line = ", ".join(f"{key}: {value}" for key, value in fields if value not in (None, ""))
-    text = md.get("prompt", "")
+    line = ", ".join(f"{key}: {_quoted(value)}" for key, value in fields if value not in (None, ""))
+    lines = [md["prompt"]] if md.get("prompt") else []
     if md.get("negative_prompt"):
-        text += f"\nNegative prompt: {md['negative_prompt']}"
-    return printable(f"{text}\n{line}")
+        lines.append(f"Negative prompt: {md['negative_prompt']}")
+    return printable("\n".join([*lines, line]))
+
+
+def _quoted(value: Any) -> str:
+    """A value of the settings line as A1111 writes it: as is, or as a JSON string if it has a comma, a colon or
+    a line break (which would split it)."""
+    text = str(value)
+    return json.dumps(text, ensure_ascii=False) if any(c in text for c in ",:\n\r") else text
 
 
 def image_writer(image: Image.Image, path: str | os.PathLike, metadata: dict[str, Any] | None = None
