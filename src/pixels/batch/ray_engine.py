@@ -8,6 +8,7 @@ and be finished on a cluster, or the other way round.
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -57,7 +58,6 @@ def run_ray(job: Plan, load: dict[str, Any], *, batch_size: int, workers: int, g
     import os
 
     os.environ.setdefault("RAY_DATA_LOG_LEVEL", "ERROR")
-    os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")  # the C++ core worker's own lines on stderr
     import ray
 
     for name in ("ray", "ray.data"):  # pixels reports progress and failures itself
@@ -82,11 +82,15 @@ def _run(ray, job: Plan, load: dict[str, Any], *, batch_size: int, workers: int,
         return job.records  # plan() wrote them
     dataset = ray.data.from_items([{"row": row.number, "hash": job.hashes[row.number],
                                     "replace": row.output in job.replace} for row in job.todo])
-    results = dataset.map_batches(
-        RowWorker, batch_size=batch_size, concurrency=workers, num_gpus=gpus_per_worker or None,
-        fn_constructor_kwargs={"manifest": str(job.manifest), "destination": job.destination,
-                               "defaults": defaults or {}, "load": load, "retries": retries, "threads": threads},
-    )
+    with warnings.catch_warnings():  # Ray has no named parameter for max_restarts yet
+        warnings.filterwarnings("ignore", message=".*ray_remote_args.* is deprecated")
+        results = dataset.map_batches(
+            RowWorker, batch_size=batch_size, concurrency=workers, num_gpus=gpus_per_worker or None,
+            fn_constructor_kwargs={"manifest": str(job.manifest), "destination": job.destination,
+                                   "defaults": defaults or {}, "load": load, "retries": retries,
+                                   "threads": threads},
+            max_restarts=0,  # a worker that dies ends the run with its cause (a rerun resumes), never a restart loop
+        )
     records = []
     try:
         for batch in results.iter_batches(batch_size=None):
