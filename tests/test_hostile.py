@@ -88,7 +88,7 @@ def test_spec_file_errors_name_their_edit(sd_folder, folder, capsys):
     (folder / "bad.yaml").write_text("edits:\n  - map: where.png\n  - map: missing.png\n")
     code, _, stderr = run(["edit", folder / "source.png", "--spec", folder / "bad.yaml", "--model", sd_folder,
                            "-o", folder / "o.png"], capsys)
-    assert code == 2 and "bad.yaml: edits[1].strength_map: no such file" in stderr, stderr
+    assert code == 2 and "bad.yaml: edits[1].map: no such file" in stderr, stderr
 
 
 @pytest.mark.parametrize(

@@ -116,7 +116,8 @@ def test_the_contact_sheet_caption_has_the_schedule():
 
 def test_help_without_a_command_and_the_model_help(capsys):
     assert main([]) == 2
-    assert "COMMAND" in capsys.readouterr().out
+    said = capsys.readouterr()
+    assert said.out == "" and "COMMAND" in said.err and "give a command: edit, batch" in said.err  # on stderr
     with pytest.raises(SystemExit):
         main(["edit", "--help"])
     help_text = " ".join(capsys.readouterr().out.split())
