@@ -178,7 +178,7 @@ def test_exemplar_alpha_is_its_region_and_other_sizes_are_resized(sd_pipe):
         (dict(seed=1, generator=torch.Generator()), "seed"),
         (dict(strength_map=np.full((32, 32), 2.0)), "strength_map"),
         (dict(exemplars=[photo()]), "exemplars"),
-        (dict(strength=0.1, num_inference_steps=4), "no denoising step left"),
+        (dict(strength=0.1, num_inference_steps=4), "strength: 4 steps at strength 0.1 run int"),
     ],
 )
 def test_bad_arguments_are_named(sd_pipe, kwargs, match):

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import InputError
+from .settings import no_steps_left
 
 
 def img2img_timesteps(
@@ -43,10 +44,10 @@ def img2img_timesteps(
         cutoff = int(round(train_steps - denoising_end * train_steps))
         timesteps = timesteps[: int((timesteps >= cutoff).sum().item())]
     if len(timesteps) == 0 and denoising_end is None:
-        raise InputError(
-            f"no denoising step left: num_inference_steps={num_inference_steps} with strength={strength}"
-            f" and denoising_start={denoising_start} keeps 0 steps; raise the steps or the strength"
-        )
+        if denoising_start is None:
+            raise InputError(no_steps_left(num_inference_steps, strength), param="strength")
+        raise InputError(f"{denoising_start:g} with {num_inference_steps} steps leaves no denoising step: the"
+                         " schedule has none below it; lower it or give more steps", param="denoising_start")
     if hasattr(scheduler, "set_begin_index"):
         scheduler.set_begin_index(begin)
     return timesteps

@@ -8,6 +8,7 @@ all generated from these fields, so a new setting is one field here plus the cod
 
 from __future__ import annotations
 
+import math
 import argparse
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, fields
@@ -157,6 +158,8 @@ class EditSettings:
             raise InputError(f"must lie in (0, 1], got {self.strength!r}", param="strength")
         if self.denoising_start is not None and not 0.0 < number("denoising_start", self.denoising_start) < 1.0:
             raise InputError(f"must lie in (0, 1), got {self.denoising_start!r}", param="denoising_start")
+        if self.denoising_start is None and int(self.num_inference_steps * self.strength) == 0:
+            raise InputError(no_steps_left(self.num_inference_steps, self.strength), param="strength")
         low, high = GUIDANCE_RANGE
         if not low <= number("guidance_scale", self.guidance_scale) <= high:
             raise InputError(f"must lie in [{low:g}, {high:g}], got {self.guidance_scale!r}", param="guidance_scale")
@@ -227,6 +230,17 @@ def make_settings(settings: EditSettings | None = None, **overrides: Any) -> Edi
                          param=unknown[0])
     values = {f.name: getattr(settings, f.name) for f in fields(EditSettings)} if settings else {}
     return EditSettings(**{**values, **overrides})
+
+
+def no_steps_left(steps: int, strength: float) -> str:
+    """Why `steps` at `strength` run nothing (img2img runs the last int(steps * strength) steps), and the
+    smallest change of either that runs one."""
+    fewest = math.ceil(1 / strength)
+    while int(fewest * strength) == 0:  # float rounding: 1 / 0.3 * 0.3 may fall short of 1
+        fewest += 1
+    weakest = math.ceil(1000 / steps) / 1000
+    return (f"{steps} steps at strength {strength:g} run int({steps} x {strength:g}) = 0 denoising steps;"
+            f" give at least {fewest} steps or a strength of at least {weakest:g}")
 
 
 def check_seed(seed: Any) -> None:

@@ -247,7 +247,8 @@ def plan(args: argparse.Namespace):
         source = args.source or spec.source
         if source is None:
             raise InputError("--spec: no source: give SOURCE or a 'source' key in the spec")
-        _note_recommended(args, defaults, [e.settings for e in spec.edits], given)
+        used = _note_recommended(args, defaults, [e.settings for e in spec.edits], given)
+        args.recommended = [{k: v for k, v in used.items() if k not in e.settings} for e in spec.edits]
         for k, edit in enumerate(spec.edits):  # flags fill in what an edit leaves to the defaults
             overridden = sorted(f for f in given if f in edit.settings)
             if overridden and not args.quiet:
@@ -261,17 +262,30 @@ def plan(args: argparse.Namespace):
                  for image, strength_map, box, condition in args.exemplars]
     prompt_images = [parse_prompt_image(text) for text in args.prompt_images]
     edit = EditSpec(exemplars, args.map, {**flags, "prompt_images": prompt_images} if prompt_images else flags)
-    _note_recommended(args, defaults, [{}], given)
+    args.recommended = [_note_recommended(args, defaults, [{}], given)]
     return Spec(Path.cwd(), args.source, [edit])
 
 
-def _note_recommended(args: argparse.Namespace, defaults: dict, edits: list[dict], given: dict) -> None:
-    """Say which of the model's recommended settings an edit runs with (those nothing else set)."""
+def _note_recommended(args: argparse.Namespace, defaults: dict, edits: list[dict], given: dict) -> dict:
+    """Say which of the model's recommended settings an edit runs with (those nothing else set); return them."""
     from ..catalog import as_flags
 
     used = {k: v for k, v in defaults.items() if k not in given and any(k not in e for e in edits)}
     if used and not args.quiet:
         note(f"{args.model}: using its recommended settings {as_flags(used)} (`pixels models`; flags override them)")
+    return used
+
+
+def recommended_cause(error: InputError, args: argparse.Namespace, k: int) -> InputError:
+    """The error of edit `k`, saying so when the setting it is about is one the model recommended and the user
+    never set."""
+    from ..catalog import as_flags
+
+    used = args.recommended[k]
+    if error.param not in used:
+        return error
+    return InputError(f"{error.message} ({as_flags({error.param: used[error.param]})} is {args.model}'s recommended"
+                      " setting, not one you gave: set it yourself to change it)", param=error.param)
 
 
 def check_edit(edit, source, max_pixels: int):
@@ -387,8 +401,9 @@ def run(args: argparse.Namespace) -> int:
         try:
             checked.append(check_edit(edit, spec.source, limits.max_pixels))
         except InputError as error:
+            error = recommended_cause(error, args, k)
             if not from_spec:
-                raise
+                raise error from None
             raise spec_error(error, k, args.spec) from None
         for text in checked[-1].notes:
             say(text, f"edits[{k}]: " if from_spec else "")
