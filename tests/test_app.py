@@ -574,15 +574,15 @@ def test_the_command_line_parses_and_checks_its_options():
     assert callable(args.run)
     args = parser.parse_args(["app", "--model", "sd15", "--port", "8000", "--auth", "me:p:w", "--debug"])
     assert parse_auth(args.auth) == ("me", "p:w") and args.debug
-    with pytest.raises(InputError, match=r"^--auth: expected USER:PASS"):
+    with pytest.raises(InputError, match=r"^auth: expected USER:PASS"):
         parse_auth("nopassword")
     assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
     assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.5")
     assert exposure_warning("127.0.0.1", None) is None and exposure_warning("0.0.0.0", ("a", "b")) is None
-    assert "--auth" in exposure_warning("0.0.0.0", None)
+    assert "auth='USER:PASS'" in exposure_warning("0.0.0.0", None)  # the Python argument (the CLI: --auth)
     from pixels.app.server import start
 
-    with pytest.raises(InputError, match=r"^--max-megapixels: expected a number in \(0, 10000\]"):
+    with pytest.raises(InputError, match=r"^max_megapixels: expected a number in \(0, 10000\]"):
         start(max_megapixels=0)  # checked before any model is loaded
 
 

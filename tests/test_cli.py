@@ -151,7 +151,7 @@ def test_missing_model_is_a_clear_error(files, capsys, monkeypatch):
     assert code == 2 and "no such file or folder" in stderr
     code, _, stderr = run(["edit", source, "--model", "someone/not-cached-model", "--offline", "-o", tmp / "a.png"],
                           capsys)
-    assert code == 2 and "hf download someone/not-cached-model" in stderr and "--model PATH" in stderr
+    assert code == 2 and "hf download someone/not-cached-model" in stderr and "a local diffusers folder" in stderr
     assert "Traceback" not in stderr and not (tmp / "a.png").exists()
 
 

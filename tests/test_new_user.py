@@ -58,7 +58,7 @@ def test_an_exemplar_map_that_never_reaches_1_is_never_grafted_and_says_so(files
     Image.new("RGB", (48, 32), (255, 0, 0)).save(files / "red.png")  # painted red: luminance 0.299
     code, _, err = run(["edit", files / "source.png", "--model", "demo", "-e", files / "exemplar.png", "-m",
                         files / "red.png", "--steps", 20, "--strength", 0.3, "-o", files / "o.png"], capsys)
-    assert code == 0 and "never reaches full strength (at most 0.299)" in err and "--value 1" in err
+    assert code == 0 and "never reaches full strength (at most 0.299)" in err and "--mode blend" in err
     with pytest.warns(PixelsNote, match="never reaches full strength"):
         Editor.from_pipe(sd_pipe).edit(photo(32, 32), exemplars=[Exemplar(photo(32, 32, seed=3), box_map(value=0.8))],
                                        num_inference_steps=2, seed=1)

@@ -65,7 +65,7 @@ def test_save_and_load_replay_bit_exactly(session, sd_pipe, tmp_path):
     loaded = EditSession.load(folder, Editor.from_pipe(sd_pipe))
     assert np.array_equal(np.asarray(loaded.current), np.asarray(session.current))
     assert loaded.history == session.history
-    with pytest.raises(InputError, match="exists; pass --overwrite"):
+    with pytest.raises(InputError, match="exists; pass overwrite=True"):
         session.save(folder)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["session"]  # no staging folder left behind
 

@@ -13,7 +13,8 @@ from PIL import Image
 
 from pixels import Editor, EditSettings, InputError
 from pixels.cli import build_parser, main
-from pixels.settings import SEED, flag_of, options, spec_key_of
+from pixels.cli.common import flag_of
+from pixels.settings import SEED, options, spec_key_of
 from pixels.spec import EDIT_KEYS
 
 FAST = dict(num_inference_steps=4, guidance_scale=4.0)
@@ -31,7 +32,7 @@ def test_every_setting_has_a_flag_a_spec_key_and_a_record():
         assert flag_of(f.name, option) in flags, f.name
         assert EDIT_KEYS[spec_key_of(f.name, option)] == (f.name, option.kind), f.name
         assert (f.name in EditSettings().record()) == option.recorded, f.name
-    assert SEED.flag in flags and EDIT_KEYS["seed"] == ("seed", SEED.kind)
+    assert flag_of("seed", SEED) in flags and EDIT_KEYS["seed"] == ("seed", SEED.kind)
     # the spec key is the flag's name, so the spec and the command line speak the same words
     steps = next(option for f, option in options() if f.name == "num_inference_steps")
     assert flag_of("num_inference_steps", steps) == "--steps" and spec_key_of("num_inference_steps", steps) == "steps"

@@ -76,9 +76,9 @@ def test_schema_errors_point_at_the_key(tmp_path, data, match):
 
 def test_unparseable_spec_files(tmp_path):
     (tmp_path / "bad.yaml").write_text("edits: [unclosed")
-    with pytest.raises(InputError, match="--spec: cannot parse"):
+    with pytest.raises(InputError, match="^spec: cannot parse"):
         load_spec(tmp_path / "bad.yaml")
-    with pytest.raises(InputError, match="--spec: no such file"):
+    with pytest.raises(InputError, match="^spec: no such file"):
         load_spec(tmp_path / "missing.yaml")
 
 

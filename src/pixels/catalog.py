@@ -15,19 +15,6 @@ class KnownModel:
     note: str = ""
     settings: dict[str, Any] = field(default_factory=dict)  # recommended settings: `pixels edit` defaults
 
-    def flags(self) -> str:
-        """The recommended settings as command-line flags."""
-        return as_flags(self.settings)
-
-
-def as_flags(settings: dict[str, Any]) -> str:
-    """Settings by name as the `pixels edit` flags that set them ("--steps 4 --guidance 0")."""
-    from .settings import flag_of, options
-
-    by_name = {f.name: option for f, option in options()}
-    return " ".join(f"{flag_of(k, by_name[k])} {v:g}" if isinstance(v, float) else f"{flag_of(k, by_name[k])} {v}"
-                    for k, v in settings.items())
-
 
 KNOWN_MODELS: tuple[KnownModel, ...] = (
     KnownModel("demo", "", "pixel", True, "bundled with pixels, offline; small pictures, no prompt",
@@ -94,11 +81,11 @@ def is_cached(repo: str, filename: str = "model_index.json") -> bool:
 
 
 def table() -> list[dict[str, str]]:
-    """One row per known model, with its local availability."""
+    """One row per known model, with its local availability and its recommended settings (by parameter name)."""
     rows = []
     for m in KNOWN_MODELS:
         present = "bundled" if not m.repo else ("cached" if is_cached(m.repo) else "not cached")
         rows.append({"alias": m.alias, "model": m.repo or "(bundled)", "family": m.family,
                      "supported": "yes" if m.supported else "no", "local": present,
-                     "settings": m.flags(), "note": m.note})
+                     "settings": dict(m.settings), "note": m.note})
     return rows

@@ -72,7 +72,7 @@ def check(output: str | Path, *, overwrite: bool = False, settings: DemoSettings
     clashes = [n for n in FILES if os.path.lexists(folder / n)]
     if clashes and not overwrite:
         raise InputError(
-            f"{', '.join(clashes)} already in {str(folder)!r}; pass --overwrite to replace", param="output"
+            f"{', '.join(clashes)} already in {str(folder)!r}; pass overwrite=True to replace them", param="output"
         )
     parent = folder if folder.is_dir() else folder.parent
     if not parent.is_dir():

@@ -391,8 +391,8 @@ def _seed_of(seed: int | None, generator: torch.Generator | None) -> tuple[int, 
 def _out_of_memory(adapter: Adapter, error: BaseException) -> ResourceError:
     return ResourceError(
         f"memory: the edit ran out of memory on {adapter.device.type} ({type(error).__name__}); nothing was"
-        " written. Try crop='auto' (--crop auto), a smaller source, VAE tiling (--vae-tiling), attention slicing"
-        " or, on a GPU, --cpu-offload model"
+        " written. Try crop='auto', a smaller source, MemoryOptions(vae_tiling=True),"
+        " MemoryOptions(attention_slicing=True) or, on a GPU, MemoryOptions(cpu_offload='model')"
     )
 
 

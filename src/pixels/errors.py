@@ -79,5 +79,5 @@ def unsafe_pickle(model: object, param: str | None) -> UnsafeCheckpointError:
     """The refusal of a model whose weights are pickle files only (loading a pickle can run any code)."""
     return UnsafeCheckpointError(
         f"{short(model)} has no .safetensors weights, only pickle files, which can run arbitrary code when loaded;"
-        " convert them, or pass allow_unsafe_pickle=True (--allow-unsafe-pickle) if you trust the source", param=param
+        " convert them, or pass allow_unsafe_pickle=True if you trust the source", param=param
     )

@@ -132,8 +132,7 @@ def prepare_inputs(
                 notes.append(
                     f"exemplars[{k}]: its map never reaches full strength (at most {m.max():.3g}), so in paper mode"
                     " it is never grafted: only pixels of strength exactly 1 take the exemplar. Paint the graft area"
-                    " white (a colour reads as its luminance: pure red is 0.299), use `pixels map ... --value 1`, or"
-                    " mode='blend' (--mode blend)"
+                    " white (a colour reads as its luminance: pure red is 0.299), or use mode='blend'"
                 )
     return Inputs(image, images, maps, combined.astype(np.float64), labels, notes, conditions)
 

@@ -147,7 +147,7 @@ def cost_note(frame: tuple[int, int], native: int) -> str | None:
         return None
     return (f"this edit diffuses {frame[1]}x{frame[0]} pixels, {area / native ** 2:.0f}x the {native}x{native} the"
             " model was trained on: expect a long run, and Ctrl-C to take effect only between two model operations;"
-            " crop='auto' (--crop auto) diffuses only the edited area, with crop_resize='native' at the model's size")
+            " crop='auto' diffuses only the edited area, with crop_resize='native' at the model's size")
 
 
 def _gib(n: float) -> str:
@@ -168,9 +168,9 @@ def check_memory(adapter: Any, frame: tuple[int, int], batch: int, *, crop_frame
         return
     options = []
     if crop_frame is not None and (est := estimate_peak(adapter, crop_frame, batch, tiled)) <= free:
-        options.append(f"--crop auto / crop='auto' (about {_gib(est)})")
+        options.append(f"crop='auto' (about {_gib(est)})")
     if not tiled and (est := estimate_peak(adapter, frame, batch, True)) <= free:
-        options.append(f"--vae-tiling (about {_gib(est)})")
+        options.append(f"vae_tiling=True (about {_gib(est)})")
     scale = (free / need) ** 0.5 * 0.9
     side = (int(frame[1] * scale), int(frame[0] * scale))
     if min(side) >= 8:
@@ -178,5 +178,5 @@ def check_memory(adapter: Any, frame: tuple[int, int], batch: int, *, crop_frame
     raise ResourceError(
         f"memory: this {frame[1]}x{frame[0]} edit needs about {_gib(need)} on {device.type} but {_gib(free)} is"
         f" free; options that would fit: {'; '.join(options) or 'a smaller source'}"
-        " (or --no-memory-check / Limits(check_memory=False) to try anyway)"
+        " (or Limits(check_memory=False) to try anyway)"
     )

@@ -54,14 +54,14 @@ def resolve_device(device: str | torch.device) -> torch.device:
     if kind == "cuda":
         if not torch.cuda.is_available():
             raise InputError(
-                f"{device!r} requested but this PyTorch build sees no CUDA GPU; use --device cpu", param="device"
+                f"{device!r} requested but this PyTorch build sees no CUDA GPU; use device='cpu'", param="device"
             )
         if index is not None and int(index) >= torch.cuda.device_count():
             raise InputError(
                 f"{device!r} requested but only {torch.cuda.device_count()} CUDA GPU(s) are visible", param="device"
             )
     if kind == "mps" and not torch.backends.mps.is_available():
-        raise InputError("'mps' requested but Metal is not available here; use --device cpu", param="device")
+        raise InputError("'mps' requested but Metal is not available here; use device='cpu'", param="device")
     return torch.device(name)
 
 
@@ -83,7 +83,7 @@ def _not_available(model: str, reason: BaseException) -> ModelNotFoundError:
         f" downloaded ({first_line(reason)}).\n"
         f"  - on a machine with network, download it once:  hf download {model}\n"
         f"    (the cache is ~/.cache/huggingface/hub, or $HF_HOME; copy it over for offline use)\n"
-        f"  - or pass --model PATH to a local diffusers folder or a .safetensors checkpoint"
+        f"  - or give the path of a local diffusers folder or of a .safetensors checkpoint as the model"
     )
 
 
@@ -91,8 +91,8 @@ def _read_index(folder: Path, name: str = "model") -> dict:
     index = folder / "model_index.json"
     if not index.is_file():
         raise InputError(
-            f"{str(folder)!r} is a folder but has no model_index.json; point --model at a diffusers"
-            " pipeline folder (as written by save_pretrained) or at a .safetensors checkpoint", param=name
+            f"{str(folder)!r} is a folder but has no model_index.json; give a diffusers"
+            " pipeline folder (as written by save_pretrained) or a .safetensors checkpoint", param=name
         )
     return _parse_index(index, name)
 
@@ -218,7 +218,7 @@ def load_pipeline(
         if path.suffix.lower() in PICKLE_SUFFIXES and not allow_unsafe_pickle:
             raise UnsafeCheckpointError(
                 f"{model!r} is a pickle checkpoint, and loading a pickle can run arbitrary code;"
-                " convert it to .safetensors, or pass --allow-unsafe-pickle if you trust its source", param=name
+                " convert it to .safetensors, or pass allow_unsafe_pickle=True if you trust its source", param=name
             )
         if path.suffix.lower() not in PICKLE_SUFFIXES + (".safetensors",):
             raise InputError(f"{model!r} is neither a .safetensors checkpoint nor a diffusers folder", param=name)
@@ -229,8 +229,8 @@ def load_pipeline(
         except (OSError, ValueError) as error:
             raise ModelNotFoundError(
                 f"could not build a pipeline from {model!r}: {first_line(error)}\n"
-                "  single-file checkpoints need their architecture's diffusers config: pass --config with a"
-                " local diffusers folder (or a cached hub id) of the same family", param=name
+                "  single-file checkpoints need their architecture's diffusers config: pass config='FOLDER' with"
+                " a local diffusers folder (or a cached hub id) of the same family", param=name
             ) from None
         return pipe.to(device)
 

@@ -156,5 +156,5 @@ def _check_finite(finite: list[tuple[int, str, torch.Tensor]], num_steps: int, d
     raise NonFiniteError(
         f"the latents became NaN or infinite at step {i + 1} of {num_steps} ({family} model,"
         f" {str(dtype).removeprefix('torch.')}); nothing was written. Lower the guidance scale,"
-        " or use fp32 (--dtype fp32) or bf16 if half precision overflows"
+        " or use dtype='fp32' (or 'bf16') if half precision overflows"
     )

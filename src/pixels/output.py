@@ -42,7 +42,7 @@ def check_output(path: str | os.PathLike, *, overwrite: bool, inputs: Sequence =
         raise InputError(f"{str(out)!r} is a folder", param=name)
     if os.path.lexists(out) and not overwrite:
         what = "exists (it is also an input)" if any(_same(given, out) for given in inputs) else "exists"
-        raise InputError(f"{str(out)!r} {what}; pass --overwrite to replace it", param=name)
+        raise InputError(f"{str(out)!r} {what}; pass overwrite=True to replace it", param=name)
     check_writable(out.parent, name)
     return out
 

@@ -52,8 +52,8 @@ def make_stages(
                                      **({"regions": regions} if regions else {}))
         if control is not None:
             if adapter.controlnet is None:
-                raise InputError(f"this {adapter.family} model has no ControlNet: load one (load_controlnet,"
-                                 " --controlnet) to use a control", param="control")
+                raise InputError(f"this {adapter.family} model has no ControlNet: load one with"
+                                 " Editor.load_controlnet() to use a control", param="control")
             cond.control = control_input(control[0], control[1], timesteps, 2 if guidance.enabled else 1,
                                          adapter.device, adapter.dtype)
             cond.shared = False  # the control image is per edit
@@ -203,7 +203,7 @@ def finish(prepared: Prepared, latents: torch.Tensor, calls: int) -> tuple[np.nd
     if not bool(torch.isfinite(decoded).all()):
         raise NonFiniteError(
             f"the decoded image has NaN or infinite values ({str(decoded.dtype).removeprefix('torch.')} decoder);"
-            " nothing was written. Use fp32 (--dtype fp32) or bf16 if half precision overflows"
+            " nothing was written. Use dtype='fp32' (or 'bf16') if half precision overflows"
         )
     h, w = prepared.picture
     out = np.array(to_pil(decoded))[:h, :w]

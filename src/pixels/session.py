@@ -284,7 +284,7 @@ def check_folder(folder: str | os.PathLike, *, overwrite: bool, inputs: Sequence
                 " folder (or replace a session pixels saved), never into a folder of other files", param="session"
             )
         if not overwrite:
-            raise InputError(f"{str(out)!r} exists; pass --overwrite to replace it", param="session")
+            raise InputError(f"{str(out)!r} exists; pass overwrite=True to replace it", param="session")
         others = foreign(out)
         if others:
             raise InputError(

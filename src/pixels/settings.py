@@ -1,15 +1,15 @@
 """What one edit is made of: `Exemplar`, `EditSettings` and `EditResult`.
 
 `EditSettings` is the single declaration of every setting: each field carries its default, its help
-text, its command-line flag and its spec-file key (`Option`, in the field's metadata), and is checked
-in `__post_init__`. The `pixels edit` flags, the spec schema and the record a saved session keeps are
-all generated from these fields, so a new setting is one field here plus the code that uses it.
+text and its short name (`Option`, in the field's metadata: the spec-file key, and with dashes the
+command-line flag), and is checked in `__post_init__`. The `pixels edit` flags, the spec schema and the
+record a saved session keeps are all generated from these fields, so a new setting is one field here
+plus the code that uses it.
 """
 
 from __future__ import annotations
 
 import math
-import argparse
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -34,8 +34,8 @@ class Option:
 
     help: str
     kind: str  # the spec schema's type: "string", "integer", "number", "boolean", "... or null"
-    flag: str | None = None  # default: "--" + the field name with dashes; the spec key is the flag's name
-    parse: Callable[[str], Any] | None = None  # the command-line value parser (default from `kind`)
+    key: str | None = None  # the short name (default: the field name): the spec key; with dashes, the flag
+    parse: Callable[[str], Any] | None = None  # reads the value from text, ValueError if it cannot (default: `kind`)
     metavar: str | None = None
     choices: tuple[str, ...] | None = None
     recorded: bool = True  # kept in a saved session's record (False: already applied to what is saved)
@@ -45,7 +45,7 @@ def setting(default: Any, help: str, kind: str, **option: Any) -> Any:
     return field(default=default, metadata={"option": Option(help, kind, **option)})
 
 
-# -- command-line value parsers ----------------------------------------------------------------------
+# -- values from text (command-line flags, CSV cells) ----------------------------------------------------
 def _crop(text: str) -> str | tuple[int, int, int, int]:
     if text == "auto":
         return text
@@ -54,7 +54,7 @@ def _crop(text: str) -> str | tuple[int, int, int, int]:
     except ValueError:
         box = ()
     if len(box) != 4:
-        raise argparse.ArgumentTypeError(f"expected auto or X,Y,W,H integers, got {text!r}")
+        raise ValueError(f"expected auto or X,Y,W,H integers, got {text!r}")
     return box
 
 
@@ -64,22 +64,22 @@ def _crop_resize(text: str) -> int | str:
     try:
         return int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected native or a number of pixels, got {text!r}") from None
+        raise ValueError(f"expected native or a number of pixels, got {text!r}") from None
 
 
 def parse_seed(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
+        raise ValueError(f"expected a non-negative integer, got {text!r}") from None
     if not 0 <= value < 2**64:
-        raise argparse.ArgumentTypeError(f"expected an integer in [0, 2**64), got {text!r}")
+        raise ValueError(f"expected an integer in [0, 2**64), got {text!r}")
     return value
 
 
 # The seed is not a setting (a random one is drawn when it is absent, and a generator may replace it),
 # but it has a flag and a spec key like one, and every saved session records it.
-SEED = Option("random seed (default: random, recorded)", "integer or null", flag="--seed", parse=parse_seed,
+SEED = Option("random seed (default: random, recorded)", "integer or null", key="seed", parse=parse_seed,
               metavar="N")
 
 
@@ -93,7 +93,7 @@ class EditSettings:
         " (the default) uses the model's own unconditional input (zero embeddings for SDXL, a zero image for"
         " Kandinsky 2.2)", "string or null", metavar="TEXT")
     num_inference_steps: int = setting(50, "length of the full schedule, before img2img truncation (default 50)",
-                                       "integer", flag="--steps", metavar="N")
+                                       "integer", key="steps", metavar="N")
     strength: float = setting(
         1.0, "img2img strength in (0, 1]: the share of the schedule that runs, as the model's diffusers img2img"
         " pipeline truncates it (default 1)", "number", metavar="F")
@@ -102,7 +102,7 @@ class EditSettings:
         "number or null", metavar="F")
     guidance_scale: float = setting(
         7.5, "classifier-free guidance scale; <= 1 turns guidance off (default 7.5); Flux dev takes it as an"
-        " embedded scale, Flux schnell ignores it", "number", flag="--guidance", metavar="F")
+        " embedded scale, Flux schnell ignores it", "number", key="guidance", metavar="F")
     scheduler: str | None = setting(
         None, "default (the model's own), " + ", ".join(SCHEDULERS) + " (flow models: default or euler)",
         "string or null", metavar="NAME")
@@ -123,13 +123,13 @@ class EditSettings:
     crop: str | tuple[int, int, int, int] | None = setting(
         None, "diffuse only a box around the edited area and paste it back (faster for small edits)",
         "string or box or null", parse=_crop, metavar="auto|X,Y,W,H")
-    crop_margin: int = setting(32, "context kept around the edited area with --crop auto (default 32)",
+    crop_margin: int = setting(32, "context kept around the edited area when crop is auto (default 32)",
                                "integer", metavar="PX")
     crop_resize: int | str | None = setting(
         None, "diffuse the crop with its longer side at N pixels (native: the model's training size)",
         "string or integer or null", parse=_crop_resize, metavar="N|native")
     switch_at: float | None = setting(
-        None, "with --refiner: fraction of the schedule the base model runs (default 0.8)", "number or null",
+        None, "with a refiner: fraction of the schedule the base model runs (default 0.8)", "number or null",
         metavar="F")
     exemplar_encode: str = setting(
         "full", "full: encode each exemplar whole (the reference, default); region: only around its edited area"
@@ -210,13 +210,9 @@ def options() -> Iterator[tuple[Any, Option]]:
         yield f, f.metadata["option"]
 
 
-def flag_of(name: str, option: Option) -> str:
-    return option.flag or "--" + name.replace("_", "-")
-
-
 def spec_key_of(name: str, option: Option) -> str:
-    """The spec-file key: the flag's name with underscores (`--steps` -> `steps`)."""
-    return flag_of(name, option).removeprefix("--").replace("-", "_")
+    """The short name of a setting: its spec-file key (`num_inference_steps` -> `steps`)."""
+    return option.key or name
 
 
 def make_settings(settings: EditSettings | None = None, **overrides: Any) -> EditSettings:

@@ -223,7 +223,7 @@ def read_document(file: Path, param: str, max_bytes: int) -> Any:
 def load_spec(path: str | Path) -> Spec:
     """Read and validate a YAML or JSON spec file (UTF-8, with or without a byte-order mark)."""
     file = Path(path).expanduser()
-    return parse_spec(read_document(file, "--spec", MAX_SPEC_BYTES), file.parent, name=file.name)
+    return parse_spec(read_document(file, "spec", MAX_SPEC_BYTES), file.parent, name=file.name)
 
 
 def check_settings(settings: dict[str, Any]):

@@ -187,7 +187,7 @@ class Transaction:
         plan = []
         for tmp, target, overwrite in self._staged:
             if os.path.lexists(target) and not overwrite:
-                raise InputError(f"{str(target)!r} exists; pass --overwrite to replace it", param="output")
+                raise InputError(f"{str(target)!r} exists; pass overwrite=True to replace it", param="output")
             aside = temporary_name(target, "old") if os.path.lexists(target) else None
             plan.append((tmp, target, aside))
         folders = sorted({target.parent for _, target, _ in plan})
@@ -242,7 +242,7 @@ def _move_in(tmp: Path, target: Path) -> None:
     try:
         os.link(tmp, target)
     except FileExistsError:
-        raise InputError(f"{str(target)!r} exists; pass --overwrite to replace it", param="output") from None
+        raise InputError(f"{str(target)!r} exists; pass overwrite=True to replace it", param="output") from None
     except OSError as error:  # file systems without hard links
         if error.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK, errno.ENOSYS):
             raise

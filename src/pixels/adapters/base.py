@@ -178,13 +178,13 @@ class Adapter:
         if prompt_images and not self.takes_image_prompts:
             raise InputError(
                 f"this {self.family} model is conditioned on text only; image prompts need a model conditioned on"
-                " image embeddings (Kandinsky 2.2) or an IP-Adapter (SD and SDXL: load_ip_adapter, --ip-adapter)",
+                " image embeddings (Kandinsky 2.2) or an IP-Adapter (SD and SDXL: Editor.load_ip_adapter())",
                 param="prompt_images"
             )
         if regions and not self.masks_image_prompts:
             raise InputError(
                 f"an exemplar's condition needs an IP-Adapter with region masks, which pixels supports for SD 1.x/2.x"
-                f" and SDXL (load one with load_ip_adapter, --ip-adapter); this is a {self.family} model"
+                f" and SDXL (load one with Editor.load_ip_adapter()); this is a {self.family} model"
                 + ("" if self.family in ("sd", "sdxl") else ", which cannot mask image prompts by region"),
                 param="exemplars"
             )

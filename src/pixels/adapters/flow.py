@@ -25,7 +25,7 @@ from ..release import check_steps
 from ..schedulers import scheduler_name
 from .base import Adapter, Conditioning
 
-FLOW_SCHEDULERS = ("default", "euler")  # the --scheduler names that apply to flow-matching models
+FLOW_SCHEDULERS = ("default", "euler")  # the scheduler names that apply to flow-matching models
 
 
 def calculate_shift(config, image_seq_len: int, max_shift: float) -> float:

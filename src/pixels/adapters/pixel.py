@@ -74,8 +74,8 @@ class PixelSpaceAdapter(Adapter):
     ) -> Conditioning:
         if prompt or negative_prompt:
             raise InputError(
-                "this model is unconditional and takes no text; leave --prompt and --negative-prompt"
-                " empty (the exemplars and maps steer the edit)", param="prompt"
+                "this model is unconditional and takes no text; give no prompt and no negative prompt"
+                " (the exemplars and maps steer the edit)", param="prompt"
             )
         return Conditioning(settings={"conditioning": "none (unconditional model)"})
 

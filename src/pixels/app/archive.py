@@ -84,7 +84,7 @@ def unpack(zip_path: str | os.PathLike, folder: Path) -> Path:
     if len(tops) == 1 and (tops[0] / MANIFEST).is_file():
         return tops[0]
     shutil.rmtree(folder, ignore_errors=True)
-    raise InputError("session zip: no manifest.json in it (save a session from the studio or with --save-session)")
+    raise InputError("session zip: no manifest.json in it (save a session from the studio, or with EditSession.save)")
 
 
 __all__ = ["pack", "unpack"]

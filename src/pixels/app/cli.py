@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import sys
 
+from pixels.cli.common import in_flags
 from pixels.errors import InputError
 
 from .server import DEFAULT_HOST, DEFAULT_MEGAPIXELS, DEFAULT_PORT, DEFAULT_QUEUE, DEFAULT_UPLOAD_MB, launch
@@ -53,6 +55,7 @@ def run(args: argparse.Namespace) -> int:
                          ' (from a clone: pip install -e ".[app]")')
     launch(args.model, args.host, args.port, args.auth, args.max_megapixels, device=args.device,
            queue_size=args.queue_size, max_upload_mb=args.max_upload_mb, offline=args.offline,
-           quiet=not getattr(args, "debug", False))
+           quiet=not getattr(args, "debug", False),
+           warn=lambda text: print(f"pixels: warning: {in_flags(text)}", file=sys.stderr))
     return 0
 

@@ -11,6 +11,7 @@ import ipaddress
 import os
 import socket
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -51,26 +52,30 @@ def exposure_warning(host: str, credentials: tuple[str, str] | None) -> str | No
     """What to tell the user when the studio is reachable from other machines without a password."""
     if is_loopback(host) or credentials is not None:
         return None
-    return (f"serving on {host}, reachable from other machines, without --auth: anyone who can reach it can use"
-            " the model; pass --auth USER:PASS")
+    return (f"serving on {host}, reachable from other machines, without a password: anyone who can reach it can"
+            " use the model; give auth='USER:PASS'")
 
 
 def parse_auth(text: str | None) -> tuple[str, str] | None:
-    """--auth USER:PASS as a (user, password) pair; the password may contain colons."""
+    """`auth` 'USER:PASS' as a (user, password) pair; the password may contain colons."""
     if text is None:
         return None
     user, sep, password = text.partition(":")
     if not sep or not user or not password:
-        raise InputError("--auth: expected USER:PASS with both parts non-empty")
+        raise InputError("expected USER:PASS with both parts non-empty", param="auth")
     return user, password
 
 
 def max_pixels(megapixels: float | None) -> int:
-    """--max-megapixels as a pixel count (`pixels.limits.megapixels`), the error naming the flag."""
+    """`max_megapixels` as a pixel count (`pixels.limits.megapixels`), the error naming the parameter."""
     try:
         return limits.megapixels(DEFAULT_MEGAPIXELS if megapixels is None else megapixels)
     except InputError as error:
-        raise InputError(f"--max-megapixels: {error.message}") from None
+        raise InputError(error.message, param="max_megapixels") from None
+
+
+def _print_warning(text: str) -> None:
+    print(f"pixels: warning: {text}", file=sys.stderr)
 
 
 def restore_temp(previous: str | None) -> None:
@@ -117,23 +122,25 @@ def start(
     editor: Editor | None = None,
     offline: bool = False,
     quiet: bool = True,
+    warn: Callable[[str], None] | None = None,
 ) -> Running:
     """Load the model (or use `editor`) and start the studio in a background thread; returns at once.
 
     Binds to `host` (loopback by default; another address without `auth` prints a warning). `port` None
-    (or 0) picks a free one. Stop it with `Running.close()` (also run at interpreter exit)."""
+    (or 0) picks a free one. `warn` receives the warnings (default: printed on stderr). Stop it with
+    `Running.close()` (also run at interpreter exit)."""
     # 1. Check the options before loading anything
     credentials = parse_auth(auth) if isinstance(auth, str) or auth is None else tuple(auth)
     limit = max_pixels(max_megapixels)
     if isinstance(queue_size, bool) or not isinstance(queue_size, int) or not 1 <= queue_size <= 10_000:
-        raise InputError(f"--queue-size: expected an integer in [1, 10000], got {queue_size!r}")
+        raise InputError(f"expected an integer in [1, 10000], got {queue_size!r}", param="queue_size")
     if not isinstance(max_upload_mb, (int, float)) or not 0 < max_upload_mb <= 100_000:
-        raise InputError(f"--max-upload-mb: expected a number in (0, 100000], got {max_upload_mb!r}")
+        raise InputError(f"expected a number in (0, 100000], got {max_upload_mb!r}", param="max_upload_mb")
     if port is not None and (isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535):
-        raise InputError(f"--port: expected an integer in [0, 65535], got {port!r}")
+        raise InputError(f"expected an integer in [0, 65535], got {port!r}", param="port")
     warning = exposure_warning(host, credentials)
     if warning:
-        print(f"pixels: warning: {warning}", file=sys.stderr)
+        (warn or _print_warning)(warning)
 
     if not port:
         port = free_port(host)
@@ -184,7 +191,7 @@ def launch(
     **options: Any,
 ) -> None:
     """Start the studio and serve until interrupted (Ctrl-C), then stop it and remove its files.
-    `options`: those of `start` (device, queue_size, max_upload_mb, editor, offline, quiet)."""
+    `options`: those of `start` (device, queue_size, max_upload_mb, editor, offline, quiet, warn)."""
     running = start(model, host, port, auth, max_megapixels, **options)
     print(f"pixels studio: {running.url} (model {model}; Ctrl-C to stop)", file=sys.stderr)
     try:

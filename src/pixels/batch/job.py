@@ -53,12 +53,12 @@ def find_job(folder: Path, manifest: Path, *, overwrite: bool) -> Job:
         return found
     if found is not None and not overwrite:
         raise InputError(f"{str(folder)!r} holds the results of another job (manifest {found.manifest!r}); give"
-                         " each job its own folder, or pass --overwrite to take this one over", param="output")
+                         " each job its own folder, or pass overwrite=True to take this one over", param="output")
     if found is None and not overwrite:
         unplaced = [name for name in (RESULTS, FAILURES, MARKER) if os.path.lexists(folder / name)]
         if unplaced:
             raise InputError(f"{str(folder)!r} has {', '.join(unplaced)} but no readable job marker ({MARKER}): it"
-                             " was not written by a pixels batch job; give an empty folder, or pass --overwrite to"
+                             " was not written by a pixels batch job; give an empty folder, or pass overwrite=True to"
                              " replace it", param="output")
     return Job(found.id if found is not None else job_id(manifest_key), manifest_key)
 
@@ -122,7 +122,7 @@ def check_outputs(folder: Path, outputs: dict[int, str], job: Job, *, overwrite:
         shown = ", ".join(f"{name!r} (row {number})" for number, name in foreign[:SHOWN])
         more = f" and {len(foreign) - SHOWN} more" if len(foreign) > SHOWN else ""
         raise InputError(f"{len(foreign)} output(s) exist that this job did not write: {shown}{more}; nothing was"
-                         " written. Move them away, name other outputs, or pass --overwrite to replace them",
+                         " written. Move them away, name other outputs, or pass overwrite=True to replace them",
                          param="output")
     return replace
 

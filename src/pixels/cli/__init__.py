@@ -24,7 +24,7 @@ from ..errors import InputError, PixelsError
 from ..files import write_error
 from ..app import cli as app
 from . import batch, demo, edit, evaluate, map, models
-from .common import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_TERMINATED, EXIT_USAGE, Parser, as_flag
+from .common import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_TERMINATED, EXIT_USAGE, Parser, as_flag, in_flags
 
 COMMANDS = (edit, batch, demo, map, evaluate, models, app)  # each adds its subcommand: add_parser(commands, common)
 
@@ -82,7 +82,7 @@ def _quiet_libraries(debug: bool) -> None:
 def _report(error: BaseException, debug: bool) -> int:
     """One line on stderr for a failed command, and its exit code (see `errors`)."""
     if isinstance(error, PixelsError):
-        print(f"pixels: error: {error}", file=sys.stderr)
+        print(f"pixels: error: {in_flags(str(error))}", file=sys.stderr)
         if error.exit_code == EXIT_FAILURE and not debug:
             print("pixels: rerun with --debug to see the traceback", file=sys.stderr)
         return error.exit_code
@@ -122,7 +122,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     warnings.simplefilter("ignore")  # what a user must know is printed as a note
                 return args.run(args)
         except InputError as error:
-            print(f"pixels: error: {as_flag(error) if args.command in ('edit', 'demo') else error}", file=sys.stderr)
+            print(f"pixels: error: {as_flag(error)}", file=sys.stderr)
             return EXIT_USAGE
         except KeyboardInterrupt:
             print("pixels: interrupted; no output was left half-written", file=sys.stderr)

@@ -6,28 +6,89 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+from collections.abc import Callable
+from typing import Any
 
 from ..errors import InputError
-from ..settings import SEED, flag_of, options
+from ..settings import SEED, Option, options, spec_key_of
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 EXIT_PARTIAL = 3  # pixels batch: some rows failed, the others are done
 EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143  # 128 + SIGINT, 128 + SIGTERM
 
+def flag_of(name: str, option: Option) -> str:
+    """The `pixels edit` flag of a setting: its short name with dashes (`num_inference_steps` -> `--steps`)."""
+    return "--" + spec_key_of(name, option).replace("_", "-")
+
+
+def text_type(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    """A library text parser (ValueError on bad text) as an argparse type, its message kept."""
+
+    def read(text: str) -> Any:
+        try:
+            return parse(text)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+
+    read.__name__ = parse.__name__
+    return read
+
+
 # Python parameter -> the flag that sets it, so that library errors read in command-line terms
 PARAMETER_FLAGS = {f.name: flag_of(f.name, option) for f, option in options()} | {
-    "seed": SEED.flag, "strength_map": "--map", "prompt_images": "--prompt-image", "refiner": "--refiner",
+    "seed": flag_of("seed", SEED), "strength_map": "--map", "prompt_images": "--prompt-image", "refiner": "--refiner",
     "device": "--device", "dtype": "--dtype", "cpu_offload": "--cpu-offload", "max_megapixels": "--max-megapixels",
     "control": "--control", "controlnet": "--controlnet", "lora": "--lora", "ip_adapter": "--ip-adapter",
-    "image_encoder": "--image-encoder",
+    "image_encoder": "--image-encoder", "overwrite": "--overwrite", "allow_unsafe_pickle": "--allow-unsafe-pickle",
+    "vae_tiling": "--vae-tiling", "vae_slicing": "--vae-slicing", "attention_slicing": "--attention-slicing",
+    "config": "--config", "model": "--model", "spec": "--spec", "save_session": "--save-session",
+    "auth": "--auth", "port": "--port", "queue_size": "--queue-size", "max_upload_mb": "--max-upload-mb",  # app
 }
+FALSE_FLAGS = {"check_memory": "--no-memory-check"}  # parameters whose flag turns them off
+METHOD_FLAGS = {"Editor.load_controlnet()": "--controlnet", "Editor.load_ip_adapter()": "--ip-adapter",
+                "Editor.load_lora()": "--lora"}  # the methods a flag calls
+# `name=value` in a library message, a Python argument as a caller would write it; `Name(name=value, ...)` a call
+_ARGUMENT = re.compile(r"\b([a-z][a-z0-9_]*)=('[^']*'|True|False|-?\d+(?:\.\d+)?)")
+_CALL = re.compile(r"\b[A-Z]\w*\(([^()]*)\)")
 
 
 def as_flag(error: InputError) -> str:
-    """The error text naming the command-line flag instead of the Python parameter it is about
-    (`num_inference_steps` -> `--steps`, `prompt_images[0]` -> `--prompt-image[0]`); parameters without
-    a flag of their own keep their name."""
-    return str(error) if error.param is None else f"{renamed(error.param, PARAMETER_FLAGS)}: {error.message}"
+    """The error text in command-line terms: the parameter it is about as its flag (`num_inference_steps` ->
+    `--steps`, `prompt_images[0]` -> `--prompt-image[0]`; parameters without a flag keep their name) and
+    the arguments it suggests as flags (`overwrite=True` -> `--overwrite`)."""
+    message = in_flags(error.message)
+    return message if error.param is None else f"{renamed(error.param, PARAMETER_FLAGS)}: {message}"
+
+
+def in_flags(text: str) -> str:
+    """Every Python argument in a library message that a flag sets, written as that flag: `crop='auto'` ->
+    `--crop auto`, `overwrite=True` -> `--overwrite`, `MemoryOptions(vae_tiling=True)` -> `--vae-tiling`,
+    `Limits(check_memory=False)` -> `--no-memory-check`, `Editor.load_lora()` -> `--lora`."""
+
+    def flag(match: re.Match) -> str:
+        name, value = match[1], match[2]
+        if value == "False":
+            return FALSE_FLAGS.get(name, match[0])
+        if name not in PARAMETER_FLAGS:
+            return match[0]
+        return PARAMETER_FLAGS[name] if value == "True" else f"{PARAMETER_FLAGS[name]} {value.strip(chr(39))}"
+
+    def call(match: re.Match) -> str:  # a call whose every argument is a flag: the flags alone
+        arguments = [_ARGUMENT.fullmatch(part.strip()) for part in match[1].split(",")]
+        flags = [flag(a) for a in arguments if a is not None]
+        if None in arguments or any(f.startswith(a[0]) for f, a in zip(flags, arguments)):
+            return match[0]
+        return " ".join(flags)
+
+    for method, flag_text in METHOD_FLAGS.items():
+        text = text.replace(method, flag_text)
+    return _ARGUMENT.sub(flag, _CALL.sub(call, text))
+
+
+def as_flags(settings: dict[str, Any]) -> str:
+    """Settings by name as the `pixels edit` flags that set them ("--steps 4 --guidance 0")."""
+    return " ".join(f"{PARAMETER_FLAGS[k]} {v:g}" if isinstance(v, float) else f"{PARAMETER_FLAGS[k]} {v}"
+                    for k, v in settings.items())
 
 
 def renamed(param: str, names: dict[str, str]) -> str:
@@ -38,7 +99,8 @@ def renamed(param: str, names: dict[str, str]) -> str:
 
 
 def note(text: str) -> None:
-    print(f"pixels: note: {text}", file=sys.stderr)
+    """A note on stderr; the Python arguments a library note suggests read as the flags that set them."""
+    print(f"pixels: note: {in_flags(text)}", file=sys.stderr)
 
 
 def number(text: str) -> float:

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from ..settings import parse_seed
-from .common import EXIT_OK, Progress, number
+from .common import EXIT_OK, Progress, number, text_type
 
 
 def add_parser(commands, common: argparse.ArgumentParser) -> None:
@@ -19,7 +19,7 @@ def add_parser(commands, common: argparse.ArgumentParser) -> None:
     demo.add_argument("-o", "--output", default="pixels-demo", metavar="DIR",
                       help="folder, made if missing (default pixels-demo)")
     demo.add_argument("--overwrite", action="store_true", help="replace the demo's files in DIR")
-    demo.add_argument("--seed", type=parse_seed, default=0, metavar="N", help="random seed (default 0)")
+    demo.add_argument("--seed", type=text_type(parse_seed), default=0, metavar="N", help="random seed (default 0)")
     demo.add_argument("--steps", type=int, default=100, metavar="N", help="schedule length (default 100)")
     demo.add_argument("--strength", type=number, default=0.15, metavar="F", help="img2img strength (default 0.15)")
     demo.add_argument("--device", default="cpu", metavar="auto|cpu|cuda|mps", help="default cpu")

@@ -13,8 +13,8 @@ from pathlib import Path
 
 from ..errors import InputError, PixelsNote
 from ..limits import MAX_PIXELS
-from ..settings import SEED, flag_of, options
-from .common import EXIT_OK, Parser, Progress, note, number, renamed
+from ..settings import SEED, options
+from .common import EXIT_OK, Parser, Progress, as_flags, flag_of, note, number, renamed, text_type
 
 _PLACED = re.compile(r"^(?P<path>.+)@(?P<box>[-+\d.,\s]*,[-+\d.,\s]*)$")  # EXEMPLAR@ then numbers and commas
 
@@ -78,10 +78,12 @@ def add_setting_flags(parser: argparse.ArgumentParser) -> None:
         if option.kind == "boolean":
             group.add_argument(flag_of(f.name, option), action="store_true", **kwargs)
             continue
-        parse = option.parse or {"integer": _integer, "number": number}.get(option.kind.split(" or ")[0], str)
+        parse = text_type(option.parse) if option.parse else \
+            {"integer": _integer, "number": number}.get(option.kind.split(" or ")[0], str)
         group.add_argument(flag_of(f.name, option), type=parse, metavar=None if option.choices else option.metavar,
                            choices=option.choices, **kwargs)
-    group.add_argument(SEED.flag, dest="seed", type=SEED.parse, default=None, metavar=SEED.metavar, help=SEED.help)
+    group.add_argument(flag_of("seed", SEED), dest="seed", type=text_type(SEED.parse), default=None,
+                       metavar=SEED.metavar, help=SEED.help)
 
 
 def add_parser(commands, common: argparse.ArgumentParser) -> None:
@@ -268,8 +270,6 @@ def plan(args: argparse.Namespace):
 
 def _note_recommended(args: argparse.Namespace, defaults: dict, edits: list[dict], given: dict) -> dict:
     """Say which of the model's recommended settings an edit runs with (those nothing else set); return them."""
-    from ..catalog import as_flags
-
     used = {k: v for k, v in defaults.items() if k not in given and any(k not in e for e in edits)}
     if used and not args.quiet:
         note(f"{args.model}: using its recommended settings {as_flags(used)} (`pixels models`; flags override them)")
@@ -279,8 +279,6 @@ def _note_recommended(args: argparse.Namespace, defaults: dict, edits: list[dict
 def recommended_cause(error: InputError, args: argparse.Namespace, k: int) -> InputError:
     """The error of edit `k`, saying so when the setting it is about is one the model recommended and the user
     never set."""
-    from ..catalog import as_flags
-
     used = args.recommended[k]
     if error.param not in used:
         return error

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from .common import EXIT_OK
+from .common import EXIT_OK, as_flags
 
 
 def add_parser(commands, common: argparse.ArgumentParser) -> None:
@@ -23,7 +23,7 @@ def add_parser(commands, common: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..catalog import table
 
-    rows = table()
+    rows = [{**row, "settings": as_flags(row["settings"])} for row in table()]
     if args.json:
         print(json.dumps(rows, indent=2))
         return EXIT_OK
