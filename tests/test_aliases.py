@@ -1,4 +1,4 @@
-"""Short model names: resolution, refusal of families not supported yet, and `pixels models`."""
+"""Short model names: resolution, their families, and `pixels models`."""
 
 from __future__ import annotations
 
@@ -34,19 +34,11 @@ def test_an_uncached_alias_names_the_hub_model(monkeypatch):
         load_pipeline("sdxl-refiner", local_files_only=True, **CPU)
 
 
-def test_unsupported_families_are_refused_up_front(monkeypatch):
-    from pixels.catalog import KnownModel
-
-    monkeypatch.setitem(BY_NAME, "cascade", KnownModel("cascade", "stabilityai/stable-cascade", "cascade", False))
-    with pytest.raises(InputError, match="'cascade' .* does not support yet"):
-        load_pipeline("cascade", **CPU)
-
-
 def test_every_listed_family_has_an_adapter():
     from pixels.adapters import ADAPTERS
 
     families = {adapter.family for adapter in ADAPTERS}
-    assert {m.family for m in BY_NAME.values() if m.supported} <= families
+    assert {m.family for m in BY_NAME.values()} <= families
     assert {"sd", "sdxl", "pixel", "kandinsky", "sd3", "flux"} <= families
 
 
@@ -68,6 +60,6 @@ def test_models_command_reports_the_cache(tmp_path, monkeypatch, capsys):
     assert main(["models", "--json"]) == 0
     rows = {r["alias"]: r for r in json.loads(capsys.readouterr().out)}
     assert rows["sdxl"]["local"] == "cached" and rows["sd15"]["local"] == "not cached"
-    assert rows["demo"]["local"] == "bundled" and rows["flux-schnell"]["supported"] == "yes"
+    assert rows["demo"]["local"] == "bundled" and rows["flux-schnell"]["family"] == "flux"
     assert main(["models"]) == 0
     assert "sdxl-refiner" in capsys.readouterr().out

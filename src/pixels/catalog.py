@@ -11,42 +11,41 @@ class KnownModel:
     alias: str
     repo: str  # hub id ("" for models bundled with pixels)
     family: str
-    supported: bool  # whether this version of pixels can edit with it
     note: str = ""
     settings: dict[str, Any] = field(default_factory=dict)  # recommended settings: `pixels edit` defaults
 
 
 KNOWN_MODELS: tuple[KnownModel, ...] = (
-    KnownModel("demo", "", "pixel", True, "bundled with pixels, offline; small pictures, no prompt",
+    KnownModel("demo", "", "pixel", "bundled with pixels, offline; small pictures, no prompt",
                {"num_inference_steps": 100, "strength": 0.15, "guidance_scale": 1.0}),
-    KnownModel("sd15", "stable-diffusion-v1-5/stable-diffusion-v1-5", "sd", True, "512 px",
+    KnownModel("sd15", "stable-diffusion-v1-5/stable-diffusion-v1-5", "sd", "512 px",
                {"num_inference_steps": 50, "guidance_scale": 7.5}),
-    KnownModel("sd21", "stabilityai/stable-diffusion-2-1", "sd", True, "768 px, v-prediction",
+    KnownModel("sd21", "stabilityai/stable-diffusion-2-1", "sd", "768 px, v-prediction",
                {"num_inference_steps": 50, "guidance_scale": 7.5, "guidance_rescale": 0.7}),
-    KnownModel("sd21-base", "stabilityai/stable-diffusion-2-1-base", "sd", True, "512 px",
+    KnownModel("sd21-base", "stabilityai/stable-diffusion-2-1-base", "sd", "512 px",
                {"num_inference_steps": 50, "guidance_scale": 7.5}),
-    KnownModel("sdxl", "stabilityai/stable-diffusion-xl-base-1.0", "sdxl", True, "1024 px",
+    KnownModel("sdxl", "stabilityai/stable-diffusion-xl-base-1.0", "sdxl", "1024 px",
                {"num_inference_steps": 40, "guidance_scale": 7.0}),
-    KnownModel("sdxl-refiner", "stabilityai/stable-diffusion-xl-refiner-1.0", "sdxl", True,
+    KnownModel("sdxl-refiner", "stabilityai/stable-diffusion-xl-refiner-1.0", "sdxl",
                "the authors' setting", {"denoising_start": 0.6, "num_inference_steps": 100, "guidance_scale": 17.5}),
-    KnownModel("sd15-inpaint", "stable-diffusion-v1-5/stable-diffusion-inpainting", "sd", True, "inpainting UNet",
+    KnownModel("sd15-inpaint", "stable-diffusion-v1-5/stable-diffusion-inpainting", "sd", "inpainting UNet",
                {"num_inference_steps": 50, "guidance_scale": 7.5}),
-    KnownModel("sdxl-inpaint", "diffusers/stable-diffusion-xl-1.0-inpainting-0.1", "sdxl", True, "inpainting UNet",
+    KnownModel("sdxl-inpaint", "diffusers/stable-diffusion-xl-1.0-inpainting-0.1", "sdxl", "inpainting UNet",
                {"num_inference_steps": 40, "guidance_scale": 7.0}),
-    KnownModel("kandinsky22", "kandinsky-community/kandinsky-2-2-decoder", "kandinsky", True,
+    KnownModel("kandinsky22", "kandinsky-community/kandinsky-2-2-decoder", "kandinsky",
                "loads kandinsky-community/kandinsky-2-2-prior too; 768 px",
                {"num_inference_steps": 100, "guidance_scale": 4.0}),
-    KnownModel("kandinsky22-inpaint", "kandinsky-community/kandinsky-2-2-decoder-inpaint", "kandinsky", True,
+    KnownModel("kandinsky22-inpaint", "kandinsky-community/kandinsky-2-2-decoder-inpaint", "kandinsky",
                "inpainting UNet; loads the prior too", {"num_inference_steps": 100, "guidance_scale": 4.0}),
-    KnownModel("sd3", "stabilityai/stable-diffusion-3-medium-diffusers", "sd3", True, "gated",
+    KnownModel("sd3", "stabilityai/stable-diffusion-3-medium-diffusers", "sd3", "gated",
                {"num_inference_steps": 28, "guidance_scale": 7.0}),
-    KnownModel("sd35", "stabilityai/stable-diffusion-3.5-medium", "sd3", True, "gated",
+    KnownModel("sd35", "stabilityai/stable-diffusion-3.5-medium", "sd3", "gated",
                {"num_inference_steps": 40, "guidance_scale": 4.5}),
-    KnownModel("sd35-large", "stabilityai/stable-diffusion-3.5-large", "sd3", True, "gated",
+    KnownModel("sd35-large", "stabilityai/stable-diffusion-3.5-large", "sd3", "gated",
                {"num_inference_steps": 28, "guidance_scale": 3.5}),
-    KnownModel("flux-schnell", "black-forest-labs/FLUX.1-schnell", "flux", True, "",
+    KnownModel("flux-schnell", "black-forest-labs/FLUX.1-schnell", "flux", "",
                {"num_inference_steps": 4, "guidance_scale": 0.0}),
-    KnownModel("flux-dev", "black-forest-labs/FLUX.1-dev", "flux", True, "gated",
+    KnownModel("flux-dev", "black-forest-labs/FLUX.1-dev", "flux", "gated",
                {"num_inference_steps": 28, "guidance_scale": 3.5}),
 )
 BY_NAME = {m.alias: m for m in KNOWN_MODELS}  # short name -> model
@@ -86,6 +85,6 @@ def table() -> list[dict[str, str]]:
     for m in KNOWN_MODELS:
         present = "bundled" if not m.repo else ("cached" if is_cached(m.repo) else "not cached")
         rows.append({"alias": m.alias, "model": m.repo or "(bundled)", "family": m.family,
-                     "supported": "yes" if m.supported else "no", "local": present,
+                     "local": present,
                      "settings": dict(m.settings), "note": m.note})
     return rows

@@ -204,13 +204,7 @@ def load_pipeline(
     model = str(model)
     path = bundled_model(model) or Path(model).expanduser()
     if not path.exists() and model in BY_NAME:  # a short name (a local file or folder of that name wins)
-        known = BY_NAME[model]
-        if not known.supported:
-            raise InputError(
-                f"{model!r} ({known.repo}) is a {known.family} model, which this version of pixels does not"
-                f" support yet; `pixels models` lists the supported ones", param=name
-            )
-        model = known.repo
+        model = BY_NAME[model].repo
         path = Path(model)
     common = {"dtype": torch.float16 if dtype is None else dtype, **(components or {})}
 
