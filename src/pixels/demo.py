@@ -17,6 +17,7 @@ import numpy as np
 from PIL import Image
 
 from . import maps
+from .catalog import BY_NAME
 from .images import load_map
 
 MOON_CENTER = (158.0, 30.0)  # (x, y) in the 192x128 rocket photo: the sky between two towers
@@ -24,10 +25,13 @@ MOON_RADIUS = 12.0  # fully grafted inside this radius...
 FADE_RADIUS = 22.0  # ...fading to the kept sky at this one
 
 
+RECOMMENDED = BY_NAME["demo"].settings  # the demo model's settings, written once, in the catalogue
+
+
 @dataclass(frozen=True)
 class DemoSettings:
-    num_inference_steps: int = 100  # full schedule; strength truncates it (15 steps run)
-    strength: float = 0.15  # low: the small model keeps the exemplar's layout and blends its edge
+    num_inference_steps: int = RECOMMENDED["num_inference_steps"]  # the full schedule; strength truncates it
+    strength: float = RECOMMENDED["strength"]  # low: the small model keeps the exemplar's layout, blends its edge
     seed: int = 0  # fixed, so the demo and its README figures are reproducible
     scheduler: str | None = None  # the model's own (DDIM)
 
@@ -99,7 +103,8 @@ def run(output: str | Path, *, overwrite: bool = False, settings: DemoSettings =
     editor = editor or Editor.from_pretrained("demo", device="cpu")
     result = editor.edit(
         source, exemplars=[Exemplar(exemplar, strength_map=strength)], num_inference_steps=settings.num_inference_steps,
-        strength=settings.strength, seed=settings.seed, scheduler=settings.scheduler, guidance_scale=1.0,
+        strength=settings.strength, seed=settings.seed, scheduler=settings.scheduler,
+        guidance_scale=RECOMMENDED["guidance_scale"],
         on_step=on_step,
     )
     paste = Image.fromarray(naive_paste(source, exemplar, strength >= 1.0))

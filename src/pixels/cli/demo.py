@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..demo import DemoSettings
 from ..settings import parse_seed
 from .common import EXIT_OK, Progress, number, text_type
 
@@ -20,15 +21,17 @@ def add_parser(commands, common: argparse.ArgumentParser) -> None:
                       help="folder, made if missing (default pixels-demo)")
     demo.add_argument("--overwrite", action="store_true", help="replace the demo's files in DIR")
     demo.add_argument("--seed", type=text_type(parse_seed), default=0, metavar="N", help="random seed (default 0)")
-    demo.add_argument("--steps", type=int, default=100, metavar="N", help="schedule length (default 100)")
-    demo.add_argument("--strength", type=number, default=0.15, metavar="F", help="img2img strength (default 0.15)")
+    demo.add_argument("--steps", type=int, default=DemoSettings.num_inference_steps, metavar="N",
+                      help=f"schedule length (default {DemoSettings.num_inference_steps})")
+    demo.add_argument("--strength", type=number, default=DemoSettings.strength, metavar="F",
+                      help=f"img2img strength (default {DemoSettings.strength:g})")
     demo.add_argument("--device", default="cpu", metavar="auto|cpu|cuda|mps", help="default cpu")
     demo.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no report")
     demo.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..demo import DemoSettings, check, run as run_demo
+    from ..demo import check, run as run_demo
     from ..editor import Editor
     from ..loading import resolve_device
 
