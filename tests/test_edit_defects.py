@@ -94,31 +94,38 @@ def test_exemplar_names_with_at_signs_still_work(tmp_path, monkeypatch):
 
 # --- steps that run nothing -----------------------------------------------------------------------------------
 
-def test_steps_that_run_nothing_are_refused_before_loading_with_the_fix():
-    from pixels.settings import EditSettings
-
+def test_steps_that_run_nothing_are_refused_naming_the_fix():
+    editor = Editor.from_pretrained("demo", device="cpu")
+    edit = dict(source=photo(32, 32), strength_map=np.ones((32, 32)), seed=0)
     with pytest.raises(InputError, match=r"^strength: 4 steps at strength 0.15 run int\(4 x 0.15\) = 0 denoising"
                                          r" steps; give at least 7 steps or a strength of at least 0.25$"):
-        EditSettings(num_inference_steps=4, strength=0.15).validate()
-    for steps, strength in ((7, 0.15), (4, 0.25), (10, 0.1), (1, 1.0)):  # the smallest fixes it names run a step
-        EditSettings(num_inference_steps=steps, strength=strength).validate()
-    EditSettings(num_inference_steps=4, strength=0.1, denoising_start=0.5).validate()  # strength is not used
+        editor.edit(**edit, num_inference_steps=4, strength=0.15)
+    for steps, strength in ((7, 0.15), (4, 0.25)):  # the smallest fixes it names run one step
+        assert editor.edit(**edit, num_inference_steps=steps, strength=strength).metadata["steps_run"] == 1
 
 
-def test_recommended_strength_that_runs_nothing_says_it_came_from_the_model(tmp_path, capsys, monkeypatch):
+def test_flow_models_round_their_truncation_otherwise_and_run_those_steps():
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
+    from pixels.adapters.flow import flow_img2img_timesteps
+
+    scheduler = FlowMatchEulerDiscreteScheduler()
+    scheduler.set_timesteps(4)
+    assert len(flow_img2img_timesteps(scheduler, 4, 0.15)) == 1  # int(4 - 0.6) = 3 skipped: one step runs
+
+
+def test_recommended_strength_that_runs_nothing_says_it_came_from_the_model(tmp_path, capsys):
     photo(64, 64).save(tmp_path / "photo.png")
     photo(64, 64, seed=1).save(tmp_path / "ex.png")
     Image.fromarray(np.full((64, 64), 255, np.uint8)).save(tmp_path / "map.png")
     edit = ["edit", tmp_path / "photo.png", "-e", tmp_path / "ex.png", "-m", tmp_path / "map.png", "--model", "demo",
             "-o", tmp_path / "out.png"]
-    monkeypatch.setattr("pixels.editor.load_pipeline", None)  # refused before any model work
     code, _, err = run([*edit, "--steps", "4"], capsys)
     assert code == 2 and not (tmp_path / "out.png").exists()
     assert "--strength: 4 steps at strength 0.15 run int(4 x 0.15) = 0 denoising steps; give at least 7 steps" in err
     assert "(--strength 0.15 is demo's recommended setting, not one you gave" in err
     code, _, err = run([*edit, "--steps", "4", "--strength", "0.1"], capsys)
     assert code == 2 and "strength 0.1 run" in err and "recommended setting, not" not in err  # the user's own value
-    monkeypatch.undo()
     code, _, err = run([*edit, "--steps", "7"], capsys)
     assert code == 0 and (tmp_path / "out.png").exists()  # the fix the message names runs
 

@@ -26,7 +26,7 @@ from .limits import Limits, check_memory
 from .loop import Stage, Surgery, blend_into_source, combine_grafts, denoise, step_kwargs
 from .placement import region_box
 from .release import first_needed_step, to_latent_map
-from .schedulers import skipping_is_exact
+from .schedulers import draws_noise, skipping_is_exact
 from .settings import EditSettings
 
 DEFAULT_SWITCH = 0.8  # base-to-refiner hand-off: the share of the schedule the base model runs
@@ -223,21 +223,9 @@ def finish(prepared: Prepared, latents: torch.Tensor, calls: int) -> tuple[np.nd
 
 
 # -- several edits in one pass --------------------------------------------------------------------------------
-def draws_noise(scheduler, eta: float) -> bool:
-    """Whether a scheduler's steps draw noise (ancestral and stochastic samplers, DDIM with eta > 0): edits
-    batched together would then share draws that each would have made alone, so they are not batched."""
-    name, config = type(scheduler).__name__, scheduler.config
-    if name == "DDIMScheduler":
-        return eta > 0
-    if name == "FlowMatchEulerDiscreteScheduler":
-        return bool(config.get("stochastic_sampling", False))
-    return name in ("EulerAncestralDiscreteScheduler", "DDPMScheduler", "KDPM2AncestralDiscreteScheduler",
-                    "LCMScheduler", "TCDScheduler") or "sde" in str(config.get("algorithm_type", ""))
-
-
 def batch_key(prepared: Prepared) -> tuple | None:
     """What edits sharing model calls must have in common (the same frame, models, timesteps and guidance);
-    None for an edit that must run alone."""
+    None for an edit that must run alone. Edits whose `settings.schedule_key` differs never share one."""
     if not prepared.batchable or any(not s.cond.shared for s in prepared.stages):
         return None
     stages = tuple((id(s.adapter), type(s.scheduler).__name__, _config_key(s.scheduler),

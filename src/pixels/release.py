@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import InputError
-from .settings import no_steps_left
+from .settings import no_steps_left, steps_run
 
 
 def img2img_timesteps(
@@ -29,8 +29,7 @@ def img2img_timesteps(
     scheduler.set_timesteps(num_inference_steps, device=device)
     order = getattr(scheduler, "order", 1)
     if denoising_start is None:
-        init = min(int(num_inference_steps * strength), num_inference_steps)
-        begin = max(num_inference_steps - init, 0) * order
+        begin = (num_inference_steps - steps_run(num_inference_steps, strength)) * order
     else:
         train_steps = scheduler.config.num_train_timesteps
         cutoff = int(round(train_steps - denoising_start * train_steps))

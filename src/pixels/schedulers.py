@@ -97,3 +97,15 @@ def skipping_is_exact(scheduler, eta: float = 0.0) -> bool:
     if name == "FlowMatchEulerDiscreteScheduler":
         return not config.get("stochastic_sampling", False)
     return False
+
+
+def draws_noise(scheduler, eta: float) -> bool:
+    """Whether a scheduler's steps draw noise (ancestral and stochastic samplers, DDIM with eta > 0): edits
+    batched together would then share draws that each would have made alone, so they are not batched."""
+    name, config = type(scheduler).__name__, scheduler.config
+    if name == "DDIMScheduler":
+        return eta > 0
+    if name == "FlowMatchEulerDiscreteScheduler":
+        return bool(config.get("stochastic_sampling", False))
+    return name in ("EulerAncestralDiscreteScheduler", "DDPMScheduler", "KDPM2AncestralDiscreteScheduler",
+                    "LCMScheduler", "TCDScheduler") or "sde" in str(config.get("algorithm_type", ""))

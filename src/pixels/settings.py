@@ -10,7 +10,7 @@ plus the code that uses it.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -158,8 +158,6 @@ class EditSettings:
             raise InputError(f"must lie in (0, 1], got {self.strength!r}", param="strength")
         if self.denoising_start is not None and not 0.0 < number("denoising_start", self.denoising_start) < 1.0:
             raise InputError(f"must lie in (0, 1), got {self.denoising_start!r}", param="denoising_start")
-        if self.denoising_start is None and int(self.num_inference_steps * self.strength) == 0:
-            raise InputError(no_steps_left(self.num_inference_steps, self.strength), param="strength")
         low, high = GUIDANCE_RANGE
         if not low <= number("guidance_scale", self.guidance_scale) <= high:
             raise InputError(f"must lie in [{low:g}, {high:g}], got {self.guidance_scale!r}", param="guidance_scale")
@@ -228,11 +226,28 @@ def make_settings(settings: EditSettings | None = None, **overrides: Any) -> Edi
     return EditSettings(**{**values, **overrides})
 
 
+# the settings that decide an edit's timesteps and guidance: edits that differ in one never share a batch_key
+SCHEDULE_SETTINGS = ("num_inference_steps", "strength", "denoising_start", "guidance_scale", "guidance_rescale",
+                     "scheduler", "eta", "switch_at")
+
+
+def schedule_key(settings: Mapping[str, Any]) -> tuple:
+    """Settings by name as a sortable value, equal for every edit that may share model calls: what
+    `prepare.batch_key` compares, as far as the settings tell it without the model (a batch orders its rows
+    by it)."""
+    return tuple(str(settings.get(name)) for name in SCHEDULE_SETTINGS)
+
+
+def steps_run(num_inference_steps: int, strength: float) -> int:
+    """The img2img truncation, as diffusers' SD/SDXL img2img pipelines make it: an edit of `strength` runs the
+    last int(N * strength) of the N steps of the schedule (with `denoising_start`, the schedule decides)."""
+    return min(int(num_inference_steps * strength), num_inference_steps)
+
+
 def no_steps_left(steps: int, strength: float) -> str:
-    """Why `steps` at `strength` run nothing (img2img runs the last int(steps * strength) steps), and the
-    smallest change of either that runs one."""
+    """Why `steps` at `strength` run nothing, and the smallest change of either that runs one."""
     fewest = math.ceil(1 / strength)
-    while int(fewest * strength) == 0:  # float rounding: 1 / 0.3 * 0.3 may fall short of 1
+    while steps_run(fewest, strength) == 0:  # float rounding: 1 / 0.3 * 0.3 may fall short of 1
         fewest += 1
     weakest = math.ceil(1000 / steps) / 1000
     return (f"{steps} steps at strength {strength:g} run int({steps} x {strength:g}) = 0 denoising steps;"

@@ -27,6 +27,7 @@ from pixels import InputError, maps
 from pixels.images import _LUMA as LUMA  # ITU-R 601, as Pillow's "L" conversion and pixels' map reader
 from pixels.images import MAP_SNAP  # gray levels this close to black or white count as exactly 0 or 1
 from pixels.release import keep_mask
+from pixels.settings import steps_run
 
 TINT = (255, 40, 40)  # the colour the base map is shown in on the canvas and in the overlay
 RELEASED_TINT = (40, 230, 90)  # released pixels in the release preview
@@ -130,10 +131,9 @@ def overlay_preview(photo: Image.Image, strength: np.ndarray) -> Image.Image:
 
 
 def schedule_steps(num_inference_steps: int, strength: float) -> int:
-    """K, the number of denoising steps an edit runs: diffusers' img2img truncation int(N * strength), as
-    `pixels.release.img2img_timesteps` makes it (which needs the model's scheduler; at least 1 here, where
+    """K, the number of denoising steps an edit runs (`pixels.settings.steps_run`; at least 1 here, where
     the edit itself refuses a schedule of no step)."""
-    return max(1, min(int(num_inference_steps * strength), num_inference_steps))
+    return max(1, steps_run(num_inference_steps, strength))
 
 
 def released(strength: np.ndarray, step: int, num_steps: int) -> np.ndarray:

@@ -19,15 +19,11 @@ from .. import __version__
 from ..errors import InputError, PixelsError, short
 from ..files import check_writable
 from ..output import image_writer
+from ..settings import schedule_key
 from ..transaction import atomic_write, recover
 from .job import FolderLock, Job, check_outputs, find_job, write_marker
 from .manifest import Row, in_row, load_rows, row_hash, row_seed
 from .results import append_result, done_record, read_results, record, write_failures, write_results
-
-# the settings that decide a schedule: rows sharing them can share model calls (Editor.edit_batch)
-SCHEDULE_KEYS = ("num_inference_steps", "strength", "denoising_start", "guidance_scale", "guidance_rescale",
-                 "scheduler", "eta", "switch_at")
-
 
 def identity(model: str, device: str = "cpu", dtype: str = "auto", threads: int | None = None) -> dict[str, Any]:
     """What of the engine a result depends on, for the settings hash: the model (a local one by its resolved
@@ -164,7 +160,7 @@ def _check_inputs_are_not_outputs(rows: Sequence[Row], folder: Path, manifest: P
 
 def _schedule(row: Row) -> tuple:
     assert row.edit is not None
-    return tuple(str(row.edit.settings.get(k)) for k in SCHEDULE_KEYS)
+    return schedule_key(row.edit.settings)
 
 
 def process(editor, rows: Sequence[Row], hashes: dict[int, str], destination: Destination, *,

@@ -439,8 +439,13 @@ def run(args: argparse.Namespace) -> int:
         session = EditSession(editor, checked[0].source)
         for k, edit in enumerate(spec.edits):
             before = session.current
-            with progress:
-                result = session.apply(edit.exemplars, edit.strength_map, on_step=progress.update, **edit.settings)
+            try:
+                with progress:
+                    result = session.apply(edit.exemplars, edit.strength_map, on_step=progress.update,
+                                           **edit.settings)
+            except InputError as error:  # what only the model can tell (its schedule, its conditioning)
+                error = recommended_cause(error, args, k)
+                raise (spec_error(error, k, args.spec) if from_spec else error) from None
             result.metadata["source"] = str(spec.source) if k == 0 else f"result of edits[{k - 1}]"
             if len(spec.edits) > 1 and not args.quiet:
                 md = result.metadata
