@@ -226,3 +226,23 @@ def test_contact_sheet_and_text_only_region_in_one_pass(sd_folder, files, capsys
         assert image.width > 3 * 200  # source, map, exemplar and result tiles side by side
     code, _, stderr = run(edit_args(sd_folder, source, tmp / "c.png", "--contact-sheet", tmp / "c.png"), capsys)
     assert code == 2 and "--contact-sheet: must differ" in stderr
+
+
+def test_every_command_that_loads_a_model_has_the_same_model_flags():
+    from pixels.cli import build_parser
+
+    commands = next(a for a in build_parser()._actions if a.dest == "command").choices
+    shared = ("--model", "--device", "--dtype", "--allow-unsafe-pickle", "--offline")
+
+    def flags(name):
+        return {option: (action.help, action.default) for action in commands[name]._actions
+                for option in action.option_strings if option in shared}
+
+    edit = flags("edit")
+    assert set(edit) == set(shared)
+    assert flags("batch") == edit
+    app = flags("app")  # the studio loads the bundled demo model unless told otherwise
+    assert set(app) == set(shared) and app["--model"][1] == "demo"
+    assert {k: v for k, v in app.items() if k != "--model"} == {k: v for k, v in edit.items() if k != "--model"}
+    args = build_parser().parse_args(["app", "--dtype", "fp32", "--allow-unsafe-pickle"])
+    assert (args.model, args.dtype, args.allow_unsafe_pickle) == ("demo", "fp32", True)

@@ -12,7 +12,7 @@ import argparse
 import importlib.util
 import sys
 
-from pixels.cli.common import in_flags
+from pixels.cli.common import add_model_flags, in_flags
 from pixels.errors import InputError
 
 from .server import DEFAULT_HOST, DEFAULT_MEGAPIXELS, DEFAULT_PORT, DEFAULT_QUEUE, DEFAULT_UPLOAD_MB, launch
@@ -29,8 +29,8 @@ def add_parser(commands, common) -> None:
                     " otherwise.",
         epilog="Example: pixels app --model demo   (then open http://127.0.0.1:7860)",
     )
-    parser.add_argument("--model", default="demo", metavar="demo|ID|PATH",
-                        help="the model every edit uses, loaded once (default: the bundled demo model)")
+    add_model_flags(parser, default="demo",
+                    model_help="the model every edit uses, loaded once (default: the bundled demo model)")
     parser.add_argument("--host", default=DEFAULT_HOST,
                         help=f"address to serve on (default {DEFAULT_HOST}: this machine only; 0.0.0.0: every"
                              " network, use with --auth)")
@@ -43,8 +43,6 @@ def add_parser(commands, common) -> None:
     parser.add_argument("--queue-size", type=int, default=DEFAULT_QUEUE, metavar="N",
                         help="edits that may wait while one runs; more are told to try again"
                              f" (default {DEFAULT_QUEUE})")
-    parser.add_argument("--device", default="auto", metavar="auto|cpu|cuda|mps", help="default auto")
-    parser.add_argument("--offline", action="store_true", help="never contact the hub for the model")
     parser.set_defaults(run=run)
 
 
@@ -53,7 +51,8 @@ def run(args: argparse.Namespace) -> int:
     if importlib.util.find_spec("gradio") is None:
         raise InputError('app: the studio needs Gradio; install it with: pip install "pixels[app]"'
                          ' (from a clone: pip install -e ".[app]")')
-    launch(args.model, args.host, args.port, args.auth, args.max_megapixels, device=args.device,
+    launch(args.model, args.host, args.port, args.auth, args.max_megapixels, device=args.device, dtype=args.dtype,
+           allow_unsafe_pickle=args.allow_unsafe_pickle,
            queue_size=args.queue_size, max_upload_mb=args.max_upload_mb, offline=args.offline,
            quiet=not getattr(args, "debug", False),
            warn=lambda text: print(f"pixels: warning: {in_flags(text)}", file=sys.stderr))

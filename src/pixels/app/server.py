@@ -117,6 +117,8 @@ def start(
     max_megapixels: float | None = None,
     *,
     device: str = "auto",
+    dtype: str = "auto",
+    allow_unsafe_pickle: bool = False,
     queue_size: int = DEFAULT_QUEUE,
     max_upload_mb: float = DEFAULT_UPLOAD_MB,
     editor: Editor | None = None,
@@ -153,7 +155,8 @@ def start(
     if offline:
         os.environ["HF_HUB_OFFLINE"] = "1"
     if editor is None:
-        editor = Editor.from_pretrained(model, device=device, limits=Limits(max_pixels=limit),
+        editor = Editor.from_pretrained(model, device=device, dtype=dtype, limits=Limits(max_pixels=limit),
+                                        allow_unsafe_pickle=allow_unsafe_pickle,
                                         local_files_only=True if offline else None)
     elif max_megapixels is not None:  # a given editor keeps its own limits unless told otherwise
         editor.limits = Limits(max_pixels=limit, check_memory=editor.limits.check_memory)
@@ -191,7 +194,8 @@ def launch(
     **options: Any,
 ) -> None:
     """Start the studio and serve until interrupted (Ctrl-C), then stop it and remove its files.
-    `options`: those of `start` (device, queue_size, max_upload_mb, editor, offline, quiet, warn)."""
+    `options`: those of `start` (device, dtype, allow_unsafe_pickle, queue_size, max_upload_mb, editor,
+    offline, quiet, warn)."""
     running = start(model, host, port, auth, max_megapixels, **options)
     print(f"pixels studio: {running.url} (model {model}; Ctrl-C to stop)", file=sys.stderr)
     try:

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import InputError
-from .common import EXIT_OK, EXIT_PARTIAL, Progress, note, number
+from .common import EXIT_OK, EXIT_PARTIAL, Progress, add_model_flags, note, number
 
 
 def _at_least(low: int) -> Callable[[str], int]:
@@ -40,8 +40,7 @@ def add_parser(commands, common: argparse.ArgumentParser) -> None:
     batch.add_argument("manifest", metavar="MANIFEST", help="rows of edits: .jsonl, .csv, .yaml or .json")
     batch.add_argument("-o", "--output", required=True, metavar="OUTDIR",
                        help="folder for the results (made if missing; its parent must exist)")
-    batch.add_argument("--model", required=True, metavar="ID|PATH",
-                       help="short name (pixels models), hub id, local diffusers folder or .safetensors checkpoint")
+    add_model_flags(batch)
     batch.add_argument("--overwrite", action="store_true",
                        help="replace files in OUTDIR that this job did not write, and take over another job's"
                             " folder (default: refuse before any work)")
@@ -58,10 +57,6 @@ def add_parser(commands, common: argparse.ArgumentParser) -> None:
                        help="with --engine ray: GPUs each worker reserves (default 0)")
     batch.add_argument("--retries", type=_at_least(0), default=1, metavar="N",
                        help="run a row that failed while running (not for bad input) again up to N times (default 1)")
-    batch.add_argument("--device", default="auto", metavar="auto|cpu|cuda|mps", help="default auto")
-    batch.add_argument("--dtype", default="auto", metavar="auto|fp32|fp16|bf16", help="default auto")
-    batch.add_argument("--allow-unsafe-pickle", action="store_true", help="allow pickle weights (they can run code)")
-    batch.add_argument("--offline", action="store_true", help="never contact the hub")
     batch.add_argument("--log-every", type=number, default=30.0, metavar="SECONDS",
                        help="off a terminal, a progress line at most this often (default 30)")
     batch.add_argument("-q", "--quiet", action="store_true", help="no progress and no summary")

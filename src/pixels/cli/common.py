@@ -98,6 +98,22 @@ def renamed(param: str, names: dict[str, str]) -> str:
     return names.get(root, root) + param[len(root):]
 
 
+def add_model_flags(parser, *, default: str | None = None, model_help: str | None = None) -> None:
+    """The flags that say which model to load and how, the same for every command that loads one: --model
+    (required unless it has a `default`), --device, --dtype, --allow-unsafe-pickle and --offline."""
+    parser.add_argument("--model", required=default is None, default=default,
+                        metavar="ID|PATH" if default is None else f"{default}|ID|PATH",
+                        help=model_help or "short name (pixels models), hub id, local diffusers folder or a single"
+                                           " .safetensors checkpoint")
+    parser.add_argument("--device", default="auto", metavar="auto|cpu|cuda|mps", help="default auto")
+    parser.add_argument("--dtype", default="auto", metavar="auto|fp32|fp16|bf16",
+                        help="default auto: fp16 on GPUs (bf16 for SD3 and Flux), fp32 on the CPU")
+    parser.add_argument("--allow-unsafe-pickle", action="store_true",
+                        help="allow .ckpt/.bin pickle weights (they can run code: only for sources you trust)")
+    parser.add_argument("--offline", action="store_true",
+                        help="never contact the hub; use only local files and the cache (as HF_HUB_OFFLINE=1)")
+
+
 def note(text: str) -> None:
     """A note on stderr; the Python arguments a library note suggests read as the flags that set them."""
     print(f"pixels: note: {in_flags(text)}", file=sys.stderr)

@@ -14,7 +14,7 @@ from pathlib import Path
 from ..errors import InputError, PixelsNote
 from ..limits import MAX_PIXELS
 from ..settings import SEED, options
-from .common import EXIT_OK, Parser, Progress, as_flags, flag_of, note, number, renamed, text_type
+from .common import EXIT_OK, Parser, Progress, add_model_flags, as_flags, flag_of, note, number, renamed, text_type
 
 _PLACED = re.compile(r"^(?P<path>.+)@(?P<box>[-+\d.,\s]*,[-+\d.,\s]*)$")  # EXEMPLAR@ then numbers and commas
 
@@ -119,21 +119,12 @@ def add_parser(commands, common: argparse.ArgumentParser) -> None:
                            " (models conditioned on image embeddings: Kandinsky 2.2)")
     add_setting_flags(edit)
     model = edit.add_argument_group("model")
-    model.add_argument("--model", required=True, metavar="ID|PATH",
-                       help="short name (pixels models), hub id, local diffusers folder, or a single .safetensors"
-                            " checkpoint")
+    add_model_flags(model)
     model.add_argument("--config", metavar="ID|PATH",
                        help="diffusers config (folder or hub id) for a single-file checkpoint")
     model.add_argument("--refiner", metavar="ID|PATH",
                        help="a second model for the end of the schedule (SDXL refiner); one release schedule spans"
                             " both")
-    model.add_argument("--device", default="auto", metavar="auto|cpu|cuda|mps", help="default auto")
-    model.add_argument("--dtype", default="auto", metavar="auto|fp32|fp16|bf16",
-                       help="default auto: fp16 on GPUs (bf16 for SD3 and Flux), fp32 on the CPU")
-    model.add_argument("--allow-unsafe-pickle", action="store_true",
-                       help="allow .ckpt/.bin pickle weights (they can run code: only for sources you trust)")
-    model.add_argument("--offline", action="store_true",
-                       help="never contact the hub; use only local files and the cache (as HF_HUB_OFFLINE=1)")
     extensions = edit.add_argument_group("LoRA, IP-Adapter and ControlNet (SD 1.x/2.x and SDXL)")
     extensions.add_argument("--lora", dest="loras", action="append", default=[], metavar="ID|PATH[:SCALE]",
                             help="a LoRA (hub id, folder or .safetensors file) at SCALE (default 1); repeat for"
