@@ -170,7 +170,7 @@ def check_memory(adapter: Any, frame: tuple[int, int], batch: int, *, crop_frame
     if crop_frame is not None and (est := estimate_peak(adapter, crop_frame, batch, tiled)) <= free:
         options.append(f"crop='auto' (about {_gib(est)})")
     if not tiled and (est := estimate_peak(adapter, frame, batch, True)) <= free:
-        options.append(f"vae_tiling=True (about {_gib(est)})")
+        options.append(f"MemoryOptions(vae_tiling=True) (about {_gib(est)})")
     scale = (free / need) ** 0.5 * 0.9
     side = (int(frame[1] * scale), int(frame[0] * scale))
     if min(side) >= 8:
