@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from pixels.cli import main
-from pixels.errors import InputError, ModelNotFoundError
+from pixels.errors import ModelNotFoundError
 from pixels.loading import load_pipeline
 from pixels.catalog import BY_NAME, is_cached, resolve_alias
 

@@ -49,7 +49,7 @@ def make_stages(
         guidance = replace(adapter.guidance(settings.guidance_scale, sched), rescale=settings.guidance_rescale)
         adapter.check_prompt_images(image_prompts, regions)
         cond = adapter.encode_prompt(settings.prompt, settings.negative_prompt, guidance, frame, image_prompts,
-                                     **({"regions": regions} if regions else {}))
+                                     regions)
         if control is not None:
             if adapter.controlnet is None:
                 raise InputError(f"this {adapter.family} model has no ControlNet: load one with"

@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
-from PIL import Image
 
 from ..errors import InputError
 from ..guidance import ClassifierFreeGuidance
@@ -144,10 +143,13 @@ class Adapter:
 
     def encode_prompt(
         self, prompt: str, negative_prompt: str | None, guidance: ClassifierFreeGuidance, image_size: tuple[int, int],
-        prompt_images: Sequence[tuple[Image.Image, float]] = (),
+        prompt_images: Sequence = (), regions: Sequence = (), generator: torch.Generator | None = None,
     ) -> Conditioning:
-        """image_size: (H, W) in pixels of the frame being denoised. prompt_images: (image, weight) pairs
-        mixed into the conditioning, for families conditioned on image embeddings (Kandinsky)."""
+        """The same signature for every family. image_size: (H, W) in pixels of the frame being denoised.
+        prompt_images: (image, weight) pairs mixed into the conditioning (Kandinsky's image embeddings, or an
+        IP-Adapter); regions: (image, weight, (H, W) map) image prompts masked to a region (an IP-Adapter's
+        masks; `check_prompt_images` refuses them where the family cannot mask); generator: the random draws
+        of a conditioning that makes any (Kandinsky's prior), None for a fixed seed."""
         raise NotImplementedError
 
     def ignores_guidance(self, guidance: ClassifierFreeGuidance) -> bool:

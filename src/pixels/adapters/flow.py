@@ -201,7 +201,7 @@ class StableDiffusion3Adapter(FlowMatchingAdapter):
     @torch.no_grad()
     def encode_prompt(
         self, prompt: str, negative_prompt: str | None, guidance: ClassifierFreeGuidance, image_size: tuple[int, int],
-        prompt_images: Sequence = (),
+        prompt_images: Sequence = (), regions: Sequence = (), generator: torch.Generator | None = None,
     ) -> Conditioning:
         embeds, negative, pooled, negative_pooled = self.pipe.encode_prompt(
             prompt=prompt, prompt_2=None, prompt_3=None, device=self.device, num_images_per_prompt=1,
@@ -255,7 +255,7 @@ class FluxAdapter(FlowMatchingAdapter):
     @torch.no_grad()
     def encode_prompt(
         self, prompt: str, negative_prompt: str | None, guidance: ClassifierFreeGuidance, image_size: tuple[int, int],
-        prompt_images: Sequence = (),
+        prompt_images: Sequence = (), regions: Sequence = (), generator: torch.Generator | None = None,
     ) -> Conditioning:
         if negative_prompt:
             raise InputError(

@@ -187,7 +187,7 @@ class KandinskyV22Adapter(Adapter):
     @torch.no_grad()
     def encode_prompt(
         self, prompt: str, negative_prompt: str | None, guidance: ClassifierFreeGuidance, image_size: tuple[int, int],
-        prompt_images: Sequence[tuple[Image.Image, float]] = (), generator: torch.Generator | None = None,
+        prompt_images: Sequence = (), regions: Sequence = (), generator: torch.Generator | None = None,
     ) -> Conditioning:
         """Image embeddings: the prior's embedding of the prompt (weight 1; of the empty prompt when there is
         neither text nor image prompts) plus each prompt image's CLIP embedding times its weight.

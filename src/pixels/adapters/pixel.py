@@ -70,7 +70,7 @@ class PixelSpaceAdapter(Adapter):
 
     def encode_prompt(
         self, prompt: str, negative_prompt: str | None, guidance: ClassifierFreeGuidance, image_size: tuple[int, int],
-        prompt_images: Sequence = (),
+        prompt_images: Sequence = (), regions: Sequence = (), generator: torch.Generator | None = None,
     ) -> Conditioning:
         if prompt or negative_prompt:
             raise InputError(

@@ -73,7 +73,7 @@ class StableDiffusionAdapter(Adapter):
     @torch.no_grad()
     def encode_prompt(
         self, prompt: str, negative_prompt: str | None, guidance: ClassifierFreeGuidance, image_size: tuple[int, int],
-        prompt_images: Sequence = (), regions: Sequence = (),
+        prompt_images: Sequence = (), regions: Sequence = (), generator: torch.Generator | None = None,
     ) -> Conditioning:
         embeds, negative = self.pipe.encode_prompt(
             prompt, self.device, 1, guidance.enabled, negative_prompt

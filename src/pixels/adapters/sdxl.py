@@ -30,7 +30,7 @@ class StableDiffusionXLAdapter(StableDiffusionAdapter):
     @torch.no_grad()
     def encode_prompt(
         self, prompt: str, negative_prompt: str | None, guidance: ClassifierFreeGuidance, image_size: tuple[int, int],
-        prompt_images: Sequence = (), regions: Sequence = (),
+        prompt_images: Sequence = (), regions: Sequence = (), generator: torch.Generator | None = None,
     ) -> Conditioning:
         pipe = self.pipe
         embeds, negative, pooled, negative_pooled = pipe.encode_prompt(
