@@ -185,20 +185,27 @@ def test_bad_exemplar_slots_are_refused_naming_the_field(slot, message):
 
 # -- settings ---------------------------------------------------------------------------------------------
 def test_recommended_settings_follow_the_model():
-    demo = recommended("demo", "pixel")
-    assert demo.steps == 100 and 0.15 <= demo.strength <= 0.3 and demo.guidance <= 1.0  # unguided, 15-30 steps
-    schnell = recommended("flux-schnell", "flux")
+    from pixels.adapters.flow import FluxAdapter
+    from pixels.adapters.pixel import PixelSpaceAdapter
+    from pixels.adapters.sd import StableDiffusionAdapter
+    from pixels.catalog import BY_NAME
+
+    demo = recommended("demo", PixelSpaceAdapter)
+    assert (demo.steps, demo.strength, demo.guidance) == (100, 0.15, 1.0) == tuple(BY_NAME["demo"].settings.values())
+    other = recommended("my/ddpm", PixelSpaceAdapter)  # a pixel-space model not catalogued: its family's settings
+    assert other.steps == 100 and 0.15 <= other.strength <= 0.3 and other.guidance <= 1
+    schnell = recommended("flux-schnell", FluxAdapter)
     assert (schnell.steps, schnell.guidance) == (4, 0.0)
-    assert recommended("some/unknown-model", "sd").steps == 50
+    assert recommended("some/unknown-model", StableDiffusionAdapter).steps == 50
 
 
 def test_recommended_settings_without_a_studio_field_reach_the_edit():
     for name in ("sd21", "stabilityai/stable-diffusion-2-1"):  # its short name or its hub id
-        sd21 = recommended(name, "sd")
+        sd21 = recommended(name)
         assert sd21.steps == 50 and edit_kwargs(sd21, takes_prompt=True)["guidance_rescale"] == 0.7
-    refiner = edit_kwargs(recommended("sdxl-refiner", "sdxl"), takes_prompt=True)
+    refiner = edit_kwargs(recommended("sdxl-refiner"), takes_prompt=True)
     assert refiner["denoising_start"] == 0.6 and refiner["num_inference_steps"] == 100
-    plain = edit_kwargs(recommended("sd15", "sd"), takes_prompt=True)
+    plain = edit_kwargs(recommended("sd15"), takes_prompt=True)
     assert "guidance_rescale" not in plain and "denoising_start" not in plain
 
 

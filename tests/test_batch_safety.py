@@ -123,7 +123,7 @@ def test_how_a_path_is_written_does_not_matter(folder):
 
 
 def test_the_engine_is_part_of_what_makes_a_row_done(folder):
-    from pixels.cli.edit import recommended
+    from pixels.catalog import recommended
 
     manifest = rows_jsonl(folder, good_rows(2))
     out = folder / "out"

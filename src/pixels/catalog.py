@@ -64,6 +64,14 @@ def known(model: str, *, by_repo: bool = False) -> KnownModel | None:
     return entry
 
 
+def recommended(model: str, adapter: Any = None) -> dict[str, Any]:
+    """The settings (by `EditSettings` name) a model works well with, the same for every front end: those the
+    catalogue records for a known model (short name or hub id) over those of its family's adapter
+    (`Adapter.recommended`, when the family is known: after loading) over nothing (pixels' defaults)."""
+    entry = known(model, by_repo=True)
+    return {**getattr(adapter, "recommended", {}), **(entry.settings if entry is not None else {})}
+
+
 def resolve_alias(model: str) -> str:
     """The hub id behind a short name (unchanged for anything else, including "demo")."""
     known = BY_NAME.get(model)

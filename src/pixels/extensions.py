@@ -9,8 +9,6 @@ from typing import Any
 from .errors import InputError, ModelNotFoundError, UnsafeCheckpointError, first_line, short, unsafe_pickle
 from .limits import finite
 
-IP_ADAPTER_FAMILIES = ("sd", "sdxl")  # diffusers' IP-Adapter with attention masks
-CONTROLNET_FAMILIES = ("sd", "sdxl")
 
 
 def _failed(what: str, model: Any, error: BaseException, param: str) -> InputError:
@@ -22,8 +20,12 @@ def _failed(what: str, model: Any, error: BaseException, param: str) -> InputErr
         f" `hf download {model}` on a machine with network, or give a local folder or file", param=param)
 
 
-def _check_family(adapter, families: tuple[str, ...], what: str, param: str) -> None:
-    if adapter.family not in families:
+def _check_family(adapter, takes: str, what: str, param: str) -> None:
+    """Refuse an extension the adapter's family cannot take (`takes`: the adapter attribute that says so)."""
+    from .adapters import ADAPTERS
+
+    if not getattr(adapter, takes):
+        families = sorted({a.family for a in ADAPTERS if getattr(a, takes)})
         raise InputError(f"{what} is supported for {' and '.join(f.upper() for f in families)} models; this is a"
                          f" {adapter.family} model", param=param)
 
@@ -64,7 +66,7 @@ def load_ip_adapter(adapter, model: str, *, weight_name: str, subfolder: str = "
     else the `image_encoder` folder beside the weights, as diffusers looks for it; safetensors only."""
     from transformers import CLIPVisionModelWithProjection
 
-    _check_family(adapter, IP_ADAPTER_FAMILIES, "An IP-Adapter", "ip_adapter")
+    _check_family(adapter, "takes_ip_adapter", "An IP-Adapter", "ip_adapter")
     if not weight_name.endswith(".safetensors") and not allow_unsafe_pickle:
         raise UnsafeCheckpointError(f"{short(weight_name)} is a pickle file, which can run arbitrary code when"
                                     " loaded; use the .safetensors weights of the IP-Adapter or allow pickles",
@@ -92,7 +94,7 @@ def load_controlnet(adapter, model: Any, *, allow_unsafe_pickle: bool = False,
     """Attach a ControlNet (a hub id, a folder, or a loaded ControlNetModel) to the adapter's model call."""
     from diffusers import ControlNetModel
 
-    _check_family(adapter, CONTROLNET_FAMILIES, "ControlNet", "controlnet")
+    _check_family(adapter, "takes_controlnet", "ControlNet", "controlnet")
     if isinstance(model, ControlNetModel):
         net = model
     else:

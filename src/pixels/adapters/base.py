@@ -36,6 +36,10 @@ class Adapter:
     load_kwargs: ClassVar[dict[str, Any]] = {}  # extra `from_pretrained` arguments for this family
     preferred_dtype: ClassVar[torch.dtype] = torch.float16  # on GPUs with dtype "auto"
     takes_image_prompts: ClassVar[bool] = False  # `encode_prompt` uses prompt_images (image-embedding models)
+    takes_text: ClassVar[bool] = True  # False: an unconditional model, which refuses prompts
+    takes_ip_adapter: ClassVar[bool] = False  # diffusers' IP-Adapter with attention masks can be loaded into it
+    takes_controlnet: ClassVar[bool] = False  # a ControlNet can be attached to its model call
+    recommended: ClassVar[dict[str, Any]] = {}  # settings (EditSettings names) for models the catalogue lacks
     hands_over: ClassVar[bool] = True  # can share a schedule with a refiner (denoising_end / denoising_start)
     shared_with_refiner: ClassVar[tuple[str, ...]] = ("vae",)  # components a refiner reuses instead of loading
     unbatched_conditions: ClassVar[tuple[str, ...]] = ()  # denoiser arguments shared by a batch, not per edit
@@ -187,7 +191,7 @@ class Adapter:
             raise InputError(
                 f"an exemplar's condition needs an IP-Adapter with region masks, which pixels supports for SD 1.x/2.x"
                 f" and SDXL (load one with Editor.load_ip_adapter()); this is a {self.family} model"
-                + ("" if self.family in ("sd", "sdxl") else ", which cannot mask image prompts by region"),
+                + ("" if self.takes_ip_adapter else ", which cannot mask image prompts by region"),
                 param="exemplars"
             )
 

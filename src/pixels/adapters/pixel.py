@@ -18,6 +18,9 @@ from .base import Adapter, Conditioning
 class PixelSpaceAdapter(Adapter):
     family = "pixel"
     pipeline_classes = ("DDPMPipeline", "DDIMPipeline")
+    takes_text = False  # unconditional: the exemplars and maps steer the edit
+    # small pixel-space models: a short, gentle, unguided edit (the bundled demo has its own, in the catalogue)
+    recommended = {"num_inference_steps": 100, "strength": 0.2, "guidance_scale": 1.0}
 
     @classmethod
     def load(cls, source: str, **kwargs):

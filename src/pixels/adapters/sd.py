@@ -16,6 +16,8 @@ class StableDiffusionAdapter(Adapter):
 
     # The safety checker is a separate classifier model; pixels edits, it does not filter.
     load_kwargs = {"safety_checker": None, "requires_safety_checker": False}
+    takes_ip_adapter = True  # (and SDXL) diffusers' IP-Adapter, whose attention masks pixels uses
+    takes_controlnet = True
 
     def guidance(self, scale: float, scheduler=None) -> ClassifierFreeGuidance:
         # Guidance-distilled UNets (LCM) take the scale as an embedding instead of a second branch.

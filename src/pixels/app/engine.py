@@ -45,8 +45,8 @@ class Engine:
         self.model = model
         adapter = getattr(editor, "adapter", None)
         self.family: str | None = getattr(adapter, "family", None)
-        self.takes_prompt = self.family != "pixel"  # pixel-space models here are unconditional
-        self.defaults: Settings = recommended(model, self.family)
+        self.takes_prompt = getattr(adapter, "takes_text", True)  # unconditional models take no prompt
+        self.defaults: Settings = recommended(model, adapter)
         self._lock = threading.Lock()
         self._order = itertools.count(1)
 

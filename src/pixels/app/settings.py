@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from pixels import EditSettings, InputError
-from pixels.catalog import known
+from pixels.catalog import recommended as catalog_recommended
 from pixels.images import load_image
 from pixels.limits import MAX_MARGIN, MAX_STEPS
 from pixels.output import read_metadata
@@ -45,16 +45,14 @@ class Settings:
     extra: tuple[tuple[str, Any], ...] = ()
 
 
-def recommended(model: str, family: str | None) -> Settings:
+def recommended(model: str, adapter: Any = None) -> Settings:
     """The settings a model works well with: those the catalogue records for a known model (short name or
-    hub id), else pixels' defaults; pixel-space models (the bundled demo among them) start from a short,
-    gentle, unguided edit."""
-    entry = known(model, by_repo=True)
-    base = Settings(steps=100, strength=0.2, guidance=1.0) if family == "pixel" else Settings()
-    recorded = entry.settings if entry is not None else {}
+    hub id), over those its family's adapter recommends (`Adapter.recommended`: a pixel-space model starts
+    from a short, gentle, unguided edit), over pixels' defaults."""
+    recorded = catalog_recommended(model, adapter)
     values = {FIELDS[k]: v for k, v in recorded.items() if k in FIELDS}
     extra = tuple((k, v) for k, v in recorded.items() if k not in FIELDS)
-    return replace(base, **values, extra=extra)
+    return replace(Settings(), **values, extra=extra)
 
 
 def _integer(name: str, value: Any, low: int, high: int) -> int:

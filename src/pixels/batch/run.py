@@ -57,7 +57,7 @@ def run_batch(manifest: str | Path, folder: str | Path, model: str, *, engine: s
     threads: torch's CPU threads for each model copy (None: this machine's cores shared by `workers`)."""
     import torch
 
-    from ..catalog import known
+    from ..catalog import recommended
     from ..loading import DEVICE, resolve_device, resolve_dtype
 
     progress = BatchProgress() if progress is None else progress
@@ -79,8 +79,7 @@ def run_batch(manifest: str | Path, folder: str | Path, model: str, *, engine: s
     resolve_dtype(dtype, torch.device(device.split(":")[0]))  # the name
     threads = threads or default_threads(workers if ray else 1)
     if defaults is None:
-        entry = known(model)
-        defaults = {} if entry is None else dict(entry.settings)
+        defaults = recommended(model)
     began = time.perf_counter()
     with plan(manifest, folder, model, defaults, engine=identity(model, device, dtype, threads),
               overwrite=overwrite) as job:

@@ -207,23 +207,15 @@ def _maybe_float(text: str) -> float | None:
         return None
 
 
-def recommended(model: str) -> dict:
-    """The settings `pixels models` recommends for a short model name (none for paths and hub ids; a local
-    file or folder of the same name is not the short name)."""
-    from ..catalog import known
-
-    entry = known(model)
-    return {} if entry is None else dict(entry.settings)
-
-
 def plan(args: argparse.Namespace):
     """The edits to run, as a spec: the spec file with the flags filling in, or a one-edit spec of the flags;
     the model's recommended settings fill in what neither gives."""
+    from ..catalog import recommended
     from ..prompt_images import parse_prompt_image
     from ..settings import Exemplar
     from ..spec import EditSpec, Spec, load_spec
 
-    defaults = recommended(args.model)
+    defaults = recommended(args.model)  # before loading: the catalogue's (the family is not known yet)
     given = _given_settings(args)
     control = parse_control(args)
     if control is not None:
