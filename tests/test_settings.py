@@ -13,8 +13,7 @@ from PIL import Image
 
 from pixels import Editor, EditSettings, InputError
 from pixels.cli import build_parser, main
-from pixels.cli.common import flag_of
-from pixels.settings import SEED, options, spec_key_of
+from pixels.settings import options
 from pixels.spec import EDIT_KEYS
 
 FAST = dict(num_inference_steps=4, guidance_scale=4.0)
@@ -26,24 +25,27 @@ def edit_parser():
     return commands.choices["edit"]
 
 
-def test_every_setting_has_a_flag_a_spec_key_and_a_record():
-    flags = {option for action in edit_parser()._actions for option in action.option_strings}
-    for f, option in options():
-        assert flag_of(f.name, option) in flags, f.name
-        assert EDIT_KEYS[spec_key_of(f.name, option)] == (f.name, option.kind), f.name
-        assert (f.name in EditSettings().record()) == option.recorded, f.name
-    assert flag_of("seed", SEED) in flags and EDIT_KEYS["seed"] == ("seed", SEED.kind)
-    # the spec key is the flag's name, so the spec and the command line speak the same words
-    steps = next(option for f, option in options() if f.name == "num_inference_steps")
-    assert flag_of("num_inference_steps", steps) == "--steps" and spec_key_of("num_inference_steps", steps) == "steps"
-    # the public names, written out: renaming a flag or a spec key breaks users' scripts and specs
-    assert set(EDIT_KEYS) == {
-        "prompt", "negative_prompt", "steps", "strength", "denoising_start", "guidance", "guidance_rescale", "seed",
-        "scheduler", "mode", "invert_map", "preserve", "eta", "skip_steps", "crop", "crop_margin", "crop_resize",
-        "switch_at", "exemplar_encode"}
-    assert {"--steps", "--guidance", "--guidance-rescale", "--invert-map", "--crop-margin", "--switch-at",
-            "--exemplar-encode", "--negative-prompt", "--denoising-start", "--skip-steps", "--seed"} <= flags
-    assert set(EditSettings().record()) == {f.name for f, _ in options()} - {"invert_map"}
+# The public names of every setting, written out: renaming a flag or a spec key breaks users' scripts and specs.
+# (Python parameter, spec key; the flag is the spec key with dashes: the spec and the command line speak alike.)
+PUBLIC_NAMES = [
+    ("prompt", "prompt"), ("negative_prompt", "negative_prompt"), ("num_inference_steps", "steps"),
+    ("strength", "strength"), ("denoising_start", "denoising_start"), ("guidance_scale", "guidance"),
+    ("guidance_rescale", "guidance_rescale"), ("scheduler", "scheduler"), ("mode", "mode"),
+    ("invert_map", "invert_map"), ("preserve", "preserve"), ("eta", "eta"), ("skip_steps", "skip_steps"),
+    ("crop", "crop"), ("crop_margin", "crop_margin"), ("crop_resize", "crop_resize"), ("switch_at", "switch_at"),
+    ("exemplar_encode", "exemplar_encode"),
+]
+
+
+def test_every_setting_has_its_public_flag_spec_key_and_record():
+    assert sorted(name for name, _ in PUBLIC_NAMES) == sorted(f.name for f, _ in options())  # no setting left out
+    parser = edit_parser()
+    dest_of = {option: action.dest for action in parser._actions for option in action.option_strings}
+    for name, key in [*PUBLIC_NAMES, ("seed", "seed")]:
+        assert dest_of["--" + key.replace("_", "-")] == name, name
+        assert EDIT_KEYS[key][0] == name, name
+    assert set(EDIT_KEYS) == {key for _, key in PUBLIC_NAMES} | {"seed"}
+    assert set(EditSettings().record()) == {name for name, _ in PUBLIC_NAMES} - {"invert_map"}  # applied to maps
 
 
 def test_flags_parse_to_the_settings_and_stay_unset_when_not_given():
