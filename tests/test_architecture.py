@@ -1,9 +1,13 @@
-"""What the architecture promises: every family's adapter is called the same way."""
+"""What the architecture promises: every family's adapter is called the same way, and only the adapters
+know the families by name."""
 
 from __future__ import annotations
 
+import ast
 import inspect
+from pathlib import Path
 
+import pixels
 from pixels.adapters import ADAPTERS, Adapter
 
 
@@ -17,3 +21,30 @@ def test_every_adapter_encodes_prompts_with_one_signature():
         found = inspect.signature(adapter.encode_prompt)
         assert [(p.name, p.kind, p.default) for p in found.parameters.values()] == \
             [(p.name, p.kind, p.default) for p in expected.parameters.values()], adapter.__name__
+
+
+def family_tests(tree: ast.AST) -> list[int]:
+    """Lines comparing a `family` with a family's name (`adapter.family == "sd"`, `family in ("sd", "sdxl")`)."""
+    def is_family(node: ast.AST) -> bool:
+        return (isinstance(node, ast.Name) and node.id == "family") or \
+            (isinstance(node, ast.Attribute) and node.attr == "family")
+
+    def is_name(node: ast.AST) -> bool:
+        values = node.elts if isinstance(node, (ast.Tuple, ast.List, ast.Set)) else [node]
+        return all(isinstance(v, ast.Constant) and v.value in FAMILIES for v in values)
+
+    return [node.lineno for node in ast.walk(tree) if isinstance(node, ast.Compare)
+            and any(is_family(side) for side in [node.left, *node.comparators])
+            and any(is_name(side) for side in [node.left, *node.comparators])]
+
+
+FAMILIES = {adapter.family for adapter in ADAPTERS}
+
+
+def test_only_the_adapters_know_the_families_by_name():
+    package = Path(pixels.__file__).parent
+    found = [f"{path.relative_to(package)}:{line}" for path in sorted(package.rglob("*.py"))
+             if path.relative_to(package).parts[0] != "adapters" and path.name != "tiny.py"
+             for line in family_tests(ast.parse(path.read_text()))]
+    assert found == []
+    assert family_tests(ast.parse('if adapter.family in ("sd", "sdxl"):\n    pass\nok = family == "pixel"\n')) == [1, 3]

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from .adapters import SUPPORTED_PIPELINES, adapter_class
+from .adapters import SUPPORTED_PIPELINES, adapter_class, single_file_pipeline
 from .errors import InputError, ModelNotFoundError, UnsafeCheckpointError, first_line, short, unsafe_pickle
 from .files import read_text
 from .catalog import BY_NAME
@@ -164,9 +164,10 @@ def bundled_model(name: str) -> Path | None:
 
 
 def single_file_class(path: Path) -> str:
-    """Pipeline class of an original-layout (A1111/ComfyUI) checkpoint, from its tensor names."""
+    """Pipeline class of an original-layout (A1111/ComfyUI) checkpoint, from its tensor names (the adapters
+    say which names are theirs)."""
     if path.suffix != ".safetensors":
-        return "StableDiffusionImg2ImgPipeline"
+        return single_file_pipeline(None)
     from safetensors import safe_open
 
     try:
@@ -174,11 +175,7 @@ def single_file_class(path: Path) -> str:
             keys = list(f.keys())
     except Exception as error:  # safetensors raises its own error types for corrupt headers
         raise InputError(f"{str(path)!r} is not a readable .safetensors file: {error}", param="model") from None
-    if any(k.startswith("conditioner.embedders.1.") for k in keys):
-        return "StableDiffusionXLImg2ImgPipeline"  # base: two text encoders
-    if any(k.startswith("conditioner.embedders.0.model.") for k in keys):
-        return "StableDiffusionXLImg2ImgPipeline"  # refiner: only the OpenCLIP-G encoder
-    return "StableDiffusionImg2ImgPipeline"
+    return single_file_pipeline(keys)
 
 
 def load_pipeline(

@@ -30,6 +30,16 @@ def adapter_class(pipeline_class: str, model: str = "model") -> type[Adapter]:
         ) from None
 
 
+def single_file_pipeline(keys: list[str] | None) -> str:
+    """The pipeline class of an original-layout single-file checkpoint, from its tensor names (None: a
+    pickle, whose names cannot be read safely): the first family that claims it, subclasses (SDXL) before
+    the families they extend (SD)."""
+    for adapter in sorted(ADAPTERS, key=lambda a: -len(a.__mro__)):
+        if (pipeline := adapter.single_file_pipeline(keys)) is not None:
+            return pipeline
+    raise InputError("not a single-file checkpoint of a family pixels knows", param="model")
+
+
 def adapter_for(pipe) -> Adapter:
     """Wrap a loaded diffusers pipeline, after checking its denoiser is one the adapter can drive."""
     cls = adapter_class(type(pipe).__name__, getattr(pipe, "name_or_path", None) or type(pipe).__name__)
@@ -37,4 +47,5 @@ def adapter_for(pipe) -> Adapter:
     return cls(pipe)
 
 
-__all__ = ["ADAPTERS", "SUPPORTED_PIPELINES", "Adapter", "Conditioning", "adapter_class", "adapter_for"]
+__all__ = ["ADAPTERS", "SUPPORTED_PIPELINES", "Adapter", "Conditioning", "adapter_class", "adapter_for",
+           "single_file_pipeline"]

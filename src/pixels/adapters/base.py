@@ -50,6 +50,12 @@ class Adapter:
 
     # -- loading -----------------------------------------------------------------------------
     @classmethod
+    def single_file_pipeline(cls, keys: list[str] | None) -> str | None:
+        """The pipeline class for an original-layout (A1111/ComfyUI) single-file checkpoint whose tensor
+        names are `keys` (None: they cannot be read, a pickle) if it is one of this family's; else None."""
+        return None
+
+    @classmethod
     def load(cls, source: str, **kwargs):
         """Load this family's pipeline from a folder or hub id (diffusers' own loader)."""
         from diffusers import AutoPipelineForImage2Image

@@ -19,6 +19,10 @@ class StableDiffusionAdapter(Adapter):
     takes_ip_adapter = True  # (and SDXL) diffusers' IP-Adapter, whose attention masks pixels uses
     takes_controlnet = True
 
+    @classmethod
+    def single_file_pipeline(cls, keys: list[str] | None) -> str | None:
+        return "StableDiffusionImg2ImgPipeline"  # the original layout, and what a pickle checkpoint is taken as
+
     def guidance(self, scale: float, scheduler=None) -> ClassifierFreeGuidance:
         # Guidance-distilled UNets (LCM) take the scale as an embedding instead of a second branch.
         if self.denoiser.config.time_cond_proj_dim is not None:

@@ -27,6 +27,13 @@ class StableDiffusionXLAdapter(StableDiffusionAdapter):
     def is_refiner(self) -> bool:
         return bool(self.pipe.config.get("requires_aesthetics_score", False))
 
+    @classmethod
+    def single_file_pipeline(cls, keys: list[str] | None) -> str | None:
+        if keys is not None and any(k.startswith(("conditioner.embedders.1.", "conditioner.embedders.0.model."))
+                                    for k in keys):
+            return "StableDiffusionXLImg2ImgPipeline"  # base: two text encoders; refiner: OpenCLIP-G only
+        return None
+
     @torch.no_grad()
     def encode_prompt(
         self, prompt: str, negative_prompt: str | None, guidance: ClassifierFreeGuidance, image_size: tuple[int, int],
