@@ -564,6 +564,28 @@ def test_the_api_edit_is_stateless_and_keeps_unmapped_pixels(ctx, tmp_path):
         api.api_edit(ctx, str(source), str(where), '{"extra": [["eta", 1]]}')
 
 
+def test_the_api_edit_takes_the_spec_files_keys_and_no_paths(ctx, tmp_path):
+    from pixels.spec import EDIT_KEYS
+
+    source, where = tmp_path / "source.png", tmp_path / "map.png"
+    asset("rocket.png").save(source)
+    painting.map_image(maps.ellipse((192, 128), (150, 30), (25, 18))).save(where)
+    sent = {"steps": 20, "strength": 0.25, "seed": 4, "crop": [100, 0, 92, 64], "crop_margin": 8,
+            "preserve": "exact", "scheduler": "ddim", "exemplar_encode": "region", "guidance_rescale": 0.0}
+    path, summary = api.api_edit(ctx, str(source), str(where), json.dumps(sent))
+    md = json.loads(Image.open(path).info["pixels"])
+    assert (md["num_inference_steps"], md["strength"], md["seed"], md["crop"]) == (20, 0.25, 4, [100, 0, 92, 64])
+    assert md["exemplar_encode"] == "region" and summary["steps_run"] == 5
+    assert set(sent) <= set(EDIT_KEYS)  # the names a spec file uses
+    with pytest.raises(InputError, match=r"^settings.steps: expected an integer in \[1, "):
+        api.api_edit(ctx, str(source), str(where), '{"steps": 0}')
+    with pytest.raises(InputError, match=r"^settings.guidance: expected number, got 'high'"):
+        api.api_edit(ctx, str(source), str(where), '{"guidance": "high"}')
+    for key in ("exemplars", "map", "control"):  # a script sends images, never names files on the server
+        with pytest.raises(InputError, match=rf"^settings: unknown keys \['{key}'\]"):
+            api.api_edit(ctx, str(source), str(where), json.dumps({key: str(source)}))
+
+
 # -- the server and its command line --------------------------------------------------------------------
 def test_the_command_line_parses_and_checks_its_options():
     import argparse

@@ -12,25 +12,26 @@ from __future__ import annotations
 
 import json
 import threading
-from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 from pixels import InputError
 from pixels.images import load_image, load_map
 from pixels.output import save_image
+from pixels.spec import EDIT_KEYS, check_settings, parse_edit, spec_param
 
 from .context import Context
 from .engine import Progress
-from .settings import Settings, edit_kwargs
+from .settings import edit_kwargs
 
 
 def api_edit(ctx: Context, source: str, strength_map: str, settings: str | dict | None,
              on_step: Progress | None = None) -> tuple[Path, dict[str, Any]]:
     """One stateless edit for scripts (`gradio_client`, api_name "edit"): a source image, a map image
-    (white = edit) and settings as JSON with the studio's field names (steps, strength, guidance, seed,
-    scheduler, mode, crop_auto, crop_margin, skip_steps, eta, prompt, negative_prompt). Returns the
-    result PNG (with pixels' metadata) and a summary including when the model ran it."""
+    (white = edit) and settings as JSON with the spec files' keys (steps, strength, guidance, seed, scheduler,
+    denoising_start, guidance_rescale, crop, ...; `crop_auto`, the studio's checkbox, is also taken), the
+    model's recommended settings filling in the rest. Returns the result PNG (with pixels' metadata) and a
+    summary including when the model ran it."""
     if isinstance(settings, str):
         try:
             settings = json.loads(settings) if settings.strip() else {}
@@ -39,12 +40,24 @@ def api_edit(ctx: Context, source: str, strength_map: str, settings: str | dict 
     settings = settings or {}
     if not isinstance(settings, dict):
         raise InputError(f"settings: expected a JSON object, got {type(settings).__name__}")
-    names = {f.name for f in fields(Settings)} - {"extra"}  # the studio's fields; the model's extras stay its own
-    unknown = sorted(set(settings) - names)
+    unknown = sorted(set(settings) - set(EDIT_KEYS) - {"crop_auto"})  # no exemplars, maps or paths: images only
     if unknown:
-        raise InputError(f"settings: unknown keys {unknown}; known: {', '.join(sorted(names))}")
-    values = {**vars(ctx.engine.defaults), **settings}
-    kwargs = edit_kwargs(Settings(**values), ctx.engine.takes_prompt)
+        raise InputError(f"settings: unknown keys {unknown}; known: {', '.join(sorted([*EDIT_KEYS, 'crop_auto']))}")
+    settings = dict(settings)
+    crop_auto = settings.pop("crop_auto", False)
+    if not isinstance(crop_auto, bool):
+        raise InputError(f"expected true or false, got {crop_auto!r}", param="settings.crop_auto")
+    given = parse_edit(settings, "settings", Path.cwd()).settings
+    if isinstance(given.get("crop"), list):
+        given["crop"] = tuple(given["crop"])
+    kwargs = {**edit_kwargs(ctx.engine.defaults, ctx.engine.takes_prompt), **given}
+    if crop_auto and "crop" not in given:
+        kwargs["crop"] = "auto"
+    try:
+        check_settings(kwargs)
+    except InputError as error:  # named as the spec key the script sent
+        raise InputError(error.message, param=f"settings.{spec_param(error.param)}" if error.param else None) \
+            from None
     if source is None or strength_map is None:
         raise InputError("source: give a source image and a map image")
     picture, _ = load_image(source, name="source", max_pixels=ctx.max_pixels)
