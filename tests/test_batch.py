@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import signal
 import subprocess
 import sys
@@ -262,10 +261,10 @@ def done_rows(out: Path) -> int:
         return 0
 
 
-def test_killed_at_random_moments_every_row_is_done_exactly_once(folder):
-    """SIGKILL a batch at random moments (while loading, between rows, while writing), rerun until it
-    finishes: one result line per row, all done, no partial or temporary file, and the results those of an
-    uninterrupted run."""
+def test_killed_at_chosen_moments_every_row_is_done_exactly_once(folder):
+    """SIGKILL a batch at moments it marks itself (while loading: its lock file is there but no row is done;
+    as a row's result line lands; as the next lands), rerun until it finishes: one result line per row, all
+    done, no partial or temporary file, and the results those of an uninterrupted run."""
     rows = [{"source": f"photo{k % 4}.png", "map": "where.png", "seed": k, **FAST, "output": f"r{k}.png"}
             for k in range(8)]
     manifest = rows_jsonl(folder, rows)
@@ -273,22 +272,26 @@ def test_killed_at_random_moments_every_row_is_done_exactly_once(folder):
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     command = [sys.executable, "-m", "pixels", "batch", str(manifest), "-o", str(out), "--model", "demo",
                "--batch-size", "2", "-q"]
-    rng = random.Random(7)
-    kills = 0
-    for attempt in range(12):
+
+    def loading(before: int) -> bool:
+        return (out / LOCK).exists() and done_rows(out) == before
+
+    def one_more_row(before: int) -> bool:
+        return done_rows(out) > before
+
+    kills = []
+    for moment in (loading, one_more_row, one_more_row, None):  # None: left to finish
+        before = done_rows(out)
         process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        if attempt < 4:  # the first runs die at random moments after some rows are done; then it is left to finish
-            before, deadline = done_rows(out), time.monotonic() + 120
-            while process.poll() is None and done_rows(out) <= before + attempt % 2 and time.monotonic() < deadline:
-                time.sleep(0.01)
-            time.sleep(rng.uniform(0.0, 0.3))
-            if process.poll() is None:
-                process.send_signal(signal.SIGKILL)
-                kills += 1
+        if moment is not None:
+            deadline = time.monotonic() + 120
+            while process.poll() is None and not moment(before) and time.monotonic() < deadline:
+                time.sleep(0.005)
+            assert process.poll() is None, f"the run ended before the {moment.__name__} kill"
+            process.send_signal(signal.SIGKILL)
+            kills.append(moment.__name__)
         code = process.wait(timeout=300)
-        if code == 0:
-            break
-    assert code == 0 and kills >= 2
+    assert code == 0 and kills == ["loading", "one_more_row", "one_more_row"]
     lines = results(out)
     assert [r["row"] for r in lines] == list(range(1, 9)) and {r["status"] for r in lines} == {"ok"}
     names = sorted(p.name for p in out.iterdir())
