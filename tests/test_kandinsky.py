@@ -6,6 +6,7 @@ Every test runs on tiny random components (tests/kandinsky_models.py), offline.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,6 +23,7 @@ from pixels.adapters.kandinsky import KandinskyV22Adapter, LearnedVarianceGuidan
 from pixels.cli import main
 from pixels.images import to_tensor
 from pixels.loading import load_pipeline
+from pixels.spec import load_spec
 
 FAST = dict(num_inference_steps=4, guidance_scale=4.0)
 CPU = dict(device=torch.device("cpu"), dtype=torch.float32)
@@ -331,3 +333,29 @@ def test_edit_from_the_command_line(kandinsky_folder, tmp_path):
     api = editor.edit(str(source), strength_map=str(where), prompt="a cat", seed=0,
                                            prompt_images=[(str(cue), 0.5)], num_inference_steps=4)
     assert np.array_equal(written, pixels_of(api))
+
+
+def test_prompt_images_in_a_spec_file_and_a_batch_row_equal_the_flag(kandinsky_folder, tmp_path, monkeypatch):
+    import yaml
+
+    monkeypatch.chdir(tmp_path)
+    photo(36, 28, seed=1).save("source.png")
+    Image.fromarray((box_map(36, 28, box=(4, 4, 20, 20)) * 255).astype(np.uint8)).save("where.png")
+    photo(32, 32, seed=9).save("cue.png")
+    model = ["--model", str(kandinsky_folder), "-q"]
+    assert main(["edit", "source.png", "--map", "where.png", "--steps", "4", "--seed", "0", "--prompt", "a cat",
+                 "--prompt-image", "cue.png:0.5", "-o", "flag.png", *model]) == 0
+    edit = {"map": "where.png", "steps": 4, "seed": 0, "prompt": "a cat",
+            "prompt_images": [{"image": "cue.png", "weight": 0.5}]}
+    Path("spec.yaml").write_text(yaml.safe_dump({"source": "source.png", "edits": [edit]}))
+    assert main(["edit", "--spec", "spec.yaml", "-o", "spec.png", *model]) == 0
+    Path("rows.jsonl").write_text(json.dumps({"source": "source.png", **edit, "output": "row.png"}) + "\n")
+    assert main(["batch", "rows.jsonl", "-o", "batch", *model]) == 0
+    expected = np.asarray(Image.open("flag.png").convert("RGB"))
+    for written in ("spec.png", "batch/row.png"):
+        assert np.array_equal(np.asarray(Image.open(written).convert("RGB")), expected), written
+    assert json.loads(Image.open("batch/row.png").info["pixels"])["prompt_images"][0]["weight"] == 0.5
+    Path("bad.yaml").write_text(yaml.safe_dump(
+        {"source": "source.png", "edits": [{**edit, "prompt_images": [{"image": "cue.png", "weight": "half"}]}]}))
+    with pytest.raises(InputError, match=r"edits\[0\]\.prompt_images\[0\]\.weight: expected number"):
+        load_spec("bad.yaml")

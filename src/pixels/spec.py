@@ -37,6 +37,7 @@ EDIT_KEYS: dict[str, tuple[str, str]] = {
 } | {spec_key_of("seed", SEED): ("seed", SEED.kind)}
 KEY_OF_ARGUMENT = {argument: key for key, (argument, _) in EDIT_KEYS.items()} | {"strength_map": "map"}  # Editor.edit
 # argument -> spec key
+PROMPT_IMAGE_KEYS = {"image": "path", "weight": "number"}
 EXEMPLAR_KEYS = {"image": "path", "map": "path", "box": "[x, y, w, h]", "fit": "string", "condition": "number"}
 CONTROL_KEYS = {"kind": "string", "image": "path", "scale": "number", "start": "number", "end": "number"}
 TOP_KEYS = {"source": "path", "edits": "list of edits"}
@@ -131,7 +132,7 @@ def parse_edit(edit: Any, where: str, base: Path, extra_keys: tuple[str, ...] = 
     the caller (a batch row's source and output)."""
     if not isinstance(edit, dict):
         raise InputError(f"expected a mapping, got {short(edit)}", param=where)
-    _unknown(where, edit, [*EDIT_KEYS, "exemplars", "map", "control", *extra_keys])
+    _unknown(where, edit, [*EDIT_KEYS, "exemplars", "map", "control", "prompt_images", *extra_keys])
     settings = {}
     for key, (argument, kind) in EDIT_KEYS.items():
         if key in edit:
@@ -139,6 +140,8 @@ def parse_edit(edit: Any, where: str, base: Path, extra_keys: tuple[str, ...] = 
             settings[argument] = edit[key]
     if edit.get("control") is not None:
         settings["control"] = parse_control(edit["control"], f"{where}.control", base)
+    if edit.get("prompt_images"):
+        settings["prompt_images"] = parse_prompt_images(edit["prompt_images"], f"{where}.prompt_images", base)
     exemplars = []
     items = edit.get("exemplars", [])
     if not isinstance(items, list):
@@ -166,6 +169,26 @@ def parse_edit(edit: Any, where: str, base: Path, extra_keys: tuple[str, ...] = 
                                   tuple(box) if box else None, fit, float(condition)))
     strength_map = resolve_path(f"{where}.map", edit["map"], base) if edit.get("map") is not None else None
     return EditSpec(exemplars, strength_map, settings)
+
+
+def parse_prompt_images(value: Any, where: str, base: Path) -> list[tuple[str, float]]:
+    """A spec's `prompt_images` ([cat.png, {image: style.png, weight: 0.5}]) as (path, weight) pairs."""
+    if not isinstance(value, list):
+        raise InputError(f"expected a list of images or {{image, weight}} mappings, got {short(value)}", param=where)
+    if len(value) > MAX_EXEMPLARS:
+        raise InputError(f"{len(value)} prompt images, more than the limit of {MAX_EXEMPLARS}", param=where)
+    pairs = []
+    for k, item in enumerate(value):
+        at = f"{where}[{k}]"
+        if isinstance(item, str):
+            item = {"image": item}
+        if not isinstance(item, dict) or "image" not in item:
+            raise InputError(f"expected a path or a mapping with an 'image' path, got {short(item)}", param=at)
+        _unknown(at, item, PROMPT_IMAGE_KEYS)
+        weight = item.get("weight", 1.0)
+        _check_type(f"{at}.weight", weight, "number")
+        pairs.append((resolve_path(f"{at}.image", item["image"], base), float(weight)))
+    return pairs
 
 
 def parse_control(value: Any, where: str, base: Path):

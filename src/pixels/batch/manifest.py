@@ -136,7 +136,7 @@ def _document(path: Path) -> tuple[list, dict]:
 
 def _csv_row(row: dict[str, str]) -> dict[str, Any]:
     """A CSV row in the spec schema: empty cells are absent, numbers and booleans typed by the schema, one
-    exemplar in flat columns (or several as JSON in an `exemplars` column)."""
+    exemplar in flat columns (or several as JSON in an `exemplars` column), prompt images as JSON."""
     kinds = {key: kind for key, (_, kind) in EDIT_KEYS.items()}
     out: dict[str, Any] = {}
     for key, value in row.items():
@@ -145,7 +145,7 @@ def _csv_row(row: dict[str, str]) -> dict[str, Any]:
         value = value.strip()
         if key in CSV_EXEMPLAR:
             continue
-        if key == "exemplars" or key == "crop" and value.startswith("["):
+        if key in ("exemplars", "prompt_images") or key == "crop" and value.startswith("["):
             out[key] = _json_cell(key, value)
         else:
             out[key] = _typed(value, kinds.get(key, "string"))
