@@ -143,19 +143,7 @@ def parse_edit(edit: Any, where: str, base: Path, extra_keys: tuple[str, ...] = 
     if edit.get("prompt_images"):
         settings["prompt_images"] = parse_prompt_images(edit["prompt_images"], f"{where}.prompt_images", base)
     exemplars = []
-    items = edit.get("exemplars", [])
-    if not isinstance(items, list):
-        raise InputError(f"expected a list, got {short(items)}", param=f"{where}.exemplars")
-    if len(items) > MAX_EXEMPLARS:
-        raise InputError(f"{len(items)} exemplars, more than the limit of {MAX_EXEMPLARS} for one edit",
-                         param=f"{where}.exemplars")
-    for j, item in enumerate(items):
-        at = f"{where}.exemplars[{j}]"
-        if isinstance(item, str):
-            item = {"image": item}
-        if not isinstance(item, dict) or "image" not in item:
-            raise InputError(f"expected a mapping with an 'image' path, got {short(item)}", param=at)
-        _unknown(at, item, EXEMPLAR_KEYS)
+    for at, item in _image_items(edit.get("exemplars", []), f"{where}.exemplars", "exemplars", EXEMPLAR_KEYS):
         box = item.get("box")
         if box is not None and (not isinstance(box, list) or len(box) != 4
                                 or not all(isinstance(v, int) and not isinstance(v, bool) for v in box)):
@@ -173,22 +161,31 @@ def parse_edit(edit: Any, where: str, base: Path, extra_keys: tuple[str, ...] = 
 
 def parse_prompt_images(value: Any, where: str, base: Path) -> list[tuple[str, float]]:
     """A spec's `prompt_images` ([cat.png, {image: style.png, weight: 0.5}]) as (path, weight) pairs."""
-    if not isinstance(value, list):
-        raise InputError(f"expected a list of images or {{image, weight}} mappings, got {short(value)}", param=where)
-    if len(value) > MAX_EXEMPLARS:
-        raise InputError(f"{len(value)} prompt images, more than the limit of {MAX_EXEMPLARS}", param=where)
     pairs = []
+    for at, item in _image_items(value, where, "prompt images", PROMPT_IMAGE_KEYS):
+        weight = item.get("weight", 1.0)
+        _check_type(f"{at}.weight", weight, "number")
+        pairs.append((resolve_path(f"{at}.image", item["image"], base), float(weight)))
+    return pairs
+
+
+def _image_items(value: Any, where: str, what: str, keys: dict) -> list[tuple[str, dict]]:
+    """A list of images (`path`, or a mapping with an `image` path and `keys`), at most MAX_EXEMPLARS of them,
+    as (where each is, its mapping)."""
+    if not isinstance(value, list):
+        raise InputError(f"expected a list, got {short(value)}", param=where)
+    if len(value) > MAX_EXEMPLARS:
+        raise InputError(f"{len(value)} {what}, more than the limit of {MAX_EXEMPLARS} for one edit", param=where)
+    found = []
     for k, item in enumerate(value):
         at = f"{where}[{k}]"
         if isinstance(item, str):
             item = {"image": item}
         if not isinstance(item, dict) or "image" not in item:
-            raise InputError(f"expected a path or a mapping with an 'image' path, got {short(item)}", param=at)
-        _unknown(at, item, PROMPT_IMAGE_KEYS)
-        weight = item.get("weight", 1.0)
-        _check_type(f"{at}.weight", weight, "number")
-        pairs.append((resolve_path(f"{at}.image", item["image"], base), float(weight)))
-    return pairs
+            raise InputError(f"expected a mapping with an 'image' path, got {short(item)}", param=at)
+        _unknown(at, item, keys)
+        found.append((at, item))
+    return found
 
 
 def parse_control(value: Any, where: str, base: Path):

@@ -48,8 +48,6 @@ def api_edit(ctx: Context, source: str, strength_map: str, settings: str | dict 
     if not isinstance(crop_auto, bool):
         raise InputError(f"expected true or false, got {crop_auto!r}", param="settings.crop_auto")
     given = parse_edit(settings, "settings", Path.cwd()).settings
-    if isinstance(given.get("crop"), list):
-        given["crop"] = tuple(given["crop"])
     kwargs = {**edit_kwargs(ctx.engine.defaults, ctx.engine.takes_prompt), **given}
     if crop_auto and "crop" not in given:
         kwargs["crop"] = "auto"

@@ -65,24 +65,24 @@ def in_flags(text: str) -> str:
     `--crop auto`, `overwrite=True` -> `--overwrite`, `MemoryOptions(vae_tiling=True)` -> `--vae-tiling`,
     `Limits(check_memory=False)` -> `--no-memory-check`, `Editor.load_lora()` -> `--lora`."""
 
-    def flag(match: re.Match) -> str:
-        name, value = match[1], match[2]
+    def flag(name: str, value: str) -> str | None:
         if value == "False":
-            return FALSE_FLAGS.get(name, match[0])
+            return FALSE_FLAGS.get(name)
         if name not in PARAMETER_FLAGS:
-            return match[0]
+            return None
         return PARAMETER_FLAGS[name] if value == "True" else f"{PARAMETER_FLAGS[name]} {value.strip(chr(39))}"
+
+    def argument(match: re.Match) -> str:
+        return flag(match[1], match[2]) or match[0]
 
     def call(match: re.Match) -> str:  # a call whose every argument is a flag: the flags alone
         arguments = [_ARGUMENT.fullmatch(part.strip()) for part in match[1].split(",")]
-        flags = [flag(a) for a in arguments if a is not None]
-        if None in arguments or any(f.startswith(a[0]) for f, a in zip(flags, arguments)):
-            return match[0]
-        return " ".join(flags)
+        flags = [flag(a[1], a[2]) if a is not None else None for a in arguments]
+        return match[0] if None in flags else " ".join(flags)
 
     for method, flag_text in METHOD_FLAGS.items():
         text = text.replace(method, flag_text)
-    return _ARGUMENT.sub(flag, _CALL.sub(call, text))
+    return _ARGUMENT.sub(argument, _CALL.sub(call, text))
 
 
 def as_flags(settings: dict[str, Any]) -> str:
