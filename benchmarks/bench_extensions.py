@@ -28,7 +28,7 @@ import components
 import harness
 from harness import Bench, Check
 from pixels import Control, Exemplar
-from pixels.tiny import make_controlnet, write_image_encoder, write_ip_adapter
+from pixels.testing.tiny import make_controlnet, write_image_encoder, write_ip_adapter
 
 NAME = "extensions"
 DESCRIPTION = "pixels edit with a ControlNet / an IP-Adapter vs diffusers' pipelines for them: time, model calls"

@@ -1,4 +1,4 @@
-"""How close pixels' peak-memory estimate (pixels.limits.estimate_peak) is to the measured peak of an edit.
+"""How close pixels' peak-memory estimate (pixels.models.estimate.estimate_peak) is to the measured peak of an edit.
 
 For each model and image size: one edit (one denoising step, guidance on where the model has it), its peak
 of live tensors from the PyTorch profiler (and the RSS growth on the CPU), against the estimate that the
@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from pixels import Editor
-from pixels.limits import estimate_peak
+from pixels.models.estimate import estimate_peak
 
 
 def measure(editor: Editor, size: int, guidance: float, device: torch.device) -> dict:

@@ -2,7 +2,7 @@
 
 Speed does not depend on the weights, so the benchmarks build the real architectures (same layer
 sizes as the public checkpoints) with random initialisation instead of downloading them. `tiny=True`
-builds the test suite's tiny models (`pixels.tiny`) instead, for smoke runs that finish in seconds.
+builds the test suite's tiny models (`pixels.testing.tiny`) instead, for smoke runs that finish in seconds.
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ from diffusers import (
 from PIL import Image
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
-from pixels import Editor, tiny
+from pixels import Editor
+from pixels.testing import tiny
 
 MODELS = ("sd15", "sdxl")
 

@@ -108,7 +108,7 @@ def main() -> int:
 
     from gradio_client import Client, handle_file
 
-    from pixels import maps
+    from pixels.inputs import maps
     from pixels.app.server import free_port
     from pixels.demo import asset
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 
 from pixels import Editor, Exemplar, demo
-from pixels.metrics import evaluate, exemplar_fidelity
+from pixels.eval.metrics import evaluate, exemplar_fidelity
 
 
 def main() -> None:

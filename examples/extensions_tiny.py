@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from pixels import tiny
+from pixels.testing import tiny
 from pixels.cli import main as pixels_main
 
 

@@ -11,8 +11,8 @@ import numpy as np
 from PIL import Image
 from skimage import data
 
-from pixels import maps
-from pixels.sheet import contact_sheet
+from pixels.inputs import maps
+from pixels.outputs.sheet import contact_sheet
 
 
 def main(path: str) -> None:

@@ -19,7 +19,7 @@ from PIL import Image
 from skimage import data
 
 from pixels import EditSession, Editor, Exemplar, maps
-from pixels.sheet import contact_sheet
+from pixels.outputs.sheet import contact_sheet
 
 
 def main(path: str) -> None:

@@ -1,7 +1,7 @@
 """Train pixels' bundled demo model: a small unconditional pixel-space diffusion model of natural-image patches.
 
     pip install -e ".[train]"
-    python scripts/train_demo_model.py --out src/pixels/models/demo
+    python scripts/train_demo_model.py --out src/pixels/demo/weights
 
 It learns to denoise 32x32 patches cut from the photos and textures that ship with scikit-image
 (random crops at random scales, flips, colour jitter), which is enough to blend a pasted exemplar
@@ -84,7 +84,7 @@ def build_unet(size: int) -> UNet2DModel:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="src/pixels/models/demo", help="folder for the diffusers pipeline")
+    parser.add_argument("--out", default="src/pixels/demo/weights", help="folder for the diffusers pipeline")
     parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--size", type=int, default=32, help="training patch size")

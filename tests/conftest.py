@@ -16,14 +16,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pixels.tiny import (  # noqa: F401 - the builders, for the test modules
+from pixels.testing.tiny import (  # noqa: F401 - the builders, for the test modules
     build, build_pixel, build_sd, build_sdxl, make_scheduler, make_tokenizer, make_vae, text_config, unet_kwargs,
 )
 
 
 @pytest.fixture(scope="session")
 def tiny_pipes(tmp_path_factory):
-    """Each tiny pipeline of `pixels.tiny`, by name, built once on first use and shared by every test."""
+    """Each tiny pipeline of `pixels.testing.tiny`, by name, built once on first use and shared by every test."""
     cache: dict = {}
 
     def get(name: str):

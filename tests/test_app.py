@@ -32,11 +32,11 @@ from pixels.app.exemplars import Slot, to_exemplar
 from pixels.app.server import exposure_warning, is_loopback, parse_auth
 from pixels.app.settings import Settings, edit_kwargs, read_png_settings, recommended, seed_value
 from pixels.demo import asset
-from pixels.output import save_image
-from pixels.release import keep_mask
+from pixels.outputs.writers import save_image
+from pixels.core.release import keep_mask
 
 ROCKET = "rocket (bundled, 192x128)"
-MOON = str(Path(importlib.import_module("pixels").__file__).parent / "assets" / "moon.png")
+MOON = str(Path(importlib.import_module("pixels").__file__).parent / "demo" / "photos" / "moon.png")
 FAST = Settings(steps=100, strength=0.05, guidance=1.0, seed=7)  # 5 denoising steps of the demo model
 
 
@@ -188,7 +188,7 @@ def test_recommended_settings_follow_the_model():
     from pixels.adapters.flow import FluxAdapter
     from pixels.adapters.pixel import PixelSpaceAdapter
     from pixels.adapters.sd import StableDiffusionAdapter
-    from pixels.catalog import BY_NAME
+    from pixels.models.catalog import BY_NAME
 
     demo = recommended("demo", PixelSpaceAdapter)
     assert (demo.steps, demo.strength, demo.guidance) == (100, 0.15, 1.0) == tuple(BY_NAME["demo"].settings.values())
@@ -565,7 +565,7 @@ def test_the_api_edit_is_stateless_and_keeps_unmapped_pixels(ctx, tmp_path):
 
 
 def test_the_api_edit_takes_the_spec_files_keys_and_no_paths(ctx, tmp_path):
-    from pixels.spec import EDIT_KEYS
+    from pixels.inputs.spec import EDIT_KEYS
 
     source, where = tmp_path / "source.png", tmp_path / "map.png"
     asset("rocket.png").save(source)
@@ -590,7 +590,7 @@ def test_the_api_edit_takes_the_spec_files_keys_and_no_paths(ctx, tmp_path):
 def test_the_command_line_parses_and_checks_its_options():
     import argparse
 
-    from pixels.app.cli import add_parser
+    from pixels.cli.app import add_parser
 
     from pixels.cli import build_parser
 

@@ -29,7 +29,7 @@ from pixels.demo import asset
 CHROMIUM = os.environ.get("PIXELS_CHROMIUM", "/usr/bin/chromium")
 REQUIRED = os.environ.get("PIXELS_REQUIRE_BROWSER") == "1"
 BUDGET_S = 180  # the whole test, model loading and the edit included
-ASSETS = Path(__file__).resolve().parents[1] / "src" / "pixels" / "assets"
+ASSETS = Path(__file__).resolve().parents[1] / "src" / "pixels" / "demo" / "photos"
 FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
          "--disable-component-update", "--disable-sync"]
 

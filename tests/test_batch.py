@@ -23,7 +23,7 @@ from pixels.batch.job import LOCK, MARKER
 from pixels.batch.results import RESULTS
 from pixels.cli import main
 from pixels.errors import InputError
-from pixels.output import read_metadata
+from pixels.outputs.writers import read_metadata
 
 FAST = {"steps": 20, "strength": 0.3}  # the demo model: 6 denoising steps
 

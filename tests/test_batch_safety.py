@@ -24,8 +24,8 @@ from pixels.batch.job import LOCK, MARKER, FolderLock
 from pixels.batch.results import FAILURES, RESULTS
 from pixels.errors import InputError
 from pixels.files import TEMPORARY
-from pixels.output import read_metadata
-from pixels.transaction import recover
+from pixels.outputs.writers import read_metadata
+from pixels.outputs.transaction import recover
 
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1"}
 
@@ -123,7 +123,7 @@ def test_how_a_path_is_written_does_not_matter(folder):
 
 
 def test_the_engine_is_part_of_what_makes_a_row_done(folder):
-    from pixels.catalog import recommended
+    from pixels.models.catalog import recommended
 
     manifest = rows_jsonl(folder, good_rows(2))
     out = folder / "out"

@@ -7,7 +7,7 @@ import pytest
 from conftest import box_map, photo
 
 from pixels import Editor, Exemplar, InputError
-from pixels.crop import crop_around, resize_map
+from pixels.core.crop import crop_around, resize_map
 
 FAST = dict(num_inference_steps=4, guidance_scale=4.0, seed=1)
 

@@ -12,7 +12,7 @@ from PIL import Image
 
 from pixels import Editor, Exemplar, demo
 from pixels.cli import main
-from pixels.metrics import evaluate, exemplar_fidelity
+from pixels.eval.metrics import evaluate, exemplar_fidelity
 
 DEMO_FILES = ["source.png", "exemplar.png", "map.png", "naive_paste.png", "result.png", "contact_sheet.png"]
 
@@ -34,7 +34,7 @@ def demo_edit(editor):
 
 
 def test_bundled_model_is_small_and_loads_through_the_adapter_seam(editor):
-    folder = Path(str(resources.files("pixels").joinpath("models", "demo")))
+    folder = Path(str(resources.files("pixels").joinpath("demo", "weights")))
     size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
     assert size <= 25 * 2**20
     assert json.loads((folder / "model_index.json").read_text())["_class_name"] == "DDPMPipeline"
@@ -102,7 +102,7 @@ def test_unconditional_model_refuses_a_prompt(tmp_path, capsys):
 
 def test_blend_mode_exemplar_influence_rises_with_the_map(editor):
     """mode="blend": along a left-to-right gradient map, the result moves towards the exemplar more and more."""
-    from pixels import maps
+    from pixels.inputs import maps
 
     source = demo.asset("rocket.png")
     exemplar = Image.new("RGB", source.size, (230, 150, 60))

@@ -19,15 +19,15 @@ from conftest import run_cli as run
 from PIL import Image
 
 from pixels import Editor
-from pixels import loading
+from pixels.models import loading
 from pixels.cli import build_parser
 from pixels.errors import InputError
-from pixels.loading import load_pipeline
-from pixels.output import parameters_text, read_metadata, save_image
-from pixels.schedulers import SCHEDULERS
+from pixels.models.loading import load_pipeline
+from pixels.outputs.writers import parameters_text, read_metadata, save_image
+from pixels.core.schedulers import SCHEDULERS
 
 CPU = dict(device=torch.device("cpu"), dtype=torch.float32)
-DEMO = Path(str(resources.files("pixels").joinpath("models", "demo")))
+DEMO = Path(str(resources.files("pixels").joinpath("demo", "weights")))
 
 
 def demo_copy(folder: Path, index=None) -> Path:
@@ -213,7 +213,7 @@ def test_undecodable_model_name_without_proc_is_refused_naming_it(undecodable_mo
 
 
 def test_pixels_scheduler_choices_have_their_a1111_names():
-    from pixels.schedulers import a1111_sampler
+    from pixels.core.schedulers import a1111_sampler
 
     names = {key: a1111_sampler(cls, overrides) for key, (cls, overrides) in SCHEDULERS.items()}
     assert names == {"ddim": "DDIM", "euler": "Euler", "euler-a": "Euler a", "dpm++2m": "DPM++ 2M"}
@@ -222,7 +222,7 @@ def test_pixels_scheduler_choices_have_their_a1111_names():
 def test_scheduler_classes_and_karras_sigmas_map_to_a1111_names():
     from diffusers import DPMSolverMultistepScheduler, EulerDiscreteScheduler
 
-    from pixels.schedulers import a1111_sampler
+    from pixels.core.schedulers import a1111_sampler
 
     assert a1111_sampler("DPMSolverMultistepScheduler", {"use_karras_sigmas": True}) == "DPM++ 2M Karras"
     assert a1111_sampler("EulerDiscreteScheduler", EulerDiscreteScheduler(use_karras_sigmas=True).config) \

@@ -1,5 +1,5 @@
 """Exemplars that keep their identity: IP-Adapter image prompts masked to each exemplar's region, LoRAs and
-ControlNet, on the one loop, with tiny weights written by the tests (pixels.tiny)."""
+ControlNet, on the one loop, with tiny weights written by the tests (pixels.testing.tiny)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from PIL import Image
 from pixels import Control, Editor, Exemplar, InputError
 from pixels.cli import main
 from pixels.errors import UnsafeCheckpointError
-from pixels.tiny import build_sd, build_sdxl, make_controlnet, write_image_encoder, write_ip_adapter, write_lora
+from pixels.testing.tiny import build_sd, build_sdxl, make_controlnet, write_image_encoder, write_ip_adapter, write_lora
 
 FAST = dict(num_inference_steps=4, guidance_scale=4.0)
 
@@ -271,7 +271,7 @@ def loaded_editor(root, lora, ip, encoder) -> Editor:
 
 
 def test_the_command_line_loads_every_extension_and_equals_the_api(cli_setup, tmp_path, capsys):
-    from pixels.output import read_metadata
+    from pixels.outputs.writers import read_metadata
     from pixels.session import EditSession
 
     root, lora, ip, encoder = cli_setup
@@ -348,7 +348,7 @@ def test_extension_flags_are_checked_before_loading(cli_setup, tmp_path, capsys,
 
 
 def test_a_spec_gives_conditions_and_control(cli_setup, tmp_path):
-    from pixels.spec import parse_spec
+    from pixels.inputs.spec import parse_spec
 
     root = cli_setup[0]
     spec = parse_spec({"edits": [{"exemplars": [{"image": "exemplar.png", "condition": 0.4}],

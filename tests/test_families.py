@@ -1,4 +1,4 @@
-"""The family-independent invariants, written once and run on every family's tiny pipeline (`pixels.tiny`):
+"""The family-independent invariants, written once and run on every family's tiny pipeline (`pixels.testing.tiny`):
 
 - a map that is 0 everywhere returns the source bit for bit, even with preserve="none", and runs no model;
 - strength-0 pixels are exact and the edited ones change;
@@ -19,7 +19,7 @@ from PIL import Image
 
 from pixels import Editor, Exemplar
 from pixels.adapters.kandinsky import KandinskyV22Adapter
-from pixels.tiny import FAMILIES
+from pixels.testing.tiny import FAMILIES
 
 FAST = dict(num_inference_steps=4, guidance_scale=4.0)
 # Families without a diffusers pipeline to compare a white-map edit with: diffusers has no img2img for

@@ -10,7 +10,7 @@ from conftest import box_map, photo
 from diffusers.utils.torch_utils import randn_tensor
 
 from pixels import Editor, Exemplar
-from pixels.schedulers import SCHEDULERS, make_scheduler
+from pixels.core.schedulers import SCHEDULERS, make_scheduler
 
 
 

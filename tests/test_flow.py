@@ -19,8 +19,8 @@ from PIL import Image
 from pixels import Editor, Exemplar, InputError
 from pixels.adapters import FluxAdapter, StableDiffusion3Adapter, adapter_for
 from pixels.cli import main
-from pixels.release import keep_mask, to_latent_map
-from pixels.tiny import build
+from pixels.core.release import keep_mask, to_latent_map
+from pixels.testing.tiny import build
 
 FLOW_MODELS = ["sd3", "sd3-t5", "flux-dev", "flux-schnell"]
 FAST = dict(num_inference_steps=4, guidance_scale=4.0)
@@ -243,7 +243,7 @@ def test_gpu_auto_precision_follows_the_family(tmp_path):
 
     from conftest import build_sd
 
-    from pixels.loading import load_pipeline
+    from pixels.models.loading import load_pipeline
 
     flux, sd = tmp_path / "flux", tmp_path / "sd"
     build("flux-schnell", tmp_path / "f").save_pretrained(flux, safe_serialization=True)

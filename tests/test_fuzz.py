@@ -17,8 +17,8 @@ from conftest import deadline, photo
 from PIL import Image
 
 from pixels.errors import InputError
-from pixels.images import load_image, load_map
-from pixels.spec import load_spec
+from pixels.inputs.images import load_image, load_map
+from pixels.inputs.spec import load_spec
 
 CASES = int(os.environ.get("PIXELS_FUZZ_CASES", "150"))
 DEADLINE = 10  # seconds per case

@@ -106,7 +106,7 @@ def test_map_sizes_are_bounded(tmp_path, capsys, argv, message):
 
 
 def test_maps_api_sizes_are_bounded():
-    from pixels import maps
+    from pixels.inputs import maps
 
     for make in (lambda: maps.box((100000, 100000), (0, 0, 5, 5)), lambda: maps.radial((100000, 100000), (1, 1), 1, 2),
                  lambda: maps.linear((100000, 100000), (0, 0), (1, 1))):
@@ -184,7 +184,7 @@ def pickled_clip(tmp_path):
 
 
 def test_evaluate_refuses_pickle_weights_unless_allowed(pickled_clip, tmp_path, capsys):
-    from pixels.model_metrics import clip_scores
+    from pixels.eval.model_metrics import clip_scores
 
     picture = photo(32, 32)
     with pytest.raises(UnsafeCheckpointError, match="only pickle files"):
@@ -222,7 +222,7 @@ def test_evaluate_flat_images_and_full_frame_edits(tmp_path, capsys):
 
 # -- files and the command line --------------------------------------------------------------------------------
 def test_permission_denied_is_not_called_corrupt(tmp_path, monkeypatch):
-    from pixels.images import load_image
+    from pixels.inputs.images import load_image
 
     photo(8, 8).save(tmp_path / "p.png")
     real_open = os.open

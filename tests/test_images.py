@@ -10,7 +10,8 @@ import torch
 from PIL import Image
 
 from pixels.errors import InputError
-from pixels.images import MAP_SNAP, load_image, load_map, to_pil, to_tensor
+from pixels.core.frame import to_pil, to_tensor
+from pixels.inputs.images import MAP_SNAP, load_image, load_map
 
 RGB = np.random.default_rng(0).integers(0, 256, (6, 5, 3), dtype=np.uint8)
 

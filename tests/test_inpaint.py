@@ -12,7 +12,7 @@ from transformers import CLIPTextModel
 
 from pixels import Editor, Exemplar
 from pixels.cli import main
-from pixels.release import keep_mask, to_latent_map
+from pixels.core.release import keep_mask, to_latent_map
 
 FAST = dict(num_inference_steps=6, guidance_scale=4.0, seed=5)
 

@@ -47,7 +47,7 @@ def before_first(owner, name):
         return original(*args, **kwargs)
     setattr(owner, name, wrapped)
 
-import pixels.adapters.base, pixels.editor, pixels.session, pixels.transaction
+import pixels.adapters.base, pixels.editor, pixels.session, pixels.outputs.transaction
 if point == "loading":
     original = pixels.editor.Editor.from_pretrained.__func__
     def loading(cls, *args, **kwargs):
@@ -59,7 +59,7 @@ elif point == "denoising":
 elif point == "staged":
     after_first(pixels.session.EditSession, "_write")
 elif point == "committing":
-    after_first(pixels.transaction, "_move_in")
+    after_first(pixels.outputs.transaction, "_move_in")
 elif point == "between-edits":
     after_first(pixels.session.EditSession, "apply")
 from pixels.cli import main

@@ -8,8 +8,8 @@ import torch
 from conftest import box_map, photo
 
 from pixels import Editor, Exemplar, InputError
-from pixels.loop import blend_into_source, combine_grafts
-from pixels.schedulers import SCHEDULERS
+from pixels.core.loop import blend_into_source, combine_grafts
+from pixels.core.schedulers import SCHEDULERS
 
 FAST = dict(num_inference_steps=4, guidance_scale=4.0)
 

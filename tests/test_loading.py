@@ -1,4 +1,4 @@
-"""pixels.loading: devices, dtypes, diffusers folders, offline hub ids, pickle refusal, single-file detection.
+"""pixels.models.loading: devices, dtypes, diffusers folders, offline hub ids, pickle refusal, single-file detection.
 
 Every failure must be an `InputError` subclass (the CLI maps those to exit code 2) with a message that
 names the argument and says what to do.
@@ -24,7 +24,7 @@ from pixels import Editor
 from pixels.cli import main
 from pixels.adapters import SUPPORTED_PIPELINES, adapter_class
 from pixels.errors import InputError, ModelNotFoundError, PixelsError, UnsafeCheckpointError
-from pixels.loading import load_pipeline, resolve_device, resolve_dtype, single_file_class
+from pixels.models.loading import load_pipeline, resolve_device, resolve_dtype, single_file_class
 
 CPU = dict(device=torch.device("cpu"), dtype=torch.float32)
 FAKE_HUB_ID = "someone/not-a-real-model-xyz"

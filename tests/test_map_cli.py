@@ -7,7 +7,7 @@ import pytest
 from conftest import photo
 from PIL import Image
 
-from pixels import maps
+from pixels.inputs import maps
 from pixels.cli import main
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pixels import maps
+from pixels.inputs import maps
 from pixels.errors import InputError
 
 

@@ -9,7 +9,7 @@ from conftest import box_map, build_sd, photo
 
 from pixels import Editor, InputError
 from pixels.cli import main
-from pixels.memory import MemoryOptions
+from pixels.models.memory import MemoryOptions
 
 FAST = dict(num_inference_steps=4, guidance_scale=4.0, seed=3)
 

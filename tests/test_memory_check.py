@@ -11,9 +11,11 @@ import torch
 from conftest import photo
 from conftest import run_cli as run
 
-from pixels import Editor, limits
+from pixels import Editor
+from pixels.models import estimate
 from pixels.errors import ResourceError
-from pixels.limits import GiB, Limits, check_memory, estimate_peak
+from pixels.limits import Limits
+from pixels.models.estimate import GiB, check_memory, estimate_peak
 
 
 def fake_adapter(vae_channels=(128, 256, 512, 512), tile=512, unet_channels=(32, 64), dtype=torch.float32):
@@ -27,7 +29,7 @@ def fake_adapter(vae_channels=(128, 256, 512, 512), tile=512, unet_channels=(32,
 
 
 def free_memory(monkeypatch, free):
-    monkeypatch.setattr(limits, "available_memory", lambda device: free)
+    monkeypatch.setattr(estimate, "available_memory", lambda device: free)
 
 
 def test_the_estimate_grows_with_the_frame_and_the_batch_and_follows_the_precision():

@@ -7,9 +7,9 @@ import math
 import numpy as np
 import pytest
 
-from pixels import maps
+from pixels.inputs import maps
 from pixels.errors import InputError
-from pixels.metrics import (
+from pixels.eval.metrics import (
     background_fidelity,
     boundary_band,
     colour_distance,

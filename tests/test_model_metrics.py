@@ -10,7 +10,7 @@ from PIL import Image
 
 from pixels.cli import main
 from pixels.errors import InputError, ModelNotFoundError
-from pixels.model_metrics import clip_scores, crop_to_region, dino_score
+from pixels.eval.model_metrics import clip_scores, crop_to_region, dino_score
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +81,7 @@ def test_evaluate_command_with_and_without_encoders(encoders, tmp_path, capsys):
 
 
 def test_frechet_distance_of_image_sets(encoders):
-    from pixels.model_metrics import _frechet, frechet_distance
+    from pixels.eval.model_metrics import _frechet, frechet_distance
 
     _, dino = encoders
     a = [photo(32, 32, seed=s) for s in range(6)]

@@ -14,9 +14,9 @@ from PIL import Image
 from pixels import Editor, Exemplar
 from pixels.cli import main
 from pixels.errors import PixelsNote
-from pixels.limits import cost_note
-from pixels.output import read_metadata, save_image
-from pixels.sheet import caption
+from pixels.models.estimate import cost_note
+from pixels.outputs.writers import read_metadata, save_image
+from pixels.outputs.sheet import caption
 
 
 @pytest.fixture

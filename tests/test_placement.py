@@ -9,7 +9,7 @@ from PIL import Image
 
 from pixels import Editor, Exemplar
 from pixels.errors import InputError
-from pixels.placement import check_box, place, region_box
+from pixels.core.placement import check_box, place, region_box
 
 GRAY = Image.new("RGB", (20, 10), (50, 50, 50))
 

@@ -18,14 +18,14 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from PIL import Image
 
-from pixels import maps
-from pixels.crop import crop_around
-from pixels.inputs import prepare_inputs
-from pixels.settings import EditSettings, Exemplar
+from pixels.inputs import maps
+from pixels.core.crop import crop_around
+from pixels.inputs.read import prepare_inputs
+from pixels.core.settings import EditSettings, Exemplar
 from pixels.errors import InputError
-from pixels.images import load_image, load_map
-from pixels.placement import FITS, check_box, place
-from pixels.prompt_images import load_prompt_images
+from pixels.inputs.images import load_image, load_map
+from pixels.core.placement import FITS, check_box, place
+from pixels.inputs.prompt_images import load_prompt_images
 
 settings.register_profile("ci", max_examples=150, deadline=5000, derandomize=True, print_blob=True,
                           suppress_health_check=[HealthCheck.too_slow])

@@ -64,7 +64,7 @@ def test_base_then_refiner_splits_the_calls(sdxl_pipe, refiner_pipe):
 
 
 def test_refiner_errors_are_named(sd_pipe, pixel_pipe, sdxl_pipe, tmp_path):
-    from pixels.tiny import build as build_flow
+    from pixels.testing.tiny import build as build_flow
 
     with pytest.raises(InputError, match="refiner: a pixel model cannot continue a sd model"):
         Editor.from_pipe(sd_pipe, refiner=pixel_pipe)

@@ -13,8 +13,8 @@ from PIL import Image
 
 from pixels import Editor, EditSettings, InputError
 from pixels.cli import build_parser, main
-from pixels.settings import options
-from pixels.spec import EDIT_KEYS
+from pixels.core.settings import options
+from pixels.inputs.spec import EDIT_KEYS
 
 FAST = dict(num_inference_steps=4, guidance_scale=4.0)
 

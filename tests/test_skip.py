@@ -10,8 +10,8 @@ import torch
 from conftest import box_map, photo
 
 from pixels import Editor, Exemplar
-from pixels.release import first_needed_step, keep_mask
-from pixels.schedulers import skipping_is_exact
+from pixels.core.release import first_needed_step, keep_mask
+from pixels.core.schedulers import skipping_is_exact
 
 
 def run(editor, **kwargs):
@@ -70,7 +70,7 @@ def test_first_needed_step_matches_the_keep_rule():
 
 
 def test_which_schedulers_skip_exactly(sd_pipe):
-    from pixels.schedulers import make_scheduler
+    from pixels.core.schedulers import make_scheduler
 
     assert skipping_is_exact(make_scheduler(sd_pipe.scheduler, "ddim"))
     assert not skipping_is_exact(make_scheduler(sd_pipe.scheduler, "ddim"), eta=0.5)

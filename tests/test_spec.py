@@ -12,7 +12,7 @@ from PIL import Image
 from pixels import Editor, EditSession
 from pixels.cli import main
 from pixels.errors import InputError
-from pixels.spec import load_spec, parse_spec
+from pixels.inputs.spec import load_spec, parse_spec
 
 
 @pytest.fixture

@@ -16,27 +16,38 @@ from typing import TYPE_CHECKING
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "EditResult": ".settings", "EditSettings": ".settings", "Editor": ".editor", "Exemplar": ".settings",
-    "EditSession": ".session", "MemoryOptions": ".memory",
+    "EditResult": ".core.settings", "EditSettings": ".core.settings", "Editor": ".editor",
+    "Exemplar": ".core.settings", "EditSession": ".session", "MemoryOptions": ".models.memory",
     "InputError": ".errors", "ModelNotFoundError": ".errors", "PixelsError": ".errors",
     "UnsafeCheckpointError": ".errors", "ResourceError": ".errors", "NonFiniteError": ".errors",
-    "Limits": ".limits", "Control": ".control",
+    "Limits": ".limits", "Control": ".core.control",
 }
-__all__ = [*_EXPORTS, "__version__"]
+_MODULES = {"maps": ".inputs.maps"}  # the map tools, part of the public API as `pixels.maps`
+__all__ = [*_EXPORTS, *_MODULES, "__version__"]
 
 if TYPE_CHECKING:
+    from .core.control import Control
+    from .core.settings import EditResult, EditSettings, Exemplar
     from .editor import Editor
-    from .settings import EditResult, EditSettings, Exemplar
-    from .memory import MemoryOptions
-    from .session import EditSession
     from .errors import (
-        InputError, ModelNotFoundError, NonFiniteError, PixelsError, ResourceError, UnsafeCheckpointError,
+        InputError,
+        ModelNotFoundError,
+        NonFiniteError,
+        PixelsError,
+        ResourceError,
+        UnsafeCheckpointError,
     )
-    from .control import Control
     from .limits import Limits
+    from .inputs import maps
+    from .models.memory import MemoryOptions
+    from .session import EditSession
 
 
 def __getattr__(name: str):
+    if name in _MODULES:
+        module = importlib.import_module(_MODULES[name], __name__)
+        globals()[name] = module
+        return module
     if name in _EXPORTS:
         value = getattr(importlib.import_module(_EXPORTS[name], __name__), name)
         globals()[name] = value

@@ -20,19 +20,21 @@ from PIL import Image
 
 from . import __version__
 from .adapters import Adapter, adapter_class, adapter_for
-from .control import Control, control_picture
-from .crop import crop_box, crop_scale
+from .core.control import Control
+from .core.crop import crop_around, crop_box, crop_scale
+from .core.frame import ImageLike, Inputs, crop_inputs
+from .core.loop import denoise
+from .core.placement import region_box
+from .core.prepare import Prepared, batch_key, denoise_batch, finish, prepare, setting_notes
+from .core.settings import EditResult, EditSettings, Exemplar, check_seed, make_settings
 from .errors import InputError, PixelsNote, ResourceError
-from .extensions import check_scale, load_controlnet, load_ip_adapter, load_lora
-from .images import ImageLike
-from .inputs import Inputs, crop_inputs, label, prepare_inputs
-from .limits import Limits, check_memory, cost_note
-from .loading import load_pipeline, resolve_device, resolve_dtype
-from .loop import denoise
-from .memory import MemoryOptions
-from .prepare import Prepared, batch_key, denoise_batch, finish, prepare, setting_notes
-from .prompt_images import load_prompt_images, prompt_image_labels
-from .settings import EditResult, EditSettings, Exemplar, check_seed, make_settings
+from .inputs.prompt_images import load_prompt_images, prompt_image_labels
+from .inputs.read import control_picture, label, prepare_inputs
+from .limits import Limits
+from .models.estimate import check_memory, cost_note
+from .models.extensions import check_scale, load_controlnet, load_ip_adapter, load_lora
+from .models.loading import load_pipeline, resolve_device, resolve_dtype
+from .models.memory import MemoryOptions
 
 
 class Editor:
@@ -279,10 +281,24 @@ class Editor:
         return job
 
     def _prepare(self, job: _Job) -> Prepared:
+        self._check_memory(job)
         with _memory_guard(self.adapter):
             return prepare(self.adapter, self.refiner, job.work, job.settings, job.generator, job.image_prompts,
-                           scale_to=job.scale_to, limits=self.limits, suggest_crop=job.settings.crop is None,
-                           control=job.control)
+                           scale_to=job.scale_to, control=job.control)
+
+    def _check_memory(self, job: _Job) -> None:
+        """Refuse, before any model work, an edit whose estimated peak exceeds what the device has free; the
+        error says which crop would fit when the edit diffuses the whole frame."""
+        if not self.limits.check_memory:
+            return
+        multiple = self.adapter.size_multiple
+        h, w = (job.scale_to[1], job.scale_to[0]) if job.scale_to else job.work.strength.shape
+        frame = (-(-h // multiple) * multiple, -(-w // multiple) * multiple)
+        crop = None
+        if job.settings.crop is None and (edited := region_box(job.work.strength)) is not None:
+            crop = crop_around(edited, job.settings.crop_margin, (frame[1], frame[0]), multiple)[2:][::-1]
+        per_edit = 2 if self.adapter.guidance(job.settings.guidance_scale).enabled else 1
+        check_memory(self.adapter, frame, per_edit, crop_frame=crop)
 
     def _run_group(self, group: list[tuple[_Job, Prepared]], indices: list[int], outcomes: list,
                    on_step: Callable[[int, int], None] | None, return_exceptions: bool) -> None:

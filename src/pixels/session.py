@@ -20,14 +20,14 @@ import numpy as np
 from PIL import Image
 
 from . import __version__
-from .control import Control
+from .core.control import Control
+from .core.settings import EditResult, EditSettings, Exemplar, options
 from .editor import Editor
-from .settings import EditResult, EditSettings, Exemplar, options
 from .errors import InputError, PixelsError, short
 from .files import check_name_length, check_writable, open_regular, read_text
-from .transaction import Transaction, foreign, recover
-from .images import ImageLike, load_image
-from .prompt_images import load_prompt_images
+from .inputs.images import ImageLike, load_image
+from .inputs.prompt_images import load_prompt_images
+from .outputs.transaction import Transaction, foreign, recover
 
 MANIFEST = "manifest.json"
 FORMAT = "pixels-session"  # the manifest's "format": what marks a folder as a session pixels saved

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from ..errors import InputError
 from .base import Adapter, Conditioning
-from .sd import StableDiffusionAdapter
-from .pixel import PixelSpaceAdapter
-from .sdxl import StableDiffusionXLAdapter
 from .flow import FluxAdapter, StableDiffusion3Adapter
 from .kandinsky import KandinskyV22Adapter
+from .pixel import PixelSpaceAdapter
+from .sd import StableDiffusionAdapter
+from .sdxl import StableDiffusionXLAdapter
 
 ADAPTERS: tuple[type[Adapter], ...] = (StableDiffusionAdapter, StableDiffusionXLAdapter, PixelSpaceAdapter)
 ADAPTERS += (StableDiffusion3Adapter, FluxAdapter)

@@ -12,10 +12,10 @@ from typing import Any, ClassVar
 
 import torch
 
+from ..core.guidance import ClassifierFreeGuidance
+from ..core.release import img2img_timesteps
+from ..core.schedulers import make_scheduler
 from ..errors import InputError
-from ..guidance import ClassifierFreeGuidance
-from ..release import img2img_timesteps
-from ..schedulers import make_scheduler
 
 
 @dataclass

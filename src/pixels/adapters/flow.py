@@ -18,11 +18,11 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
+from ..core.guidance import ClassifierFreeGuidance
+from ..core.release import check_steps
+from ..core.schedulers import make_scheduler as fresh_scheduler
+from ..core.schedulers import scheduler_name
 from ..errors import InputError
-from ..guidance import ClassifierFreeGuidance
-from ..schedulers import make_scheduler as fresh_scheduler
-from ..release import check_steps
-from ..schedulers import scheduler_name
 from .base import Adapter, Conditioning
 
 FLOW_SCHEDULERS = ("default", "euler")  # the scheduler names that apply to flow-matching models

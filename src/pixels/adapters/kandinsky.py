@@ -23,8 +23,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from ..core.guidance import ClassifierFreeGuidance
 from ..errors import InputError
-from ..guidance import ClassifierFreeGuidance
 from .base import Adapter, Conditioning
 
 LEARNED = ("learned", "learned_range")  # variance types whose scheduler reads the UNet's variance channels

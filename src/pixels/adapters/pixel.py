@@ -10,8 +10,8 @@ from collections.abc import Sequence
 
 import torch
 
+from ..core.guidance import ClassifierFreeGuidance
 from ..errors import InputError
-from ..guidance import ClassifierFreeGuidance
 from .base import Adapter, Conditioning
 
 

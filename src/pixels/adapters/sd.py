@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import torch
 
-from ..guidance import ClassifierFreeGuidance
+from ..core.guidance import ClassifierFreeGuidance
 from .base import Adapter, Conditioning
 
 

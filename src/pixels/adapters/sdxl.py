@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import torch
 
-from ..guidance import ClassifierFreeGuidance
+from ..core.guidance import ClassifierFreeGuidance
 from .base import Conditioning
 from .sd import StableDiffusionAdapter
 

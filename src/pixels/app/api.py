@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from pixels import InputError
-from pixels.images import load_image, load_map
-from pixels.output import save_image
-from pixels.spec import EDIT_KEYS, check_settings, parse_edit, spec_param
+from pixels.inputs.images import load_image, load_map
+from pixels.inputs.spec import EDIT_KEYS, check_settings, parse_edit, spec_param
+from pixels.outputs.writers import save_image
 
 from .context import Context
 from .engine import Progress

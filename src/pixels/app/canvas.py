@@ -14,8 +14,9 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from pixels import InputError, maps
-from pixels.images import load_map
+from pixels import InputError
+from pixels.inputs import maps
+from pixels.inputs.images import load_map
 
 from .context import Context
 from .exemplars import MAX_SLOTS, Slot, placement_preview, to_exemplar
@@ -99,7 +100,7 @@ def switch_target(st: StudioSession | None, canvas: dict | None, target: str) ->
 
 def shape_map(shape: str, size: tuple[int, int], numbers: tuple[float, float, float, float], percent: float
               ) -> np.ndarray:
-    """A map tool's map (`pixels.maps`): `numbers` as SHAPE_FIELDS names them, at `percent` strength."""
+    """A map tool's map (`pixels.inputs.maps`): `numbers` as SHAPE_FIELDS names them, at `percent` strength."""
     if shape not in SHAPES:
         raise InputError(f"tool: expected one of {', '.join(SHAPES)}, got {shape!r}")
     if any(v is None for v in numbers):

@@ -18,9 +18,10 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw
 
-from pixels import Exemplar, InputError, placement
-from pixels.images import load_image
-from pixels.placement import FITS, region_box
+from pixels import Exemplar, InputError
+from pixels.core import placement
+from pixels.core.placement import FITS, region_box
+from pixels.inputs.images import load_image
 
 MAX_SLOTS = 4  # exemplar tabs in the studio; the library takes any number
 PLACEMENTS = ("auto", "box")
@@ -107,7 +108,7 @@ def placement_preview(source: Image.Image, slot: Slot, region: np.ndarray | None
     """The source with the exemplar drawn where it will go (half transparent) and its box outlined.
 
     A preview only: the edit places the exemplar with the library's own placement (whose box rules and
-    fits, `pixels.placement`, this reuses)."""
+    fits, `pixels.core.placement`, this reuses)."""
     canvas = source.convert("RGB").copy()
     if slot.image is None:
         return canvas

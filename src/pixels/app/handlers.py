@@ -17,7 +17,7 @@ from typing import Any
 from PIL import Image
 
 from pixels import EditSession, InputError
-from pixels.images import ImageLike, load_image
+from pixels.inputs.images import ImageLike, load_image
 
 from . import archive, photos
 from .canvas import bake, canvas_value, edit_inputs, empty_maps, require, require_photo

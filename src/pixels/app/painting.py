@@ -23,11 +23,12 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image, ImageDraw
 
-from pixels import InputError, maps
-from pixels.images import _LUMA as LUMA  # ITU-R 601, as Pillow's "L" conversion and pixels' map reader
-from pixels.images import MAP_SNAP  # gray levels this close to black or white count as exactly 0 or 1
-from pixels.release import keep_mask
-from pixels.settings import steps_run
+from pixels import InputError
+from pixels.core.release import keep_mask
+from pixels.core.settings import steps_run
+from pixels.inputs import maps
+from pixels.inputs.images import _LUMA as LUMA  # ITU-R 601, as Pillow's "L" conversion and pixels' map reader
+from pixels.inputs.images import MAP_SNAP  # gray levels this close to black or white count as exactly 0 or 1
 
 TINT = (255, 40, 40)  # the colour the base map is shown in on the canvas and in the overlay
 RELEASED_TINT = (40, 230, 90)  # released pixels in the release preview
@@ -66,7 +67,7 @@ def canvas_strength(value: dict | None, base: np.ndarray) -> np.ndarray:
 
 def soften(strength: np.ndarray, radius: float) -> np.ndarray:
     """Brush softness: the map's edges ramp up over `radius` pixels inside the painted area only
-    (`pixels.maps.feather`), so pixels that were never painted stay exactly 0."""
+    (`pixels.inputs.maps.feather`), so pixels that were never painted stay exactly 0."""
     if not math.isfinite(radius) or radius < 0:
         raise InputError(f"softness: expected a number of pixels >= 0, got {radius!r}")
     return maps.feather(strength, radius) if radius > 0 and strength.any() else strength
@@ -131,14 +132,14 @@ def overlay_preview(photo: Image.Image, strength: np.ndarray) -> Image.Image:
 
 
 def schedule_steps(num_inference_steps: int, strength: float) -> int:
-    """K, the number of denoising steps an edit runs (`pixels.settings.steps_run`; at least 1 here, where
+    """K, the number of denoising steps an edit runs (`pixels.core.settings.steps_run`; at least 1 here, where
     the edit itself refuses a schedule of no step)."""
     return max(1, steps_run(num_inference_steps, strength))
 
 
 def released(strength: np.ndarray, step: int, num_steps: int) -> np.ndarray:
     """Pixels already released at step `step` of `num_steps`: the complement of the pin rule
-    keep > step / K with keep = 1 - strength (`pixels.release.keep_mask`), at pixel resolution."""
+    keep > step / K with keep = 1 - strength (`pixels.core.release.keep_mask`), at pixel resolution."""
     return ~keep_mask(1.0 - strength, step, num_steps)
 
 

@@ -9,14 +9,14 @@ from typing import Any
 from PIL import Image
 
 from pixels import EditResult, InputError, PixelsError
-from pixels.metrics import evaluate
+from pixels.eval.metrics import evaluate
 
 from .painting import map_image
 from .state import Frame, StudioSession
 
 
 def measure(result: EditResult, before: Image.Image) -> dict[str, Any]:
-    """pixels.metrics for the edit: background exactness and seams; with one exemplar, also how its seam
+    """pixels.eval.metrics for the edit: background exactness and seams; with one exemplar, also how its seam
     compares with a naive paste and how much of it survives."""
     exemplar = result.exemplars[0] if len(result.exemplars) == 1 else None
     try:

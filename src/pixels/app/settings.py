@@ -8,12 +8,12 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from pixels import EditSettings, InputError
-from pixels.catalog import recommended as catalog_recommended
-from pixels.images import load_image
+from pixels.core.schedulers import SCHEDULERS as NAMED_SCHEDULERS
+from pixels.core.settings import MODES, SKIP_STEPS
+from pixels.inputs.images import load_image
 from pixels.limits import MAX_MARGIN, MAX_STEPS
-from pixels.output import read_metadata
-from pixels.schedulers import SCHEDULERS as NAMED_SCHEDULERS
-from pixels.settings import MODES, SKIP_STEPS
+from pixels.models.catalog import recommended as catalog_recommended
+from pixels.outputs.writers import read_metadata
 
 SCHEDULERS = ("default", *NAMED_SCHEDULERS)  # "default": the model's own
 MAX_SEED = 2**64 - 1
@@ -112,7 +112,7 @@ def from_metadata(metadata: Any) -> Settings:
 
 def read_png_settings(path: str, max_pixels: int) -> Settings:
     """The settings of an image that pixels wrote (a PNG's `pixels` text chunk, or the EXIF of a JPEG or
-    WebP: `pixels.output.read_metadata`), checked like typed values.
+    WebP: `pixels.outputs.writers.read_metadata`), checked like typed values.
 
     The file is first read as any input is (format allow-list, size limit), then its metadata."""
     load_image(path, name="settings PNG", max_pixels=max_pixels)

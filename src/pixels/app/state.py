@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image
 
 from pixels import EditResult, EditSession, InputError
-from pixels.output import save_image
+from pixels.outputs.writers import save_image
 
 TARGETS = ("strength", "exemplar 1", "exemplar 2", "exemplar 3", "exemplar 4")  # the maps one can paint
 
@@ -32,7 +32,7 @@ class Frame:
     png: Path | None  # a PNG of it in the session's folder (results carry pixels' metadata); None: not written
     result: EditResult | None = None  # the edit that made it (None for the source and for replayed steps)
     map_png: Path | None = None  # the combined strength map it was made with, 8-bit (black = kept)
-    report: dict[str, Any] | None = None  # its measurements (pixels.metrics)
+    report: dict[str, Any] | None = None  # its measurements (pixels.eval.metrics)
     note: str = ""  # what went wrong writing its files, if anything
 
 

@@ -16,14 +16,15 @@ from pathlib import Path
 from typing import Any
 
 from .. import __version__
+from ..core.settings import schedule_key
 from ..errors import InputError, PixelsError, short
 from ..files import check_writable
-from ..output import image_writer
-from ..settings import schedule_key
-from ..transaction import atomic_write, recover
+from ..outputs.transaction import atomic_write, recover
+from ..outputs.writers import image_writer
 from .job import FolderLock, Job, check_outputs, find_job, write_marker
 from .manifest import Row, in_row, load_rows, row_hash, row_seed
 from .results import append_result, done_record, read_results, record, write_failures, write_results
+
 
 def identity(model: str, device: str = "cpu", dtype: str = "auto", threads: int | None = None) -> dict[str, Any]:
     """What of the engine a result depends on, for the settings hash: the model (a local one by its resolved
@@ -33,7 +34,7 @@ def identity(model: str, device: str = "cpu", dtype: str = "auto", threads: int 
     each output's metadata but are not part of it."""
     import torch
 
-    from ..loading import DTYPES
+    from ..models.loading import DTYPES
 
     local = Path(model).expanduser()
     kind = torch.device(device).type if device != "auto" else "auto"

@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
-from ..output import read_metadata
-from ..transaction import atomic_write
+from ..outputs.transaction import atomic_write
+from ..outputs.writers import read_metadata
 from .results import FAILURES, RESULTS
 
 MARKER, LOCK = ".pixels-batch.json", ".pixels-batch.lock"

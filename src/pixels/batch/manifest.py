@@ -18,9 +18,18 @@ from typing import Any
 
 from ..errors import InputError, short
 from ..files import read_text
-from ..output import FORMATS
-from ..spec import EDIT_KEYS, MAX_DEPTH, EditSpec, check_settings, check_size, parse_edit, read_document, \
-    resolve_path, spec_param
+from ..inputs.spec import (
+    EDIT_KEYS,
+    MAX_DEPTH,
+    EditSpec,
+    check_settings,
+    check_size,
+    parse_edit,
+    read_document,
+    resolve_path,
+    spec_param,
+)
+from ..outputs.writers import FORMATS
 
 MAX_MANIFEST_BYTES = 64 * 1024 * 1024  # a million rows of paths
 MAX_ROWS = 1_000_000

@@ -14,8 +14,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ..output import read_metadata
-from ..transaction import atomic_write
+from ..outputs.transaction import atomic_write
+from ..outputs.writers import read_metadata
 from .manifest import Row
 
 RESULTS, FAILURES = "results.jsonl", "failures.jsonl"

@@ -57,8 +57,8 @@ def run_batch(manifest: str | Path, folder: str | Path, model: str, *, engine: s
     threads: torch's CPU threads for each model copy (None: this machine's cores shared by `workers`)."""
     import torch
 
-    from ..catalog import recommended
-    from ..loading import DEVICE, resolve_device, resolve_dtype
+    from ..models.catalog import recommended
+    from ..models.loading import DEVICE, resolve_device, resolve_dtype
 
     progress = BatchProgress() if progress is None else progress
     if engine not in ENGINES:

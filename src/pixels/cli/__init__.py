@@ -22,8 +22,7 @@ from collections.abc import Sequence
 from .. import __version__
 from ..errors import InputError, PixelsError
 from ..files import write_error
-from ..app import cli as app
-from . import batch, demo, edit, evaluate, map, models
+from . import app, batch, demo, edit, evaluate, map, models
 from .common import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_TERMINATED, EXIT_USAGE, Parser, as_flag, in_flags
 
 COMMANDS = (edit, batch, demo, map, evaluate, models, app)  # each adds its subcommand: add_parser(commands, common)

@@ -9,8 +9,8 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from ..core.settings import SEED, Option, options, spec_key_of
 from ..errors import InputError
-from ..settings import SEED, Option, options, spec_key_of
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 EXIT_PARTIAL = 3  # pixels batch: some rows failed, the others are done

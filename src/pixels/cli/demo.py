@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..core.settings import parse_seed
 from ..demo import DemoSettings
-from ..settings import parse_seed
 from .common import EXIT_OK, Progress, number, text_type
 
 
@@ -31,9 +31,10 @@ def add_parser(commands, common: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..demo import check, run as run_demo
+    from ..demo import check
+    from ..demo import run as run_demo
     from ..editor import Editor
-    from ..loading import resolve_device
+    from ..models.loading import resolve_device
 
     settings = DemoSettings(num_inference_steps=args.steps, strength=args.strength, seed=args.seed)
     check(args.output, overwrite=args.overwrite, settings=settings)
@@ -44,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
         done = run_demo(args.output, overwrite=args.overwrite, settings=settings, editor=editor,
                         on_step=progress.update)
     if not args.quiet:
-        from ..metrics import format_report
+        from ..eval.metrics import format_report
 
         md = done["metadata"]
         print(

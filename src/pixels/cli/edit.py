@@ -11,9 +11,9 @@ import sys
 import warnings
 from pathlib import Path
 
+from ..core.settings import SEED, options
 from ..errors import InputError, PixelsNote
 from ..limits import MAX_PIXELS
-from ..settings import SEED, options
 from .common import EXIT_OK, Parser, Progress, add_model_flags, as_flags, flag_of, note, number, renamed, text_type
 
 _PLACED = re.compile(r"^(?P<path>.+)@(?P<box>[-+\d.,\s]*,[-+\d.,\s]*)$")  # EXEMPLAR@ then numbers and commas
@@ -173,7 +173,7 @@ def _given_settings(args: argparse.Namespace) -> dict:
 
 def parse_control(args: argparse.Namespace):
     """--control KIND[:IMAGE][:SCALE] with --control-start/--control-end, as a `Control` (None without it)."""
-    from ..control import KINDS, Control
+    from ..core.control import KINDS, Control
 
     if args.control is None:
         if args.control_start is not None or args.control_end is not None:
@@ -210,10 +210,10 @@ def _maybe_float(text: str) -> float | None:
 def plan(args: argparse.Namespace):
     """The edits to run, as a spec: the spec file with the flags filling in, or a one-edit spec of the flags;
     the model's recommended settings fill in what neither gives."""
-    from ..catalog import recommended
-    from ..prompt_images import parse_prompt_image
-    from ..settings import Exemplar
-    from ..spec import EditSpec, Spec, load_spec
+    from ..core.settings import Exemplar
+    from ..inputs.prompt_images import parse_prompt_image
+    from ..inputs.spec import EditSpec, Spec, load_spec
+    from ..models.catalog import recommended
 
     defaults = recommended(args.model)  # before loading: the catalogue's (the family is not known yet)
     given = _given_settings(args)
@@ -271,10 +271,10 @@ def recommended_cause(error: InputError, args: argparse.Namespace, k: int) -> In
 
 def check_edit(edit, source, max_pixels: int):
     """Check one edit of the plan without the model: its settings, then every image and map it names."""
-    from ..images import load_image
-    from ..inputs import prepare_inputs
-    from ..prompt_images import load_prompt_images
-    from ..spec import check_settings
+    from ..inputs.images import load_image
+    from ..inputs.prompt_images import load_prompt_images
+    from ..inputs.read import prepare_inputs
+    from ..inputs.spec import check_settings
 
     settings = check_settings(edit.settings)
     load_prompt_images(edit.settings.get("prompt_images"), max_pixels)
@@ -350,7 +350,7 @@ def load_extensions(args: argparse.Namespace, editor) -> None:
 
 def spec_error(error: InputError, k: int, spec_file: str) -> InputError:
     """An error about edits[k] of a spec, naming the spec's key (`steps`) instead of the Python parameter."""
-    from ..spec import KEY_OF_ARGUMENT
+    from ..inputs.spec import KEY_OF_ARGUMENT
 
     if error.param is None:
         return InputError(f"{spec_file}: edits[{k}]: {error.message}")
@@ -359,11 +359,11 @@ def spec_error(error: InputError, k: int, spec_file: str) -> InputError:
 
 def run(args: argparse.Namespace) -> int:
     from ..editor import Editor
-    from ..transaction import Transaction
     from ..limits import Limits, megapixels
-    from ..loading import resolve_device, resolve_dtype
-    from ..memory import MemoryOptions
-    from ..output import check_output, image_writer
+    from ..models.loading import resolve_device, resolve_dtype
+    from ..models.memory import MemoryOptions
+    from ..outputs.transaction import Transaction
+    from ..outputs.writers import check_output, image_writer
     from ..session import EditSession, check_folder
 
     # 1. Everything that can be checked without the model is checked first: settings, inputs, outputs
@@ -440,7 +440,7 @@ def run(args: argparse.Namespace) -> int:
     with Transaction() as transaction:
         transaction.file(output, image_writer(result.image, output, metadata), overwrite=args.overwrite)
         if sheet_path is not None:
-            from ..sheet import edit_sheet
+            from ..outputs.sheet import edit_sheet
 
             sheet = edit_sheet(before, result.strength_map, result.exemplars, result.image, result.metadata)
             transaction.file(sheet_path, image_writer(sheet, sheet_path), overwrite=args.overwrite)

@@ -40,9 +40,9 @@ def add_parser(commands, common: argparse.ArgumentParser) -> None:
 def _model_metrics(args: argparse.Namespace, result, exemplar, strength) -> dict:
     """CLIP-I, CLIP-T and DINO when their weights are at hand. A model named on the command line that is not
     available is reported as skipped, with the reason; the default models are used only when cached."""
-    from ..catalog import is_cached
     from ..errors import ModelNotFoundError
-    from ..model_metrics import clip_scores, dino_score
+    from ..eval.model_metrics import clip_scores, dino_score
+    from ..models.catalog import is_cached
 
     region = strength >= 1.0 if exemplar is not None and (strength >= 1.0).any() else None
     scores: dict = {}
@@ -71,9 +71,9 @@ def _model_metrics(args: argparse.Namespace, result, exemplar, strength) -> dict
 def _placed_exemplar(path: str, result_path: str, source, notes: list[str]):
     """The exemplar as the edit placed it: into the box the result's metadata records for it (a result pixels
     wrote), aligned when it has the result's size, and resized to the frame only as a last resort."""
-    from ..images import load_image
-    from ..output import read_metadata
-    from ..placement import place
+    from ..core.placement import place
+    from ..inputs.images import load_image
+    from ..outputs.writers import read_metadata
 
     exemplar, alpha = load_image(path, name="--exemplar")
     if exemplar.size == source.size:
@@ -93,8 +93,8 @@ def run(args: argparse.Namespace) -> int:
     import json
     import math
 
-    from ..images import load_image, load_map
-    from ..metrics import evaluate, format_report
+    from ..eval.metrics import evaluate, format_report
+    from ..inputs.images import load_image, load_map
 
     result, _ = load_image(args.result, name="result")
     source, _ = load_image(args.source, name="--source")

@@ -61,7 +61,7 @@ def _numbers(kind: str, values: list[str]) -> list[float]:
 
 
 def _canvas(args: argparse.Namespace) -> tuple[int, int]:
-    from ..images import load_image
+    from ..inputs.images import load_image
 
     if bool(args.size) == bool(args.like):
         raise InputError("give the canvas size with exactly one of --size WxH or --like IMAGE")
@@ -80,8 +80,8 @@ def _canvas(args: argparse.Namespace) -> tuple[int, int]:
 
 def build(args: argparse.Namespace):
     """The map (or, for preview, the picture) that `args` describe."""
-    from .. import maps
-    from ..images import load_image, load_map
+    from ..inputs import maps
+    from ..inputs.images import load_image, load_map
 
     kind, values = args.kind, args.values
     if kind in SHAPES:
@@ -125,7 +125,7 @@ def build(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..output import check_output, save_image
+    from ..outputs.writers import check_output, save_image
 
     inputs = [v for v in args.values if Path(v).exists()] + ([args.like] if args.like else [])
     output = check_output(args.output, overwrite=args.overwrite, inputs=inputs)

@@ -21,7 +21,7 @@ def add_parser(commands, common: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..catalog import table
+    from ..models.catalog import table
 
     rows = [{**row, "settings": as_flags(row["settings"])} for row in table()]
     if args.json:

@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from .errors import InputError, short
-from .limits import MAX_PIXELS
+from ..errors import InputError, short
+from ..limits import MAX_PIXELS
 
 FITS = ("cover", "contain", "stretch")
 

@@ -6,9 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .errors import InputError, ModelNotFoundError, UnsafeCheckpointError, first_line, short, unsafe_pickle
-from .limits import finite
-
+from ..errors import InputError, ModelNotFoundError, UnsafeCheckpointError, first_line, short, unsafe_pickle
+from ..limits import finite
 
 
 def _failed(what: str, model: Any, error: BaseException, param: str) -> InputError:
@@ -22,7 +21,7 @@ def _failed(what: str, model: Any, error: BaseException, param: str) -> InputErr
 
 def _check_family(adapter, takes: str, what: str, param: str) -> None:
     """Refuse an extension the adapter's family cannot take (`takes`: the adapter attribute that says so)."""
-    from .adapters import ADAPTERS
+    from ..adapters import ADAPTERS
 
     if not getattr(adapter, takes):
         families = sorted({a.family for a in ADAPTERS if getattr(a, takes)})

@@ -4,33 +4,21 @@ model work (all input errors surface here), and cut to a crop when only part of 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
-from .errors import InputError, short
-from .images import ImageLike, load_image, load_map
-from .limits import MAX_EXEMPLARS, MAX_PIXELS, finite
-from .placement import FITS, check_box, place, region_box
-from .settings import Exemplar
+from ..core.control import Control
+from ..core.frame import ImageLike, Inputs
+from ..core.placement import FITS, check_box, place, region_box
+from ..core.settings import Exemplar
+from ..errors import InputError, short
+from ..limits import MAX_EXEMPLARS, MAX_PIXELS, finite
+from .images import load_image, load_map
 
+CANNY_THRESHOLDS = (100, 200)  # OpenCV's low and high hysteresis thresholds, as the ControlNet authors used
 MAX_CONDITION = 5.0  # IP-Adapter scales in use lie within [0, 1.5]
-
-
-@dataclass
-class Inputs:
-    """Every image and map of one edit, loaded, checked and placed on the source's canvas."""
-
-    source: Image.Image
-    exemplars: list[Image.Image]
-    exemplar_maps: list[np.ndarray]  # strength, (H, W) float64 each
-    strength: np.ndarray  # combined strength, (H, W) float64
-    labels: dict[str, Any]
-    notes: list[str]
-    conditions: list[tuple[Image.Image, float, int]] = field(default_factory=list)  # (exemplar, weight, index)
-    control: Image.Image | None = None  # a ControlNet's control image, on the source's canvas
 
 
 def label(value: Any) -> str | None:
@@ -137,22 +125,12 @@ def prepare_inputs(
     return Inputs(image, images, maps, combined.astype(np.float64), labels, notes, conditions)
 
 
-def crop_inputs(inputs: Inputs, box: tuple[int, int, int, int]) -> Inputs:
-    """The part of every image and map inside `box` (x, y, w, h); image prompts are left whole."""
-    x, y, w, h = box
+def control_picture(control: Control, source: Image.Image, max_pixels: int) -> Image.Image:
+    """The control image at the source's size (RGB): the given one resized, or the source's Canny edges."""
+    if control.kind == "image":
+        picture, _ = load_image(control.image, name="control.image", max_pixels=max_pixels)
+        return picture if picture.size == source.size else picture.resize(source.size, Image.BILINEAR)
+    import cv2
 
-    def cut(picture: Image.Image) -> Image.Image:
-        return picture.crop((x, y, x + w, y + h))
-
-    return Inputs(
-        cut(inputs.source), [cut(e) for e in inputs.exemplars],
-        [m[y:y + h, x:x + w] for m in inputs.exemplar_maps], inputs.strength[y:y + h, x:x + w],
-        inputs.labels, inputs.notes, inputs.conditions, None if inputs.control is None else cut(inputs.control),
-    )
-
-
-def pad(array: np.ndarray, multiple: int) -> np.ndarray:
-    """Edge-pad (H, W, ...) at the bottom and right up to a multiple: no border pixel is cropped away."""
-    h, w = array.shape[:2]
-    pad = ((0, -h % multiple), (0, -w % multiple)) + ((0, 0),) * (array.ndim - 2)
-    return np.pad(array, pad, mode="edge")
+    edges = cv2.Canny(np.asarray(source.convert("L")), *CANNY_THRESHOLDS)
+    return Image.fromarray(np.stack([edges] * 3, -1))

@@ -8,8 +8,8 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image, ImageDraw
 
-from .images import load_image
-from .maps import overlay
+from ..inputs.images import load_image
+from ..inputs.maps import overlay
 
 TILE = 256
 GAP = 8

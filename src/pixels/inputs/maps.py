@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import InputError, short
-from .limits import MAX_PIXELS, finite
+from ..errors import InputError, short
+from ..limits import MAX_PIXELS, finite
 
 MAX_COORDINATE = 1e7  # pixels: points and radii far beyond any image (and far from float overflow)
 

@@ -12,8 +12,8 @@ from typing import Any, BinaryIO
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
-from .errors import InputError, short
-from .files import check_name_length, check_writable
+from ..errors import InputError, short
+from ..files import check_name_length, check_writable
 from .transaction import atomic_write, recover
 
 FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
@@ -64,7 +64,7 @@ def parameters_text(md: dict[str, Any]) -> str:
     "Negative prompt: " line if there is one, then one line of `Key: value` pairs, with A1111's sampler names
     ("DPM++ 2M", "Euler a"). As A1111 writes it, an empty prompt leaves no empty first line, and a value with
     a comma, colon or line break is written as a JSON string, so that the pairs split at the commas."""
-    from .schedulers import a1111_sampler
+    from ..core.schedulers import a1111_sampler
 
     fields = [
         ("Steps", md.get("num_inference_steps")), ("Sampler", a1111_sampler(md.get("scheduler_class"))),
@@ -121,8 +121,8 @@ def save_image(image: Image.Image, path: str | os.PathLike, metadata: dict[str, 
 def read_metadata(path: str | os.PathLike) -> dict[str, Any] | None:
     """The settings pixels embedded in a result it wrote (PNG text chunk, or EXIF in JPEG and WebP), or None
     for an image without them."""
-    from .images import FORMATS as READABLE
-    from .files import open_regular
+    from ..files import open_regular
+    from ..inputs.images import FORMATS as READABLE
 
     with open_regular(path, "image") as f, Image.open(f, formats=READABLE) as image:
         text = image.info.get("pixels") if image.format == "PNG" else image.getexif().get(EXIF_DESCRIPTION)

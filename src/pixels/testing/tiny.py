@@ -4,7 +4,8 @@ They have the layouts of the real models at diffusers' fast-test sizes (a VAE th
 resolution once, 32-wide blocks, CLIP tokenizers over single letters written on the spot), so that
 tests, examples and benchmark smoke runs exercise every family without downloading weights:
 
-    from pixels import Editor, tiny
+    from pixels import Editor
+    from pixels.testing import tiny
     editor = Editor.from_pipe(tiny.build("sdxl", folder))   # folder: where tokenizer files are written
 
 `FAMILIES` lists the names `build` accepts. Never hard-code the VAE factor 8: here it is 2.

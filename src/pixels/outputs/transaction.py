@@ -21,8 +21,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
-from .errors import InputError
-from .files import HOST_TAG, TEMPORARY, NAME_KEPT, process_start, temporary_name, write_error
+from ..errors import InputError
+from ..files import HOST_TAG, NAME_KEPT, TEMPORARY, process_start, temporary_name, write_error
 
 # The only names pixels writes inside a folder it owns (a saved session); nothing else is ever removed.
 OWN_FILES = re.compile(

@@ -26,10 +26,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import InputError, first_line, short
-from .files import read_text
-from .limits import MAX_EXEMPLARS, finite
-from .settings import SEED, Exemplar, options, spec_key_of
+from ..core.settings import SEED, Exemplar, options, spec_key_of
+from ..errors import InputError, first_line, short
+from ..files import read_text
+from ..limits import MAX_EXEMPLARS, finite
 
 # spec key -> (Editor.edit argument, expected type), from the settings' declaration
 EDIT_KEYS: dict[str, tuple[str, str]] = {
@@ -190,7 +190,7 @@ def _image_items(value: Any, where: str, what: str, keys: dict) -> list[tuple[st
 
 def parse_control(value: Any, where: str, base: Path):
     """A spec's `control` ({kind: canny, scale: 0.8} or {kind: image, image: depth.png}) as a `Control`."""
-    from .control import Control
+    from ..core.control import Control
 
     if not isinstance(value, dict):
         raise InputError(f"expected a mapping such as {{kind: canny, scale: 0.8}}, got {short(value)}", param=where)
@@ -249,7 +249,7 @@ def load_spec(path: str | Path) -> Spec:
 def check_settings(settings: dict[str, Any]):
     """An edit's settings (Editor.edit keyword arguments: settings by name, seed, prompt_images, control)
     checked without the model; returns the EditSettings."""
-    from .settings import check_seed, make_settings
+    from ..core.settings import check_seed, make_settings
 
     check_seed(settings.get("seed"))
     return make_settings(**{k: v for k, v in settings.items() if k not in ("seed", "prompt_images", "control")})

@@ -15,12 +15,12 @@ from pathlib import Path
 
 import torch
 
-from .adapters import SUPPORTED_PIPELINES, adapter_class, single_file_pipeline
-from .errors import InputError, ModelNotFoundError, UnsafeCheckpointError, first_line, short, unsafe_pickle
-from .files import read_text
+from ..adapters import SUPPORTED_PIPELINES, adapter_class, single_file_pipeline
+from ..errors import InputError, ModelNotFoundError, UnsafeCheckpointError, first_line, short, unsafe_pickle
+from ..files import read_text
 from .catalog import BY_NAME
 
-BUNDLED = {"demo": "models/demo"}  # name -> folder inside the package
+BUNDLED = {"demo": "demo/weights"}  # name -> folder inside the package
 INDEX_LIMIT = 1024 * 1024  # bytes of a model_index.json
 PICKLE_SUFFIXES = (".ckpt", ".bin", ".pt", ".pth", ".pkl")
 HUB_ID = re.compile(r"^[\w.-]+(/[\w.-]+)?$")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from .errors import InputError
+from ..errors import InputError
 from .placement import check_box, region_box
 
 

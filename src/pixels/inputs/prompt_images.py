@@ -7,8 +7,8 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image
 
-from .errors import InputError, short
-from .limits import MAX_PIXELS, MAX_WEIGHT
+from ..errors import InputError, short
+from ..limits import MAX_PIXELS, MAX_WEIGHT
 from .images import ImageLike, load_image
 
 

@@ -9,8 +9,8 @@ from typing import Any
 
 import torch
 
-from .adapters import Adapter, Conditioning
-from .errors import NonFiniteError
+from ..adapters import Adapter, Conditioning
+from ..errors import NonFiniteError
 from .guidance import ClassifierFreeGuidance
 from .release import keep_mask
 

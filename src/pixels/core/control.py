@@ -13,14 +13,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 
-from .errors import InputError, short
-from .images import ImageLike, load_image
-from .limits import finite
+from ..errors import InputError, short
+from ..limits import finite
+from .frame import ImageLike
 
 KINDS = ("canny", "image")
-CANNY_THRESHOLDS = (100, 200)  # OpenCV's low and high hysteresis thresholds, as the ControlNet authors used
 
 
 @dataclass(frozen=True)
@@ -51,17 +49,6 @@ class Control:
         image = self.image if self.image is None or isinstance(self.image, str) else f"<{type(self.image).__name__}>"
         return {"kind": self.kind, "image": None if image is None else str(image), "scale": self.scale,
                 "start": self.start, "end": self.end}
-
-
-def control_picture(control: Control, source: Image.Image, max_pixels: int) -> Image.Image:
-    """The control image at the source's size (RGB): the given one resized, or the source's Canny edges."""
-    if control.kind == "image":
-        picture, _ = load_image(control.image, name="control.image", max_pixels=max_pixels)
-        return picture if picture.size == source.size else picture.resize(source.size, Image.BILINEAR)
-    import cv2
-
-    edges = cv2.Canny(np.asarray(source.convert("L")), *CANNY_THRESHOLDS)
-    return Image.fromarray(np.stack([edges] * 3, -1))
 
 
 @dataclass

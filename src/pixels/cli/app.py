@@ -12,10 +12,9 @@ import argparse
 import importlib.util
 import sys
 
-from pixels.cli.common import add_model_flags, in_flags
-from pixels.errors import InputError
-
-from .server import DEFAULT_HOST, DEFAULT_MEGAPIXELS, DEFAULT_PORT, DEFAULT_QUEUE, DEFAULT_UPLOAD_MB, launch
+from ..app.server import DEFAULT_HOST, DEFAULT_MEGAPIXELS, DEFAULT_PORT, DEFAULT_QUEUE, DEFAULT_UPLOAD_MB, launch
+from ..errors import InputError
+from .common import add_model_flags, in_flags
 
 __all__ = ["add_parser", "launch", "run"]
 

@@ -17,9 +17,9 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from .errors import InputError, short
-from .images import ImageLike
-from .limits import GUIDANCE_RANGE, MAX_CROP_RESIZE, MAX_MARGIN, MAX_STEPS, MAX_TEXT, finite
+from ..errors import InputError, short
+from ..limits import GUIDANCE_RANGE, MAX_CROP_RESIZE, MAX_MARGIN, MAX_STEPS, MAX_TEXT, finite
+from .frame import ImageLike
 from .schedulers import SCHEDULERS, scheduler_name
 
 MODES = ("paper", "blend")

@@ -8,19 +8,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Union
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import InputError, first_line
-from .files import open_regular
-from .limits import MAX_PIXELS
-
-if TYPE_CHECKING:
-    import torch
-
-ImageLike = Union[str, os.PathLike, Image.Image, np.ndarray]
+from ..core.frame import ImageLike
+from ..errors import InputError, first_line
+from ..files import open_regular
+from ..limits import MAX_PIXELS
 
 # The raster formats pixels reads, chosen by Pillow from the file's content. Nothing else is opened: some
 # of Pillow's other plugins hand the data to external programs (EPS is run by the Ghostscript interpreter).
@@ -227,15 +222,3 @@ def load_map(
     return np.clip(values, 0.0, 1.0), notes
 
 
-def to_tensor(image: Image.Image) -> torch.Tensor:
-    """RGB PIL image -> (1, 3, H, W) float32 in [-1, 1], as diffusers' image processor does."""
-    import torch
-
-    array = np.asarray(image.convert("RGB"), np.float32) / 255.0
-    return torch.from_numpy(array).permute(2, 0, 1)[None] * 2.0 - 1.0
-
-
-def to_pil(tensor: torch.Tensor) -> Image.Image:
-    """(1, 3, H, W) in [-1, 1] -> RGB PIL image, rounding as diffusers' postprocess does."""
-    array = (tensor[0].float() / 2 + 0.5).clamp(0, 1).permute(1, 2, 0).cpu().numpy()
-    return Image.fromarray((array * 255).round().astype(np.uint8))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from .errors import InputError
+from ..errors import InputError
 
 # short name -> (diffusers class name, config overrides); the classes are imported when one is made
 SCHEDULERS: dict[str, tuple[str, dict]] = {

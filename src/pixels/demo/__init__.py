@@ -13,12 +13,11 @@ from importlib import resources
 from pathlib import Path
 
 import numpy as np
-
 from PIL import Image
 
-from . import maps
-from .catalog import BY_NAME
-from .images import load_map
+from ..inputs import maps
+from ..inputs.images import load_map
+from ..models.catalog import BY_NAME
 
 MOON_CENTER = (158.0, 30.0)  # (x, y) in the 192x128 rocket photo: the sky between two towers
 MOON_RADIUS = 12.0  # fully grafted inside this radius...
@@ -37,7 +36,7 @@ class DemoSettings:
 
 
 def asset(name: str) -> Image.Image:
-    with resources.files("pixels").joinpath("assets", name).open("rb") as f:
+    with resources.files("pixels").joinpath("demo", "photos", name).open("rb") as f:
         return Image.open(f, formats=["PNG"]).convert("RGB")
 
 
@@ -60,10 +59,10 @@ FILES = ("source.png", "exemplar.png", "map.png", "naive_paste.png", "result.png
 
 def check(output: str | Path, *, overwrite: bool = False, settings: DemoSettings = DemoSettings()) -> Path:
     """Check the demo's settings and output folder (it may be missing; its parent must exist)."""
-    from .settings import EditSettings, check_seed
-    from .errors import InputError
-    from .files import check_writable
-    from .transaction import recover
+    from ..core.settings import EditSettings, check_seed
+    from ..errors import InputError
+    from ..files import check_writable
+    from ..outputs.transaction import recover
 
     EditSettings(num_inference_steps=settings.num_inference_steps, strength=settings.strength,
                  scheduler=settings.scheduler)  # validated as it is made
@@ -89,11 +88,11 @@ def run(output: str | Path, *, overwrite: bool = False, settings: DemoSettings =
         on_step=None) -> dict:
     """Run the demo edit and write its files into folder `output` (made if missing, once the edit is done);
     returns what was written and measured. On any error nothing is written and no folder is made."""
-    from .editor import Editor, Exemplar
-    from .transaction import Transaction
-    from .metrics import evaluate, naive_paste
-    from .output import image_writer
-    from .sheet import edit_sheet
+    from ..editor import Editor, Exemplar
+    from ..eval.metrics import evaluate, naive_paste
+    from ..outputs.sheet import edit_sheet
+    from ..outputs.transaction import Transaction
+    from ..outputs.writers import image_writer
 
     # 1. Check the settings and the folder before any work
     folder = check(output, overwrite=overwrite, settings=settings)

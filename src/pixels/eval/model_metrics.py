@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .errors import InputError, ModelNotFoundError, first_line, unsafe_pickle
+from ..errors import InputError, ModelNotFoundError, first_line, unsafe_pickle
 
 CLIP_MODEL = "openai/clip-vit-base-patch32"
 DINO_MODEL = "facebook/dino-vits16"

@@ -16,15 +16,12 @@ import torch
 from diffusers.utils.torch_utils import randn_tensor
 from PIL import Image
 
-from .adapters import Adapter
-from .crop import crop_around, encode_region, resize_map
+from ..adapters import Adapter
+from ..errors import InputError, NonFiniteError
 from .control import Control, control_input
-from .errors import InputError, NonFiniteError
-from .images import to_pil, to_tensor
-from .inputs import Inputs, pad
-from .limits import Limits, check_memory
+from .crop import encode_region, resize_map
+from .frame import Inputs, pad, to_pil, to_tensor
 from .loop import Stage, Surgery, blend_into_source, combine_grafts, denoise, step_kwargs
-from .placement import region_box
 from .release import first_needed_step, to_latent_map
 from .schedulers import draws_noise, skipping_is_exact
 from .settings import EditSettings
@@ -145,11 +142,11 @@ class Prepared:
 
 def prepare(
     base: Adapter, refiner: Adapter | None, inputs: Inputs, settings: EditSettings, generator: torch.Generator,
-    image_prompts: list[tuple[Image.Image, float]], *, scale_to: tuple[int, int] | None, limits: Limits,
-    suggest_crop: bool, control: Control | None = None,
+    image_prompts: list[tuple[Image.Image, float]], *, scale_to: tuple[int, int] | None,
+    control: Control | None = None,
 ) -> Prepared:
-    """Everything before the loop for `inputs` (the frame, or a crop of it): padding, the keep map, the
-    limits that need the model, stages, surgery and the first step.
+    """Everything before the loop for `inputs` (the frame, or a crop of it): padding, the keep map, stages,
+    surgery and the first step.
     scale_to: (W, H) to diffuse at (a resized crop), or None."""
     f, multiple = base.vae_scale_factor, base.size_multiple
     src = np.asarray(inputs.source)
@@ -164,28 +161,20 @@ def prepare(
             control_picture = control_picture.resize(scale_to, Image.BILINEAR)
 
     # 1. Pad to the model's size multiple; the latent keep map
-    padded = [pad(p, multiple) for p in pictures]
-    frame = padded[0].shape[:2]
+    padded_pictures = [pad(p, multiple) for p in pictures]
+    frame = padded_pictures[0].shape[:2]
     latent_size = (frame[0] // f, frame[1] // f)
     keep = to_latent_map(pad(1.0 - strength, multiple), latent_size).to(base.device)
 
-    # 2. Limits that need the model, before any model work
-    if limits.check_memory:
-        crop = None
-        if suggest_crop and (edited := region_box(strength)) is not None:
-            crop = crop_around(edited, settings.crop_margin, (frame[1], frame[0]), multiple)[2:][::-1]
-        per_edit = 2 if base.guidance(settings.guidance_scale).enabled else 1
-        check_memory(base, frame, per_edit, crop_frame=crop)
-
-    # 3. Stages (timesteps on fresh schedulers, conditioning), then the surgery
+    # 2. Stages (timesteps on fresh schedulers, conditioning), then the surgery
     padded_maps = [pad(m, multiple) for m in maps]
     regions = [(picture, weight, padded_maps[k]) for picture, weight, k in inputs.conditions]
     controls = None if control is None else (pad(np.asarray(control_picture), multiple), control)
     stages = make_stages(base, refiner, settings, generator, latent_size, frame, image_prompts, regions, controls)
-    surgery = make_surgery(base, settings, padded, padded_maps, keep, generator,
+    surgery = make_surgery(base, settings, padded_pictures, padded_maps, keep, generator,
                            inpaint=any(s.adapter.inpaint for s in stages))
 
-    # 4. Skip the model calls whose output the next pin overwrites
+    # 3. Skip the model calls whose output the next pin overwrites
     num_steps = sum(len(s.timesteps) for s in stages)
     exact = all(skipping_is_exact(s.scheduler, settings.eta) for s in stages)
     skip = settings.skip_steps == "always" or (settings.skip_steps == "auto" and exact)

@@ -1,0 +1,1 @@
+"""Measuring edits: pixel metrics against the source and exemplars, and model-based metrics."""
