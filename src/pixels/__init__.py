@@ -20,7 +20,7 @@ _EXPORTS = {
     "Exemplar": ".core.settings", "EditSession": ".session", "MemoryOptions": ".models.memory",
     "InputError": ".errors", "ModelNotFoundError": ".errors", "PixelsError": ".errors",
     "UnsafeCheckpointError": ".errors", "ResourceError": ".errors", "NonFiniteError": ".errors",
-    "Limits": ".limits", "Control": ".core.control",
+    "Limits": ".limits", "Control": ".core.control", "EditJob": ".inputs.job", "plan_edit": ".inputs.job",
 }
 _MODULES = {"maps": ".inputs.maps"}  # the map tools, part of the public API as `pixels.maps`
 __all__ = [*_EXPORTS, *_MODULES, "__version__"]
@@ -37,8 +37,9 @@ if TYPE_CHECKING:
         ResourceError,
         UnsafeCheckpointError,
     )
-    from .limits import Limits
     from .inputs import maps
+    from .inputs.job import EditJob, plan_edit
+    from .limits import Limits
     from .models.memory import MemoryOptions
     from .session import EditSession
 

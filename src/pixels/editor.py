@@ -1,13 +1,12 @@
 """`Editor`: load a model once, then make PIXELS edits with it.
 
-The editor loads and orchestrates; what an edit is made of lives in `settings`, how its inputs are
-read and placed in `inputs`, the preparation of the loop in `prepare`, and the loop in `loop`.
+The editor loads and orchestrates: an edit is checked and read without the model into an `EditJob`
+(`pixels.inputs.job`), then the editor adds what only the model can tell (its schedule, its size multiple,
+the memory check), prepares the loop (`pixels.core.prepare`) and runs it (`pixels.core.loop`).
 """
 
 from __future__ import annotations
 
-import secrets
-import warnings
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -26,10 +25,9 @@ from .core.frame import ImageLike, Inputs, crop_inputs
 from .core.loop import denoise
 from .core.placement import region_box
 from .core.prepare import Prepared, batch_key, denoise_batch, finish, prepare, setting_notes
-from .core.settings import EditResult, EditSettings, Exemplar, check_seed, make_settings
-from .errors import InputError, PixelsNote, ResourceError
-from .inputs.prompt_images import load_prompt_images, prompt_image_labels
-from .inputs.read import control_picture, label, prepare_inputs
+from .core.settings import EditResult, EditSettings, Exemplar
+from .errors import InputError, ResourceError, warn_note
+from .inputs.job import EditJob, plan_edit
 from .limits import Limits
 from .models.estimate import check_memory, cost_note
 from .models.extensions import check_scale, load_controlnet, load_ip_adapter, load_lora
@@ -106,12 +104,14 @@ class Editor:
         local_files_only: bool | None = None,
         config: str | None = None,
         limits: Limits | None = None,
+        on_note: Callable[[str], None] | None = None,
     ) -> Editor:
         """Load from a hub id, a local diffusers folder or a single .safetensors checkpoint.
 
         refiner: a second model (SDXL refiner) for the end of the schedule; it reuses the base model's
         components that both share (the VAE; for SDXL the second text encoder too). memory: memory-saving
         options (attention slicing, offload, ...). limits: what edits are refused before any model work.
+        on_note(text): what loading notes (default: a `PixelsNote` warning).
         """
         dev = resolve_device(device)
         memory = memory or MemoryOptions()
@@ -120,8 +120,8 @@ class Editor:
         auto_gpu = isinstance(dtype, str) and dtype.lower() == "auto" and dev.type == "cuda"
         chosen = None if auto_gpu else resolve_dtype(dtype, dev)
         if dev.type == "cpu" and chosen in (torch.float16, torch.bfloat16):
-            warnings.warn(f"{str(chosen).removeprefix('torch.')} on the CPU is slow and not every operation has it;"
-                          " fp32 is the CPU default", PixelsNote, stacklevel=2)
+            (on_note or warn_note)(f"{str(chosen).removeprefix('torch.')} on the CPU is slow and not every operation"
+                               " has it; fp32 is the CPU default")
         options = dict(device=memory.load_device(dev), dtype=chosen,
                        allow_unsafe_pickle=allow_unsafe_pickle, local_files_only=local_files_only)
         base = memory.apply(adapter_for(load_pipeline(model, config=config, **options)), dev)
@@ -168,41 +168,60 @@ class Editor:
         the random draws (a random seed is drawn and recorded when both are absent). prompt_images:
         [(image, weight), ...] mixed into the prompt (Kandinsky 2.2; SD and SDXL with an IP-Adapter).
         control: ControlNet guidance (with a ControlNet loaded). on_step(done, total): progress; an exception
-        raised there stops the edit between two steps.
+        raised there stops the edit between two steps. Notes come as `PixelsNote` warnings and in
+        `result.metadata["notes"]`.
+
+        The same as `editor.run(plan_edit(source, ...))`: `plan_edit` checks and reads everything first.
         """
-        job = self._plan(source, exemplars, strength_map, settings, seed, generator, prompt_images, control, overrides)
-        if job.result is not None:
-            return job.result
-        prepared = self._prepare(job)
+        job = plan_edit(source, exemplars, strength_map, settings, seed=seed, generator=generator,
+                        prompt_images=prompt_images, control=control, limits=self.limits, **overrides)
+        _warn_all(job.notes)
+        return self.run(job, on_step=on_step)
+
+    def run(self, job: EditJob, *, on_step: Callable[[int, int], None] | None = None,
+            on_note: Callable[[str], None] | None = None) -> EditResult:
+        """Run a checked edit (`plan_edit`): the model's own checks and notes, then the loop. on_note(text):
+        each note the model adds to the job's (default: a `PixelsNote` warning), said before the loop starts;
+        the result's metadata holds them all."""
+        if not isinstance(job, EditJob):
+            raise InputError(f"expected an EditJob (from plan_edit), got {type(job).__name__}", param="job")
+        run = self._plan(job, on_note or warn_note)
+        if run.result is not None:
+            return run.result
+        prepared = self._prepare(run)
         with _memory_guard(self.adapter):
             latents, calls = denoise(prepared.stages, prepared.surgery, prepared.start, on_step)
             out, details = finish(prepared, latents, calls)
-        return self._complete(job, out, details)
+        return self._complete(run, out, details)
 
     def edit_batch(
         self, requests: Sequence[dict[str, Any]], *, on_step: Callable[[int, int], None] | None = None,
         return_exceptions: bool = False,
     ) -> list[EditResult | Exception]:
         """Several edits, each given as the keyword arguments of `edit` (`dict(source=..., strength_map=...,
-        seed=1, prompt="a fox")`), with those that share a frame size, a schedule and guidance denoised
+        seed=1, prompt="a fox")`) or as an `EditJob`, with those that share a frame size, a schedule and guidance denoised
         together: one model call per step for all of them. Each result equals the edit run alone within
         one 8-bit level (bit for bit where the backend computes a batch as it computes one edit); edits
         whose scheduler draws noise at each step run alone. With `return_exceptions`, an edit that fails
         gives its exception in its place and the others go on; otherwise the first failure is raised."""
         outcomes: list[Any] = [None] * len(requests)
-        prepared: dict[int, tuple[_Job, Prepared]] = {}
+        prepared: dict[int, tuple[_Run, Prepared]] = {}
         for k, request in enumerate(requests):
             try:
-                if not isinstance(request, dict):
-                    raise InputError(f"expected a dict of Editor.edit arguments, got {type(request).__name__}",
-                                     param=f"requests[{k}]")
-                request = dict(request)
-                args = [request.pop(name, default) for name, default in _EDIT_ARGS]
-                job = self._plan(*args, request)
-                if job.result is not None:
-                    outcomes[k] = job.result
+                if isinstance(request, EditJob):
+                    job = request
+                elif isinstance(request, dict):
+                    request = dict(request)
+                    job = plan_edit(request.pop("source", None), limits=self.limits, **request)
+                    _warn_all(job.notes)
                 else:
-                    prepared[k] = (job, self._prepare(job))
+                    raise InputError(f"expected an EditJob or a dict of Editor.edit arguments, got"
+                                     f" {type(request).__name__}", param=f"requests[{k}]")
+                run = self._plan(job, warn_note)
+                if run.result is not None:
+                    outcomes[k] = run.result
+                else:
+                    prepared[k] = (run, self._prepare(run))
             except Exception as error:
                 if not return_exceptions:
                     raise
@@ -215,42 +234,29 @@ class Editor:
         return outcomes
 
     # -- the pieces of an edit ---------------------------------------------------------------------------
-    def _plan(self, source, exemplars, strength_map, settings, seed, generator, prompt_images, control, overrides
-              ) -> _Job:
-        """Check an edit's arguments and read its inputs, before any model work: the settings, the seed,
-        the images, the crop; the metadata so far. An edit with nothing to do is finished here."""
-        settings = make_settings(settings, **overrides)
+    def _plan(self, job: EditJob, say: Callable[[str], None]) -> _Run:
+        """What only the model can tell about a checked job, before any model work: the refiner's part, the
+        crop on the model's size multiple, the settings the model ignores; the metadata so far. An edit with
+        nothing to do is finished here."""
+        settings, inputs, control = job.settings, job.inputs, job.control
         if settings.switch_at is not None and self.refiner is None:
             raise InputError("this editor has no refiner to switch to; load one with refiner=...", param="switch_at")
-        if generator is not None and seed is not None:
-            raise InputError("pass either seed or generator, not both", param="seed")
-        check_seed(seed)
-        seed, replay = _seed_of(seed, generator)
-        generator = generator or torch.Generator("cpu").manual_seed(seed)
-        inputs = prepare_inputs(source, exemplars, strength_map, settings.invert_map, self.limits.max_pixels,
-                                settings.mode)
-        image_prompts = load_prompt_images(prompt_images, self.limits.max_pixels)
-        if control is not None and not isinstance(control, Control):
-            raise InputError(f"expected a pixels.Control, got {type(control).__name__}", param="control")
         if self.refiner is not None and (control is not None or inputs.conditions):
             raise InputError("ControlNet guidance and exemplar conditions act on the base model only; edit without"
                              " the refiner to use them", param="control" if control is not None else "exemplars")
-        if control is not None:
-            inputs.control = control_picture(control, inputs.source, self.limits.max_pixels)
-        notes = list(inputs.notes)
+        notes = list(job.notes)
         width, height = inputs.source.size
         metadata = {
             **asdict(settings),
             "crop": list(settings.crop) if isinstance(settings.crop, tuple) else settings.crop,
             "scheduler": settings.scheduler or "default",
-            "seed": seed,
-            **replay,
+            "seed": job.seed,
+            **({"seed_note": job.seed_note} if job.seed_note else {}),
             "model": self.model_id,
             "family": self.adapter.family,
             "refiner_model": self.refiner_id,
             "size": [width, height],
-            **inputs.labels,
-            "prompt_images": prompt_image_labels(prompt_images, label),
+            **job.labels,
             "loras": [{"lora": lora["lora"], "scale": lora["scale"]} for lora in self.loras],
             "ip_adapter": self.ip_adapter,
             "controlnet": self.controlnet_id if control is not None else None,
@@ -260,47 +266,49 @@ class Editor:
             "torch_version": torch.__version__,
             "diffusers_version": diffusers.__version__,
         }
-        job = _Job(settings, generator, inputs, image_prompts, metadata, control)
+        run = _Run(settings, job.make_generator(), inputs, list(job.prompt_images), metadata, control)
         if not inputs.strength.any():  # nothing released anywhere: the source itself, with no model call
             notes.append("the strength map is 0 everywhere: nothing to edit")
-            _say(notes)
+            say(notes[-1])
             metadata |= {"steps_run": 0, "model_calls": 0, "skipped_steps": 0, "crop_box": None}
-            job.result = _result(inputs, inputs.source.copy(), metadata, settings)
-            return job
+            run.result = _result(inputs, inputs.source.copy(), metadata, settings)
+            return run
         # Crop to the edited area (optional): the rest of the frame is the source, untouched
-        job.box = crop_box(settings.crop, settings.crop_margin, inputs.strength, self.adapter.size_multiple,
+        run.box = crop_box(settings.crop, settings.crop_margin, inputs.strength, self.adapter.size_multiple,
                            self.limits.max_pixels)
-        job.work = inputs if job.box is None else crop_inputs(inputs, job.box)
-        job.scale_to = None if job.box is None else crop_scale(
-            settings.crop_resize, job.box, self.adapter.size_multiple, self.adapter.native_size, self.limits.max_pixels
+        run.work = inputs if run.box is None else crop_inputs(inputs, run.box)
+        run.scale_to = None if run.box is None else crop_scale(
+            settings.crop_resize, run.box, self.adapter.size_multiple, self.adapter.native_size, self.limits.max_pixels
         )
-        frame = (job.scale_to[1], job.scale_to[0]) if job.scale_to else job.work.strength.shape
-        notes += [*setting_notes(self.adapter, self.refiner, settings),
-                  *filter(None, [cost_note(frame, self.adapter.native_size)])]
-        _say(notes)  # before the run: a slow edit is announced before it starts
-        return job
+        frame = (run.scale_to[1], run.scale_to[0]) if run.scale_to else run.work.strength.shape
+        added = [*setting_notes(self.adapter, self.refiner, settings),
+                 *filter(None, [cost_note(frame, self.adapter.native_size)])]
+        notes += added
+        for text in added:  # before the run: a slow edit is announced before it starts
+            say(text)
+        return run
 
-    def _prepare(self, job: _Job) -> Prepared:
-        self._check_memory(job)
+    def _prepare(self, run: _Run) -> Prepared:
+        self._check_memory(run)
         with _memory_guard(self.adapter):
-            return prepare(self.adapter, self.refiner, job.work, job.settings, job.generator, job.image_prompts,
-                           scale_to=job.scale_to, control=job.control)
+            return prepare(self.adapter, self.refiner, run.work, run.settings, run.generator, run.image_prompts,
+                           scale_to=run.scale_to, control=run.control)
 
-    def _check_memory(self, job: _Job) -> None:
+    def _check_memory(self, run: _Run) -> None:
         """Refuse, before any model work, an edit whose estimated peak exceeds what the device has free; the
         error says which crop would fit when the edit diffuses the whole frame."""
         if not self.limits.check_memory:
             return
         multiple = self.adapter.size_multiple
-        h, w = (job.scale_to[1], job.scale_to[0]) if job.scale_to else job.work.strength.shape
+        h, w = (run.scale_to[1], run.scale_to[0]) if run.scale_to else run.work.strength.shape
         frame = (-(-h // multiple) * multiple, -(-w // multiple) * multiple)
         crop = None
-        if job.settings.crop is None and (edited := region_box(job.work.strength)) is not None:
-            crop = crop_around(edited, job.settings.crop_margin, (frame[1], frame[0]), multiple)[2:][::-1]
-        per_edit = 2 if self.adapter.guidance(job.settings.guidance_scale).enabled else 1
+        if run.settings.crop is None and (edited := region_box(run.work.strength)) is not None:
+            crop = crop_around(edited, run.settings.crop_margin, (frame[1], frame[0]), multiple)[2:][::-1]
+        per_edit = 2 if self.adapter.guidance(run.settings.guidance_scale).enabled else 1
         check_memory(self.adapter, frame, per_edit, crop_frame=crop)
 
-    def _run_group(self, group: list[tuple[_Job, Prepared]], indices: list[int], outcomes: list,
+    def _run_group(self, group: list[tuple[_Run, Prepared]], indices: list[int], outcomes: list,
                    on_step: Callable[[int, int], None] | None, return_exceptions: bool) -> None:
         """Denoise one group of batchable edits together and complete each; with `return_exceptions`, a group
         whose denoising fails is run again one edit at a time, so that only the edits that fail alone fail,
@@ -321,38 +329,33 @@ class Editor:
             for pair, index in zip(group, indices):
                 self._run_group([pair], [index], outcomes, on_step, return_exceptions)
             return
-        for (job, item), index, (latents, calls) in zip(group, indices, finals):
+        for (run, item), index, (latents, calls) in zip(group, indices, finals):
             try:
                 with _memory_guard(self.adapter):
-                    outcomes[index] = self._complete(job, *finish(item, latents, calls))
+                    outcomes[index] = self._complete(run, *finish(item, latents, calls))
             except Exception as error:
                 if not return_exceptions:
                     raise
                 outcomes[index] = error
 
-    def _complete(self, job: _Job, out: np.ndarray, details: dict[str, Any]) -> EditResult:
+    def _complete(self, run: _Run, out: np.ndarray, details: dict[str, Any]) -> EditResult:
         """Paste back: the crop into the frame (the rest is the source), then the kept pixels."""
-        inputs, settings = job.inputs, job.settings
+        inputs, settings = run.inputs, run.settings
         src = np.asarray(inputs.source)
-        if job.box is not None:
-            x, y, w, h = job.box
+        if run.box is not None:
+            x, y, w, h = run.box
             frame = src.copy()
             frame[y:y + h, x:x + w] = out
             out = frame
         if settings.preserve == "exact":
             out = np.where((inputs.strength == 0)[..., None], src, out)
-        metadata = {**job.metadata, **details, "crop_box": None if job.box is None else list(job.box)}
+        metadata = {**run.metadata, **details, "crop_box": None if run.box is None else list(run.box)}
         return _result(inputs, Image.fromarray(out), metadata, settings)
 
 
-# Editor.edit's arguments besides the settings, in `_plan`'s order, with their defaults
-_EDIT_ARGS = (("source", None), ("exemplars", ()), ("strength_map", None), ("settings", None), ("seed", None),
-              ("generator", None), ("prompt_images", ()), ("control", None))
-
-
 @dataclass
-class _Job:
-    """An edit between its checks and its run."""
+class _Run:
+    """A checked job on this editor, between the model's checks and the loop."""
 
     settings: EditSettings
     generator: torch.Generator
@@ -386,22 +389,9 @@ def _result(inputs: Inputs, image: Image.Image, metadata: dict[str, Any], settin
                       [prompted.get(k) for k in range(len(inputs.exemplars))], inputs.control)
 
 
-def _say(notes: list[str]) -> None:
+def _warn_all(notes) -> None:
     for note in notes:
-        warnings.warn(note, PixelsNote, stacklevel=3)
-
-
-def _seed_of(seed: int | None, generator: torch.Generator | None) -> tuple[int, dict[str, Any]]:
-    """The seed that reproduces the edit, and a note when none does. A caller's generator that has drawn
-    nothing yet is as good as its seed; one that has is not, and the metadata says so."""
-    if generator is None:
-        return (secrets.randbits(32) if seed is None else seed), {}
-    initial = generator.initial_seed()
-    fresh = torch.Generator(generator.device).manual_seed(initial)
-    if torch.equal(fresh.get_state(), generator.get_state()):
-        return initial, {}
-    return None, {"seed_note": "a generator that had already drawn numbers was passed: no seed reproduces this"
-                               " edit; pass seed=... (or a freshly seeded generator) to make it reproducible"}
+        warn_note(note)
 
 
 def _out_of_memory(adapter: Adapter, error: BaseException) -> ResourceError:

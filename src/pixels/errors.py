@@ -48,6 +48,13 @@ class PixelsNote(UserWarning):
     also listed in the result's metadata["notes"]."""
 
 
+def warn_note(text: str) -> None:
+    """Say a note to a Python caller: a `PixelsNote` warning (front ends pass their own `on_note` instead)."""
+    import warnings
+
+    warnings.warn(text, PixelsNote, stacklevel=3)
+
+
 class NonFiniteError(PixelsError):
     """The latents became NaN or infinite during an edit (overflow at this precision or these settings)."""
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,12 +21,13 @@ from PIL import Image
 
 from . import __version__
 from .core.control import Control
+from .core.frame import ImageLike
 from .core.settings import EditResult, EditSettings, Exemplar, options
 from .editor import Editor
-from .errors import InputError, PixelsError, short
+from .errors import InputError, PixelsError, short, warn_note
 from .files import check_name_length, check_writable, open_regular, read_text
-from .inputs.images import ImageLike, load_image
-from .inputs.prompt_images import load_prompt_images
+from .inputs.images import load_image
+from .inputs.job import EditJob, plan_edit
 from .outputs.transaction import Transaction, foreign, recover
 
 MANIFEST = "manifest.json"
@@ -76,22 +77,33 @@ class EditSession:
         """The settings (with seeds) of the applied edits, oldest first."""
         return [dict(step.settings) for step in self._steps]
 
-    def apply(self, exemplars=(), strength_map: ImageLike | None = None, **settings: Any) -> EditResult:
-        """Edit the current image (same arguments as `Editor.edit`, except `generator`: sessions record
-        seeds so that they can be replayed). Clears the redo stack."""
-        if "generator" in settings:
-            raise InputError("sessions record seeds to replay edits; pass seed=... instead", param="generator")
-        prompt_images = load_prompt_images(settings.pop("prompt_images", ()), self.editor.limits.max_pixels)
-        control = settings.get("control")
-        result = self.editor.edit(self.current, exemplars=exemplars, strength_map=strength_map,
-                                  prompt_images=prompt_images, **settings)
+    def apply(self, exemplars=(), strength_map: ImageLike | None = None, *,
+              on_step: Callable[[int, int], None] | None = None, on_note: Callable[[str], None] | None = None,
+              **settings: Any) -> EditResult:
+        """Edit the current image: the arguments of `Editor.edit` (except `generator`: sessions record seeds
+        so that they can be replayed), or a checked `EditJob` (`plan_edit`), which is placed on the current
+        image and run without reading anything again. Clears the redo stack."""
+        if isinstance(exemplars, EditJob):
+            if strength_map is not None or settings:
+                raise InputError("a job holds the edit's inputs and settings; pass it alone", param="job")
+            if exemplars.generator is not None:
+                raise InputError("sessions record seeds to replay edits; plan the job with seed=...",
+                                 param="generator")
+            job = exemplars.on(self.current)
+        else:
+            if "generator" in settings:
+                raise InputError("sessions record seeds to replay edits; pass seed=... instead", param="generator")
+            job = plan_edit(self.current, exemplars, strength_map, limits=self.editor.limits, **settings)
+            for text in job.notes:
+                (on_note or warn_note)(text)
+        result = self.editor.run(job, on_step=on_step, on_note=on_note)
         recorded = {**result.settings.record(), "seed": result.metadata["seed"]}
-        conditions = [(float(e.condition), picture) for e, picture in zip(exemplars, result.condition_images)]
+        conditions = [(e.condition, picture) for e, picture in zip(job.read.exemplars, result.condition_images)]
         step = Step(recorded, result.exemplars, result.exemplar_maps, result.strength_map, result.image,
-                    result.metadata, prompt_images, conditions)
-        if control is not None:
-            step.control = {k: v for k, v in control.label().items() if k != "image"}
-            if control.kind == "image":
+                    result.metadata, list(job.prompt_images), conditions)
+        if job.control is not None:
+            step.control = {k: v for k, v in job.control.label().items() if k != "image"}
+            if job.control.kind == "image":
                 step.control_image = result.control_image
         self._steps.append(step)
         self._undone.clear()

@@ -8,11 +8,10 @@ import argparse
 import os
 import re
 import sys
-import warnings
 from pathlib import Path
 
 from ..core.settings import SEED, options
-from ..errors import InputError, PixelsNote
+from ..errors import InputError
 from ..limits import MAX_PIXELS
 from .common import EXIT_OK, Parser, Progress, add_model_flags, as_flags, flag_of, note, number, renamed, text_type
 
@@ -269,19 +268,22 @@ def recommended_cause(error: InputError, args: argparse.Namespace, k: int) -> In
                       " setting, not one you gave: set it yourself to change it)", param=error.param)
 
 
-def check_edit(edit, source, max_pixels: int):
-    """Check one edit of the plan without the model: its settings, then every image and map it names."""
-    from ..inputs.images import load_image
-    from ..inputs.prompt_images import load_prompt_images
-    from ..inputs.read import prepare_inputs
-    from ..inputs.spec import check_settings
+def plan_jobs(spec, limits, args: argparse.Namespace, say) -> list:
+    """Every edit of the plan checked and read without the model, as the jobs the editor runs: edits after
+    the first are planned on the spec's source and placed on the previous result when they run."""
+    from ..inputs.job import plan_edit
 
-    settings = check_settings(edit.settings)
-    load_prompt_images(edit.settings.get("prompt_images"), max_pixels)
-    control = edit.settings.get("control")
-    if control is not None and control.image is not None:
-        load_image(control.image, name="control.image", max_pixels=max_pixels)
-    return prepare_inputs(source, edit.exemplars, edit.strength_map, settings.invert_map, max_pixels, settings.mode)
+    jobs = []
+    for k, edit in enumerate(spec.edits):
+        source = spec.source if k == 0 else jobs[0].source  # read once
+        try:
+            jobs.append(plan_edit(source, edit.exemplars, edit.strength_map, limits=limits, **edit.settings))
+        except InputError as error:
+            error = recommended_cause(error, args, k)
+            raise (spec_error(error, k, args.spec) if args.spec else error) from None
+        for text in jobs[-1].notes:
+            say(text, k)
+    return jobs
 
 
 def check_extensions(args: argparse.Namespace, spec) -> None:
@@ -370,24 +372,12 @@ def run(args: argparse.Namespace) -> int:
     spec = plan(args)
     limits = Limits(max_pixels=megapixels(args.max_megapixels), check_memory=not args.no_memory_check)
     from_spec = bool(args.spec)
-    printed: set[str] = set()
 
-    def say(text: str, where: str = "") -> None:  # each note once, as soon as it is known
-        if text not in printed and not args.quiet:
-            note(f"{where}{text}")
-        printed.add(text)
+    def say(text: str, k: int | None = None) -> None:  # each note as soon as it is known
+        if not args.quiet:
+            note(f"edits[{k}]: {text}" if from_spec and k is not None else text)
 
-    checked = []
-    for k, edit in enumerate(spec.edits):
-        try:
-            checked.append(check_edit(edit, spec.source, limits.max_pixels))
-        except InputError as error:
-            error = recommended_cause(error, args, k)
-            if not from_spec:
-                raise error from None
-            raise spec_error(error, k, args.spec) from None
-        for text in checked[-1].notes:
-            say(text, f"edits[{k}]: " if from_spec else "")
+    jobs = plan_jobs(spec, limits, args, say)
     device = resolve_device(args.device)
     resolve_dtype(args.dtype, device)
     memory = MemoryOptions(attention_slicing=args.attention_slicing, vae_tiling=args.vae_tiling,
@@ -410,30 +400,26 @@ def run(args: argparse.Namespace) -> int:
 
     # 2. Load the model, run the edits one after another (each on the previous result)
     progress = Progress(enabled=not args.quiet and sys.stderr.isatty())
-    with warnings.catch_warnings():
-        warnings.simplefilter("always", PixelsNote)  # pixels' notes are printed once each, as they come
-        warnings.showwarning = lambda message, *rest, **kwargs: say(str(message))
-        editor = Editor.from_pretrained(
-            args.model, device=device, dtype=args.dtype, refiner=args.refiner, memory=memory,
-            allow_unsafe_pickle=args.allow_unsafe_pickle, local_files_only=True if args.offline else None,
-            config=args.config, limits=limits,
-        )
-        load_extensions(args, editor)
-        session = EditSession(editor, checked[0].source)
-        for k, edit in enumerate(spec.edits):
-            before = session.current
-            try:
-                with progress:
-                    result = session.apply(edit.exemplars, edit.strength_map, on_step=progress.update,
-                                           **edit.settings)
-            except InputError as error:  # what only the model can tell (its schedule, its conditioning)
-                error = recommended_cause(error, args, k)
-                raise (spec_error(error, k, args.spec) if from_spec else error) from None
-            result.metadata["source"] = str(spec.source) if k == 0 else f"result of edits[{k - 1}]"
-            if len(spec.edits) > 1 and not args.quiet:
-                md = result.metadata
-                print(f"edit {k + 1}/{len(spec.edits)}: seed {md['seed']}, {md['steps_run']} steps,"
-                      f" {len(edit.exemplars)} exemplar(s)")
+    editor = Editor.from_pretrained(
+        args.model, device=device, dtype=args.dtype, refiner=args.refiner, memory=memory,
+        allow_unsafe_pickle=args.allow_unsafe_pickle, local_files_only=True if args.offline else None,
+        config=args.config, limits=limits, on_note=say,
+    )
+    load_extensions(args, editor)
+    session = EditSession(editor, jobs[0].source)
+    for k, (edit, job) in enumerate(zip(spec.edits, jobs)):
+        before = session.current
+        try:
+            with progress:
+                result = session.apply(job, on_step=progress.update, on_note=lambda text, k=k: say(text, k))
+        except InputError as error:  # what only the model can tell (its schedule, its conditioning)
+            error = recommended_cause(error, args, k)
+            raise (spec_error(error, k, args.spec) if from_spec else error) from None
+        result.metadata["source"] = str(spec.source) if k == 0 else f"result of edits[{k - 1}]"
+        if len(spec.edits) > 1 and not args.quiet:
+            md = result.metadata
+            print(f"edit {k + 1}/{len(spec.edits)}: seed {md['seed']}, {md['steps_run']} steps,"
+                  f" {len(edit.exemplars)} exemplar(s)")
 
     # 3. Write every output together: all of them, or none
     metadata = {**result.metadata, "spec": str(args.spec)} if from_spec else result.metadata

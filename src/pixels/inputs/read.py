@@ -1,9 +1,11 @@
-"""An edit's inputs: every image and map loaded, checked and placed on the source's canvas, before any
-model work (all input errors surface here), and cut to a crop when only part of the frame is diffused."""
+"""An edit's inputs, read once and placed on a source: every image and map decoded and checked before any
+model work (all input errors surface here), then the exemplars placed on the source's canvas. A chain of
+edits places the same read inputs on each new source; nothing is read twice."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -29,16 +31,38 @@ def label(value: Any) -> str | None:
     return f"<{type(value).__name__}>"
 
 
-def prepare_inputs(
+@dataclass(frozen=True)
+class ReadExemplar:
+    """One exemplar as read and checked, not yet placed."""
+
+    picture: Image.Image  # 8-bit RGB
+    alpha: np.ndarray | None  # (h, w) in [0, 1], or None when opaque
+    strength_map: np.ndarray | None  # (H, W) at the source's size, inverted if asked; None: its alpha or box
+    box: tuple[int, int, int, int] | None  # the checked box it goes into (None: aligned or fitted to its map)
+    fit: str
+    condition: float  # the weight its region is prompted with (0: none)
+    prompt: Image.Image | None  # the image its region is prompted with (None when condition is 0)
+
+
+@dataclass(frozen=True)
+class ReadInputs:
+    """Every image and map of one edit, read and checked; `place` puts them on a source."""
+
+    source: Image.Image
+    exemplars: tuple[ReadExemplar, ...]
+    strength_map: np.ndarray | None  # the extra map, (H, W), inverted if asked
+    labels: dict[str, Any]  # how each input was given (paths, or type names), for the metadata
+    notes: tuple[str, ...]  # what reading converted (map sizes, transparency)
+
+
+def read_inputs(
     source: ImageLike,
     exemplars: Sequence[Exemplar] = (),
     strength_map: ImageLike | None = None,
     invert_map: bool = False,
     max_pixels: int = MAX_PIXELS,
-    mode: str = "paper",
-) -> Inputs:
-    """Load and check every image and map (no model needed): all input errors surface here. In paper mode
-    an exemplar is grafted only where its map is exactly 1; a note says when it never is."""
+) -> ReadInputs:
+    """Read and check every image and map (no model needed): all input errors surface here."""
     image, _ = load_image(source, name="source", max_pixels=max_pixels)
     size = image.size
     notes: list[str] = []
@@ -47,7 +71,7 @@ def prepare_inputs(
     if len(exemplars) > MAX_EXEMPLARS:
         raise InputError(f"{len(exemplars)} exemplars, more than the limit of {MAX_EXEMPLARS} for one edit",
                          param="exemplars")
-    images, maps, boxes, conditions = [], [], [], []
+    read = []
     for k, exemplar in enumerate(exemplars):
         name = f"exemplars[{k}]"
         if not isinstance(exemplar, Exemplar):
@@ -57,11 +81,11 @@ def prepare_inputs(
         if condition is None or not 0 <= condition <= MAX_CONDITION:
             raise InputError(f"expected a weight in [0, {MAX_CONDITION:g}], got {short(exemplar.condition)}",
                              param=f"{name}.condition")
+        prompt = None
         if condition > 0:  # the exemplar itself (or the image given for it) as its region's image prompt
             prompt = picture
             if exemplar.condition_image is not None:
                 prompt, _ = load_image(exemplar.condition_image, name=f"{name}.condition_image", max_pixels=max_pixels)
-            conditions.append((prompt, condition, k))
         if exemplar.fit not in FITS:
             raise InputError(f"unknown fit {exemplar.fit!r}; choose one of {', '.join(FITS)}", param=f"{name}.fit")
         m = None
@@ -70,6 +94,40 @@ def prepare_inputs(
                                     max_pixels=max_pixels)
             notes += map_notes
         box = None if exemplar.box is None else check_box(exemplar.box, f"{name}.box", size, max_pixels)
+        if m is None and alpha is None and box is None:
+            raise InputError(
+                "no strength_map, no alpha channel and no box: say where it goes with a map (-m MAP,"
+                " strength_map=...) or a box (EXEMPLAR@X,Y,W,H, box=(x, y, w, h))", param=name
+            )
+        read.append(ReadExemplar(picture, alpha, m, box, exemplar.fit, condition, prompt))
+    extra = None
+    if strength_map is not None:
+        extra, map_notes = load_map(strength_map, name="strength_map", size=size, invert=invert_map,
+                                    max_pixels=max_pixels)
+        notes += map_notes
+    labels = {
+        "source": label(source),
+        "exemplars": [{"image": label(e.image), "strength_map": label(e.strength_map), "fit": e.fit,
+                       "condition": e.condition} for e in exemplars],
+        "strength_map": label(strength_map),
+    }
+    return ReadInputs(image, tuple(read), extra, labels, tuple(notes))
+
+
+def place_inputs(read: ReadInputs, source: Image.Image | None = None, mode: str = "paper") -> Inputs:
+    """Place the read exemplars on `source` (default: the source they were read with; a chain's next source
+    has its size) and combine the maps. In paper mode an exemplar is grafted only where its map is exactly 1;
+    a note says when it never is."""
+    image = read.source if source is None else source
+    size = image.size
+    if size != read.source.size:
+        raise InputError(f"a {size[0]}x{size[1]} source; the inputs were read for {read.source.size[0]}x"
+                         f"{read.source.size[1]}", param="source")
+    notes = list(read.notes)
+    images, maps, boxes, conditions = [], [], [], []
+    for k, exemplar in enumerate(read.exemplars):
+        name = f"exemplars[{k}]"
+        picture, alpha, m, box = exemplar.picture, exemplar.alpha, exemplar.strength_map, exemplar.box
         if box is None and picture.size != size and m is not None:
             box = region_box(m)
             if box is not None:
@@ -85,35 +143,22 @@ def prepare_inputs(
                 if alpha is not None:
                     coverage = np.asarray(Image.fromarray(alpha.astype(np.float32), "F").resize(size), np.float64)
         if m is None:
-            if coverage is None:
-                raise InputError(
-                    "no strength_map, no alpha channel and no box: say where it goes with a map (-m MAP,"
-                    " strength_map=...) or a box (EXEMPLAR@X,Y,W,H, box=(x, y, w, h))", param=name
-                )
             m, _ = load_map((np.clip(coverage, 0, 1) * 255).round().astype(np.uint8), name=f"{name} region", size=size)
             what = "its alpha channel" if exemplar.box is None else "the area it covers in its box"
             notes.append(f"{name}: no strength_map given, {what} is its region")
+        if exemplar.prompt is not None:
+            conditions.append((exemplar.prompt, exemplar.condition, k))
         images.append(picture)
         maps.append(m)
         boxes.append(box)
-    strengths = list(maps)
-    if strength_map is not None:
-        m, map_notes = load_map(strength_map, name="strength_map", size=size, invert=invert_map, max_pixels=max_pixels)
-        notes += map_notes
-        strengths.append(m)
+    strengths = list(maps) + ([read.strength_map] if read.strength_map is not None else [])
     if strengths:
         combined = np.maximum.reduce(strengths) if len(strengths) > 1 else strengths[0]
     else:
         combined = np.ones((size[1], size[0]))  # no map at all: a plain full-frame edit
-    labels = {
-        "source": label(source),
-        "exemplars": [
-            {"image": label(e.image), "strength_map": label(e.strength_map), "box": box, "fit": e.fit,
-             "condition": e.condition}
-            for e, box in zip(exemplars, boxes)  # box: where it was placed (None: aligned with the source)
-        ],
-        "strength_map": label(strength_map),
-    }
+    labels = {**read.labels, "exemplars": [  # box: where it was placed (None: aligned with the source)
+        {"image": given["image"], "strength_map": given["strength_map"], "box": box, "fit": given["fit"],
+         "condition": given["condition"]} for given, box in zip(read.labels["exemplars"], boxes)]}
     if mode == "paper":
         for k, m in enumerate(maps):
             if m.max() < 1.0:
@@ -125,11 +170,28 @@ def prepare_inputs(
     return Inputs(image, images, maps, combined.astype(np.float64), labels, notes, conditions)
 
 
+def prepare_inputs(
+    source: ImageLike,
+    exemplars: Sequence[Exemplar] = (),
+    strength_map: ImageLike | None = None,
+    invert_map: bool = False,
+    max_pixels: int = MAX_PIXELS,
+    mode: str = "paper",
+) -> Inputs:
+    """Read every image and map and place them on the source (`read_inputs`, then `place_inputs`)."""
+    return place_inputs(read_inputs(source, exemplars, strength_map, invert_map, max_pixels), mode=mode)
+
+
 def control_picture(control: Control, source: Image.Image, max_pixels: int) -> Image.Image:
     """The control image at the source's size (RGB): the given one resized, or the source's Canny edges."""
     if control.kind == "image":
         picture, _ = load_image(control.image, name="control.image", max_pixels=max_pixels)
         return picture if picture.size == source.size else picture.resize(source.size, Image.BILINEAR)
+    return canny(source)
+
+
+def canny(source: Image.Image) -> Image.Image:
+    """The source's Canny edges as an RGB control image (OpenCV, the ControlNet authors' thresholds)."""
     import cv2
 
     edges = cv2.Canny(np.asarray(source.convert("L")), *CANNY_THRESHOLDS)
