@@ -30,14 +30,14 @@ from pixels.app import handlers as h
 from pixels.app.engine import Cancelled
 from pixels.app.exemplars import Slot, to_exemplar
 from pixels.app.server import exposure_warning, is_loopback, parse_auth
-from pixels.app.settings import Settings, edit_kwargs, read_png_settings, recommended, seed_value
+from pixels.app.settings import FIELDS, edit_kwargs, read_png_settings, recommended
 from pixels.demo import asset
 from pixels.outputs.writers import save_image
 from pixels.core.release import keep_mask
 
 ROCKET = "rocket (bundled, 192x128)"
 MOON = str(Path(importlib.import_module("pixels").__file__).parent / "demo" / "photos" / "moon.png")
-FAST = Settings(steps=100, strength=0.05, guidance=1.0, seed=7)  # 5 denoising steps of the demo model
+FAST = {"steps": 100, "strength": 0.05, "guidance": 1.0, "seed": "7"}  # 5 denoising steps of the demo model
 
 
 def layer(height: int, width: int, box: tuple[int, int, int, int], rgba=(255, 255, 255, 255)) -> np.ndarray:
@@ -191,48 +191,95 @@ def test_recommended_settings_follow_the_model():
     from pixels.models.catalog import BY_NAME
 
     demo = recommended("demo", PixelSpaceAdapter)
-    assert (demo.steps, demo.strength, demo.guidance) == (100, 0.15, 1.0) == tuple(BY_NAME["demo"].settings.values())
+    assert (demo["steps"], demo["strength"], demo["guidance"]) == (100, 0.15, 1.0) \
+        == tuple(BY_NAME["demo"].settings.values())
     other = recommended("my/ddpm", PixelSpaceAdapter)  # a pixel-space model not catalogued: its family's settings
-    assert other.steps == 100 and 0.15 <= other.strength <= 0.3 and other.guidance <= 1
+    assert other["steps"] == 100 and 0.15 <= other["strength"] <= 0.3 and other["guidance"] <= 1
     schnell = recommended("flux-schnell", FluxAdapter)
-    assert (schnell.steps, schnell.guidance) == (4, 0.0)
-    assert recommended("some/unknown-model", StableDiffusionAdapter).steps == 50
+    assert (schnell["steps"], schnell["guidance"]) == (4, 0.0)
+    assert recommended("some/unknown-model", StableDiffusionAdapter)["steps"] == 50
 
 
-def test_recommended_settings_without_a_studio_field_reach_the_edit():
+def test_every_recommended_setting_has_a_field_and_reaches_the_edit():
     for name in ("sd21", "stabilityai/stable-diffusion-2-1"):  # its short name or its hub id
         sd21 = recommended(name)
-        assert sd21.steps == 50 and edit_kwargs(sd21, takes_prompt=True)["guidance_rescale"] == 0.7
+        assert sd21["steps"] == 50 and sd21["guidance_rescale"] == 0.7
+        assert edit_kwargs(sd21, takes_prompt=True)["guidance_rescale"] == 0.7
     refiner = edit_kwargs(recommended("sdxl-refiner"), takes_prompt=True)
     assert refiner["denoising_start"] == 0.6 and refiner["num_inference_steps"] == 100
     plain = edit_kwargs(recommended("sd15"), takes_prompt=True)
-    assert "guidance_rescale" not in plain and "denoising_start" not in plain
+    assert plain["guidance_rescale"] == 0.0 and plain["denoising_start"] is None
+
+
+def test_every_setting_of_the_declaration_is_a_field_of_the_built_page(ctx):
+    """Walk the `EditSettings` declaration (and the seed) against the page: each has one field, with the
+    element id of its spec key, starting from the model's recommended value, and the endpoint takes that key."""
+    from pixels.app.ui import build
+    from pixels.core.settings import SEED, options, spec_key_of
+    from pixels.inputs.spec import EDIT_KEYS
+
+    declared = {spec_key_of(f.name, option): f for f, option in options()} | {"seed": SEED}
+    page = build(ctx)
+    fields = {block.elem_id.removeprefix("pixels-"): block for block in page.blocks.values()
+              if getattr(block, "elem_id", None) and block.elem_id.removeprefix("pixels-") in declared}
+    assert set(fields) == set(declared) == {f.key for f in FIELDS} == set(EDIT_KEYS)
+    for key, block in fields.items():
+        assert block.value == ctx.engine.defaults[key] or (block.value in (None, "") and
+                                                           ctx.engine.defaults[key] in (None, "")), key
+    for f, option in options():  # closed lists offer exactly their choices
+        block = fields[spec_key_of(f.name, option)]
+        if option.choices:
+            assert [choice[1] for choice in block.choices] == list(option.choices)
 
 
 def test_valid_settings_become_edit_arguments():
-    kwargs = edit_kwargs(Settings(steps=100.0, strength=0.2, guidance=1, seed="12", scheduler="default",
-                                  crop_auto=True), takes_prompt=False)
+    kwargs = edit_kwargs({"steps": 100.0, "strength": 0.2, "guidance": 1, "seed": "12", "scheduler": "default",
+                          "crop": "auto", "crop_resize": "native", "negative_prompt": "", "switch_at": None},
+                         takes_prompt=False)
     assert kwargs["num_inference_steps"] == 100 and isinstance(kwargs["num_inference_steps"], int)
     assert kwargs["seed"] == 12 and kwargs["scheduler"] is None and kwargs["crop"] == "auto"
-    assert "negative_prompt" not in kwargs  # an empty field: no negative prompt at all
-    assert seed_value("") is None and seed_value(None) is None and seed_value(str(2**64 - 1)) == 2**64 - 1
+    assert kwargs["crop_resize"] == "native" and kwargs["switch_at"] is None
+    assert kwargs["negative_prompt"] is None  # an empty field: no negative prompt at all
+    assert edit_kwargs({"seed": ""}, True)["seed"] is None and edit_kwargs({"seed": str(2**64 - 1)}, True)["seed"] \
+        == 2**64 - 1
+    assert edit_kwargs({"crop": "1, 2, 30, 40"}, True)["crop"] == (1, 2, 30, 40)
 
 
 @pytest.mark.parametrize(("settings", "takes_prompt", "message"), [
-    (Settings(steps=0), True, r"^steps: expected a whole number"),
-    (Settings(steps=10.5), True, r"^steps: expected a whole number"),
-    (Settings(strength=1.5), True, r"^strength: must lie in \(0, 1\]"),
-    (Settings(guidance=500), True, r"^guidance_scale: must lie in"),
-    (Settings(seed="abc"), True, r"^seed: expected a whole number or nothing"),
-    (Settings(seed=-1), True, r"^seed: expected a whole number"),
-    (Settings(scheduler="warp"), True, r"^scheduler:"),
-    (Settings(mode="both"), True, r"^mode:"),
-    (Settings(crop_margin=-3), True, r"^crop margin:"),
-    (Settings(prompt="a red fox"), False, r"^prompt: this model is unconditional"),
+    ({"steps": 0}, True, r"^steps: expected an integer in \[1, "),
+    ({"steps": 10.5}, True, r"^steps: expected a whole number"),
+    ({"strength": 1.5}, True, r"^strength: must lie in \(0, 1\]"),
+    ({"guidance": 500}, True, r"^guidance: must lie in"),
+    ({"seed": "abc"}, True, r"^seed: expected a non-negative integer"),
+    ({"seed": "-1"}, True, r"^seed: expected an integer in"),
+    ({"scheduler": "warp"}, True, r"^scheduler:"),
+    ({"mode": "both"}, True, r"^mode:"),
+    ({"crop_margin": -3}, True, r"^crop_margin:"),
+    ({"crop": "left"}, True, r"^crop: expected auto or X,Y,W,H"),
+    ({"denoising_start": 1.0}, True, r"^denoising_start: must lie in \(0, 1\)"),
+    ({"stength": 0.3}, True, r"^unknown settings \['stength'\]"),
+    ({"prompt": "a red fox"}, False, r"^prompt: this model is unconditional"),
 ])
 def test_bad_settings_are_refused_naming_the_field(settings, takes_prompt, message):
     with pytest.raises(InputError, match=message):
         edit_kwargs(settings, takes_prompt)
+
+
+def test_declared_bounds_are_the_ones_the_settings_hold_to():
+    """The page's ranges come from the declaration: a value past either end is refused, one inside taken."""
+    from pixels import EditSettings
+    from pixels.core.settings import options
+
+    bounded = [(f.name, option.bounds) for f, option in options() if option.bounds]
+    assert len(bounded) >= 8
+    for name, (low, high) in bounded:
+        integer = isinstance(low, int) and isinstance(high, int)
+        inside = (low + high) // 2 if integer else (low + high) / 2
+        assert getattr(EditSettings(**{name: inside}), name) == inside
+        for outside in ((low - 1, high + 1) if integer else (low - 0.01, high + 0.01)):
+            with pytest.raises(InputError) as error:
+                EditSettings(**{name: outside})
+            assert error.value.param == name
 
 
 def test_errors_reach_the_page_as_escaped_messages_not_tracebacks():
@@ -440,14 +487,15 @@ def test_settings_are_restored_from_a_png_that_pixels_wrote(ctx, tmp_path):
                 "crop_margin": 16, "skip_steps": "never", "eta": 0.0, "model": "demo"}
     save_image(asset("rocket.png"), path, metadata)
     restored = h.restore_settings(ctx, str(path))
-    assert restored == Settings(steps=80, strength=0.3, guidance=1.0, seed=2**63 + 5, scheduler="euler",
-                                mode="blend", crop_auto=True, crop_margin=16, skip_steps="never")
+    assert restored | {"steps": 80, "strength": 0.3, "guidance": 1.0, "seed": str(2**63 + 5), "scheduler": "euler",
+                       "mode": "blend", "crop": "auto", "crop_margin": 16, "skip_steps": "never"} == restored
+    assert restored["negative_prompt"] == "" and "invert_map" not in restored  # applied to saved maps already
     plain = tmp_path / "plain.png"
     asset("rocket.png").save(plain)
     with pytest.raises(InputError, match=r"^settings PNG: it has no pixels metadata"):
         read_png_settings(str(plain), 10**7)
     save_image(asset("rocket.png"), tmp_path / "bad.png", {**metadata, "strength": 5})
-    with pytest.raises(InputError, match=r"^strength: must lie in"):
+    with pytest.raises(InputError, match=r"^settings PNG: strength: must lie in"):
         read_png_settings(str(tmp_path / "bad.png"), 10**7)
 
 
@@ -470,7 +518,7 @@ def test_an_edit_keeps_unpainted_pixels_and_undo_redo_and_continue_walk_the_hist
     np.testing.assert_array_equal(pixels_of(downloaded), edited)
     np.testing.assert_array_equal(np.asarray(Image.open(result.map_png)) == 0, kept)
     # running again replaces the candidate instead of editing it
-    again = h.run_edit(ctx, st, None, stroke, 0, [Slot(MOON)], Settings(**{**vars(FAST), "seed": 8}))
+    again = h.run_edit(ctx, st, None, stroke, 0, [Slot(MOON)], {**FAST, "seed": "8"})
     assert len(again.gallery) == 2 and again.result.seed == 8
     np.testing.assert_array_equal(pixels_of(again.result.before), source)
     # a canvas that cannot be read is refused before the history moves

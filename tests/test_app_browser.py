@@ -179,8 +179,8 @@ def test_paint_add_an_exemplar_run_download_and_undo_in_chromium(tmp_path, shots
                 assert ys.min() <= start_xy[1] <= ys.max() and ys.max() < 100  # nothing near the bottom
                 metadata = json.loads(Image.open(result_png).info["pixels"])
                 defaults = running.context.engine.defaults  # the model's recommended settings, as the page shows
-                assert metadata["seed"] == 5 and metadata["num_inference_steps"] == defaults.steps == 100
-                assert metadata["strength"] == defaults.strength and len(metadata["exemplars"]) == 1
+                assert metadata["seed"] == 5 and metadata["num_inference_steps"] == defaults["steps"] == 100
+                assert metadata["strength"] == defaults["strength"] and len(metadata["exemplars"]) == 1
 
                 # 6. Dropping that PNG on the page restores its settings (the seed among them)
                 seed_field = page.locator("#pixels-seed input, #pixels-seed textarea").first

@@ -87,7 +87,6 @@ def test_a_studio_edit_reads_every_input_once(editor, tmp_path, decodes):
     from pixels.app import context
     from pixels.app import handlers as h
     from pixels.app.exemplars import Slot
-    from pixels.app.settings import Settings
 
     f = files(tmp_path, "source", "ex")
     ctx = context.create(editor, "demo", root=tmp_path / "app")
@@ -97,7 +96,7 @@ def test_a_studio_edit_reads_every_input_once(editor, tmp_path, decodes):
         paint = np.zeros((32, 48, 4), np.uint8)
         paint[4:28, 8:40] = 255
         view = h.run_edit(ctx, st, None, {"background": None, "layers": [paint], "composite": None}, 0,
-                          [Slot(f["ex"])], Settings(steps=100, strength=0.05, guidance=1.0, seed=7))
+                          [Slot(f["ex"])], {"steps": 100, "strength": 0.05, "guidance": 1.0, "seed": "7"})
         assert view.result is not None and view.result.seed == 7
     finally:
         ctx.close()

@@ -29,8 +29,8 @@ def api_edit(ctx: Context, source: str, strength_map: str, settings: str | dict 
              on_step: Progress | None = None) -> tuple[Path, dict[str, Any]]:
     """One stateless edit for scripts (`gradio_client`, api_name "edit"): a source image, a map image
     (white = edit) and settings as JSON with the spec files' keys (steps, strength, guidance, seed, scheduler,
-    denoising_start, guidance_rescale, crop, ...; `crop_auto`, the studio's checkbox, is also taken), the
-    model's recommended settings filling in the rest. Returns the result PNG (with pixels' metadata) and a
+    denoising_start, guidance_rescale, crop, ...: the names of the studio's fields), the model's recommended
+    settings filling in the rest. Returns the result PNG (with pixels' metadata) and a
     summary including when the model ran it."""
     if isinstance(settings, str):
         try:
@@ -40,17 +40,11 @@ def api_edit(ctx: Context, source: str, strength_map: str, settings: str | dict 
     settings = settings or {}
     if not isinstance(settings, dict):
         raise InputError(f"settings: expected a JSON object, got {type(settings).__name__}")
-    unknown = sorted(set(settings) - set(EDIT_KEYS) - {"crop_auto"})  # no exemplars, maps or paths: images only
+    unknown = sorted(set(settings) - set(EDIT_KEYS))  # no exemplars, maps or paths: images only
     if unknown:
-        raise InputError(f"settings: unknown keys {unknown}; known: {', '.join(sorted([*EDIT_KEYS, 'crop_auto']))}")
-    settings = dict(settings)
-    crop_auto = settings.pop("crop_auto", False)
-    if not isinstance(crop_auto, bool):
-        raise InputError(f"expected true or false, got {crop_auto!r}", param="settings.crop_auto")
+        raise InputError(f"settings: unknown keys {unknown}; known: {', '.join(sorted(EDIT_KEYS))}")
     given = parse_edit(settings, "settings", Path.cwd()).settings
     kwargs = {**edit_kwargs(ctx.engine.defaults, ctx.engine.takes_prompt), **given}
-    if crop_auto and "crop" not in given:
-        kwargs["crop"] = "auto"
     try:
         check_settings(kwargs)
     except InputError as error:  # named as the spec key the script sent

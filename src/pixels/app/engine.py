@@ -12,11 +12,11 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from pixels import Editor, PixelsError
 
-from .settings import Settings, recommended
+from .settings import recommended
 
 T = TypeVar("T")
 Progress = Callable[[int, int], None]
@@ -46,7 +46,7 @@ class Engine:
         adapter = getattr(editor, "adapter", None)
         self.family: str | None = getattr(adapter, "family", None)
         self.takes_prompt = getattr(adapter, "takes_text", True)  # unconditional models take no prompt
-        self.defaults: Settings = recommended(model, adapter)
+        self.defaults: dict[str, Any] = recommended(model, adapter)  # {spec key: field value}
         self._lock = threading.Lock()
         self._order = itertools.count(1)
 

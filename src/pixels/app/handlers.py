@@ -25,7 +25,7 @@ from .context import Context
 from .engine import Cancelled, Progress
 from .exemplars import Slot
 from .results import caption, replayed_frame, report_markdown, result_frame
-from .settings import Settings, edit_kwargs, read_png_settings
+from .settings import edit_kwargs, read_png_settings
 from .state import Frame, History, StudioSession
 
 
@@ -117,7 +117,7 @@ def cancel(st: StudioSession | None) -> str:
 
 
 def run_edit(ctx: Context, st: StudioSession | None, run_id: int | None, canvas: dict | None, softness: float,
-             slots: list[Slot], settings: Settings, on_step: Progress | None = None) -> View:
+             slots: list[Slot], settings: dict[str, Any], on_step: Progress | None = None) -> View:
     """Edit the source with the painted maps, the exemplars and the settings; the result becomes the
     candidate (see `History`). Cancelled: the history is unchanged and the status says so."""
     st = require(st)
@@ -125,7 +125,7 @@ def run_edit(ctx: Context, st: StudioSession | None, run_id: int | None, canvas:
     try:
         with st.busy("run"):
             history = require_photo(st)
-            kwargs = edit_kwargs(settings, ctx.engine.takes_prompt)
+            kwargs = edit_kwargs({**ctx.engine.defaults, **settings}, ctx.engine.takes_prompt)
             exemplars, strength_map = edit_inputs(ctx, st, canvas, softness, slots)
             step = history.committed + 1  # the new result's place in the history (a candidate is replaced)
 
@@ -217,7 +217,7 @@ def load_session(ctx: Context, st: StudioSession | None, path: str | None) -> Vi
                                           " bit.")
 
 
-def restore_settings(ctx: Context, path: str | None) -> Settings:
+def restore_settings(ctx: Context, path: str | None) -> dict[str, Any]:
     """The settings recorded in a PNG that pixels wrote (the studio's download or `pixels edit -o X.png`)."""
     if path is None:
         raise InputError("settings PNG: no file given")

@@ -1,116 +1,152 @@
-"""Edit settings as the studio's fields give them: recommended defaults per model, validation that names
-the field, and settings read back from an image that pixels wrote."""
+"""The studio's settings: one field per `EditSettings` setting and the seed, generated from the declaration
+(`pixels.core.settings.options`), named by their spec keys, starting from the model's recommended settings
+(`pixels.models.catalog.recommended`). A setting added to the declaration appears in the studio by itself.
+
+Values travel as a mapping {spec key: value as its field holds it}: text fields give text ("" for none), number
+fields numbers, choosers their choice. `edit_kwargs` turns them into `Editor.edit` arguments, with errors that
+name the field by its spec key.
+"""
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, replace
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from pixels import EditSettings, InputError
-from pixels.core.schedulers import SCHEDULERS as NAMED_SCHEDULERS
-from pixels.core.settings import MODES, SKIP_STEPS
+from pixels.core.settings import SEED, Option, options, spec_key_of
 from pixels.inputs.images import load_image
-from pixels.limits import MAX_MARGIN, MAX_STEPS
+from pixels.inputs.spec import spec_param
 from pixels.models.catalog import recommended as catalog_recommended
 from pixels.outputs.writers import read_metadata
 
-SCHEDULERS = ("default", *NAMED_SCHEDULERS)  # "default": the model's own
-MAX_SEED = 2**64 - 1
-FIELDS = {  # EditSettings name -> the studio field that holds it (seed and crop are read apart)
-    "prompt": "prompt", "negative_prompt": "negative_prompt", "num_inference_steps": "steps", "strength": "strength",
-    "guidance_scale": "guidance", "scheduler": "scheduler", "mode": "mode", "crop_margin": "crop_margin",
-    "skip_steps": "skip_steps", "eta": "eta",
-}
+MAIN = ("prompt", "negative_prompt", "steps", "strength", "guidance", "seed", "scheduler", "mode")  # on the
+# panel, in this order; every other setting is under "Advanced", in declaration order
+TEXT = ("prompt", "negative_prompt", "guidance")  # what a model that takes no text does not use
 
 
 @dataclass(frozen=True)
-class Settings:
-    """The settings fields of the studio, with the values an edit starts from."""
+class Field:
+    """One studio field: the setting it sets, its spec key (its name on the page, in the endpoint and in the
+    element id `pixels-<key>`) and how the page presents it."""
 
-    prompt: str = ""  # only for models that take text
-    negative_prompt: str = ""
-    steps: int = 50  # the full schedule; strength truncates it
-    strength: float = 1.0  # img2img strength: the last int(steps * strength) steps run
-    guidance: float = 7.5  # classifier-free guidance; <= 1 turns it off
-    seed: int | None = None  # None: a random seed, recorded and shown after the edit
-    scheduler: str = "default"  # the model's own
-    mode: str = "paper"  # the reference rule; "blend" mixes the exemplar in along gray pixels
-    crop_auto: bool = False  # diffuse only a box around the edit
-    crop_margin: int = 32  # pixels of context around the edit with crop_auto
-    skip_steps: str = "auto"  # skip model calls while every pixel is pinned, when that is exact
-    eta: float = 0.0  # DDIM eta
-    # recommended settings without a field here ((EditSettings name, value) pairs: guidance_rescale for SD 2.1,
-    # denoising_start for the SDXL refiner), passed on to every edit as `pixels edit` uses them
-    extra: tuple[tuple[str, Any], ...] = ()
+    name: str  # the Python name: an EditSettings field, or "seed"
+    key: str
+    option: Option
+    default: Any  # pixels' default
+
+    @property
+    def widget(self) -> str:
+        """checkbox, radio (a closed list), dropdown (a listed one), integer, number, slider (a fraction) or text
+        (free text, and values read from text: seeds, crop boxes)."""
+        kind = self.option.kind
+        if kind == "boolean":
+            return "checkbox"
+        if self.option.choices:
+            return "radio"
+        if self.option.listed:
+            return "dropdown"
+        if self.option.parse is not None or kind.startswith("string"):
+            return "text"
+        if kind.startswith("integer"):
+            return "integer"
+        bounds = self.option.bounds
+        return "slider" if bounds is not None and bounds[1] <= 1 and kind == "number" else "number"
+
+    @property
+    def label(self) -> str:
+        return self.key.replace("_", " ").capitalize()
 
 
-def recommended(model: str, adapter: Any = None) -> Settings:
-    """The settings a model works well with: those the catalogue records for a known model (short name or
-    hub id), over those its family's adapter recommends (`Adapter.recommended`: a pixel-space model starts
-    from a short, gentle, unguided edit), over pixels' defaults."""
+FIELDS: tuple[Field, ...] = tuple(Field(f.name, spec_key_of(f.name, option), option, f.default)
+                                  for f, option in options()) + (Field("seed", "seed", SEED, None),)
+BY_KEY = {f.key: f for f in FIELDS}
+ORDER = tuple(BY_KEY[key] for key in MAIN) + tuple(f for f in FIELDS if f.key not in MAIN)  # as the page shows them
+
+
+def shown(field: Field, value: Any) -> Any:
+    """A setting's value as its field holds it: text for text fields ("" for none), "default" for the model's
+    own scheduler, "x,y,w,h" for a crop box."""
+    if field.widget == "dropdown" and value is None:
+        return field.option.listed[0]
+    if field.widget == "text":
+        if value is None:
+            return ""
+        return ",".join(str(v) for v in value) if isinstance(value, (tuple, list)) else str(value)
+    return value
+
+
+def recommended(model: str, adapter: Any = None) -> dict[str, Any]:
+    """{spec key: field value} every field starts from: the settings the catalogue records for a known model
+    (short name or hub id), over those its family's adapter recommends, over pixels' defaults."""
     recorded = catalog_recommended(model, adapter)
-    values = {FIELDS[k]: v for k, v in recorded.items() if k in FIELDS}
-    extra = tuple((k, v) for k, v in recorded.items() if k not in FIELDS)
-    return replace(Settings(), **values, extra=extra)
+    return {f.key: shown(f, recorded.get(f.name, f.default)) for f in FIELDS}
 
 
-def _integer(name: str, value: Any, low: int, high: int) -> int:
-    """A whole number from a number field (which gives floats), in [low, high]."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-            or value != round(value) or not low <= value <= high:
-        raise InputError(f"{name}: expected a whole number in [{low}, {high}], got {value!r}")
-    return int(value)
-
-
-def seed_value(value: Any) -> int | None:
-    """The seed field: empty (or None) for a random seed, else a whole number in [0, 2**64)."""
-    if value is None or (isinstance(value, str) and not value.strip()):
-        return None
-    if isinstance(value, str):
+def _read(field: Field, value: Any) -> Any:
+    """A field's value as the setting's value; a value the field cannot hold raises InputError naming it."""
+    option, widget = field.option, field.widget
+    if widget == "text":
+        text = "" if value is None else str(value).strip()
+        if not text:  # an empty field: no value (no negative prompt: the model's own unconditional input)
+            return None if "null" in option.kind else ""
+        if option.parse is None:
+            return str(value)
         try:
-            value = int(value.strip())
-        except ValueError:
-            raise InputError(f"seed: expected a whole number or nothing (random), got {value!r}") from None
-    if isinstance(value, float) and value > 2**53:
-        raise InputError(f"seed: {value!r} is too large for a number field to hold exactly; type it as text")
-    return _integer("seed", value, 0, MAX_SEED)
+            return option.parse(text)
+        except ValueError as error:
+            raise InputError(str(error), param=field.key) from None
+    if widget == "dropdown":
+        return None if value in (None, "", option.listed[0]) else value
+    if widget in ("integer", "number", "slider"):
+        if value is None or value == "":
+            if "null" in option.kind:
+                return None
+            raise InputError("give a number", param=field.key)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise InputError(f"expected a number, got {value!r}", param=field.key)
+        if widget == "integer":
+            if value != round(value):
+                raise InputError(f"expected a whole number, got {value!r}", param=field.key)
+            return int(value)
+        return float(value)
+    return value
 
 
-def edit_kwargs(settings: Settings, takes_prompt: bool) -> dict[str, Any]:
-    """The keyword arguments of `EditSession.apply` for these fields (and the model's `extra` settings),
-    validated: bad values raise `InputError` naming the field, before any model work."""
-    if not takes_prompt and (settings.prompt or settings.negative_prompt):
-        raise InputError("prompt: this model is unconditional and takes no text; leave the prompts empty")
-    kwargs = {name: getattr(settings, field) for name, field in FIELDS.items()}
-    kwargs.update(dict(settings.extra), num_inference_steps=_integer("steps", settings.steps, 1, MAX_STEPS),
-                  scheduler=None if settings.scheduler == "default" else settings.scheduler,
-                  crop="auto" if settings.crop_auto else None,
-                  crop_margin=_integer("crop margin", settings.crop_margin, 0, MAX_MARGIN))
-    if not settings.negative_prompt:  # an empty field means no negative prompt (the model's own unconditional input)
-        del kwargs["negative_prompt"]
-    EditSettings(**kwargs)  # validated as it is made
-    kwargs["seed"] = seed_value(settings.seed)
-    return kwargs
+def edit_kwargs(values: Mapping[str, Any], takes_prompt: bool) -> dict[str, Any]:
+    """`Editor.edit` keyword arguments (settings by Python name, and the seed) for {spec key: field value};
+    fields not given keep pixels' defaults. Checked as `EditSettings` checks them, before any model work; an
+    error names the field by its spec key."""
+    unknown = sorted(set(values) - set(BY_KEY))
+    if unknown:
+        raise InputError(f"unknown settings {unknown}; known: {', '.join(BY_KEY)}")
+    kwargs = {BY_KEY[key].name: _read(BY_KEY[key], value) for key, value in values.items()}
+    if not takes_prompt and (kwargs.get("prompt") or kwargs.get("negative_prompt")):
+        raise InputError("this model is unconditional and takes no text; leave the prompts empty", param="prompt")
+    seed = kwargs.pop("seed", None)
+    try:
+        EditSettings(**kwargs)  # validated as it is made
+    except InputError as error:
+        raise InputError(error.message, param=spec_param(error.param) if error.param else None) from None
+    return {**kwargs, "seed": seed}
 
 
-def from_metadata(metadata: Any) -> Settings:
-    """The studio's fields from a result's `pixels` metadata (what `EditResult.metadata` records)."""
+def from_metadata(metadata: Any) -> dict[str, Any]:
+    """{spec key: field value} from a result's `pixels` metadata (what `EditResult.metadata` records), each
+    value checked as if typed into its field."""
     if not isinstance(metadata, dict):
         raise InputError("settings PNG: its pixels metadata is not a JSON object")
-    values = asdict(Settings())
-    for key, field in {**FIELDS, "seed": "seed"}.items():
-        if metadata.get(key) is not None:
-            values[field] = metadata[key]
-    values["crop_auto"] = metadata.get("crop") == "auto"
-    restored = Settings(**values)
-    if restored.scheduler not in SCHEDULERS:
-        raise InputError(f"settings PNG: scheduler {restored.scheduler!r} is not one of {', '.join(SCHEDULERS)}")
-    edit_kwargs(restored, takes_prompt=True)  # every value checked as if typed into the fields
-    return restored
+    values = {f.key: shown(f, metadata.get(f.name, f.default)) for f in FIELDS if f.option.recorded}
+    # (not invert_map: what a saved edit records is already applied to its maps)
+    try:
+        edit_kwargs(values, takes_prompt=True)
+    except InputError as error:
+        raise InputError(f"settings PNG: {error}") from None
+    return values
 
 
-def read_png_settings(path: str, max_pixels: int) -> Settings:
+def read_png_settings(path: str, max_pixels: int) -> dict[str, Any]:
     """The settings of an image that pixels wrote (a PNG's `pixels` text chunk, or the EXIF of a JPEG or
     WebP: `pixels.outputs.writers.read_metadata`), checked like typed values.
 
@@ -125,5 +161,5 @@ def read_png_settings(path: str, max_pixels: int) -> Settings:
     return from_metadata(metadata)
 
 
-__all__ = ["FIELDS", "MODES", "SCHEDULERS", "SKIP_STEPS", "Settings", "edit_kwargs", "from_metadata",
-           "read_png_settings", "recommended", "seed_value"]
+__all__ = ["BY_KEY", "FIELDS", "Field", "MAIN", "ORDER", "TEXT", "edit_kwargs", "from_metadata", "read_png_settings",
+           "recommended", "shown"]

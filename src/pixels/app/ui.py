@@ -25,7 +25,7 @@ from .api import api_edit
 from .context import Context
 from .exemplars import FITS, MAX_SLOTS, PLACEMENTS, REGIONS, Slot, default_box, moved_box
 from .photos import catalogue
-from .settings import MODES, SCHEDULERS, SKIP_STEPS, Settings
+from .settings import MAIN, ORDER, TEXT, Field
 from .state import TARGETS
 
 log = logging.getLogger("pixels.app")
@@ -111,6 +111,27 @@ def render(view: h.View) -> list:
         gr.update(interactive=bool(result and result.candidate)),
         view.status,
     ]
+
+
+def setting_component(field: Field, value: Any, takes_prompt: bool) -> Any:
+    """The field of one setting, as its declaration describes it (`Field.widget`); its element id is
+    `pixels-<spec key>`."""
+    common: dict[str, Any] = {"label": field.label, "info": field.option.help, "elem_id": f"pixels-{field.key}"}
+    if field.key in TEXT and not takes_prompt:
+        common |= {"label": f"{field.label} (not used by this model)", "interactive": False}
+    widget, (low, high) = field.widget, field.option.bounds or (None, None)
+    if widget == "checkbox":
+        return gr.Checkbox(value=value, **common)
+    if widget == "radio":
+        return gr.Radio(list(field.option.choices), value=value, **common)
+    if widget == "dropdown":
+        return gr.Dropdown(list(field.option.listed), value=value, **common)
+    if widget == "slider":
+        return gr.Slider(low, high, value=value, step=0.01, **common)
+    if widget in ("integer", "number"):
+        return gr.Number(value=value, precision=0 if widget == "integer" else None, minimum=low, maximum=high,
+                         **common)
+    return gr.Textbox(value=value, lines=2 if field.key == "prompt" else 1, **common)
 
 
 def build(ctx: Context) -> gr.Blocks:
@@ -209,38 +230,20 @@ def build(ctx: Context) -> gr.Blocks:
                                 down = gr.Button("Move right", size="sm", interactive=k < MAX_SLOTS - 1)
                             slot_uis.append(SlotUI(image, preview, placement, *boxes, fit, region, remove, up, down))
             with gr.Column(scale=1, min_width=420):
-                gr.Markdown("### 4 · Settings")
-                note = "" if engine.takes_prompt else " (this model is unconditional: it takes no prompt)"
-                prompt = gr.Textbox(label="Prompt" + note, value=defaults.prompt, interactive=engine.takes_prompt,
-                                    lines=2)
-                negative = gr.Textbox(label="Negative prompt", value=defaults.negative_prompt,
-                                      interactive=engine.takes_prompt)
-                with gr.Row():
-                    steps = gr.Number(label="Steps (full schedule)", value=defaults.steps, precision=0, minimum=1)
-                    strength = gr.Slider(0.01, 1.0, value=defaults.strength, step=0.01,
-                                         label="Strength (share of the schedule that runs)")
-                with gr.Row():
-                    guidance = gr.Slider(0, 30, value=defaults.guidance, step=0.5,
-                                         label="Guidance" + ("" if engine.takes_prompt else " (not used)"),
-                                         interactive=engine.takes_prompt)
-                    seed = gr.Textbox(label="Seed (empty = random)", value="", elem_id="pixels-seed")
-                    dice = gr.Button("Random seed", size="sm")
-                with gr.Row():
-                    scheduler = gr.Dropdown(list(SCHEDULERS), value=defaults.scheduler, label="Scheduler")
-                    mode = gr.Radio(list(MODES), value=defaults.mode, label="Mode",
-                                    info="paper: the reference rule; blend: gray pixels mix in the exemplar")
-                with gr.Accordion("Advanced", open=False):
-                    with gr.Row():
-                        crop_auto = gr.Checkbox(value=defaults.crop_auto, label="Crop auto (diffuse only around the"
-                                                " edit)")
-                        crop_margin = gr.Number(value=defaults.crop_margin, precision=0, label="Crop margin (px)")
-                    with gr.Row():
-                        skip = gr.Radio(list(SKIP_STEPS), value=defaults.skip_steps, label="Skip steps")
-                        eta = gr.Slider(0, 1, value=defaults.eta, step=0.05, label="DDIM eta")
+                gr.Markdown("### 4 · Settings" + ("" if engine.takes_prompt else
+                                                   " (this model is unconditional: it takes no prompt)"))
+                settings: dict[str, Any] = {}
+                for f in ORDER[:len(MAIN)]:
+                    settings[f.key] = setting_component(f, defaults[f.key], engine.takes_prompt)
+                    if f.key == "seed":
+                        dice = gr.Button("Random seed", size="sm")
+                with gr.Accordion("Advanced", open=False, elem_id="pixels-advanced"):
+                    for f in ORDER[len(MAIN):]:
+                        settings[f.key] = setting_component(f, defaults[f.key], engine.takes_prompt)
                 png_settings = gr.File(label="Drop a PNG made by pixels here to restore its settings",
                                        file_types=[".png"], type="filepath", height=100, elem_id="pixels-png-settings")
-        settings_fields = [prompt, negative, steps, strength, guidance, seed, scheduler, mode, crop_auto, crop_margin,
-                           skip, eta]
+        settings_fields = [settings[f.key] for f in ORDER]
+        seed, steps, strength = settings["seed"], settings["steps"], settings["strength"]
 
         with gr.Row():
             run = gr.Button("Run", variant="primary", scale=3, elem_id="pixels-run")
@@ -387,13 +390,11 @@ def build(ctx: Context) -> gr.Blocks:
 
         def restored(path: str | None) -> list:
             values = h.restore_settings(ctx, path)
-            if not engine.takes_prompt and (values.prompt or values.negative_prompt):
+            if not engine.takes_prompt and (values.get("prompt") or values.get("negative_prompt")):
                 gr.Warning("The PNG has a prompt; this model takes none, so it is left empty.")
-                values = Settings(**{**vars(values), "prompt": "", "negative_prompt": ""})
-            gr.Info(f"Settings restored (seed {values.seed}).")
-            return [values.prompt, values.negative_prompt, values.steps, values.strength, values.guidance,
-                    "" if values.seed is None else str(values.seed), values.scheduler, values.mode, values.crop_auto,
-                    values.crop_margin, values.skip_steps, values.eta]
+                values |= {"prompt": "", "negative_prompt": ""}
+            gr.Info(f"Settings restored (seed {values['seed'] or 'random'}).")
+            return [values.get(f.key, gr.skip()) for f in ORDER]
 
         png_settings.upload(guarded(restored), png_settings, settings_fields, **instant)
 
@@ -402,7 +403,7 @@ def build(ctx: Context) -> gr.Blocks:
             # Gradio finds gr.Progress only among the positional parameters, so it comes first here
             st, rid, c, soft = values[:4]
             slots = slots_from(list(values[4:4 + len(slot_fields)]))
-            settings = Settings(*values[4 + len(slot_fields):], extra=defaults.extra)  # the model's own extras
+            settings = dict(zip([f.key for f in ORDER], values[4 + len(slot_fields):]))
 
             def step(done: int, total: int) -> None:
                 progress((done, total), desc="denoising", unit="steps")

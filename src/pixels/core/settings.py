@@ -39,6 +39,8 @@ class Option:
     metavar: str | None = None
     choices: tuple[str, ...] | None = None
     recorded: bool = True  # kept in a saved session's record (False: already applied to what is saved)
+    bounds: tuple[float, float] | None = None  # the range `validate` holds a number to (ends open or closed)
+    listed: tuple[str, ...] | None = None  # the values a chooser lists where `choices` does not restrict them
 
 
 def setting(default: Any, help: str, kind: str, **option: Any) -> Any:
@@ -93,19 +95,19 @@ class EditSettings:
         " (the default) uses the model's own unconditional input (zero embeddings for SDXL, a zero image for"
         " Kandinsky 2.2)", "string or null", metavar="TEXT")
     num_inference_steps: int = setting(50, "length of the full schedule, before img2img truncation (default 50)",
-                                       "integer", key="steps", metavar="N")
+                                       "integer", key="steps", metavar="N", bounds=(1, MAX_STEPS))
     strength: float = setting(
         1.0, "img2img strength in (0, 1]: the share of the schedule that runs, as the model's diffusers img2img"
-        " pipeline truncates it (default 1)", "number", metavar="F")
+        " pipeline truncates it (default 1)", "number", metavar="F", bounds=(0.0, 1.0))
     denoising_start: float | None = setting(
         None, "start at this fraction of the schedule instead of using strength (SDXL refiner style)",
-        "number or null", metavar="F")
+        "number or null", metavar="F", bounds=(0.0, 1.0))
     guidance_scale: float = setting(
         7.5, "classifier-free guidance scale; <= 1 turns guidance off (default 7.5); Flux dev takes it as an"
-        " embedded scale, Flux schnell ignores it", "number", key="guidance", metavar="F")
+        " embedded scale, Flux schnell ignores it", "number", key="guidance", metavar="F", bounds=GUIDANCE_RANGE)
     scheduler: str | None = setting(
         None, "default (the model's own), " + ", ".join(SCHEDULERS) + " (flow models: default or euler)",
-        "string or null", metavar="NAME")
+        "string or null", metavar="NAME", listed=("default", *SCHEDULERS))
     mode: str = setting("paper", "paper: the reference rule (default); blend: gray pixels also take in the"
                         " exemplar", "string", choices=MODES)
     invert_map: bool = setting(False, "maps use the reference convention: white = keep, black = full edit",
@@ -115,8 +117,8 @@ class EditSettings:
     guidance_rescale: float = setting(
         0.0, "in [0, 1]: pull the guided prediction's spread back toward the conditional one's (Lin et al. 2023,"
         " sec. 3.4; against over-exposure with v-prediction and zero-terminal-SNR models); 0 = off (default)",
-        "number", metavar="F")
-    eta: float = setting(0.0, "DDIM eta in [0, 1] (default 0)", "number", metavar="F")
+        "number", metavar="F", bounds=(0.0, 1.0))
+    eta: float = setting(0.0, "DDIM eta in [0, 1] (default 0)", "number", metavar="F", bounds=(0.0, 1.0))
     skip_steps: str = setting(
         "auto", "skip model calls while every pixel is still pinned: auto (only where the result is identical,"
         " default), always, never", "string", choices=SKIP_STEPS)
@@ -124,13 +126,13 @@ class EditSettings:
         None, "diffuse only a box around the edited area and paste it back (faster for small edits)",
         "string or box or null", parse=_crop, metavar="auto|X,Y,W,H")
     crop_margin: int = setting(32, "context kept around the edited area when crop is auto (default 32)",
-                               "integer", metavar="PX")
+                               "integer", metavar="PX", bounds=(0, MAX_MARGIN))
     crop_resize: int | str | None = setting(
         None, "diffuse the crop with its longer side at N pixels (native: the model's training size)",
         "string or integer or null", parse=_crop_resize, metavar="N|native")
     switch_at: float | None = setting(
         None, "with a refiner: fraction of the schedule the base model runs (default 0.8)", "number or null",
-        metavar="F")
+        metavar="F", bounds=(0.0, 1.0))
     exemplar_encode: str = setting(
         "full", "full: encode each exemplar whole (the reference, default); region: only around its edited area"
         " (faster with many exemplars, approximate)", "string", choices=EXEMPLAR_ENCODE)
