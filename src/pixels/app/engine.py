@@ -47,6 +47,12 @@ class Engine:
         self.family: str | None = getattr(adapter, "family", None)
         self.takes_prompt = getattr(adapter, "takes_text", True)  # unconditional models take no prompt
         self.defaults: dict[str, Any] = recommended(model, adapter)  # {spec key: field value}
+        # what the page offers beyond the settings: exemplars' condition weights and prompt images with an
+        # IP-Adapter (or a model conditioned on image embeddings), a control with a ControlNet
+        self.takes_conditions = getattr(editor, "ip_adapter", None) is not None
+        self.takes_prompt_images = self.takes_conditions or getattr(adapter, "takes_image_prompts", False)
+        self.takes_control = getattr(adapter, "controlnet", None) is not None
+        self.loras = [(lora["lora"], lora["scale"]) for lora in getattr(editor, "loras", [])]
         self._lock = threading.Lock()
         self._order = itertools.count(1)
 

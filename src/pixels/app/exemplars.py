@@ -37,6 +37,7 @@ class Slot:
     box: tuple[float, float, float, float] = (0, 0, 0, 0)  # (x, y, w, h) in source pixels, with placement "box"
     fit: str = "cover"  # how the picture fills its box
     region: str = "strength map"  # where it is grafted: see REGIONS
+    condition: float = 0.0  # with an IP-Adapter: the weight its region is prompted with (0: none)
 
 
 def check_box(box: Any, name: str) -> tuple[int, int, int, int]:
@@ -88,7 +89,7 @@ def to_exemplar(slot: Slot, k: int, source_size: tuple[int, int], strength: np.n
         image: Any = Image.fromarray(rgba, "RGBA")
     else:
         image = picture  # RGB: its alpha, if any, does not decide the region
-    return Exemplar(image, strength_map=region, box=box, fit=slot.fit)
+    return Exemplar(image, strength_map=region, box=box, fit=slot.fit, condition=slot.condition)
 
 
 def default_box(source_size: tuple[int, int]) -> tuple[int, int, int, int]:

@@ -16,7 +16,7 @@ from typing import Any
 
 from PIL import Image
 
-from pixels import EditSession, InputError
+from pixels import Control, EditSession, InputError
 from pixels.inputs.images import ImageLike, load_image
 
 from . import archive, photos
@@ -117,8 +117,10 @@ def cancel(st: StudioSession | None) -> str:
 
 
 def run_edit(ctx: Context, st: StudioSession | None, run_id: int | None, canvas: dict | None, softness: float,
-             slots: list[Slot], settings: dict[str, Any], on_step: Progress | None = None) -> View:
-    """Edit the source with the painted maps, the exemplars and the settings; the result becomes the
+             slots: list[Slot], settings: dict[str, Any], on_step: Progress | None = None,
+             extensions: dict[str, Any] | None = None) -> View:
+    """Edit the source with the painted maps, the exemplars and the settings ({spec key: field value}, the
+    model's recommended values for the rest) and `extensions` (`extension_kwargs`); the result becomes the
     candidate (see `History`). Cancelled: the history is unchanged and the status says so."""
     st = require(st)
     token = st.token(run_id)
@@ -131,7 +133,7 @@ def run_edit(ctx: Context, st: StudioSession | None, run_id: int | None, canvas:
 
             def job(on_step_: Progress) -> Any:
                 return history.apply(lambda result, before: result_frame(st, result, before, step),
-                                     exemplars, strength_map, on_step=on_step_, **kwargs)
+                                     exemplars, strength_map, on_step=on_step_, **kwargs, **(extensions or {}))
 
             result, ticket = ctx.engine.run(job, token, on_step)
     except Cancelled as error:
@@ -141,6 +143,21 @@ def run_edit(ctx: Context, st: StudioSession | None, run_id: int | None, canvas:
     md, seconds = result.metadata, ticket.finished - ticket.started
     return view(st, status=f"Done in {seconds:.1f} s: seed {md['seed']}, {md['steps_run']} steps, {len(exemplars)}"
                            " exemplar(s). **Continue from here** to edit this result further.")
+
+
+def extension_kwargs(prompt_image: str | None = None, prompt_weight: float = 1.0, control: str = "off",
+                     control_image: str | None = None, scale: float = 1.0, start: float = 0.0, end: float = 1.0
+                     ) -> dict[str, Any]:
+    """The edit arguments of the page's extension fields: a prompt image with its weight (`prompt_images`), and
+    ControlNet guidance (`control`: off, canny or image, with its image, scale and part of the schedule)."""
+    out: dict[str, Any] = {}
+    if prompt_image:
+        out["prompt_images"] = [(prompt_image, prompt_weight)]
+    if control != "off":
+        if control == "image" and not control_image:
+            raise InputError("give the control image, or choose canny", param="control.image")
+        out["control"] = Control(control, control_image if control == "image" else None, scale, start, end)
+    return out
 
 
 # -- history --------------------------------------------------------------------------------------------

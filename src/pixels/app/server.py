@@ -125,11 +125,13 @@ def start(
     offline: bool = False,
     quiet: bool = True,
     warn: Callable[[str], None] | None = None,
+    setup: Callable[[Editor], None] | None = None,
 ) -> Running:
     """Load the model (or use `editor`) and start the studio in a background thread; returns at once.
 
     Binds to `host` (loopback by default; another address without `auth` prints a warning). `port` None
-    (or 0) picks a free one. `warn` receives the warnings (default: printed on stderr). Stop it with
+    (or 0) picks a free one. `warn` receives the warnings (default: printed on stderr). `setup(editor)` runs
+    once the model is loaded, before the page is built (loading LoRAs, an IP-Adapter, a ControlNet). Stop it with
     `Running.close()` (also run at interpreter exit)."""
     # 1. Check the options before loading anything
     credentials = parse_auth(auth) if isinstance(auth, str) or auth is None else tuple(auth)
@@ -160,6 +162,8 @@ def start(
                                         local_files_only=True if offline else None)
     elif max_megapixels is not None:  # a given editor keeps its own limits unless told otherwise
         editor.limits = Limits(max_pixels=limit, check_memory=editor.limits.check_memory)
+    if setup is not None:
+        setup(editor)
     context = create(editor, model)
 
     # 3. The page, with Gradio's uploads and caches inside the app's temporary folder
@@ -195,7 +199,7 @@ def launch(
 ) -> None:
     """Start the studio and serve until interrupted (Ctrl-C), then stop it and remove its files.
     `options`: those of `start` (device, dtype, allow_unsafe_pickle, queue_size, max_upload_mb, editor,
-    offline, quiet, warn)."""
+    offline, quiet, warn, setup)."""
     running = start(model, host, port, auth, max_megapixels, **options)
     print(f"pixels studio: {running.url} (model {model}; Ctrl-C to stop)", file=sys.stderr)
     try:

@@ -69,25 +69,26 @@ class SlotUI:
     h: gr.Number
     fit: gr.Radio
     region: gr.Radio
+    condition: gr.Number
     remove: gr.Button
     up: gr.Button
     down: gr.Button
 
     @property
     def fields(self) -> list:
-        """The values that make a `Slot`, in its order (image, placement, x, y, w, h, fit, region)."""
-        return [self.image, self.placement, self.x, self.y, self.w, self.h, self.fit, self.region]
+        """The values that make a `Slot`, in its order (image, placement, x, y, w, h, fit, region, condition)."""
+        return [self.image, self.placement, self.x, self.y, self.w, self.h, self.fit, self.region, self.condition]
 
 
 def slots_from(values: list) -> list[Slot]:
     """`Slot`s from the flat list of every tab's field values."""
-    width = 8
-    return [Slot(v[0], v[1], (v[2], v[3], v[4], v[5]), v[6], v[7])
+    width = 9
+    return [Slot(v[0], v[1], (v[2], v[3], v[4], v[5]), v[6], v[7], v[8])
             for v in (values[k:k + width] for k in range(0, len(values), width))]
 
 
 def _empty_slot() -> list:
-    return [None, "auto", 0, 0, 0, 0, "cover", "strength map"]
+    return [None, "auto", 0, 0, 0, 0, "cover", "strength map", 0.0]
 
 
 def _download(path: Any) -> dict:
@@ -224,11 +225,15 @@ def build(ctx: Context) -> gr.Blocks:
                             region = gr.Radio(list(REGIONS), value="strength map", label="Region (where it is"
                                               " grafted)", info="strength map: where the strength map is white;"
                                               f" own map: paint on 'Exemplar {k + 1}'s own map'")
+                            condition = gr.Number(0.0, minimum=0, maximum=5, step=0.1, visible=engine.takes_conditions,
+                                                  label="Condition (IP-Adapter weight of its region's image prompt;"
+                                                        " 0: none)", elem_id=f"pixels-exemplar-{k + 1}-condition")
                             with gr.Row():
                                 remove = gr.Button("Remove", size="sm")
                                 up = gr.Button("Move left", size="sm", interactive=k > 0)
                                 down = gr.Button("Move right", size="sm", interactive=k < MAX_SLOTS - 1)
-                            slot_uis.append(SlotUI(image, preview, placement, *boxes, fit, region, remove, up, down))
+                            slot_uis.append(SlotUI(image, preview, placement, *boxes, fit, region, condition, remove,
+                                                   up, down))
             with gr.Column(scale=1, min_width=420):
                 gr.Markdown("### 4 · Settings" + ("" if engine.takes_prompt else
                                                    " (this model is unconditional: it takes no prompt)"))
@@ -240,9 +245,29 @@ def build(ctx: Context) -> gr.Blocks:
                 with gr.Accordion("Advanced", open=False, elem_id="pixels-advanced"):
                     for f in ORDER[len(MAIN):]:
                         settings[f.key] = setting_component(f, defaults[f.key], engine.takes_prompt)
+                with gr.Accordion("Prompt image, ControlNet and LoRA", open=True, elem_id="pixels-extensions",
+                                  visible=engine.takes_prompt_images or engine.takes_control or bool(engine.loras)):
+                    if engine.loras:
+                        gr.Markdown("LoRAs loaded for every edit: " + ", ".join(
+                            f"`{html.escape(name)}` at {scale:g}" for name, scale in engine.loras))
+                    with gr.Row(visible=engine.takes_prompt_images):
+                        prompt_image = gr.Image(label="Prompt image (mixed into the prompt)", type="filepath",
+                                                image_mode=None, height=140, elem_id="pixels-prompt-image")
+                        prompt_weight = gr.Number(1.0, minimum=0, maximum=100, label="Its weight")
+                    with gr.Group(visible=engine.takes_control):
+                        control = gr.Radio(["off", "canny", "image"], value="off", label="ControlNet control",
+                                           info="canny: the photo's edges; image: a control image you give",
+                                           elem_id="pixels-control")
+                        control_image = gr.Image(label="Control image", type="filepath", image_mode=None, height=140)
+                        with gr.Row():
+                            control_scale = gr.Slider(0, 10, value=1.0, step=0.05, label="Control scale")
+                            control_start = gr.Slider(0, 1, value=0.0, step=0.05, label="Starts at")
+                            control_end = gr.Slider(0, 1, value=1.0, step=0.05, label="Ends at")
                 png_settings = gr.File(label="Drop a PNG made by pixels here to restore its settings",
                                        file_types=[".png"], type="filepath", height=100, elem_id="pixels-png-settings")
         settings_fields = [settings[f.key] for f in ORDER]
+        extension_fields = [prompt_image, prompt_weight, control, control_image, control_scale, control_start,
+                            control_end]
         seed, steps, strength = settings["seed"], settings["steps"], settings["strength"]
 
         with gr.Row():
@@ -379,7 +404,8 @@ def build(ctx: Context) -> gr.Blocks:
 
                 def swapped(st: Any, c: Any, *values: Any, i: int = k, j: int = j) -> list:
                     canvas_update = cv.swap_slot_maps(st, c, i, j)
-                    return [*values[8:], *values[:8], canvas_update]
+                    width = len(values) // 2  # the fields of one slot
+                    return [*values[width:], *values[:width], canvas_update]
 
                 button.click(guarded(swapped), [state, canvas, *s.fields, *other.fields],
                              [*s.fields, *other.fields, canvas], **instant).then(**refresh)
@@ -403,15 +429,18 @@ def build(ctx: Context) -> gr.Blocks:
             # Gradio finds gr.Progress only among the positional parameters, so it comes first here
             st, rid, c, soft = values[:4]
             slots = slots_from(list(values[4:4 + len(slot_fields)]))
-            settings = dict(zip([f.key for f in ORDER], values[4 + len(slot_fields):]))
+            given = values[4 + len(slot_fields):]
+            settings = dict(zip([f.key for f in ORDER], given[:len(ORDER)]))
+            extensions = h.extension_kwargs(*given[len(ORDER):])
 
             def step(done: int, total: int) -> None:
                 progress((done, total), desc="denoising", unit="steps")
 
-            return render(h.run_edit(ctx, st, rid, c, soft, slots, settings, step))
+            return render(h.run_edit(ctx, st, rid, c, soft, slots, settings, step, extensions))
 
         run.click(guarded(h.arm), state, run_id, **instant).then(
-            guarded(studio_edit), [state, run_id, canvas, softness, *slot_fields, *settings_fields], view_outputs,
+            guarded(studio_edit), [state, run_id, canvas, softness, *slot_fields, *settings_fields, *extension_fields],
+            view_outputs,
             concurrency_limit=1, concurrency_id=DEVICE, show_progress="full", show_progress_on=[slider, status],
             **private,
         )

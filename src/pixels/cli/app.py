@@ -15,6 +15,7 @@ import sys
 from ..app.server import DEFAULT_HOST, DEFAULT_MEGAPIXELS, DEFAULT_PORT, DEFAULT_QUEUE, DEFAULT_UPLOAD_MB, launch
 from ..errors import InputError
 from .common import add_model_flags, in_flags
+from .extensions import add_extension_flags, check_extension_flags, load_extensions
 
 __all__ = ["add_parser", "launch", "run"]
 
@@ -42,6 +43,10 @@ def add_parser(commands, common) -> None:
     parser.add_argument("--queue-size", type=int, default=DEFAULT_QUEUE, metavar="N",
                         help="edits that may wait while one runs; more are told to try again"
                              f" (default {DEFAULT_QUEUE})")
+    extensions = parser.add_argument_group(
+        "LoRA, IP-Adapter and ControlNet (SD 1.x/2.x and SDXL), loaded once for every edit; the page then offers"
+        " the exemplars' condition weights, a prompt image and the control")
+    add_extension_flags(extensions, controlnet_help="a ControlNet: the page offers its control (canny or an image)")
     parser.set_defaults(run=run)
 
 
@@ -50,10 +55,11 @@ def run(args: argparse.Namespace) -> int:
     if importlib.util.find_spec("gradio") is None:
         raise InputError('app: the studio needs Gradio; install it with: pip install "pixels[app]"'
                          ' (from a clone: pip install -e ".[app]")')
+    check_extension_flags(args)
     launch(args.model, args.host, args.port, args.auth, args.max_megapixels, device=args.device, dtype=args.dtype,
            allow_unsafe_pickle=args.allow_unsafe_pickle,
            queue_size=args.queue_size, max_upload_mb=args.max_upload_mb, offline=args.offline,
-           quiet=not getattr(args, "debug", False),
+           quiet=not getattr(args, "debug", False), setup=lambda editor: load_extensions(args, editor),
            warn=lambda text: print(f"pixels: warning: {in_flags(text)}", file=sys.stderr))
     return 0
 

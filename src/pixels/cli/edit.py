@@ -14,6 +14,7 @@ from ..core.settings import SEED, options
 from ..errors import InputError
 from ..limits import MAX_PIXELS
 from .common import EXIT_OK, Parser, Progress, add_model_flags, as_flags, flag_of, note, number, renamed, text_type
+from .extensions import add_extension_flags, check_extension_flags, load_extensions, maybe_float
 
 _PLACED = re.compile(r"^(?P<path>.+)@(?P<box>[-+\d.,\s]*,[-+\d.,\s]*)$")  # EXEMPLAR@ then numbers and commas
 
@@ -125,15 +126,7 @@ def add_parser(commands, common: argparse.ArgumentParser) -> None:
                        help="a second model for the end of the schedule (SDXL refiner); one release schedule spans"
                             " both")
     extensions = edit.add_argument_group("LoRA, IP-Adapter and ControlNet (SD 1.x/2.x and SDXL)")
-    extensions.add_argument("--lora", dest="loras", action="append", default=[], metavar="ID|PATH[:SCALE]",
-                            help="a LoRA (hub id, folder or .safetensors file) at SCALE (default 1); repeat for"
-                                 " several")
-    extensions.add_argument("--ip-adapter", metavar="ID|PATH[:WEIGHT_NAME]",
-                            help="an IP-Adapter, e.g. h94/IP-Adapter:models/ip-adapter_sd15.safetensors: exemplars"
-                                 " with --condition prompt their region, --prompt-image the whole frame")
-    extensions.add_argument("--image-encoder", metavar="ID|PATH",
-                            help="the IP-Adapter's CLIP image encoder (default: its image_encoder folder)")
-    extensions.add_argument("--controlnet", metavar="ID|PATH", help="a ControlNet for --control")
+    add_extension_flags(extensions, controlnet_help="a ControlNet for --control")
     extensions.add_argument("--control", metavar="KIND[:IMAGE][:SCALE]",
                             help="ControlNet guidance: canny (edges of the source) or image:PATH (a control image),"
                                  " with a scale (default 1), e.g. canny:0.8 or image:depth.png:0.6")
@@ -182,28 +175,20 @@ def parse_control(args: argparse.Namespace):
     image, scale = None, 1.0
     if kind == "image":
         image, _, last = rest.rpartition(":")
-        if image and _maybe_float(last) is not None:
-            scale = _maybe_float(last)
+        if image and maybe_float(last) is not None:
+            scale = maybe_float(last)
         else:  # no scale given: all of it is the path
             image = rest
         if not image:
             raise InputError(f"{args.control!r}: kind 'image' takes a path, as image:depth.png[:SCALE]",
                              param="control")
     elif kind in KINDS and rest:
-        scale = _maybe_float(rest)
+        scale = maybe_float(rest)
         if scale is None:
             raise InputError(f"{args.control!r}: expected {kind}[:SCALE], e.g. {kind}:0.8", param="control")
     start = 0.0 if args.control_start is None else args.control_start
     end = 1.0 if args.control_end is None else args.control_end
     return Control(kind, image, scale, start, end)
-
-
-def _maybe_float(text: str) -> float | None:
-    """`text` as a number, or None when it is not one."""
-    try:
-        return float(text)
-    except ValueError:
-        return None
 
 
 def plan(args: argparse.Namespace):
@@ -301,53 +286,10 @@ def check_extensions(args: argparse.Namespace, spec) -> None:
     if args.ip_adapter and not (conditioned or prompted):
         raise InputError("no exemplar has a --condition and there is no --prompt-image; the IP-Adapter would not"
                          " be used", param="ip_adapter")
-    if args.image_encoder and not args.ip_adapter:
-        raise InputError("the image encoder belongs to an --ip-adapter; give one", param="image_encoder")
     if args.refiner and (controlled or conditioned):
         raise InputError("ControlNet guidance and exemplar conditions act on the base model only; drop --refiner"
                          " to use them", param="refiner")
-    for text in args.loras:
-        _split_weight(text, "lora", scale=True)
-
-
-def _split_weight(text: str, param: str, *, scale: bool) -> tuple[str, str | None, float | None]:
-    """ID|PATH[:SUFFIX] -> (model, weight file name or None, scale or None). A path that exists is all path;
-    a file is split into its folder and its name (diffusers loads weights from a folder or a hub id)."""
-    model, suffix = text, None
-    if not os.path.exists(text) and ":" in text:
-        model, _, suffix = text.rpartition(":")
-        if scale and _maybe_float(suffix) is None:
-            raise InputError(f"{text!r}: expected ID|PATH[:SCALE], e.g. style.safetensors:0.8", param=param)
-    if not model:
-        raise InputError(f"{text!r}: no model before the ':'", param=param)
-    weight_name = None if scale else suffix
-    path = Path(model).expanduser()
-    if path.is_file():
-        if weight_name is not None:
-            raise InputError(f"{text!r}: a file is its own weights; give the folder with :WEIGHT_NAME", param=param)
-        model, weight_name = str(path.parent), path.name
-    if not scale:
-        return model, weight_name, None
-    return model, weight_name, float(suffix) if suffix else 1.0
-
-
-def load_extensions(args: argparse.Namespace, editor) -> None:
-    """Load the LoRAs, IP-Adapter and ControlNet the flags name into a loaded editor."""
-    offline = True if args.offline else None
-    for text in args.loras:
-        model, weight_name, scale = _split_weight(text, "lora", scale=True)
-        editor.load_lora(model, scale, weight_name=weight_name, allow_unsafe_pickle=args.allow_unsafe_pickle,
-                         local_files_only=offline)
-    if args.ip_adapter:
-        model, weight_name, _ = _split_weight(args.ip_adapter, "ip_adapter", scale=False)
-        if weight_name is None:
-            raise InputError(f"{args.ip_adapter!r}: name the weights, as h94/IP-Adapter:models/ip-adapter_sd15"
-                             ".safetensors", param="ip_adapter")
-        subfolder, _, name = weight_name.rpartition("/")
-        editor.load_ip_adapter(model, name, subfolder=subfolder, image_encoder=args.image_encoder,
-                               allow_unsafe_pickle=args.allow_unsafe_pickle, local_files_only=offline)
-    if args.controlnet:
-        editor.load_controlnet(args.controlnet, allow_unsafe_pickle=args.allow_unsafe_pickle, local_files_only=offline)
+    check_extension_flags(args)
 
 
 def spec_error(error: InputError, k: int, spec_file: str) -> InputError:
