@@ -10,7 +10,7 @@ import torch
 from pixels.cli import main
 from pixels.errors import ModelNotFoundError
 from pixels.models.loading import load_pipeline
-from pixels.models.catalog import BY_NAME, is_cached, resolve_alias
+from pixels.models.catalog import BY_NAME, is_cached
 
 CPU = dict(device=torch.device("cpu"), dtype=torch.float32)
 
@@ -22,11 +22,6 @@ def fake_cache(root, repo: str) -> None:
     (folder / "refs" / "main").write_text("0123abcd")
     (folder / "snapshots" / "0123abcd").mkdir(parents=True)
     (folder / "snapshots" / "0123abcd" / "model_index.json").write_text("{}")
-
-
-def test_aliases_resolve_to_hub_ids():
-    assert resolve_alias("sdxl") == "stabilityai/stable-diffusion-xl-base-1.0"
-    assert resolve_alias("demo") == "demo" and resolve_alias("some/model") == "some/model"
 
 
 def test_an_uncached_alias_names_the_hub_model(monkeypatch):

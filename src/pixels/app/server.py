@@ -19,7 +19,7 @@ from pixels import limits
 from pixels.errors import InputError
 
 if TYPE_CHECKING:
-    from pixels import Editor
+    from pixels import Editor, MemoryOptions
 
     from .context import Context
 
@@ -126,11 +126,14 @@ def start(
     quiet: bool = True,
     warn: Callable[[str], None] | None = None,
     setup: Callable[[Editor], None] | None = None,
+    memory: MemoryOptions | None = None,
+    refiner: str | None = None,
 ) -> Running:
     """Load the model (or use `editor`) and start the studio in a background thread; returns at once.
 
     Binds to `host` (loopback by default; another address without `auth` prints a warning). `port` None
-    (or 0) picks a free one. `warn` receives the warnings (default: printed on stderr). `setup(editor)` runs
+    (or 0) picks a free one. `warn` receives the warnings (default: printed on stderr). `memory` and `refiner`:
+    as for `Editor.from_pretrained`. `setup(editor)` runs
     once the model is loaded, before the page is built (loading LoRAs, an IP-Adapter, a ControlNet). Stop it with
     `Running.close()` (also run at interpreter exit)."""
     # 1. Check the options before loading anything
@@ -158,7 +161,7 @@ def start(
         os.environ["HF_HUB_OFFLINE"] = "1"
     if editor is None:
         editor = Editor.from_pretrained(model, device=device, dtype=dtype, limits=Limits(max_pixels=limit),
-                                        allow_unsafe_pickle=allow_unsafe_pickle,
+                                        allow_unsafe_pickle=allow_unsafe_pickle, memory=memory, refiner=refiner,
                                         local_files_only=True if offline else None)
     elif max_megapixels is not None:  # a given editor keeps its own limits unless told otherwise
         editor.limits = Limits(max_pixels=limit, check_memory=editor.limits.check_memory)
@@ -199,7 +202,7 @@ def launch(
 ) -> None:
     """Start the studio and serve until interrupted (Ctrl-C), then stop it and remove its files.
     `options`: those of `start` (device, dtype, allow_unsafe_pickle, queue_size, max_upload_mb, editor,
-    offline, quiet, warn, setup)."""
+    offline, quiet, warn, setup, memory, refiner)."""
     running = start(model, host, port, auth, max_megapixels, **options)
     print(f"pixels studio: {running.url} (model {model}; Ctrl-C to stop)", file=sys.stderr)
     try:

@@ -14,7 +14,7 @@ import sys
 
 from ..app.server import DEFAULT_HOST, DEFAULT_MEGAPIXELS, DEFAULT_PORT, DEFAULT_QUEUE, DEFAULT_UPLOAD_MB, launch
 from ..errors import InputError
-from .common import add_model_flags, in_flags
+from .common import add_memory_flags, add_model_flags, in_flags, memory_of
 from .extensions import add_extension_flags, check_extension_flags, load_extensions
 
 __all__ = ["add_parser", "launch", "run"]
@@ -43,9 +43,12 @@ def add_parser(commands, common) -> None:
     parser.add_argument("--queue-size", type=int, default=DEFAULT_QUEUE, metavar="N",
                         help="edits that may wait while one runs; more are told to try again"
                              f" (default {DEFAULT_QUEUE})")
+    parser.add_argument("--refiner", metavar="ID|PATH",
+                        help="a second model for the end of every schedule (SDXL refiner); the page's switch_at"
+                             " sets the hand-over")
+    add_memory_flags(parser.add_argument_group("memory and speed"))
     extensions = parser.add_argument_group(
-        "LoRA, IP-Adapter and ControlNet (SD 1.x/2.x and SDXL), loaded once for every edit; the page then offers"
-        " the exemplars' condition weights, a prompt image and the control")
+        "LoRA, IP-Adapter and ControlNet (SD 1.x/2.x and SDXL), loaded once for every edit")
     add_extension_flags(extensions, controlnet_help="a ControlNet: the page offers its control (canny or an image)")
     parser.set_defaults(run=run)
 
@@ -55,11 +58,15 @@ def run(args: argparse.Namespace) -> int:
     if importlib.util.find_spec("gradio") is None:
         raise InputError('app: the studio needs Gradio; install it with: pip install "pixels[app]"'
                          ' (from a clone: pip install -e ".[app]")')
+    from ..models.loading import resolve_device
+
     check_extension_flags(args)
+    memory = memory_of(args, resolve_device(args.device))
     launch(args.model, args.host, args.port, args.auth, args.max_megapixels, device=args.device, dtype=args.dtype,
            allow_unsafe_pickle=args.allow_unsafe_pickle,
            queue_size=args.queue_size, max_upload_mb=args.max_upload_mb, offline=args.offline,
            quiet=not getattr(args, "debug", False), setup=lambda editor: load_extensions(args, editor),
+           memory=memory, refiner=args.refiner,
            warn=lambda text: print(f"pixels: warning: {in_flags(text)}", file=sys.stderr))
     return 0
 

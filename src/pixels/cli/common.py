@@ -114,6 +114,28 @@ def add_model_flags(parser, *, default: str | None = None, model_help: str | Non
                         help="never contact the hub; use only local files and the cache (as HF_HUB_OFFLINE=1)")
 
 
+def add_memory_flags(group) -> None:
+    """The memory and speed options (`MemoryOptions`), the same for every command that loads a model."""
+    group.add_argument("--attention-slicing", action="store_true", help="attention in slices (less memory)")
+    group.add_argument("--vae-tiling", action="store_true", help="encode and decode large images in tiles")
+    group.add_argument("--vae-slicing", action="store_true", help="encode and decode one image at a time")
+    group.add_argument("--cpu-offload", choices=["model", "sequential"], default=None,
+                       help="keep models on the CPU until they run (GPU only): model, or sequential (least memory)")
+    group.add_argument("--channels-last", action="store_true", help="NHWC layout for the denoiser")
+    group.add_argument("--compile", action="store_true", help="torch.compile the denoiser (slow first call)")
+
+
+def memory_of(args: argparse.Namespace, device):
+    """The `MemoryOptions` the memory flags give, checked for `device`."""
+    from ..models.memory import MemoryOptions
+
+    memory = MemoryOptions(attention_slicing=args.attention_slicing, vae_tiling=args.vae_tiling,
+                           vae_slicing=args.vae_slicing, cpu_offload=args.cpu_offload,
+                           channels_last=args.channels_last, compile=args.compile)
+    memory.validate(device)
+    return memory
+
+
 def note(text: str) -> None:
     """A note on stderr; the Python arguments a library note suggests read as the flags that set them."""
     print(f"pixels: note: {in_flags(text)}", file=sys.stderr)

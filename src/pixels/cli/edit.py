@@ -13,7 +13,20 @@ from pathlib import Path
 from ..core.settings import SEED, options
 from ..errors import InputError
 from ..limits import MAX_PIXELS
-from .common import EXIT_OK, Parser, Progress, add_model_flags, as_flags, flag_of, note, number, renamed, text_type
+from .common import (
+    EXIT_OK,
+    Parser,
+    Progress,
+    add_memory_flags,
+    add_model_flags,
+    as_flags,
+    flag_of,
+    memory_of,
+    note,
+    number,
+    renamed,
+    text_type,
+)
 from .extensions import add_extension_flags, check_extension_flags, load_extensions, maybe_float
 
 _PLACED = re.compile(r"^(?P<path>.+)@(?P<box>[-+\d.,\s]*,[-+\d.,\s]*)$")  # EXEMPLAR@ then numbers and commas
@@ -134,14 +147,7 @@ def add_parser(commands, common: argparse.ArgumentParser) -> None:
                             help="share of the schedule before the control acts (default 0)")
     extensions.add_argument("--control-end", type=number, metavar="F",
                             help="share of the schedule after which it stops (default 1)")
-    memory = edit.add_argument_group("memory and speed")
-    memory.add_argument("--attention-slicing", action="store_true", help="attention in slices (less memory)")
-    memory.add_argument("--vae-tiling", action="store_true", help="encode and decode large images in tiles")
-    memory.add_argument("--vae-slicing", action="store_true", help="encode and decode one image at a time")
-    memory.add_argument("--cpu-offload", choices=["model", "sequential"], default=None,
-                        help="keep models on the CPU until they run (GPU only): model, or sequential (least memory)")
-    memory.add_argument("--channels-last", action="store_true", help="NHWC layout for the denoiser")
-    memory.add_argument("--compile", action="store_true", help="torch.compile the denoiser (slow first call)")
+    add_memory_flags(edit.add_argument_group("memory and speed"))
     limits = edit.add_argument_group("limits")
     limits.add_argument("--max-megapixels", type=number, default=MAX_PIXELS / 1e6, metavar="N",
                         help="largest image, box or diffused crop in millions of pixels"
@@ -305,7 +311,6 @@ def run(args: argparse.Namespace) -> int:
     from ..editor import Editor
     from ..limits import Limits, megapixels
     from ..models.loading import resolve_device, resolve_dtype
-    from ..models.memory import MemoryOptions
     from ..outputs.transaction import Transaction
     from ..outputs.writers import check_output, image_writer
     from ..session import EditSession, check_folder
@@ -322,10 +327,7 @@ def run(args: argparse.Namespace) -> int:
     jobs = plan_jobs(spec, limits, args, say)
     device = resolve_device(args.device)
     resolve_dtype(args.dtype, device)
-    memory = MemoryOptions(attention_slicing=args.attention_slicing, vae_tiling=args.vae_tiling,
-                           vae_slicing=args.vae_slicing, cpu_offload=args.cpu_offload,
-                           channels_last=args.channels_last, compile=args.compile)
-    memory.validate(device)
+    memory = memory_of(args, device)
     if any(e.settings.get("switch_at") is not None for e in spec.edits) and not args.refiner:
         raise InputError("give --refiner, the model to switch to", param="switch_at")
     check_extensions(args, spec)

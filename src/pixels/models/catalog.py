@@ -72,12 +72,6 @@ def recommended(model: str, adapter: Any = None) -> dict[str, Any]:
     return {**getattr(adapter, "recommended", {}), **(entry.settings if entry is not None else {})}
 
 
-def resolve_alias(model: str) -> str:
-    """The hub id behind a short name (unchanged for anything else, including "demo")."""
-    known = BY_NAME.get(model)
-    return known.repo if known is not None and known.repo else model
-
-
 def is_cached(repo: str, filename: str = "model_index.json") -> bool:
     """Whether `filename` of hub model `repo` (its pipeline index, by default) is in the local Hugging Face
     cache (no network)."""
