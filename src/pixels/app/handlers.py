@@ -16,7 +16,7 @@ from typing import Any
 
 from PIL import Image
 
-from pixels import Control, EditSession, InputError
+from pixels import Control, EditSession, InputError, plan_edit
 from pixels.inputs.images import ImageLike, load_image
 
 from . import archive, photos
@@ -130,12 +130,15 @@ def run_edit(ctx: Context, st: StudioSession | None, run_id: int | None, canvas:
             kwargs = edit_kwargs({**ctx.engine.defaults, **settings}, ctx.engine.takes_prompt)
             exemplars, strength_map = edit_inputs(ctx, st, canvas, softness, slots)
             step = history.committed + 1  # the new result's place in the history (a candidate is replaced)
+            # checked and read before the edit waits for the model: a bad input never takes a turn in the queue
+            job = plan_edit(history.source.image, exemplars, strength_map, limits=ctx.engine.editor.limits,
+                            **kwargs, **(extensions or {}))
 
-            def job(on_step_: Progress) -> Any:
-                return history.apply(lambda result, before: result_frame(st, result, before, step),
-                                     exemplars, strength_map, on_step=on_step_, **kwargs, **(extensions or {}))
+            def run(on_step_: Progress) -> Any:
+                return history.apply(lambda result, before: result_frame(st, result, before, step), job,
+                                     on_step=on_step_)
 
-            result, ticket = ctx.engine.run(job, token, on_step)
+            result, ticket = ctx.engine.run(run, token, on_step)
     except Cancelled as error:
         return view(st, status=f"{str(error).capitalize()}.")
     finally:

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from pixels import EditResult, EditSession, InputError
+from pixels import EditJob, EditResult, EditSession, InputError
 from pixels.outputs.writers import save_image
 
 TARGETS = ("strength", "exemplar 1", "exemplar 2", "exemplar 3", "exemplar 4")  # the maps one can paint
@@ -69,10 +69,11 @@ class History:
     def can_redo(self) -> bool:
         return bool(self._undone)
 
-    def apply(self, frame_of: Callable[[EditResult, Image.Image], Frame], exemplars: list,
-              strength_map: np.ndarray | None, **settings: Any) -> EditResult:
-        """Edit the source (replacing a candidate); `frame_of(result, before)` makes the new frame and
-        must not raise (it records a failure to write files in the frame instead).
+    def apply(self, frame_of: Callable[[EditResult, Image.Image], Frame], exemplars: list | EditJob,
+              strength_map: np.ndarray | None = None, **settings: Any) -> EditResult:
+        """Edit the source (replacing a candidate) with `EditSession.apply`'s arguments (a checked job, or the
+        exemplars, map and settings); `frame_of(result, before)` makes the new frame and must not raise (it
+        records a failure to write files in the frame instead).
 
         On any error of the edit (a cancel included) the history is left exactly as it was."""
         dropped = self.candidate
