@@ -596,6 +596,33 @@ def test_a_saved_session_zip_loads_back_bit_for_bit_in_another_session(ctx, st):
     assert not [p for p in other.folder.iterdir() if p.is_dir()]  # the unpacked copy is gone
 
 
+def test_a_shared_server_refuses_schedules_longer_than_its_max_steps(editor, tmp_path):
+    from pixels.app.engine import Engine
+    from pixels.app.ui import build
+
+    app = context.create(editor, "demo", root=tmp_path / "app", max_steps=80)
+    try:
+        assert app.engine.defaults["steps"] == 80  # the demo's recommended 100, held to the server's limit
+        fields = {b.elem_id: b for b in build(app).blocks.values() if getattr(b, "elem_id", None)}
+        assert fields["pixels-steps"].maximum == 80
+        st = app.sessions.open("browser")
+        h.use_sample(app, st, ROCKET)
+        stroke = canvas_with(layer(128, 192, (120, 10, 50, 30)))
+        with pytest.raises(InputError, match=r"^steps: this server runs at most 80 steps per edit, got 100000"):
+            h.run_edit(app, st, None, stroke, 0, [], {**FAST, "steps": 100000})
+        assert len(st.history.frames) == 1  # nothing ran, nothing changed
+        source, where = tmp_path / "source.png", tmp_path / "map.png"
+        asset("rocket.png").save(source)
+        painting.map_image(maps.ellipse((192, 128), (150, 30), (25, 18))).save(where)
+        with pytest.raises(InputError, match=r"^settings.steps: this server runs at most 80 steps"):
+            api.api_edit(app, str(source), str(where), '{"steps": 100000}')
+    finally:
+        app.close()
+    with pytest.raises(InputError) as error:
+        Engine(editor, "demo", max_steps=0)
+    assert error.value.param == "max_steps"
+
+
 def test_the_api_edit_is_stateless_and_keeps_unmapped_pixels(ctx, tmp_path):
     source, where = tmp_path / "source.png", tmp_path / "map.png"
     asset("rocket.png").save(source)

@@ -64,8 +64,8 @@ def test_pixels_app_loads_the_extensions_it_is_given(extended, monkeypatch):
     ip = next((root / "ip").glob("*.safetensors"))
     assert main(["app", "--model", str(root / "model"), "--lora", f"{lora}:0.5", "--ip-adapter",
                  f"{ip.parent}:{ip.name}", "--image-encoder", str(root / "encoder"), "--controlnet",
-                 str(root / "controlnet"), "--vae-tiling"]) == 0
-    assert started["memory"].vae_tiling and started["refiner"] is None
+                 str(root / "controlnet"), "--vae-tiling", "--max-steps", "40"]) == 0
+    assert started["memory"].vae_tiling and started["refiner"] is None and started["max_steps"] == 40
     editor = Editor.from_pretrained(str(root / "model"))
     started["setup"](editor)  # what the studio runs once its model is loaded
     assert [lora["scale"] for lora in editor.loras] == [0.5] and editor.ip_adapter["weight_name"] == ip.name

@@ -45,6 +45,9 @@ def api_edit(ctx: Context, source: str, strength_map: str, settings: str | dict 
         raise InputError(f"settings: unknown keys {unknown}; known: {', '.join(sorted(EDIT_KEYS))}")
     given = parse_edit(settings, "settings", Path.cwd()).settings
     kwargs = {**edit_kwargs(ctx.engine.defaults, ctx.engine.takes_prompt), **given}
+    if kwargs["num_inference_steps"] > ctx.engine.max_steps:
+        raise InputError(f"this server runs at most {ctx.engine.max_steps} steps per edit, got"
+                         f" {kwargs['num_inference_steps']}", param="settings.steps")
     try:
         check_settings(kwargs)
     except InputError as error:  # named as the spec key the script sent

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pixels import Editor
+from pixels.limits import MAX_STEPS
 
 from .engine import Engine
 from .state import Sessions
@@ -57,13 +58,14 @@ class Context:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-def create(editor: Editor, model: str, root: Path | None = None) -> Context:
-    """A context for `editor` with a new temporary root (or `root`, which must not exist yet)."""
+def create(editor: Editor, model: str, root: Path | None = None, max_steps: int = MAX_STEPS) -> Context:
+    """A context for `editor` with a new temporary root (or `root`, which must not exist yet); edits of more
+    than `max_steps` steps are refused."""
     if root is None:
         root = Path(tempfile.mkdtemp(prefix="pixels-app-"))
     else:
         root.mkdir(parents=True)
-    return Context(Engine(editor, model), root)
+    return Context(Engine(editor, model, max_steps), root)
 
 
 __all__ = ["Context", "create"]

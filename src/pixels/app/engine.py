@@ -14,7 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from pixels import Editor, PixelsError
+from pixels import Editor, InputError, PixelsError
+from pixels.limits import MAX_STEPS
 
 from .settings import recommended
 
@@ -40,13 +41,17 @@ class Ticket:
 class Engine:
     """An `Editor` shared by every session of the app, used by one job at a time."""
 
-    def __init__(self, editor: Editor, model: str) -> None:
+    def __init__(self, editor: Editor, model: str, max_steps: int = MAX_STEPS) -> None:
+        if isinstance(max_steps, bool) or not isinstance(max_steps, int) or not 1 <= max_steps <= MAX_STEPS:
+            raise InputError(f"expected an integer in [1, {MAX_STEPS}], got {max_steps!r}", param="max_steps")
         self.editor = editor
         self.model = model
+        self.max_steps = max_steps  # edits of a longer schedule are refused: one user cannot hold the model for hours
         adapter = getattr(editor, "adapter", None)
         self.family: str | None = getattr(adapter, "family", None)
         self.takes_prompt = getattr(adapter, "takes_text", True)  # unconditional models take no prompt
         self.defaults: dict[str, Any] = recommended(model, adapter)  # {spec key: field value}
+        self.defaults["steps"] = min(self.defaults["steps"], max_steps)
         # what the page offers beyond the settings: exemplars' condition weights and prompt images with an
         # IP-Adapter (or a model conditioned on image embeddings), a control with a ControlNet
         self.takes_conditions = getattr(editor, "ip_adapter", None) is not None

@@ -127,7 +127,7 @@ def run_edit(ctx: Context, st: StudioSession | None, run_id: int | None, canvas:
     try:
         with st.busy("run"):
             history = require_photo(st)
-            kwargs = edit_kwargs({**ctx.engine.defaults, **settings}, ctx.engine.takes_prompt)
+            kwargs = edit_kwargs({**ctx.engine.defaults, **settings}, ctx.engine.takes_prompt, ctx.engine.max_steps)
             exemplars, strength_map = edit_inputs(ctx, st, canvas, softness, slots)
             step = history.committed + 1  # the new result's place in the history (a candidate is replaced)
             # checked and read before the edit waits for the model: a bad input never takes a turn in the queue

@@ -28,6 +28,7 @@ DEFAULT_PORT = 7860
 DEFAULT_MEGAPIXELS = 4.0  # a web app edits what a browser shows; the library's own limit is 67 MP
 DEFAULT_QUEUE = 32  # edits waiting beyond the running one; more are refused with "busy, try again"
 DEFAULT_UPLOAD_MB = 50  # largest upload Gradio accepts
+DEFAULT_MAX_STEPS = 250  # the longest schedule an edit may ask for: above every model's recommended steps
 
 
 def free_port(host: str) -> int:
@@ -128,12 +129,13 @@ def start(
     setup: Callable[[Editor], None] | None = None,
     memory: MemoryOptions | None = None,
     refiner: str | None = None,
+    max_steps: int = DEFAULT_MAX_STEPS,
 ) -> Running:
     """Load the model (or use `editor`) and start the studio in a background thread; returns at once.
 
     Binds to `host` (loopback by default; another address without `auth` prints a warning). `port` None
     (or 0) picks a free one. `warn` receives the warnings (default: printed on stderr). `memory` and `refiner`:
-    as for `Editor.from_pretrained`. `setup(editor)` runs
+    as for `Editor.from_pretrained`. `max_steps`: the longest schedule an edit may ask for. `setup(editor)` runs
     once the model is loaded, before the page is built (loading LoRAs, an IP-Adapter, a ControlNet). Stop it with
     `Running.close()` (also run at interpreter exit)."""
     # 1. Check the options before loading anything
@@ -167,7 +169,7 @@ def start(
         editor.limits = Limits(max_pixels=limit, check_memory=editor.limits.check_memory)
     if setup is not None:
         setup(editor)
-    context = create(editor, model)
+    context = create(editor, model, max_steps=max_steps)
 
     # 3. The page, with Gradio's uploads and caches inside the app's temporary folder
     previous = os.environ.get("GRADIO_TEMP_DIR")
@@ -202,7 +204,7 @@ def launch(
 ) -> None:
     """Start the studio and serve until interrupted (Ctrl-C), then stop it and remove its files.
     `options`: those of `start` (device, dtype, allow_unsafe_pickle, queue_size, max_upload_mb, editor,
-    offline, quiet, warn, setup, memory, refiner)."""
+    offline, quiet, warn, setup, memory, refiner, max_steps)."""
     running = start(model, host, port, auth, max_megapixels, **options)
     print(f"pixels studio: {running.url} (model {model}; Ctrl-C to stop)", file=sys.stderr)
     try:

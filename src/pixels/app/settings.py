@@ -114,10 +114,10 @@ def _read(field: Field, value: Any) -> Any:
     return value
 
 
-def edit_kwargs(values: Mapping[str, Any], takes_prompt: bool) -> dict[str, Any]:
+def edit_kwargs(values: Mapping[str, Any], takes_prompt: bool, max_steps: int | None = None) -> dict[str, Any]:
     """`Editor.edit` keyword arguments (settings by Python name, and the seed) for {spec key: field value};
-    fields not given keep pixels' defaults. Checked as `EditSettings` checks them, before any model work; an
-    error names the field by its spec key."""
+    fields not given keep pixels' defaults. Checked as `EditSettings` checks them, and against the server's
+    `max_steps`, before any model work; an error names the field by its spec key."""
     unknown = sorted(set(values) - set(BY_KEY))
     if unknown:
         raise InputError(f"unknown settings {unknown}; known: {', '.join(BY_KEY)}")
@@ -125,6 +125,9 @@ def edit_kwargs(values: Mapping[str, Any], takes_prompt: bool) -> dict[str, Any]
     if not takes_prompt and (kwargs.get("prompt") or kwargs.get("negative_prompt")):
         raise InputError("this model is unconditional and takes no text; leave the prompts empty", param="prompt")
     seed = kwargs.pop("seed", None)
+    steps = kwargs.get("num_inference_steps")
+    if max_steps is not None and isinstance(steps, int) and steps > max_steps:
+        raise InputError(f"this server runs at most {max_steps} steps per edit, got {steps}", param="steps")
     try:
         EditSettings(**kwargs)  # validated as it is made
     except InputError as error:

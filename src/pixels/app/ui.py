@@ -114,13 +114,14 @@ def render(view: h.View) -> list:
     ]
 
 
-def setting_component(field: Field, value: Any, takes_prompt: bool) -> Any:
-    """The field of one setting, as its declaration describes it (`Field.widget`); its element id is
-    `pixels-<spec key>`."""
+def setting_component(field: Field, value: Any, takes_prompt: bool, maximum: float | None = None) -> Any:
+    """The field of one setting, as its declaration describes it (`Field.widget`), at most `maximum` where
+    the server says less than the declaration; its element id is `pixels-<spec key>`."""
     common: dict[str, Any] = {"label": field.label, "info": field.option.help, "elem_id": f"pixels-{field.key}"}
     if field.key in TEXT and not takes_prompt:
         common |= {"label": f"{field.label} (not used by this model)", "interactive": False}
     widget, (low, high) = field.widget, field.option.bounds or (None, None)
+    high = high if maximum is None else maximum
     if widget == "checkbox":
         return gr.Checkbox(value=value, **common)
     if widget == "radio":
@@ -239,7 +240,8 @@ def build(ctx: Context) -> gr.Blocks:
                                                    " (this model is unconditional: it takes no prompt)"))
                 settings: dict[str, Any] = {}
                 for f in ORDER[:len(MAIN)]:
-                    settings[f.key] = setting_component(f, defaults[f.key], engine.takes_prompt)
+                    settings[f.key] = setting_component(f, defaults[f.key], engine.takes_prompt,
+                                                        engine.max_steps if f.key == "steps" else None)
                     if f.key == "seed":
                         dice = gr.Button("Random seed", size="sm")
                 with gr.Accordion("Advanced", open=False, elem_id="pixels-advanced"):

@@ -12,7 +12,15 @@ import argparse
 import importlib.util
 import sys
 
-from ..app.server import DEFAULT_HOST, DEFAULT_MEGAPIXELS, DEFAULT_PORT, DEFAULT_QUEUE, DEFAULT_UPLOAD_MB, launch
+from ..app.server import (
+    DEFAULT_HOST,
+    DEFAULT_MAX_STEPS,
+    DEFAULT_MEGAPIXELS,
+    DEFAULT_PORT,
+    DEFAULT_QUEUE,
+    DEFAULT_UPLOAD_MB,
+    launch,
+)
 from ..errors import InputError
 from .common import add_memory_flags, add_model_flags, in_flags, memory_of
 from .extensions import add_extension_flags, check_extension_flags, load_extensions
@@ -43,6 +51,9 @@ def add_parser(commands, common) -> None:
     parser.add_argument("--queue-size", type=int, default=DEFAULT_QUEUE, metavar="N",
                         help="edits that may wait while one runs; more are told to try again"
                              f" (default {DEFAULT_QUEUE})")
+    parser.add_argument("--max-steps", type=int, default=DEFAULT_MAX_STEPS, metavar="N",
+                        help="the longest schedule an edit may ask for, so that no one holds the shared model for"
+                             f" hours (default {DEFAULT_MAX_STEPS})")
     parser.add_argument("--refiner", metavar="ID|PATH",
                         help="a second model for the end of every schedule (SDXL refiner); the page's switch_at"
                              " sets the hand-over")
@@ -66,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
            allow_unsafe_pickle=args.allow_unsafe_pickle,
            queue_size=args.queue_size, max_upload_mb=args.max_upload_mb, offline=args.offline,
            quiet=not getattr(args, "debug", False), setup=lambda editor: load_extensions(args, editor),
-           memory=memory, refiner=args.refiner,
+           memory=memory, refiner=args.refiner, max_steps=args.max_steps,
            warn=lambda text: print(f"pixels: warning: {in_flags(text)}", file=sys.stderr))
     return 0
 
