@@ -159,9 +159,13 @@ def test_paint_add_an_exemplar_run_download_and_undo_in_chromium(tmp_path, shots
                 page.locator("#pixels-seed input, #pixels-seed textarea").first.fill("5")
                 shots(page, "1-painted")
 
-                # 4. Run and wait for the result
+                # 4. Run (three quick clicks start one edit: Run is disabled at the first) and wait for the result
                 page.click("#pixels-run")
+                for _ in range(2):
+                    page.click("#pixels-run", force=True, timeout=deadline.ms())  # lands on the disabled button
                 status_shows("Done in")
+                page.wait_for_function("() => !document.querySelector('#pixels-run').disabled", timeout=deadline.ms())
+                assert running.context.engine.runs == 1, "more than one edit ran"
                 shots(page, "2-result")
 
                 # 5. Download the result and its map; outside the stroke every pixel is the source's

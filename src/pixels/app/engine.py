@@ -60,6 +60,7 @@ class Engine:
         self.loras = [(lora["lora"], lora["scale"]) for lora in getattr(editor, "loras", [])]
         self._lock = threading.Lock()
         self._order = itertools.count(1)
+        self.runs = 0  # jobs that have had the model so far
 
     def run(self, job: Callable[[Progress], T], cancel: threading.Event, on_step: Progress | None = None
             ) -> tuple[T, Ticket]:
@@ -75,6 +76,7 @@ class Engine:
             if cancel.is_set():  # cancelled while it waited for the model
                 raise Cancelled("edit cancelled before it started; nothing was changed")
             order, started = next(self._order), time.time()
+            self.runs = order
             value = job(step)
             return value, Ticket(order, started, time.time())
 

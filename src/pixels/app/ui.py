@@ -32,6 +32,7 @@ log = logging.getLogger("pixels.app")
 DEVICE = "device"  # the concurrency group of everything that runs the model
 BRUSH_SIZE = 12  # photo pixels; the canvas's "Brush Size" tool changes it
 TARGET_LABELS = {"strength": "Strength map", **{f"exemplar {k}": f"Exemplar {k}'s own map" for k in range(1, 5)}}
+DISABLE_RUN = "() => { const run = document.querySelector('#pixels-run'); if (run) run.disabled = true; }"
 CSS = """
 #pixels-canvas { min-height: 440px; }
 .pixels-legend { font-size: 0.9em; opacity: 0.85; }
@@ -440,12 +441,15 @@ def build(ctx: Context) -> gr.Blocks:
 
             return render(h.run_edit(ctx, st, rid, c, soft, slots, settings, step, extensions))
 
-        run.click(guarded(h.arm), state, run_id, **instant).then(
+        # Run is disabled in the browser at the click itself (so that a double click starts one edit, not two)
+        # and enabled again once the edit has ended, however it ended
+        run.click(lambda: gr.update(interactive=False), None, run, js=DISABLE_RUN, **instant).then(
+            guarded(h.arm), state, run_id, **instant).then(
             guarded(studio_edit), [state, run_id, canvas, softness, *slot_fields, *settings_fields, *extension_fields],
             view_outputs,
             concurrency_limit=1, concurrency_id=DEVICE, show_progress="full", show_progress_on=[slider, status],
             **private,
-        )
+        ).then(lambda: gr.update(interactive=True), None, run, **instant)
         stop.click(guarded(h.cancel), state, status, **instant)
 
         # -- history ----------------------------------------------------------------------------------
