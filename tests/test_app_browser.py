@@ -202,7 +202,16 @@ def test_paint_add_an_exemplar_run_download_and_undo_in_chromium(tmp_path, shots
                 current = np.asarray(Image.open(download("#pixels-download-current", "current.png")).convert("RGB"))
                 np.testing.assert_array_equal(current, source)
 
-                # 8. Closing the tab ends the session: its temporary folder goes at once
+                # 8. Redo brings the result back; a second Redo has nothing to redo: the page says so in words and
+                # the result stays on screen (an instant event's error, shown like a queued one's)
+                page.click("#pixels-redo")
+                status_shows("Redone step 1")
+                page.click("#pixels-redo")
+                page.wait_for_selector(".toast-body.error", timeout=deadline.ms())
+                assert "redo: nothing to redo" in page.locator(".toast-body.error").first.inner_text()
+                assert page.locator("#pixels-slider img").count() > 0  # the result panel is not blanked
+
+                # 9. Closing the tab ends the session: its temporary folder goes at once
                 sessions = running.context.sessions
                 folders = list((root / "sessions").iterdir())
                 assert len(sessions) == 1 and len(folders) == 1

@@ -322,7 +322,7 @@ def build(ctx: Context) -> gr.Blocks:
                         proceed, status]
         slot_fields = [f for s in slot_uis for f in s.fields]
         private = {"api_visibility": "private"}
-        instant = {"queue": False, **private}
+        instant = {"queue": True, "concurrency_limit": None, **private}
 
         # -- sessions --------------------------------------------------------------------------------
         def opened(request: gr.Request) -> Any:
