@@ -161,7 +161,7 @@ class Editor:
         **overrides: Any,
     ) -> EditResult:
         """Edit `source`: each exemplar is grafted where its map is 1 and every pixel is released by its
-        strength (white = full edit, black = kept bit-exact). The README explains the rule and the modes.
+        strength (white = full edit, black = kept bit-exact). docs/concepts/release-schedule.md explains the rule and the modes.
 
         settings: an `EditSettings` (default: the defaults); any setting may also be given by name
         (`prompt="a fox", num_inference_steps=30`), replacing the one in `settings`. seed or generator:

@@ -1,6 +1,6 @@
 """Batch editing: many edits from a manifest with one model load, resumable after a crash, batched denoising,
-and a Ray engine to scale out. `pixels batch MANIFEST -o OUTDIR`, or `run_batch(...)`; see the README's batch
-section."""
+and a Ray engine to scale out. `pixels batch MANIFEST -o OUTDIR`, or `run_batch(...)`; see
+docs/guides/batch.md."""
 
 from .engine import Plan, identity, plan, process, run_local
 from .manifest import Row, load_manifest

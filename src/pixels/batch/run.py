@@ -52,7 +52,7 @@ def run_batch(manifest: str | Path, folder: str | Path, model: str, *, engine: s
               overwrite: bool = False, defaults: dict[str, Any] | None = None, workers: int = 1,
               gpus_per_worker: float = 0.0, address: str | None = None, allow_unsafe_pickle: bool = False,
               local_files_only: bool | None = None, progress: BatchProgress | None = None) -> BatchResult:
-    """Run every row of `manifest` into `folder` with `model`, resumably (see the README's batch section).
+    """Run every row of `manifest` into `folder` with `model`, resumably (docs/guides/batch.md).
     defaults: settings for what rows leave out (None: the model's recommended ones, as the command line);
     threads: torch's CPU threads for each model copy (None: this machine's cores shared by `workers`)."""
     import torch

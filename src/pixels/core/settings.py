@@ -293,6 +293,10 @@ class Exemplar:
 
 @dataclass
 class EditResult:
+    """What an edit made: the image (the source's size), its metadata (every setting, the model, the seed, the
+    notes), and the inputs as they were applied (the combined strength map, the placed exemplars and their
+    maps, the images their regions were prompted with, the control image)."""
+
     image: Image.Image  # same size as the source
     metadata: dict[str, Any]  # every setting used, the model, the seed, and notes on conversions
     strength_map: np.ndarray = field(repr=False)  # (H, W) combined strength actually applied

@@ -31,7 +31,7 @@ RECOMMENDED = BY_NAME["demo"].settings  # the demo model's settings, written onc
 class DemoSettings:
     num_inference_steps: int = RECOMMENDED["num_inference_steps"]  # the full schedule; strength truncates it
     strength: float = RECOMMENDED["strength"]  # low: the small model keeps the exemplar's layout, blends its edge
-    seed: int = 0  # fixed, so the demo and its README figures are reproducible
+    seed: int = 0  # fixed, so the demo and its documented figures are reproducible
     scheduler: str | None = None  # the model's own (DDIM)
 
 
