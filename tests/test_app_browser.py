@@ -100,6 +100,8 @@ def test_paint_add_an_exemplar_run_download_and_undo_in_chromium(tmp_path, shots
                 page = browser.new_page()
                 page.goto(running.url, wait_until="domcontentloaded", timeout=deadline.ms())
                 page.wait_for_selector("#pixels-run", timeout=deadline.ms())
+                while not len(running.context.sessions) and deadline.ms() > 0:  # the page's session is open
+                    time.sleep(0.05)
 
                 def status_shows(text: str) -> None:
                     """Until the status line says `text`; an error message shown instead fails at once."""
@@ -224,3 +226,55 @@ def test_paint_add_an_exemplar_run_download_and_undo_in_chromium(tmp_path, shots
     finally:
         running.close()
     assert not root.exists()  # every temporary file of the app is gone
+
+
+def test_refused_uploads_say_why_and_change_nothing_in_chromium(tmp_path, shots):
+    """A file that is not an image, and a photo over the limit: each is refused with a message naming the file
+    and the limit, its box is cleared, and the photo being edited stays (no error badge over the page)."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        unavailable("Playwright for Python is not installed (pip install playwright)")
+    if not (os.path.isfile(CHROMIUM) and os.access(CHROMIUM, os.X_OK)):
+        unavailable(f"no Chromium at {CHROMIUM} (apt-get install chromium, or set PIXELS_CHROMIUM)")
+    from pixels.app.server import start
+
+    deadline = Deadline(BUDGET_S)
+    not_an_image = tmp_path / "notes.png"
+    not_an_image.write_bytes(b"these are notes, not a picture")
+    too_large = tmp_path / "poster.png"
+    Image.fromarray(np.zeros((1100, 1000, 3), np.uint8)).save(too_large)
+    running = start("demo", port=None, device="cpu", max_megapixels=1.0)
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
+            try:
+                page = browser.new_page(viewport={"width": 1400, "height": 1000})
+                page.goto(running.url, wait_until="domcontentloaded", timeout=deadline.ms())
+                page.wait_for_selector("#pixels-run", timeout=deadline.ms())
+                while not len(running.context.sessions) and deadline.ms() > 0:  # the page's session is open
+                    time.sleep(0.05)
+                page.locator("#pixels-source input[type=file]").set_input_files(str(ASSETS / "rocket.png"))
+                page.wait_for_function("() => document.querySelector('#pixels-status').innerText.includes('192x128')",
+                                       timeout=deadline.ms())
+                for path, message in ((not_an_image, "source: notes.png is not an image in a format pixels reads"),
+                                      (too_large, "source: 1000x1100 is 1,100,000 pixels, more than the limit of"
+                                                  " 1,000,000")):
+                    page.locator("#pixels-source input[type=file]").set_input_files(str(path))
+                    page.wait_for_function("m => [...document.querySelectorAll('.toast-body.error')]"
+                                           ".some(e => e.innerText.includes(m))", arg=message, timeout=deadline.ms())
+                    page.wait_for_function("() => !document.querySelector('#pixels-source img')", timeout=deadline.ms())
+                    status = page.locator("#pixels-status").inner_text()
+                    assert status.startswith("Photo rocket.png, 192x128"), status  # the edited photo is still the rocket
+                sessions = list(running.context.sessions._open.values())
+                assert [s.history.source.image.size for s in sessions] == [(192, 128)]
+                page.locator("#pixels-exemplar-1 input[type=file]").set_input_files(str(not_an_image))
+                page.wait_for_function("() => [...document.querySelectorAll('.toast-body.error')]"
+                                       ".some(e => e.innerText.includes('exemplar 1: notes.png is not an image'))",
+                                       timeout=deadline.ms())
+                page.wait_for_function("() => !document.querySelector('#pixels-exemplar-1 img')", timeout=deadline.ms())
+                shots(page, "4-refused")
+            finally:
+                browser.close()
+    finally:
+        running.close()

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import shutil
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -93,8 +95,28 @@ def use_photo(ctx: Context, st: StudioSession | None, image: ImageLike | None, n
     if image is None:
         raise InputError("source: no photo given")
     with st.busy("source"):
-        picture, _ = load_image(image, name="source", max_pixels=ctx.max_pixels)
+        with _uploaded(image):
+            picture, _ = load_image(image, name="source", max_pixels=ctx.max_pixels)
         return _new_history(ctx, st, picture, Path(name).name or "photo")
+
+
+def check_upload(ctx: Context, path: str | None, name: str) -> None:
+    """An uploaded image, read as every input is (format allow-list, the megapixel limit) before it is used:
+    a refused one raises InputError naming `name`."""
+    if path is not None:
+        with _uploaded(path):
+            load_image(path, name=name, max_pixels=ctx.max_pixels)
+
+
+@contextmanager
+def _uploaded(path: Any) -> Iterator[None]:
+    """Errors about an uploaded file name it as the user does (its file name), not by the server's copy."""
+    try:
+        yield
+    except InputError as error:
+        if not isinstance(path, str) or path not in error.message:
+            raise
+        raise InputError(error.message.replace(path, Path(path).name), param=error.param) from None
 
 
 def use_sample(ctx: Context, st: StudioSession | None, name: str) -> View:

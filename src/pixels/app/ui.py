@@ -2,7 +2,9 @@
 
 Model work (edits, replaying a loaded session, the API's "edit") runs in Gradio's queue with one
 concurrency group of limit 1, so one edit runs at a time and the others wait, their place shown;
-everything else (painting tools, previews, undo) answers at once outside the queue.
+everything else (painting tools, previews, undo) goes through the queue too, so that its errors reach the
+page as messages, but never waits for the model. An action that fails shows its message and changes
+nothing on the page (`act`); a refused upload is cleared from its box.
 """
 
 from __future__ import annotations
@@ -55,6 +57,28 @@ def guarded(fn: Callable) -> Callable:
             raise gr.Error(html.escape(f"internal error: {type(error).__name__}: {str(error)[:200]}"),
                            print_exception=False) from None
     return wrapper
+
+
+def ImageUpload(**kwargs: Any) -> gr.Image:  # noqa: N802 - used as the component it makes
+    """A `gr.Image` upload (`type="filepath"`) whose file reaches pixels' own reader unopened: a file that is not
+    an image, or is too large, is refused by pixels with a message naming the field and the limit, instead of
+    failing inside Gradio before any handler runs. (An instance's `preprocess`, not a subclass: Gradio writes a
+    `.pyi` file beside the source of every component class.)"""
+    box = gr.Image(**kwargs)
+    plain = box.preprocess
+
+    def preprocess(payload: Any) -> Any:
+        if payload is None or getattr(payload, "path", None) is None or str(payload.url or "").startswith("data:"):
+            return plain(payload)  # nothing uploaded, or a pasted image sent inline
+        return str(payload.path)
+
+    box.preprocess = preprocess
+    return box
+
+
+def cleared() -> None:
+    """The value of a box whose upload was refused: empty (the message says why)."""
+    return None
 
 
 @dataclass
@@ -158,7 +182,7 @@ def build(ctx: Context) -> gr.Blocks:
         with gr.Row(equal_height=False):
             with gr.Column(scale=1, min_width=320):
                 gr.Markdown("### 1 · Photo")
-                source = gr.Image(label="Upload or paste a photo", type="filepath", image_mode=None,
+                source = ImageUpload(label="Upload or paste a photo", type="filepath", image_mode=None,
                                   sources=["upload", "clipboard"], height=200, elem_id="pixels-source")
                 with gr.Row():
                     sample = gr.Dropdown(samples, value=samples[0], label="or a sample photo", scale=3)
@@ -212,7 +236,7 @@ def build(ctx: Context) -> gr.Blocks:
                     for k in range(MAX_SLOTS):
                         with gr.Tab(f"Exemplar {k + 1}"):
                             with gr.Row():
-                                image = gr.Image(label="Exemplar image", type="filepath", image_mode=None,
+                                image = ImageUpload(label="Exemplar image", type="filepath", image_mode=None,
                                                  sources=["upload", "clipboard"], height=180,
                                                  elem_id=f"pixels-exemplar-{k + 1}")
                                 preview = gr.Image(label="Where it goes (click to move its box)", interactive=False,
@@ -254,14 +278,15 @@ def build(ctx: Context) -> gr.Blocks:
                         gr.Markdown("LoRAs loaded for every edit: " + ", ".join(
                             f"`{html.escape(name)}` at {scale:g}" for name, scale in engine.loras))
                     with gr.Row(visible=engine.takes_prompt_images):
-                        prompt_image = gr.Image(label="Prompt image (mixed into the prompt)", type="filepath",
+                        prompt_image = ImageUpload(label="Prompt image (mixed into the prompt)", type="filepath",
                                                 image_mode=None, height=140, elem_id="pixels-prompt-image")
                         prompt_weight = gr.Number(1.0, minimum=0, maximum=100, label="Its weight")
                     with gr.Group(visible=engine.takes_control):
                         control = gr.Radio(["off", "canny", "image"], value="off", label="ControlNet control",
                                            info="canny: the photo's edges; image: a control image you give",
                                            elem_id="pixels-control")
-                        control_image = gr.Image(label="Control image", type="filepath", image_mode=None, height=140)
+                        control_image = ImageUpload(label="Control image", type="filepath", image_mode=None,
+                                                    height=140)
                         with gr.Row():
                             control_scale = gr.Slider(0, 10, value=1.0, step=0.05, label="Control scale")
                             control_start = gr.Slider(0, 1, value=0.0, step=0.05, label="Starts at")
@@ -322,7 +347,18 @@ def build(ctx: Context) -> gr.Blocks:
                         proceed, status]
         slot_fields = [f for s in slot_uis for f in s.fields]
         private = {"api_visibility": "private"}
-        instant = {"queue": True, "concurrency_limit": None, **private}
+        # instant events: through the queue (so that their errors reach the page as messages) but never waiting
+        # for the model, and with no progress or error overlay on their outputs (the message says what failed)
+        instant = {"queue": True, "concurrency_limit": None, "show_progress": "hidden", **private}
+
+        def act(listener: Callable, fn: Callable, inputs: Any, outputs: Any, **extra: Any) -> tuple[Any, Any]:
+            """`listener(fn, inputs, outputs)` in two steps, so that an error shows its message and leaves every
+            component as it was (a failed event marks its outputs with an error badge): `fn` runs with a hidden
+            state as its only output, then its values go to `outputs`. Returns both steps: the first for
+            `.failure`, the second for `.then`."""
+            stash = gr.State()
+            first = listener(guarded(fn), inputs, stash, **{**instant, **extra})
+            return first, first.success(lambda values: values, stash, outputs, **instant)
 
         # -- sessions --------------------------------------------------------------------------------
         def opened(request: gr.Request) -> Any:
@@ -331,7 +367,7 @@ def build(ctx: Context) -> gr.Blocks:
         def closed(request: gr.Request) -> None:
             ctx.sessions.close(request.session_hash)
 
-        demo.load(opened, None, state, **instant)  # outside the queue: a full queue must not break the page
+        demo.load(opened, None, state, **{**instant, "queue": False})  # a full queue must not break the page
         demo.unload(closed)
 
         # -- previews ----------------------------------------------------------------------------------
@@ -348,7 +384,7 @@ def build(ctx: Context) -> gr.Blocks:
                                                            s.region.change, s.x.change, s.y.change, s.w.change,
                                                            s.h.change)]
         gr.on(preview_triggers, guarded(previews), [state, canvas, softness, steps, strength, *slot_fields],
-              preview_outputs, trigger_mode="always_last", show_progress="hidden", **instant)
+              preview_outputs, trigger_mode="always_last", **instant)
         # A canvas replaced by the server (new photo, tools, undo...) does not report a change: refresh after it
         refresh = {"fn": guarded(map_previews), "inputs": [state, softness, steps, strength, *slot_fields],
                    "outputs": preview_outputs, "show_progress": "hidden", **instant}
@@ -359,15 +395,17 @@ def build(ctx: Context) -> gr.Blocks:
                 return [gr.skip()] * len(view_outputs)
             return render(h.use_photo(ctx, st, path, name=path.rsplit("/", 1)[-1]))
 
-        source.upload(guarded(photo), [state, source], view_outputs, **instant).then(**refresh)
-        use_sample.click(guarded(lambda st, name: render(h.use_sample(ctx, st, name))), [state, sample], view_outputs,
-                         **instant).then(**refresh)
+        uploaded, shown = act(source.upload, photo, [state, source], view_outputs)
+        shown.then(**refresh)
+        uploaded.failure(cleared, None, source, **instant)  # a refused photo leaves its box; the edited one stays
+        act(use_sample.click, lambda st, name: render(h.use_sample(ctx, st, name)), [state, sample],
+            view_outputs)[1].then(**refresh)
 
         # -- painting -------------------------------------------------------------------------------
-        target.change(guarded(cv.switch_target), [state, canvas, target], canvas, **instant).then(**refresh)
-        invert.click(guarded(cv.invert_map), [state, canvas], canvas, **instant).then(**refresh)
-        clear.click(guarded(cv.clear_map), [state], canvas, **instant).then(**refresh)
-        feather.click(guarded(cv.feather_map), [state, canvas, radius], canvas, **instant).then(**refresh)
+        act(target.change, cv.switch_target, [state, canvas, target], canvas)[1].then(**refresh)
+        act(invert.click, cv.invert_map, [state, canvas], canvas)[1].then(**refresh)
+        act(clear.click, cv.clear_map, [state], canvas)[1].then(**refresh)
+        act(feather.click, cv.feather_map, [state, canvas, radius], canvas)[1].then(**refresh)
 
         def shape_fields(st: Any, kind: str) -> list:
             size = None if st is None or st.history is None else st.history.source.image.size
@@ -375,15 +413,20 @@ def build(ctx: Context) -> gr.Blocks:
             return [gr.update(label=label, value=value) for label, value in zip(cv.SHAPE_FIELDS[kind], values)]
 
         shape.change(guarded(shape_fields), [state, shape], numbers, **instant)
-        apply_shape.click(guarded(lambda st, c, kind, a, b, cc, d, p, mode_: cv.apply_shape(st, c, kind, (a, b, cc, d),
-                                                                                           p, mode_)),
-                          [state, canvas, shape, *numbers, percent, how], canvas, **instant).then(**refresh)
-        map_file.upload(guarded(lambda st, c, path, mode_: cv.load_map_file(ctx, st, c, path, mode_)),
-                        [state, canvas, map_file, how], canvas, **instant).then(**refresh)
+        act(apply_shape.click, lambda st, c, kind, a, b, cc, d, p, mode_: cv.apply_shape(st, c, kind, (a, b, cc, d),
+                                                                                       p, mode_),
+            [state, canvas, shape, *numbers, percent, how], canvas)[1].then(**refresh)
+        loaded_map, shown_map = act(map_file.upload, lambda st, c, path, mode_: cv.load_map_file(ctx, st, c, path,
+                                                                                                 mode_),
+                                    [state, canvas, map_file, how], canvas)
+        shown_map.then(**refresh)
+        loaded_map.failure(cleared, None, map_file, **instant)
 
         # -- exemplars --------------------------------------------------------------------------------
         for k, s in enumerate(slot_uis):
-            def placed(st: Any, path: str | None, *box: Any) -> list:
+            def placed(st: Any, path: str | None, *box: Any, k: int = k) -> list:
+                if path is not None:
+                    h.check_upload(ctx, path, f"exemplar {k + 1}")
                 if path is None or st is None or st.history is None or (box[2] and box[3]):
                     return [gr.skip()] * 4
                 return list(default_box(st.history.source.image.size))
@@ -392,14 +435,15 @@ def build(ctx: Context) -> gr.Blocks:
                 box = (int(x or 0), int(y or 0), max(int(w or 0), 1), max(int(hh or 0), 1))
                 return ["box", *moved_box(box, (int(evt.index[0]), int(evt.index[1])))]
 
-            s.image.upload(guarded(placed), [state, s.image, s.x, s.y, s.w, s.h], [s.x, s.y, s.w, s.h], **instant)
+            act(s.image.upload, placed, [state, s.image, s.x, s.y, s.w, s.h], [s.x, s.y, s.w, s.h])[0].failure(
+                cleared, None, s.image, **instant)
             s.preview.select(guarded(clicked), [s.x, s.y, s.w, s.h],
                              [s.placement, s.x, s.y, s.w, s.h], **instant)
 
             def removed(st: Any, c: Any, k: int = k) -> list:
                 return [*_empty_slot(), cv.clear_slot_map(st, c, k) or gr.skip()]
 
-            s.remove.click(guarded(removed), [state, canvas], [*s.fields, canvas], **instant).then(**refresh)
+            act(s.remove.click, removed, [state, canvas], [*s.fields, canvas])[1].then(**refresh)
             for j, button in ((k - 1, s.up), (k + 1, s.down)):
                 if not 0 <= j < MAX_SLOTS:
                     continue
@@ -410,8 +454,8 @@ def build(ctx: Context) -> gr.Blocks:
                     width = len(values) // 2  # the fields of one slot
                     return [*values[width:], *values[:width], canvas_update]
 
-                button.click(guarded(swapped), [state, canvas, *s.fields, *other.fields],
-                             [*s.fields, *other.fields, canvas], **instant).then(**refresh)
+                act(button.click, swapped, [state, canvas, *s.fields, *other.fields],
+                    [*s.fields, *other.fields, canvas])[1].then(**refresh)
 
         # -- settings ---------------------------------------------------------------------------------
         dice.click(lambda: str(secrets.randbits(32)), None, seed, **instant)
@@ -425,7 +469,11 @@ def build(ctx: Context) -> gr.Blocks:
             gr.Info(f"Settings restored (seed {values['seed'] or 'random'}).")
             return [values.get(f.key, gr.skip()) for f in ORDER]
 
-        png_settings.upload(guarded(restored), png_settings, settings_fields, **instant)
+        act(png_settings.upload, restored, png_settings, settings_fields)[0].failure(cleared, None, png_settings,
+                                                                                     **instant)
+        for box, name in ((prompt_image, "prompt image"), (control_image, "control image")):
+            box.upload(guarded(lambda path, name=name: h.check_upload(ctx, path, name)), box, None, **instant
+                       ).failure(cleared, None, box, **instant)
 
         # -- running ----------------------------------------------------------------------------------
         def studio_edit(progress: gr.Progress = gr.Progress(), *values: Any) -> list:  # noqa: B008 - Gradio's way
@@ -443,20 +491,25 @@ def build(ctx: Context) -> gr.Blocks:
 
         # Run is disabled in the browser at the click itself (so that a double click starts one edit, not two)
         # and enabled again once the edit has ended, however it ended
-        run.click(lambda: gr.update(interactive=False), None, run, js=DISABLE_RUN, **instant).then(
-            guarded(h.arm), state, run_id, **instant).then(
+        enable = {"fn": lambda: gr.update(interactive=True), "inputs": None, "outputs": run, **instant}
+        armed = run.click(lambda: gr.update(interactive=False), None, run, js=DISABLE_RUN, **instant).success(
+            guarded(h.arm), state, run_id, **instant)
+        armed.failure(**enable)
+        edited = armed.success(
             guarded(studio_edit), [state, run_id, canvas, softness, *slot_fields, *settings_fields, *extension_fields],
             view_outputs,
             concurrency_limit=1, concurrency_id=DEVICE, show_progress="full", show_progress_on=[slider, status],
             **private,
-        ).then(lambda: gr.update(interactive=True), None, run, **instant)
+        )
+        edited.then(**enable)  # after the edit, whether it succeeded (then) or failed (failure)
+        edited.failure(**enable)
         stop.click(guarded(h.cancel), state, status, **instant)
 
         # -- history ----------------------------------------------------------------------------------
         for button, handler in ((proceed, h.continue_edit), (undo, h.undo), (redo, h.redo)):
-            button.click(guarded(lambda st, c, handler=handler: render(handler(st, c))), [state, canvas], view_outputs,
-                         **instant).then(**refresh)
-        save.click(guarded(lambda st: str(h.save_session(st))), state, saved, **instant)
+            act(button.click, lambda st, c, handler=handler: render(handler(st, c)), [state, canvas],
+                view_outputs)[1].then(**refresh)
+        act(save.click, lambda st: str(h.save_session(st)), state, saved)
         load.upload(guarded(lambda st, path: render(h.load_session(ctx, st, path))), [state, load], view_outputs,
                     concurrency_limit=1, concurrency_id=DEVICE, show_progress_on=[gallery, status],
                     **private).then(**refresh)
