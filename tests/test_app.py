@@ -761,3 +761,27 @@ def test_the_server_runs_one_edit_at_a_time_and_says_busy_beyond_its_queue(edito
         gated.go.set()
         running.close()
     assert not root.exists() and os.environ.get("GRADIO_TEMP_DIR") == temp_before
+
+
+def test_the_endpoint_refuses_a_non_image_and_bad_keys_in_plain_text(editor, tmp_path):
+    """A script gets pixels' own message as plain text: the file named as it sent it, keys quoted as typed."""
+    import gradio_client as client_module
+
+    from pixels.app.server import start
+
+    notes, where = tmp_path / "notes.png", tmp_path / "map.png"
+    notes.write_bytes(b"not a picture")
+    painting.map_image(maps.box((192, 128), (120, 10, 50, 30))).save(where)
+    running = start(editor=editor, port=None)
+    try:
+        client = client_module.Client(running.url, verbose=False, download_files=str(tmp_path / "downloads"))
+        with pytest.raises(Exception) as refused:
+            client.predict(client_module.handle_file(str(notes)), client_module.handle_file(str(where)), "{}",
+                           api_name="/edit")
+        assert "source: notes.png is not an image in a format pixels reads" in str(refused.value)
+        with pytest.raises(Exception) as refused:
+            client.predict(client_module.handle_file(str(where)), client_module.handle_file(str(where)),
+                           '{"stepz": 3}', api_name="/edit")
+        assert "settings: unknown keys ['stepz']" in str(refused.value) and "&#x27;" not in str(refused.value)
+    finally:
+        running.close()

@@ -22,6 +22,7 @@ from pixels.outputs.writers import save_image
 
 from .context import Context
 from .engine import Progress
+from .handlers import named_upload
 from .settings import edit_kwargs
 
 
@@ -55,8 +56,10 @@ def api_edit(ctx: Context, source: str, strength_map: str, settings: str | dict 
             from None
     if source is None or strength_map is None:
         raise InputError("source: give a source image and a map image")
-    picture, _ = load_image(source, name="source", max_pixels=ctx.max_pixels)
-    mask, _ = load_map(strength_map, name="map", size=picture.size, max_pixels=ctx.max_pixels)
+    with named_upload(source):
+        picture, _ = load_image(source, name="source", max_pixels=ctx.max_pixels)
+    with named_upload(strength_map):
+        mask, _ = load_map(strength_map, name="map", size=picture.size, max_pixels=ctx.max_pixels)
     editor = ctx.engine.editor
     result, ticket = ctx.engine.run(lambda step: editor.edit(picture, strength_map=mask, on_step=step, **kwargs),
                                     threading.Event(), on_step)

@@ -95,7 +95,7 @@ def use_photo(ctx: Context, st: StudioSession | None, image: ImageLike | None, n
     if image is None:
         raise InputError("source: no photo given")
     with st.busy("source"):
-        with _uploaded(image):
+        with named_upload(image):
             picture, _ = load_image(image, name="source", max_pixels=ctx.max_pixels)
         return _new_history(ctx, st, picture, Path(name).name or "photo")
 
@@ -104,12 +104,12 @@ def check_upload(ctx: Context, path: str | None, name: str) -> None:
     """An uploaded image, read as every input is (format allow-list, the megapixel limit) before it is used:
     a refused one raises InputError naming `name`."""
     if path is not None:
-        with _uploaded(path):
+        with named_upload(path):
             load_image(path, name=name, max_pixels=ctx.max_pixels)
 
 
 @contextmanager
-def _uploaded(path: Any) -> Iterator[None]:
+def named_upload(path: Any) -> Iterator[None]:
     """Errors about an uploaded file name it as the user does (its file name), not by the server's copy."""
     try:
         yield

@@ -41,9 +41,11 @@ CSS = """
 """
 
 
-def guarded(fn: Callable) -> Callable:
+def guarded(fn: Callable, *, escape: bool = True) -> Callable:
     """Show errors as messages, never as tracebacks: pixels' errors (whose text names the field) as they
-    are, anything unexpected as one line; the text is escaped (it may quote a file name)."""
+    are, anything unexpected as one line; for the page the text is escaped (it may quote a file name), for
+    the API endpoint (`escape=False`) a script gets it as plain text."""
+    quote = html.escape if escape else str
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
@@ -51,10 +53,10 @@ def guarded(fn: Callable) -> Callable:
         except gr.Error:
             raise
         except PixelsError as error:
-            raise gr.Error(html.escape(str(error)), title="Cannot do that", print_exception=False) from None
+            raise gr.Error(quote(str(error)), title="Cannot do that", print_exception=False) from None
         except Exception as error:  # a web page shows one line; the log keeps the traceback
             log.exception("unexpected error in %s", getattr(fn, "__name__", "handler"))
-            raise gr.Error(html.escape(f"internal error: {type(error).__name__}: {str(error)[:200]}"),
+            raise gr.Error(quote(f"internal error: {type(error).__name__}: {str(error)[:200]}"),
                            print_exception=False) from None
     return wrapper
 
@@ -315,7 +317,7 @@ def build(ctx: Context) -> gr.Blocks:
             with gr.Column(scale=2):
                 report = gr.Markdown("", elem_id="pixels-report")
                 with gr.Row():
-                    seed_used = gr.Number(label="Seed used", interactive=False, precision=0)
+                    seed_used = gr.Number(None, label="Seed used", interactive=False, precision=0)
                     reuse = gr.Button("Reuse this seed", size="sm")
                 with gr.Row():
                     download = gr.DownloadButton("Download result PNG", interactive=False,
@@ -336,8 +338,8 @@ def build(ctx: Context) -> gr.Blocks:
 
         # The hidden API endpoint for scripts: gradio_client.Client(url).predict(..., api_name="/edit")
         with gr.Row(visible=False):
-            api_source = gr.Image(type="filepath", image_mode=None, label="source")
-            api_map = gr.Image(type="filepath", image_mode=None, label="map")
+            api_source = ImageUpload(type="filepath", image_mode=None, label="source")
+            api_map = ImageUpload(type="filepath", image_mode=None, label="map")
             api_settings = gr.Textbox(label="settings (JSON)")
             api_result = gr.File(label="result")
             api_info = gr.JSON(label="summary")
@@ -519,7 +521,8 @@ def build(ctx: Context) -> gr.Blocks:
             path, summary = api_edit(ctx, source_path, map_path, settings_json)
             return str(path), summary
 
-        api_button.click(guarded(api), [api_source, api_map, api_settings], [api_result, api_info], api_name="edit",
+        api_button.click(guarded(api, escape=False), [api_source, api_map, api_settings], [api_result, api_info],
+                         api_name="edit",
                          concurrency_limit=1, concurrency_id=DEVICE)
     return demo
 
