@@ -785,3 +785,9 @@ def test_the_endpoint_refuses_a_non_image_and_bad_keys_in_plain_text(editor, tmp
         assert "settings: unknown keys ['stepz']" in str(refused.value) and "&#x27;" not in str(refused.value)
     finally:
         running.close()
+
+
+def test_a_map_tool_that_would_paint_nothing_says_so():
+    with pytest.raises(InputError, match=r"^box: width and height must be at least 1 pixel, got 0 x 0"):
+        cv.shape_map("box", (192, 128), (0, 0, 0, 0), 100)
+    assert cv.shape_map("box", (192, 128), cv.shape_defaults("box", (192, 128)), 100).any()  # what a photo starts with

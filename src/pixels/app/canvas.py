@@ -112,6 +112,8 @@ def shape_map(shape: str, size: tuple[int, int], numbers: tuple[float, float, fl
     if shape == "box":
         if not all(v == round(v) for v in (a, b, c, d)):
             raise InputError(f"box: expected whole numbers of pixels, got {numbers!r}")
+        if c < 1 or d < 1:
+            raise InputError(f"box: width and height must be at least 1 pixel, got {c:g} x {d:g}")
         return maps.box(size, (int(a), int(b), int(c), int(d)), value)
     if shape == "ellipse":
         return maps.ellipse(size, (a, b), (c, d), value)

@@ -391,6 +391,14 @@ def build(ctx: Context) -> gr.Blocks:
         refresh = {"fn": guarded(map_previews), "inputs": [state, softness, steps, strength, *slot_fields],
                    "outputs": preview_outputs, "show_progress": "hidden", **instant}
 
+        def shape_fields(st: Any, kind: str) -> list:
+            size = None if st is None or st.history is None else st.history.source.image.size
+            values = cv.shape_defaults(kind, size)
+            return [gr.update(label=label, value=value) for label, value in zip(cv.SHAPE_FIELDS[kind], values)]
+
+        # a new photo: the map tools' fields start from its size
+        shape_refresh = {"fn": guarded(shape_fields), "inputs": [state, shape], "outputs": numbers, **instant}
+
         # -- photo ----------------------------------------------------------------------------------
         def photo(st: Any, path: str | None) -> list:
             if path is None:
@@ -398,21 +406,16 @@ def build(ctx: Context) -> gr.Blocks:
             return render(h.use_photo(ctx, st, path, name=path.rsplit("/", 1)[-1]))
 
         uploaded, shown = act(source.upload, photo, [state, source], view_outputs)
-        shown.then(**refresh)
+        shown.then(**refresh).then(**shape_refresh)
         uploaded.failure(cleared, None, source, **instant)  # a refused photo leaves its box; the edited one stays
         act(use_sample.click, lambda st, name: render(h.use_sample(ctx, st, name)), [state, sample],
-            view_outputs)[1].then(**refresh)
+            view_outputs)[1].then(**refresh).then(**shape_refresh)
 
         # -- painting -------------------------------------------------------------------------------
         act(target.change, cv.switch_target, [state, canvas, target], canvas)[1].then(**refresh)
         act(invert.click, cv.invert_map, [state, canvas], canvas)[1].then(**refresh)
         act(clear.click, cv.clear_map, [state], canvas)[1].then(**refresh)
         act(feather.click, cv.feather_map, [state, canvas, radius], canvas)[1].then(**refresh)
-
-        def shape_fields(st: Any, kind: str) -> list:
-            size = None if st is None or st.history is None else st.history.source.image.size
-            values = cv.shape_defaults(kind, size)
-            return [gr.update(label=label, value=value) for label, value in zip(cv.SHAPE_FIELDS[kind], values)]
 
         shape.change(guarded(shape_fields), [state, shape], numbers, **instant)
         act(apply_shape.click, lambda st, c, kind, a, b, cc, d, p, mode_: cv.apply_shape(st, c, kind, (a, b, cc, d),
