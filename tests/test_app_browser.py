@@ -268,6 +268,9 @@ def test_refused_uploads_say_why_and_change_nothing_in_chromium(tmp_path, shots)
                     assert status.startswith("Photo rocket.png, 192x128"), status  # the edited photo is still the rocket
                 sessions = list(running.context.sessions._open.values())
                 assert [s.history.source.image.size for s in sessions] == [(192, 128)]
+                shown_whole = "() => { const i = document.querySelector('#pixels-sample input');" \
+                              " return i.value.startsWith('rocket') && i.scrollWidth <= i.clientWidth; }"
+                assert page.evaluate(shown_whole), "the sample's name is cut off"
                 page.locator("#pixels-exemplar-1 input[type=file]").set_input_files(str(not_an_image))
                 page.wait_for_function("() => [...document.querySelectorAll('.toast-body.error')]"
                                        ".some(e => e.innerText.includes('exemplar 1: notes.png is not an image'))",

@@ -186,9 +186,8 @@ def build(ctx: Context) -> gr.Blocks:
                 gr.Markdown("### 1 · Photo")
                 source = ImageUpload(label="Upload or paste a photo", type="filepath", image_mode=None,
                                   sources=["upload", "clipboard"], height=200, elem_id="pixels-source")
-                with gr.Row():
-                    sample = gr.Dropdown(samples, value=samples[0], label="or a sample photo", scale=3)
-                    use_sample = gr.Button("Use sample", scale=1, elem_id="pixels-use-sample")
+                sample = gr.Dropdown(samples, value=samples[0], label="or a sample photo", elem_id="pixels-sample")
+                use_sample = gr.Button("Use sample", elem_id="pixels-use-sample")
                 current = gr.DownloadButton("Download the current image", interactive=False,
                                             elem_id="pixels-download-current")
                 gr.Markdown("### Map preview")
