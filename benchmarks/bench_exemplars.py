@@ -16,6 +16,7 @@ from typing import Any
 import components
 import harness
 from harness import Bench, Check
+
 from pixels import Exemplar
 
 NAME = "exemplars"

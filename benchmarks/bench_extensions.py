@@ -20,13 +20,13 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
-from PIL import Image
-
 import components
 import harness
+import numpy as np
+import torch
 from harness import Bench, Check
+from PIL import Image
+
 from pixels import Control, Exemplar
 from pixels.testing.tiny import make_controlnet, write_image_encoder, write_ip_adapter
 

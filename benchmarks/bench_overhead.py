@@ -14,10 +14,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-import torch
-
 import components
 import harness
+import torch
 from harness import Bench, Check
 
 NAME = "overhead"

@@ -23,10 +23,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import components
 import numpy as np
 import torch
-
-import components
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"

@@ -108,9 +108,9 @@ def main() -> int:
 
     from gradio_client import Client, handle_file
 
-    from pixels.inputs import maps
     from pixels.app.server import free_port
     from pixels.demo import asset
+    from pixels.inputs import maps
 
     work = Path(tempfile.mkdtemp(prefix="pixels-load-"))
     source = asset("rocket.png")

@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from pixels.testing import tiny
 from pixels.cli import main as pixels_main
+from pixels.testing import tiny
 
 
 def photos(folder: Path) -> tuple[Path, Path, Path]:

@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image
 from skimage import data
 
-from pixels import EditSession, Editor, Exemplar, maps
+from pixels import Editor, EditSession, Exemplar, maps
 from pixels.outputs.sheet import contact_sheet
 
 

@@ -17,7 +17,15 @@ import pytest
 from PIL import Image
 
 from pixels.testing.tiny import (  # noqa: F401 - the builders, for the test modules
-    build, build_pixel, build_sd, build_sdxl, make_scheduler, make_tokenizer, make_vae, text_config, unet_kwargs,
+    build,
+    build_pixel,
+    build_sd,
+    build_sdxl,
+    make_scheduler,
+    make_tokenizer,
+    make_vae,
+    text_config,
+    unet_kwargs,
 )
 
 

@@ -9,8 +9,8 @@ import torch
 
 from pixels.cli import main
 from pixels.errors import ModelNotFoundError
-from pixels.models.loading import load_pipeline
 from pixels.models.catalog import BY_NAME, is_cached
+from pixels.models.loading import load_pipeline
 
 CPU = dict(device=torch.device("cpu"), dtype=torch.float32)
 

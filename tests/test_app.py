@@ -31,9 +31,9 @@ from pixels.app.engine import Cancelled
 from pixels.app.exemplars import Slot, to_exemplar
 from pixels.app.server import exposure_warning, is_loopback, parse_auth
 from pixels.app.settings import FIELDS, edit_kwargs, read_png_settings, recommended
+from pixels.core.release import keep_mask
 from pixels.demo import asset
 from pixels.outputs.writers import save_image
-from pixels.core.release import keep_mask
 
 ROCKET = "rocket (bundled, 192x128)"
 MOON = str(Path(importlib.import_module("pixels").__file__).parent / "demo" / "photos" / "moon.png")
@@ -665,9 +665,8 @@ def test_the_api_edit_takes_the_spec_files_keys_and_no_paths(ctx, tmp_path):
 def test_the_command_line_parses_and_checks_its_options():
     import argparse
 
-    from pixels.cli.app import add_parser
-
     from pixels.cli import build_parser
+    from pixels.cli.app import add_parser
 
     assert build_parser().parse_args(["app", "--port", "8001"]).port == 8001  # a subcommand of `pixels`
     parser = argparse.ArgumentParser()

@@ -72,9 +72,9 @@ def shots(tmp_path):
     return save
 
 
-def test_paint_add_an_exemplar_run_download_and_undo_in_chromium(tmp_path, shots):
+def browser_driver():
+    """Playwright's `sync_playwright`, once Playwright, Gradio and the Chromium binary are known to be there."""
     try:
-        from playwright.sync_api import TimeoutError as PlaywrightTimeout
         from playwright.sync_api import sync_playwright
     except ImportError:
         unavailable("Playwright for Python is not installed (pip install playwright)")
@@ -84,6 +84,21 @@ def test_paint_add_an_exemplar_run_download_and_undo_in_chromium(tmp_path, shots
         unavailable("Gradio is not installed (pip install -e '.[app]')")
     if not (os.path.isfile(CHROMIUM) and os.access(CHROMIUM, os.X_OK)):
         unavailable(f"no Chromium at {CHROMIUM} (apt-get install chromium, or set PIXELS_CHROMIUM)")
+    return sync_playwright
+
+
+def open_page(page, running, deadline: Deadline) -> None:
+    """Load the studio in `page` and wait until the server has opened the page's session."""
+    page.goto(running.url, wait_until="domcontentloaded", timeout=deadline.ms())
+    page.wait_for_selector("#pixels-run", timeout=deadline.ms())
+    while not len(running.context.sessions) and deadline.ms() > 0:
+        time.sleep(0.05)
+
+
+def test_paint_add_an_exemplar_run_download_and_undo_in_chromium(tmp_path, shots):
+    sync_playwright = browser_driver()
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
     from pixels.app.server import start
 
     deadline = Deadline(BUDGET_S)
@@ -98,10 +113,7 @@ def test_paint_add_an_exemplar_run_download_and_undo_in_chromium(tmp_path, shots
             )
             try:
                 page = browser.new_page()
-                page.goto(running.url, wait_until="domcontentloaded", timeout=deadline.ms())
-                page.wait_for_selector("#pixels-run", timeout=deadline.ms())
-                while not len(running.context.sessions) and deadline.ms() > 0:  # the page's session is open
-                    time.sleep(0.05)
+                open_page(page, running, deadline)
 
                 def status_shows(text: str) -> None:
                     """Until the status line says `text`; an error message shown instead fails at once."""
@@ -231,12 +243,7 @@ def test_paint_add_an_exemplar_run_download_and_undo_in_chromium(tmp_path, shots
 def test_refused_uploads_say_why_and_change_nothing_in_chromium(tmp_path, shots):
     """A file that is not an image, and a photo over the limit: each is refused with a message naming the file
     and the limit, its box is cleared, and the photo being edited stays (no error badge over the page)."""
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        unavailable("Playwright for Python is not installed (pip install playwright)")
-    if not (os.path.isfile(CHROMIUM) and os.access(CHROMIUM, os.X_OK)):
-        unavailable(f"no Chromium at {CHROMIUM} (apt-get install chromium, or set PIXELS_CHROMIUM)")
+    sync_playwright = browser_driver()
     from pixels.app.server import start
 
     deadline = Deadline(BUDGET_S)
@@ -250,10 +257,7 @@ def test_refused_uploads_say_why_and_change_nothing_in_chromium(tmp_path, shots)
             browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
             try:
                 page = browser.new_page(viewport={"width": 1400, "height": 1000})
-                page.goto(running.url, wait_until="domcontentloaded", timeout=deadline.ms())
-                page.wait_for_selector("#pixels-run", timeout=deadline.ms())
-                while not len(running.context.sessions) and deadline.ms() > 0:  # the page's session is open
-                    time.sleep(0.05)
+                open_page(page, running, deadline)
                 page.locator("#pixels-source input[type=file]").set_input_files(str(ASSETS / "rocket.png"))
                 page.wait_for_function("() => document.querySelector('#pixels-status').innerText.includes('192x128')",
                                        timeout=deadline.ms())

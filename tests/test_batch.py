@@ -18,8 +18,8 @@ from PIL import Image
 from pixels import Editor
 from pixels.batch import load_manifest
 from pixels.batch.engine import identity, plan
-from pixels.batch.manifest import row_hash
 from pixels.batch.job import LOCK, MARKER
+from pixels.batch.manifest import row_hash
 from pixels.batch.results import RESULTS
 from pixels.cli import main
 from pixels.errors import InputError

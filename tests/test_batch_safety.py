@@ -24,8 +24,8 @@ from pixels.batch.job import LOCK, MARKER, FolderLock
 from pixels.batch.results import FAILURES, RESULTS
 from pixels.errors import InputError
 from pixels.files import TEMPORARY
-from pixels.outputs.writers import read_metadata
 from pixels.outputs.transaction import recover
+from pixels.outputs.writers import read_metadata
 
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1"}
 

@@ -19,12 +19,12 @@ from conftest import run_cli as run
 from PIL import Image
 
 from pixels import Editor
-from pixels.models import loading
 from pixels.cli import build_parser
+from pixels.core.schedulers import SCHEDULERS
 from pixels.errors import InputError
+from pixels.models import loading
 from pixels.models.loading import load_pipeline
 from pixels.outputs.writers import parameters_text, read_metadata, save_image
-from pixels.core.schedulers import SCHEDULERS
 
 CPU = dict(device=torch.device("cpu"), dtype=torch.float32)
 DEMO = Path(str(resources.files("pixels").joinpath("demo", "weights")))

@@ -13,7 +13,6 @@ from pixels import Editor, Exemplar
 from pixels.core.schedulers import SCHEDULERS, make_scheduler
 
 
-
 def with_scheduler(pipe, name):
     """A pipeline sharing `pipe`'s modules, with the scheduler pixels would build for `name`."""
     extra = {k: pipe.config[k] for k in ("requires_aesthetics_score",) if k in pipe.config}

@@ -240,7 +240,6 @@ def test_cli_edit_on_saved_pipelines(flow_pipes, tmp_path, name, capsys):
 def test_gpu_auto_precision_follows_the_family(tmp_path):
     """dtype None (what "auto" means on a GPU) loads flow models in bf16 and the others in fp16."""
     import torch
-
     from conftest import build_sd
 
     from pixels.models.loading import load_pipeline

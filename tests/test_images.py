@@ -9,8 +9,8 @@ import pytest
 import torch
 from PIL import Image
 
-from pixels.errors import InputError
 from pixels.core.frame import to_pil, to_tensor
+from pixels.errors import InputError
 from pixels.inputs.images import MAP_SNAP, load_image, load_map
 
 RGB = np.random.default_rng(0).integers(0, 256, (6, 5, 3), dtype=np.uint8)

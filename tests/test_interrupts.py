@@ -16,7 +16,6 @@ import pytest
 from conftest import box_map, photo
 from PIL import Image
 
-
 # Runs the command line with a pause at one point, announced by a marker file, for the test to signal.
 RUNNER = r"""
 import os, sys, time

@@ -221,10 +221,8 @@ def test_on_step_reports_every_step(sd_pipe):
 
 def test_guidance_distilled_unets_get_the_users_scale_as_an_embedding(tmp_path):
     """LCM-style UNets run one branch and take the guidance scale as a timestep condition."""
-    from conftest import build_sd
-
+    from conftest import build_sd, unet_kwargs
     from diffusers import UNet2DConditionModel
-    from conftest import unet_kwargs
 
     pipe = build_sd(tmp_path)
     torch.manual_seed(0)

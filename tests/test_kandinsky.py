@@ -15,15 +15,15 @@ import torch.nn.functional as F
 from conftest import box_map, photo
 from diffusers import KandinskyV22Img2ImgPipeline, KandinskyV22InpaintPipeline, KandinskyV22PriorPipeline
 from diffusers.pipelines.kandinsky2_2.pipeline_kandinsky2_2_inpainting import prepare_mask
-from pixels.testing.tiny import build_kandinsky, make_decoder_scheduler
 from PIL import Image
 
 from pixels import Editor, Exemplar, InputError
 from pixels.adapters.kandinsky import KandinskyV22Adapter, LearnedVarianceGuidance, combined_pipeline
 from pixels.cli import main
 from pixels.core.frame import to_tensor
-from pixels.models.loading import load_pipeline
 from pixels.inputs.spec import load_spec
+from pixels.models.loading import load_pipeline
+from pixels.testing.tiny import build_kandinsky, make_decoder_scheduler
 
 FAST = dict(num_inference_steps=4, guidance_scale=4.0)
 CPU = dict(device=torch.device("cpu"), dtype=torch.float32)

@@ -21,8 +21,8 @@ from safetensors.torch import save_file
 
 import pixels
 from pixels import Editor
-from pixels.cli import main
 from pixels.adapters import SUPPORTED_PIPELINES, adapter_class
+from pixels.cli import main
 from pixels.errors import InputError, ModelNotFoundError, PixelsError, UnsafeCheckpointError
 from pixels.models.loading import load_pipeline, resolve_device, resolve_dtype, single_file_class
 

@@ -7,8 +7,8 @@ import pytest
 from conftest import photo
 from PIL import Image
 
-from pixels.inputs import maps
 from pixels.cli import main
+from pixels.inputs import maps
 
 
 def read(path) -> np.ndarray:

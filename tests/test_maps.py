@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pixels.inputs import maps
 from pixels.errors import InputError
+from pixels.inputs import maps
 
 
 def _brute_distance_to_zero(m: np.ndarray) -> np.ndarray:

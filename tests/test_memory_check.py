@@ -12,9 +12,9 @@ from conftest import photo
 from conftest import run_cli as run
 
 from pixels import Editor
-from pixels.models import estimate
 from pixels.errors import ResourceError
 from pixels.limits import Limits
+from pixels.models import estimate
 from pixels.models.estimate import GiB, check_memory, estimate_peak
 
 

@@ -7,7 +7,6 @@ import math
 import numpy as np
 import pytest
 
-from pixels.inputs import maps
 from pixels.errors import InputError
 from pixels.eval.metrics import (
     background_fidelity,
@@ -18,6 +17,7 @@ from pixels.eval.metrics import (
     seam_energy,
     ssim,
 )
+from pixels.inputs import maps
 
 RNG = np.random.default_rng(0)
 

@@ -15,8 +15,8 @@ from pixels import Editor, Exemplar
 from pixels.cli import main
 from pixels.errors import PixelsNote
 from pixels.models.estimate import cost_note
-from pixels.outputs.writers import read_metadata, save_image
 from pixels.outputs.sheet import caption
+from pixels.outputs.writers import read_metadata, save_image
 
 
 @pytest.fixture

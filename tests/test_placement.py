@@ -8,8 +8,8 @@ from conftest import box_map, photo
 from PIL import Image
 
 from pixels import Editor, Exemplar
-from pixels.errors import InputError
 from pixels.core.placement import check_box, place, region_box
+from pixels.errors import InputError
 
 GRAY = Image.new("RGB", (20, 10), (50, 50, 50))
 

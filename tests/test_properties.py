@@ -18,14 +18,14 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from PIL import Image
 
-from pixels.inputs import maps
 from pixels.core.crop import crop_around
-from pixels.inputs.read import prepare_inputs
+from pixels.core.placement import FITS, check_box, place
 from pixels.core.settings import EditSettings, Exemplar
 from pixels.errors import InputError
+from pixels.inputs import maps
 from pixels.inputs.images import load_image, load_map
-from pixels.core.placement import FITS, check_box, place
 from pixels.inputs.prompt_images import load_prompt_images
+from pixels.inputs.read import place_inputs, read_inputs
 
 settings.register_profile("ci", max_examples=150, deadline=5000, derandomize=True, print_blob=True,
                           suppress_health_check=[HealthCheck.too_slow])
@@ -167,10 +167,10 @@ def test_prompt_images_load_or_refuse(prompt_images):
 
 @given(arrays(), st.one_of(arrays(), st.none()), st.one_of(BOXES, st.none()), st.sampled_from([*FITS, "x"]),
        st.one_of(arrays(), st.none()), st.booleans())
-def test_prepare_inputs_converts_or_refuses(exemplar, exemplar_map, box, fit, strength_map, invert):
+def test_reading_and_placing_inputs_converts_or_refuses(exemplar, exemplar_map, box, fit, strength_map, invert):
     source = np.full((12, 16, 3), 128, np.uint8)
-    out = expect_input_error(lambda: prepare_inputs(source, [Exemplar(exemplar, exemplar_map, box, fit)],
-                                                    strength_map, invert))
+    out = expect_input_error(lambda: place_inputs(read_inputs(source, [Exemplar(exemplar, exemplar_map, box, fit)],
+                                                              strength_map, invert)))
     if out is not None:
         assert out.strength.shape == (12, 16) and 0 <= out.strength.min() <= out.strength.max() <= 1
         assert [e.size for e in out.exemplars] == [(16, 12)]

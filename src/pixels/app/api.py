@@ -23,7 +23,7 @@ from pixels.outputs.writers import save_image
 from .context import Context
 from .engine import Progress
 from .handlers import named_upload
-from .settings import edit_kwargs
+from .settings import check_steps, edit_kwargs
 
 
 def api_edit(ctx: Context, source: str, strength_map: str, settings: str | dict | None,
@@ -46,9 +46,7 @@ def api_edit(ctx: Context, source: str, strength_map: str, settings: str | dict 
         raise InputError(f"settings: unknown keys {unknown}; known: {', '.join(sorted(EDIT_KEYS))}")
     given = parse_edit(settings, "settings", Path.cwd()).settings
     kwargs = {**edit_kwargs(ctx.engine.defaults, ctx.engine.takes_prompt), **given}
-    if kwargs["num_inference_steps"] > ctx.engine.max_steps:
-        raise InputError(f"this server runs at most {ctx.engine.max_steps} steps per edit, got"
-                         f" {kwargs['num_inference_steps']}", param="settings.steps")
+    check_steps(kwargs["num_inference_steps"], ctx.engine.max_steps, "settings.steps")
     try:
         check_settings(kwargs)
     except InputError as error:  # named as the spec key the script sent

@@ -7,7 +7,6 @@ the studio and the API); the lock here makes that hold for anything else that re
 
 from __future__ import annotations
 
-import itertools
 import threading
 import time
 from collections.abc import Callable
@@ -59,8 +58,7 @@ class Engine:
         self.takes_control = getattr(adapter, "controlnet", None) is not None
         self.loras = [(lora["lora"], lora["scale"]) for lora in getattr(editor, "loras", [])]
         self._lock = threading.Lock()
-        self._order = itertools.count(1)
-        self.runs = 0  # jobs that have had the model so far
+        self.runs = 0  # jobs that have had the model so far: the next one's order is runs + 1
 
     def run(self, job: Callable[[Progress], T], cancel: threading.Event, on_step: Progress | None = None
             ) -> tuple[T, Ticket]:
@@ -75,10 +73,10 @@ class Engine:
         with self._lock:
             if cancel.is_set():  # cancelled while it waited for the model
                 raise Cancelled("edit cancelled before it started; nothing was changed")
-            order, started = next(self._order), time.time()
-            self.runs = order
+            self.runs += 1
+            started = time.time()
             value = job(step)
-            return value, Ticket(order, started, time.time())
+            return value, Ticket(self.runs, started, time.time())
 
 
 __all__ = ["Cancelled", "Engine", "Progress", "Ticket"]

@@ -114,6 +114,12 @@ def _read(field: Field, value: Any) -> Any:
     return value
 
 
+def check_steps(steps: Any, max_steps: int | None, param: str) -> None:
+    """A shared server's limit on the schedule an edit asks for (`pixels app --max-steps`)."""
+    if max_steps is not None and isinstance(steps, int) and steps > max_steps:
+        raise InputError(f"this server runs at most {max_steps} steps per edit, got {steps}", param=param)
+
+
 def edit_kwargs(values: Mapping[str, Any], takes_prompt: bool, max_steps: int | None = None) -> dict[str, Any]:
     """`Editor.edit` keyword arguments (settings by Python name, and the seed) for {spec key: field value};
     fields not given keep pixels' defaults. Checked as `EditSettings` checks them, and against the server's
@@ -125,9 +131,7 @@ def edit_kwargs(values: Mapping[str, Any], takes_prompt: bool, max_steps: int | 
     if not takes_prompt and (kwargs.get("prompt") or kwargs.get("negative_prompt")):
         raise InputError("this model is unconditional and takes no text; leave the prompts empty", param="prompt")
     seed = kwargs.pop("seed", None)
-    steps = kwargs.get("num_inference_steps")
-    if max_steps is not None and isinstance(steps, int) and steps > max_steps:
-        raise InputError(f"this server runs at most {max_steps} steps per edit, got {steps}", param="steps")
+    check_steps(kwargs.get("num_inference_steps"), max_steps, "steps")
     try:
         EditSettings(**kwargs)  # validated as it is made
     except InputError as error:
@@ -164,5 +168,6 @@ def read_png_settings(path: str, max_pixels: int) -> dict[str, Any]:
     return from_metadata(metadata)
 
 
-__all__ = ["BY_KEY", "FIELDS", "Field", "MAIN", "ORDER", "TEXT", "edit_kwargs", "from_metadata", "read_png_settings",
+__all__ = ["BY_KEY", "FIELDS", "Field", "MAIN", "ORDER", "TEXT", "check_steps", "edit_kwargs", "from_metadata",
+           "read_png_settings",
            "recommended", "shown"]

@@ -170,18 +170,6 @@ def place_inputs(read: ReadInputs, source: Image.Image | None = None, mode: str 
     return Inputs(image, images, maps, combined.astype(np.float64), labels, notes, conditions)
 
 
-def prepare_inputs(
-    source: ImageLike,
-    exemplars: Sequence[Exemplar] = (),
-    strength_map: ImageLike | None = None,
-    invert_map: bool = False,
-    max_pixels: int = MAX_PIXELS,
-    mode: str = "paper",
-) -> Inputs:
-    """Read every image and map and place them on the source (`read_inputs`, then `place_inputs`)."""
-    return place_inputs(read_inputs(source, exemplars, strength_map, invert_map, max_pixels), mode=mode)
-
-
 def control_picture(control: Control, source: Image.Image, max_pixels: int) -> Image.Image:
     """The control image at the source's size (RGB): the given one resized, or the source's Canny edges."""
     if control.kind == "image":
