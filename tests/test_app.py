@@ -7,6 +7,7 @@ temporary-file cleanup and cancelling; then the server itself: queue limits and 
 
 from __future__ import annotations
 
+import base64
 import importlib
 import io
 import json
@@ -49,7 +50,14 @@ def layer(height: int, width: int, box: tuple[int, int, int, int], rgba=(255, 25
 
 
 def canvas_with(*layers: np.ndarray) -> dict:
-    return {"background": None, "layers": list(layers), "composite": None}
+    """The canvas's value after painting `layers` (RGBA, gray level = strength, alpha = how much of it) one over
+    the other on an empty map, as the canvas sends it (no serial: read whatever the server sent last)."""
+    height, width = layers[0].shape[:2]
+    strength = np.zeros((height, width))
+    for paint in layers:
+        alpha = paint[..., 3] / 255.0
+        strength = alpha * paint[..., :3].mean(axis=2) / 255.0 + (1 - alpha) * strength
+    return {"map": painting.map_url(strength), "target": "strength"}
 
 
 def pixels_of(image: Image.Image) -> np.ndarray:
@@ -75,42 +83,38 @@ def st(ctx):
     return session
 
 
-# -- painting: canvas layer -> strength map -----------------------------------------------------------
-def test_stroke_strength_is_gray_level_times_alpha_over_the_base():
-    base = np.full((2, 6), 0.4)
-    paint = np.zeros((2, 6, 4), np.uint8)
-    paint[:, 0] = (255, 255, 255, 255)  # white: 100 %
-    paint[:, 1] = (128, 128, 128, 255)  # mid gray: 128/255
-    paint[:, 2] = (0, 0, 0, 255)  # black: 0 % (paints "keep" over the base)
-    paint[:, 3] = (255, 255, 255, 128)  # half-transparent white over 0.4: a * 1 + (1 - a) * 0.4
-    paint[:, 4] = (253, 253, 253, 255)  # within 4/255 of white: exactly 1, so an exemplar is grafted there
-    paint[:, 5] = (200, 30, 60, 0)  # fully transparent (erased): the base shows
-    strength = painting.stroke_strength(paint, base)
-    a = 128 / 255
-    np.testing.assert_array_equal(strength[0], [1.0, 128 / 255, 0.0, a + (1 - a) * 0.4, 1.0, 0.4])
+# -- painting: the canvas's map <-> strength map -------------------------------------------------------
+def test_a_map_reaches_the_canvas_and_comes_back_as_the_same_levels():
+    levels = np.arange(256, dtype=np.float64).reshape(16, 16) / 255
+    back = painting.read_map_url(painting.map_url(levels), (16, 16))
+    np.testing.assert_array_equal(back, levels)  # every 8-bit level exactly, 0 exactly 0 and 255 exactly 1
+    tools = np.array([[0.0, 1e-6, 0.5, 1.0]])  # a tool's float map: a strength above 0 never rounds to 0
+    back = painting.read_map_url(painting.map_url(tools), (4, 1))
+    assert back[0, 0] == 0 and back[0, 1] == 1 / 255 and back[0, 2] == 128 / 255 and back[0, 3] == 1.0
 
 
-def test_coloured_paint_counts_by_its_luminance_and_unpainted_pixels_stay_exactly_zero():
-    paint = layer(4, 4, (1, 1, 2, 2), (255, 0, 0, 255))
-    strength = painting.stroke_strength(paint, np.zeros((4, 4)))
-    assert strength[1, 1] == pytest.approx(0.299)
-    assert (strength[0] == 0).all() and (strength[:, 0] == 0).all() and strength[3, 3] == 0
+def test_the_canvas_value_is_read_unless_the_server_replaced_its_map_since():
+    base = np.zeros((4, 6))
+    painted_map = maps.box((6, 4), (0, 0, 3, 4))
+    value = {"map": painting.map_url(painted_map), "serial": 3, "target": "strength"}
+    np.testing.assert_array_equal(painting.board_strength(value, base, 3, "strength"), painted_map)
+    assert painting.board_strength(value, base, 4, "strength") is base  # painted on a map replaced since
+    assert painting.board_strength(value, base, 3, "exemplar 1") is base  # painted on another map
+    assert painting.board_strength(None, base) is base
+    assert painting.board_strength({"map": None, "serial": 3}, base, 3) is base  # only boxes changed
 
 
-def test_layers_apply_bottom_to_top_and_a_scaled_layer_is_resized_to_the_photo():
-    base = np.zeros((8, 8))
-    lower = layer(8, 8, (0, 0, 8, 8), (255, 255, 255, 255))
-    upper = layer(8, 8, (0, 0, 4, 8), (0, 0, 0, 255))  # black over the left half
-    strength = painting.canvas_strength(canvas_with(lower, upper), base)
-    assert (strength[:, :4] == 0).all() and (strength[:, 4:] == 1).all()
-    assert painting.canvas_strength(None, base) is base
-    doubled = layer(16, 16, (0, 0, 8, 16))  # a browser that exported the layer at twice the size
-    np.testing.assert_array_equal(painting.canvas_strength(canvas_with(doubled), base)[:, :4], 1.0)
-
-
-def test_a_layer_that_is_not_rgba_uint8_is_refused_by_name():
-    with pytest.raises(InputError, match=r"^canvas layer 1: expected an RGBA uint8 layer"):
-        painting.canvas_strength(canvas_with(np.zeros((4, 4), np.float32)), np.zeros((4, 4)))
+@pytest.mark.parametrize(("value", "message"), [
+    ({"map": "data:image/jpeg;base64,AAAA"}, r"^canvas: expected the map as a PNG data URL"),
+    ({"map": 7}, r"^canvas: expected the map as a PNG data URL"),
+    ({"map": painting.PNG_URL + "not base64!"}, r"^canvas: the map could not be read"),
+    ({"map": painting.PNG_URL + "AAAA"}, r"^canvas: the map could not be read"),
+    ({"map": painting.map_url(np.zeros((5, 5)))}, r"^canvas: the painted map is 5x5 but the photo is 6x4"),
+    ({"map": painting.PNG_URL + "A" * 200_000}, r"^canvas: the map is larger than a 6x4 picture can be"),
+])
+def test_a_canvas_map_that_is_not_a_png_of_the_photos_size_is_refused_by_name(value, message):
+    with pytest.raises(InputError, match=message):
+        painting.board_strength(value, np.zeros((4, 6)))
 
 
 def test_softness_fades_edges_inside_the_painted_area_only():
@@ -311,7 +315,8 @@ def test_a_photo_is_read_as_the_command_line_reads_it(ctx, tmp_path):
     Image.new("RGB", (60, 40), (10, 200, 30)).save(rotated, exif=exif)
     view = h.use_photo(ctx, st, str(rotated), name="rotated.jpg")
     assert view.size == (40, 60) and st.history.source.image.size == (40, 60)
-    assert view.canvas["background"].size == (40, 60) and view.canvas["layers"] == []
+    assert (view.canvas["width"], view.canvas["height"]) == (40, 60)
+    assert not painting.read_map_url(view.canvas["map"], (40, 60)).any()  # a new photo: nothing painted
     palette = tmp_path / "palette.gif"
     Image.new("P", (30, 20), 3).save(palette)
     assert h.use_photo(ctx, st, str(palette), name="palette.gif").size == (30, 20)
@@ -338,9 +343,16 @@ def test_photos_over_the_limit_or_not_images_are_refused_with_a_message(editor, 
 # -- map tools -----------------------------------------------------------------------------------------
 def test_map_tools_edit_the_current_map_and_strokes_are_kept_when_switching(ctx, st):
     size = (192, 128)
+    serial = st.serial
     canvas = cv.apply_shape(st, None, "box", (10, 10, 40, 30), 100, "add")
     np.testing.assert_array_equal(st.bases["strength"], maps.box(size, (10, 10, 40, 30)))
-    assert canvas["layers"] == [] and canvas["background"].size == size
+    # the canvas is sent the photo and the new map under a new serial (a value painted before it is stale)
+    assert canvas["serial"] == st.serial == serial + 1 and (canvas["width"], canvas["height"]) == size
+    np.testing.assert_array_equal(painting.read_map_url(canvas["map"], size), st.bases["strength"])
+    photo = Image.open(io.BytesIO(base64.b64decode(canvas["photo"].split(",", 1)[1])))
+    np.testing.assert_array_equal(pixels_of(photo), pixels_of(st.history.source.image))
+    stale = {**canvas_with(layer(128, 192, (0, 0, 5, 5))), "serial": serial, "target": "strength"}
+    np.testing.assert_array_equal(cv.current_map(st, stale), st.bases["strength"])
     cv.apply_shape(st, None, "box", (20, 10, 10, 30), 100, "subtract")
     assert (st.bases["strength"][10:40, 20:30] == 0).all() and (st.bases["strength"][10:40, 10:20] == 1).all()
     cv.invert_map(st, None)
@@ -522,8 +534,8 @@ def test_an_edit_keeps_unpainted_pixels_and_undo_redo_and_continue_walk_the_hist
     assert len(again.gallery) == 2 and again.result.seed == 8
     np.testing.assert_array_equal(pixels_of(again.result.before), source)
     # a canvas that cannot be read is refused before the history moves
-    with pytest.raises(InputError, match=r"^canvas layer 1:"):
-        h.undo(st, canvas_with(np.zeros((128, 192), np.float32)))
+    with pytest.raises(InputError, match=r"^canvas: expected the map as a PNG data URL"):
+        h.undo(st, {"map": "not a picture"})
     assert len(st.history.frames) == 2 and st.history.candidate
     # undo brings the source back exactly, redo the result; continue makes the result the next source
     back = h.undo(st, None)

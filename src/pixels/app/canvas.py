@@ -1,9 +1,9 @@
 """The canvas and its maps, as plain functions: what is painted where, the map tools, the previews.
 
-Each browser session keeps a *base map* per paint target (the strength map and one per exemplar):
-the map tools write into it, and the canvas shows it tinted under the strokes. Strokes are folded
-into the base map ("baked") whenever the server replaces the canvas, so nothing painted is lost
-(see `painting` for how a stroke becomes strength).
+Each browser session keeps a *base map* per paint target (the strength map and one per exemplar): the
+map tools write into it, and the canvas (`board`) is sent it whenever the server changes it. The canvas
+paints on its own copy and sends it back with every event; it is folded into the base map ("baked")
+whenever the server is about to replace the canvas, so nothing painted is lost (see `painting`).
 """
 
 from __future__ import annotations
@@ -19,15 +19,8 @@ from pixels.inputs import maps
 from pixels.inputs.images import load_map
 
 from .context import Context
-from .exemplars import MAX_SLOTS, Slot, placement_preview, to_exemplar
-from .painting import (
-    canvas_background,
-    canvas_strength,
-    overlay_preview,
-    release_preview,
-    schedule_steps,
-    soften,
-)
+from .exemplars import MAX_SLOTS, Slot, placement_preview, to_exemplar, used_box
+from .painting import board_strength, map_url, overlay_preview, photo_url, release_preview, schedule_steps, soften
 from .state import TARGETS, History, StudioSession
 
 SHAPES = ("box", "ellipse", "radial", "linear")
@@ -60,22 +53,34 @@ def require_photo(st: StudioSession | None) -> History:
 
 
 def canvas_value(st: StudioSession) -> dict:
-    """The canvas for the current target: the photo the next edit starts from with the target's map
-    tinted on it, and no strokes (they have been baked into the map)."""
+    """The canvas for the current target: the photo the next edit starts from, the target's map and the
+    exemplar boxes, under a new serial number (a canvas value painted before it is stale)."""
     history = require_photo(st)
-    return {"background": canvas_background(history.source.image, st.bases[st.target]), "layers": [],
-            "composite": None}
+    st.serial += 1
+    photo = history.source.image
+    return {"photo": photo_url(photo), "map": map_url(st.bases[st.target]), "width": photo.width,
+            "height": photo.height, "serial": st.serial, "target": st.target, "boxes": list(st.boxes)}
+
+
+def boxes_value(st: StudioSession) -> dict:
+    """A canvas update of the exemplar boxes alone: the canvas keeps its photo and the map painted on it."""
+    return {"photo": None, "map": None, "serial": st.serial, "target": st.target, "boxes": list(st.boxes)}
+
+
+def current_map(st: StudioSession, canvas: dict | None) -> np.ndarray:
+    """The current target's map as painted: the canvas's map, unless the server has replaced it since."""
+    return board_strength(canvas, st.bases[st.target], st.serial, st.target)
 
 
 def bake(st: StudioSession, canvas: dict | None) -> None:
-    """Fold the canvas strokes into the current target's base map (before the canvas is replaced)."""
-    st.bases[st.target] = canvas_strength(canvas, st.bases[st.target])
+    """Fold the canvas's map into the current target's base map (before the canvas is replaced)."""
+    st.bases[st.target] = current_map(st, canvas)
 
 
 def painted(st: StudioSession, canvas: dict | None, softness: float) -> dict[str, np.ndarray]:
-    """Every target's map as the edit will use it: base plus the current strokes, softened."""
+    """Every target's map as the edit will use it: the base maps, the current one as painted, softened."""
     current = dict(st.bases)
-    current[st.target] = canvas_strength(canvas, st.bases[st.target])
+    current[st.target] = current_map(st, canvas)
     return {target: soften(m, float(softness)) for target, m in current.items()}
 
 
@@ -258,12 +263,30 @@ def _shown(st: StudioSession | None) -> bool:
 def previews(ctx: Context, st: StudioSession | None, canvas: dict | None, softness: float, slots: list[Slot],
              steps: Any, strength: Any) -> tuple[Preview, list[Image.Image | None]]:
     """The map preview (`preview`) and where each exemplar goes (`slot_preview`), from the painted maps
-    computed once."""
+    computed once; the exemplar boxes the canvas shows (`boxes_of`) are kept in the session."""
     if not _shown(st):
         return Preview(None, None, ""), [None] * len(slots)
     current = painted(st, canvas, softness)
+    st.boxes = boxes_of(ctx, st, current, slots)
     return (_map_preview(st, current, slots, steps, strength),
             [_slot_preview(ctx, st, current, slot, k) for k, slot in enumerate(slots)])
+
+
+def boxes_of(ctx: Context, st: StudioSession, current: dict[str, np.ndarray], slots: list[Slot]) -> list[dict]:
+    """The box each exemplar will be placed in, as the canvas draws it: {"slot": k (1-based), "box": [x, y, w,
+    h], "label", "placed": whether it is the slot's own box (else the one its placement rule gives)}."""
+    out = []
+    for k, slot in enumerate(slots):
+        region = current["strength"] if slot.region != "own map" else current[f"exemplar {k + 1}"]
+        try:
+            used = used_box(st.history.source.image, slot, region, ctx.max_pixels)
+        except InputError:
+            used = None  # fields being typed, an unreadable picture: Run says what is wrong
+        if used is not None:
+            (x, y, w, h), _ = used
+            out.append({"slot": k + 1, "box": [x, y, w, h], "label": f"exemplar {k + 1}: {x}, {y}, {w}x{h}",
+                        "placed": slot.placement == "box"})
+    return out
 
 
 def preview(ctx: Context, st: StudioSession | None, canvas: dict | None, softness: float, slots: list[Slot],
@@ -341,9 +364,12 @@ __all__ = [
     "Preview",
     "apply_shape",
     "bake",
+    "boxes_of",
+    "boxes_value",
     "canvas_value",
     "clear_map",
     "clear_slot_map",
+    "current_map",
     "edit_inputs",
     "empty_maps",
     "feather_map",

@@ -105,14 +105,13 @@ def moved_box(box: tuple[int, int, int, int], centre: tuple[int, int]) -> tuple[
     return int(centre[0] - w // 2), int(centre[1] - h // 2), w, h
 
 
-def placement_preview(source: Image.Image, slot: Slot, region: np.ndarray | None, max_pixels: int) -> Image.Image:
-    """The source with the exemplar drawn where it will go (half transparent) and its box outlined.
-
-    A preview only: the edit places the exemplar with the library's own placement (whose box rules and
-    fits, `pixels.core.placement`, this reuses)."""
-    canvas = source.convert("RGB").copy()
+def used_box(source: Image.Image, slot: Slot, region: np.ndarray | None, max_pixels: int
+             ) -> tuple[tuple[int, int, int, int], Image.Image] | None:
+    """The box (x, y, w, h) the edit will place the exemplar in, with its picture: its own box, the whole frame
+    for a picture of the source's size, else the bounding box of its region's edited area (None while nothing
+    is painted there). The library's own rules (`pixels.core.placement`)."""
     if slot.image is None:
-        return canvas
+        return None
     picture, _ = load_image(slot.image, name="exemplar", max_pixels=max_pixels)
     if slot.placement == "box":
         box = check_box(slot.box, "box")
@@ -121,8 +120,20 @@ def placement_preview(source: Image.Image, slot: Slot, region: np.ndarray | None
     else:
         box = region_box(region) if region is not None else None
         if box is None:
-            return canvas  # fitted into the region's area: nothing painted yet
-    x, y, w, h = placement.check_box(box, "exemplar box", source.size, max_pixels)
+            return None
+    return placement.check_box(box, "exemplar box", source.size, max_pixels), picture
+
+
+def placement_preview(source: Image.Image, slot: Slot, region: np.ndarray | None, max_pixels: int) -> Image.Image:
+    """The source with the exemplar drawn where it will go (half transparent) and its box outlined.
+
+    A preview only: the edit places the exemplar with the library's own placement (whose box rules and
+    fits, `pixels.core.placement`, this reuses)."""
+    canvas = source.convert("RGB").copy()
+    used = used_box(source, slot, region, max_pixels)
+    if used is None:
+        return canvas
+    (x, y, w, h), picture = used
     fitted, _, (ox, oy) = placement._fitted(picture, None, w, h, slot.fit)
     layer = canvas.copy()
     layer.paste(fitted, (x + ox, y + oy))
@@ -132,4 +143,4 @@ def placement_preview(source: Image.Image, slot: Slot, region: np.ndarray | None
 
 
 __all__ = ["FITS", "MAX_SLOTS", "PLACEMENTS", "REGIONS", "Slot", "check_box", "default_box", "moved_box",
-           "placement_preview", "to_exemplar"]
+           "placement_preview", "to_exemplar", "used_box"]

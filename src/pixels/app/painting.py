@@ -1,68 +1,98 @@
-"""From what is painted on the canvas to a float strength map, and the previews drawn from a map.
+"""From the canvas to a float strength map and back, and the previews drawn from a map.
 
-The canvas (Gradio's ImageEditor) has one paint layer over a background picture. The studio keeps,
-for each map being painted (the strength map and one per exemplar), a *base map* built by the map
-tools (box, ellipse, gradients, feather, invert, a loaded map PNG). The canvas background shows the
-photo with that base map tinted on it, and the strokes lie over it. Reading the canvas:
-
-    a = alpha / 255,  g = luma(R, G, B) / 255  (ITU-R 601 weights; R = G = B for the gray brushes)
-    g is snapped to exactly 0 or 1 within 4/255 of them (as pixels reads 8-bit map files)
-    strength = a * g + (1 - a) * base
-
-so an opaque stroke sets the strength to its gray level (white 100 %, black 0 %), an erased or
-unpainted pixel keeps the base map, and a partly transparent stroke mixes the two, as paint over a
-gray picture of the base map would. A pixel nobody painted and no tool touched stays exactly 0,
-which is what keeps it bit-exact in the result.
+The canvas (`board`) holds the whole map being painted (the strength map, or one exemplar's own map)
+as an 8-bit gray picture of the photo's size, and sends it with every event as a PNG data URL: a pixel's
+strength is its level / 255, so 0 is exactly 0 (kept bit for bit) and 255 exactly 1. The studio also
+keeps, for each map, a *base map* (what the map tools, undo and a new photo leave); the server sends it
+to the canvas whenever it changes it, and reads the canvas's map back in its place (`board_strength`).
+The maps the tools make (float) are sent as 8-bit levels: a strength above 0 never rounds to 0
+(`map_image`).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import io
 import math
 from collections.abc import Sequence
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, UnidentifiedImageError
 
 from pixels import InputError
 from pixels.core.release import keep_mask
 from pixels.core.settings import steps_run
 from pixels.inputs import maps
 from pixels.inputs.images import _LUMA as LUMA  # ITU-R 601, as Pillow's "L" conversion and pixels' map reader
-from pixels.inputs.images import MAP_SNAP  # gray levels this close to black or white count as exactly 0 or 1
 
-TINT = (255, 40, 40)  # the colour the base map is shown in on the canvas and in the overlay
+TINT = (255, 40, 40)  # the colour of the map in the overlay preview (the canvas's own overlay uses it too)
 RELEASED_TINT = (40, 230, 90)  # released pixels in the release preview
 RELEASE_AT = (0.25, 0.5, 0.75)  # shares of the schedule the release preview shows
 PANEL_WIDTH = 256  # pixels: preview panels are scaled to this width so small photos stay visible
+PNG_URL = "data:image/png;base64,"
+PHOTO_PNG_UP_TO = 4 * 1024 * 1024  # pixels: photos up to this size reach the canvas as PNG, larger ones as JPEG
 
 
-def stroke_strength(layer: np.ndarray, base: np.ndarray, name: str = "canvas") -> np.ndarray:
-    """The strength map of one paint layer over `base`: a * g + (1 - a) * base (see the module docstring).
+def _url(picture: Image.Image, fmt: str, **options) -> str:
+    out = io.BytesIO()
+    picture.save(out, fmt, **options)
+    return f"data:image/{fmt.lower()};base64,{base64.b64encode(out.getvalue()).decode('ascii')}"
 
-    layer: (H, W, 4) RGBA uint8 as the editor exports it ((H, W, 3) counts as opaque); base: (H, W) in
-    [0, 1]. A layer of another size (a browser that exported it scaled) is resized to the base with
-    nearest-neighbour sampling, so strokes keep their gray levels."""
-    array = np.asarray(layer)
-    if array.ndim != 3 or array.shape[2] not in (3, 4) or array.dtype != np.uint8:
-        raise InputError(f"{name}: expected an RGBA uint8 layer, got {array.dtype} {array.shape}")
+
+def map_url(strength: np.ndarray) -> str:
+    """The map as the canvas takes it: an 8-bit gray PNG data URL (`map_image`)."""
+    return _url(map_image(strength), "PNG", compress_level=1)
+
+
+def photo_url(photo: Image.Image) -> str:
+    """The photo as the canvas shows it: PNG (exact) up to PHOTO_PNG_UP_TO pixels, JPEG above (the canvas only
+    shows it; the edit uses the photo itself)."""
+    rgb = photo.convert("RGB")
+    if rgb.width * rgb.height <= PHOTO_PNG_UP_TO:
+        return _url(rgb, "PNG", compress_level=1)
+    return _url(rgb, "JPEG", quality=92)
+
+
+def read_map_url(text: object, size: tuple[int, int], name: str = "canvas") -> np.ndarray:
+    """The strength map (H, W) in [0, 1] of a PNG data URL from the canvas, which must be of `size` (W, H):
+    level / 255, no resizing and no snapping (the canvas paints exact levels)."""
+    width, height = size
+    if not isinstance(text, str) or not text.startswith(PNG_URL):
+        raise InputError(f"{name}: expected the map as a PNG data URL, got {str(text)[:40]!r}")
+    if len(text) > 4 * (width * height * 4 + 65536) // 3 + len(PNG_URL) + 4:
+        raise InputError(f"{name}: the map is larger than a {width}x{height} picture can be; paint again")
+    try:
+        data = base64.b64decode(text[len(PNG_URL):], validate=True)
+        picture = Image.open(io.BytesIO(data))
+    except (binascii.Error, UnidentifiedImageError, OSError, ValueError) as error:
+        raise InputError(f"{name}: the map could not be read ({type(error).__name__})") from None
+    with picture:
+        if picture.format != "PNG":
+            raise InputError(f"{name}: expected a PNG map, got {picture.format}")
+        if picture.size != (width, height):
+            raise InputError(f"{name}: the painted map is {picture.width}x{picture.height} but the photo is"
+                             f" {width}x{height}; paint again")
+        try:
+            gray = np.asarray(picture.convert("RGB"), np.float64) @ LUMA
+        except (OSError, ValueError) as error:  # a truncated or corrupt PNG
+            raise InputError(f"{name}: the map could not be read ({type(error).__name__})") from None
+    return np.clip(np.round(gray) / 255.0, 0.0, 1.0)
+
+
+def board_strength(value: dict | None, base: np.ndarray, serial: int | None = None, target: str | None = None
+                   ) -> np.ndarray:
+    """The map the canvas holds, or `base` where the canvas has nothing newer: no value or no map, or a value
+    painted on a map the server has replaced since (`serial`, the number of the map it last sent, differs from
+    the value's) or on another target's map."""
+    if not isinstance(value, dict) or value.get("map") is None:
+        return base
+    if serial is not None and "serial" in value and value["serial"] != serial:
+        return base  # painted on a map the server has replaced since: the newer map wins
+    if target is not None and value.get("target", target) != target:
+        return base
     height, width = base.shape
-    if array.shape[:2] != (height, width):
-        mode = "RGBA" if array.shape[2] == 4 else "RGB"
-        array = np.asarray(Image.fromarray(array, mode).resize((width, height), Image.NEAREST))
-    gray = array[..., :3].astype(np.float64) @ LUMA / 255.0
-    gray = np.where(gray <= MAP_SNAP, 0.0, np.where(gray >= 1.0 - MAP_SNAP, 1.0, gray))
-    alpha = array[..., 3].astype(np.float64) / 255.0 if array.shape[2] == 4 else np.ones_like(gray)
-    return np.clip(alpha * gray + (1.0 - alpha) * base, 0.0, 1.0)
-
-
-def canvas_strength(value: dict | None, base: np.ndarray) -> np.ndarray:
-    """The strength map of an ImageEditor value ({"background", "layers", "composite"}) over `base`:
-    its layers applied bottom to top. No value or no layer: the base map itself."""
-    strength = base
-    for k, layer in enumerate((value or {}).get("layers") or []):
-        if layer is not None:
-            strength = stroke_strength(layer, strength, name=f"canvas layer {k + 1}")
-    return strength
+    return read_map_url(value["map"], (width, height))
 
 
 def soften(strength: np.ndarray, radius: float) -> np.ndarray:
@@ -80,11 +110,6 @@ def map_image(strength: np.ndarray) -> Image.Image:
     levels = np.round(np.clip(strength, 0.0, 1.0) * 255)
     levels = np.where(strength > 0, np.maximum(levels, 1), 0)
     return Image.fromarray(levels.astype(np.uint8), "L")
-
-
-def canvas_background(photo: Image.Image, base: np.ndarray) -> Image.Image:
-    """What the canvas shows under the strokes: the photo with the base map tinted on it."""
-    return maps.overlay(photo, base, colour=TINT) if base.any() else photo
 
 
 def _scaled(picture: Image.Image) -> Image.Image:
@@ -163,6 +188,6 @@ def release_preview(photo: Image.Image, strength: np.ndarray, num_inference_step
 
 
 __all__ = [
-    "canvas_background", "canvas_strength", "map_image", "overlay_preview", "release_preview", "released",
-    "schedule_steps", "soften", "stroke_strength",
+    "board_strength", "map_image", "map_url", "overlay_preview", "photo_url", "read_map_url", "release_preview",
+    "released", "schedule_steps", "soften",
 ]

@@ -115,6 +115,8 @@ class StudioSession:
     source_name: str = "source"  # the photo's file name, for metadata and download names
     bases: dict[str, np.ndarray] = field(default_factory=dict)  # map tools' work per target, (H, W) in [0, 1]
     target: str = "strength"  # the map the canvas paints
+    serial: int = 0  # the number of the last map sent to the canvas (a canvas value painted on an older one is stale)
+    boxes: list[dict[str, Any]] = field(default_factory=list)  # the exemplar boxes the canvas shows (`canvas.boxes_of`)
     closed: bool = False
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _tokens: dict[int, threading.Event] = field(default_factory=dict, repr=False)  # run id -> its cancel flag

@@ -19,24 +19,23 @@ from typing import Any
 
 import gradio as gr
 
-from pixels import PixelsError
+from pixels import InputError, PixelsError
 
 from . import canvas as cv
 from . import handlers as h
 from .api import api_edit
+from .board import Board
 from .context import Context
-from .exemplars import FITS, MAX_SLOTS, PLACEMENTS, REGIONS, Slot, default_box, moved_box
+from .exemplars import FITS, MAX_SLOTS, PLACEMENTS, REGIONS, Slot, check_box, default_box, moved_box
 from .photos import catalogue
 from .settings import MAIN, ORDER, TEXT, Field
 from .state import TARGETS
 
 log = logging.getLogger("pixels.app")
 DEVICE = "device"  # the concurrency group of everything that runs the model
-BRUSH_SIZE = 12  # photo pixels; the canvas's "Brush Size" tool changes it
 TARGET_LABELS = {"strength": "Strength map", **{f"exemplar {k}": f"Exemplar {k}'s own map" for k in range(1, 5)}}
 DISABLE_RUN = "() => { const run = document.querySelector('#pixels-run'); if (run) run.disabled = true; }"
 CSS = """
-#pixels-canvas { min-height: 440px; }
 .pixels-legend { font-size: 0.9em; opacity: 0.85; }
 """
 
@@ -181,53 +180,65 @@ def build(ctx: Context) -> gr.Blocks:
             " Paint a strength map on the photo (**white = full edit, black = keep**, gray = partial), add"
             " exemplars to graft where their map is white, and run. Pixels you do not paint stay identical."
         )
-        with gr.Row(equal_height=False):
-            with gr.Column(scale=1, min_width=320):
+        with gr.Row(equal_height=False, elem_id="pixels-workspace"):
+            with gr.Column(scale=1, min_width=280):
                 gr.Markdown("### 1 · Photo")
                 source = ImageUpload(label="Upload or paste a photo", type="filepath", image_mode=None,
-                                  sources=["upload", "clipboard"], height=200, elem_id="pixels-source")
+                                     sources=["upload", "clipboard"], height=160, elem_id="pixels-source")
                 sample = gr.Dropdown(samples, value=samples[0], label="or a sample photo", elem_id="pixels-sample")
                 use_sample = gr.Button("Use sample", elem_id="pixels-use-sample")
                 current = gr.DownloadButton("Download the current image", interactive=False,
                                             elem_id="pixels-download-current")
-                gr.Markdown("### Map preview")
-                overlay = gr.Image(label="The map on the photo (red = edited, stronger = redder)", interactive=False,
-                                   type="pil", format="png", elem_id="pixels-overlay")
-                release = gr.Image(label="Release schedule: pixels the model may change (green) at 25, 50 and"
-                                   " 75 % of the steps", interactive=False, type="pil", format="png")
-                summary = gr.Markdown("", elem_id="pixels-map-summary")
-            with gr.Column(scale=2, min_width=480):
                 gr.Markdown("### 2 · Paint where to edit")
                 target = gr.Radio([(TARGET_LABELS[t], t) for t in TARGETS], value="strength", label="Paint on",
                                   elem_id="pixels-target")
-                canvas = gr.ImageEditor(
-                    label="Brush: gray level = strength (white 100 %, 75 %, 50 %, 25 %, black 0 %). Eraser: back to"
-                          " the map underneath. Red tint: the map made with the tools.",
-                    type="numpy", image_mode="RGBA", sources=(), transforms=(), layers=False, format="png",
-                    brush=gr.Brush(colors=["#ffffff", "#bfbfbf", "#808080", "#404040", "#000000"],
-                                   default_color="#ffffff", color_mode="defaults", default_size=BRUSH_SIZE),
-                    eraser=gr.Eraser(default_size=BRUSH_SIZE), height=440, elem_id="pixels-canvas",
-                )
+                softness = gr.Slider(0, 64, value=0, step=1, label="Softness (px): edges fade in, inside the"
+                                     " painted area only")
                 with gr.Row():
-                    softness = gr.Slider(0, 64, value=0, step=1, label="Softness (px): edges fade in, inside the"
-                                         " painted area only", scale=3)
-                    invert = gr.Button("Invert", scale=1)
-                    clear = gr.Button("Clear", scale=1)
+                    invert = gr.Button("Invert", size="sm", elem_id="pixels-invert")
+                    clear = gr.Button("Clear", size="sm", elem_id="pixels-clear")
                 with gr.Accordion("Map tools: shapes, gradients, feather, load a map", open=False):
-                    with gr.Row():
-                        shape = gr.Radio(list(cv.SHAPES), value="box", label="Shape")
-                        how = gr.Radio(list(cv.COMBINE), value="add", label="Combine with the map")
+                    shape = gr.Radio(list(cv.SHAPES), value="box", label="Shape")
+                    how = gr.Radio(list(cv.COMBINE), value="add", label="Combine with the map")
                     labels = cv.SHAPE_FIELDS["box"]
                     with gr.Row():
-                        numbers = [gr.Number(label=labels[k], value=0) for k in range(4)]
+                        numbers = [gr.Number(label=labels[k], value=0, min_width=60) for k in range(4)]
+                    percent = gr.Slider(0, 100, value=100, step=1, label="Strength %")
+                    apply_shape = gr.Button("Apply shape", variant="secondary", elem_id="pixels-apply-shape")
                     with gr.Row():
-                        percent = gr.Slider(0, 100, value=100, step=1, label="Strength %", scale=3)
-                        apply_shape = gr.Button("Apply shape", variant="secondary", scale=1)
-                    with gr.Row():
-                        radius = gr.Number(label="Feather radius (px)", value=8, scale=2)
-                        feather = gr.Button("Feather the map", scale=1)
+                        radius = gr.Number(label="Feather radius (px)", value=8, min_width=80)
+                        feather = gr.Button("Feather the map")
                     map_file = gr.File(label="Load a map image (white = edit), combined as above",
                                        file_types=["image"], type="filepath")
+            with gr.Column(scale=3, min_width=520):
+                canvas = Board(elem_id="pixels-canvas")
+            with gr.Column(scale=2, min_width=360):
+                with gr.Row():
+                    run = gr.Button("Run", variant="primary", scale=3, elem_id="pixels-run")
+                    stop = gr.Button("Cancel", variant="stop", scale=1, elem_id="pixels-cancel")
+                status = gr.Markdown("Choose a photo to start.", elem_id="pixels-status")
+                with gr.Tabs():
+                    with gr.Tab("Before / after"):
+                        slider = gr.ImageSlider(label="Drag to compare (left: before, right: after)", type="pil",
+                                                format="png", interactive=False, elem_id="pixels-slider")
+                    with gr.Tab("Side by side"), gr.Row():
+                        before = gr.Image(label="Before", interactive=False, type="pil", format="png")
+                        after = gr.Image(label="After", interactive=False, type="pil", format="png")
+                with gr.Row():
+                    seed_used = gr.Number(None, label="Seed used", interactive=False, precision=0, min_width=100)
+                    reuse = gr.Button("Reuse this seed", size="sm")
+                with gr.Row():
+                    proceed = gr.Button("Continue from here", interactive=False, elem_id="pixels-continue")
+                    undo = gr.Button("Undo", elem_id="pixels-undo")
+                    redo = gr.Button("Redo", elem_id="pixels-redo")
+                gallery = gr.Gallery(label="History (the source first)", columns=5, fit_columns=False, height=170,
+                                     object_fit="contain", format="png", interactive=False, elem_id="pixels-history")
+                with gr.Row():
+                    download = gr.DownloadButton("Download result PNG", interactive=False,
+                                                 elem_id="pixels-download-result")
+                    download_map = gr.DownloadButton("Download its map", interactive=False,
+                                                     elem_id="pixels-download-map")
+                report = gr.Markdown("", elem_id="pixels-report")
 
         with gr.Row(equal_height=False):
             with gr.Column(scale=1, min_width=420):
@@ -299,36 +310,13 @@ def build(ctx: Context) -> gr.Blocks:
                             control_end]
         seed, steps, strength = settings["seed"], settings["steps"], settings["strength"]
 
-        with gr.Row():
-            run = gr.Button("Run", variant="primary", scale=3, elem_id="pixels-run")
-            stop = gr.Button("Cancel", variant="stop", scale=1, elem_id="pixels-cancel")
-        status = gr.Markdown("Choose a photo to start.", elem_id="pixels-status")
-
-        gr.Markdown("### 5 · Result")
-        with gr.Row(equal_height=False):
-            with gr.Column(scale=3), gr.Tabs():
-                with gr.Tab("Before / after"):
-                    slider = gr.ImageSlider(label="Drag to compare (left: before, right: after)", type="pil",
-                                            format="png", interactive=False, elem_id="pixels-slider")
-                with gr.Tab("Side by side"), gr.Row():
-                    before = gr.Image(label="Before", interactive=False, type="pil", format="png")
-                    after = gr.Image(label="After", interactive=False, type="pil", format="png")
-            with gr.Column(scale=2):
-                report = gr.Markdown("", elem_id="pixels-report")
-                with gr.Row():
-                    seed_used = gr.Number(None, label="Seed used", interactive=False, precision=0)
-                    reuse = gr.Button("Reuse this seed", size="sm")
-                with gr.Row():
-                    download = gr.DownloadButton("Download result PNG", interactive=False,
-                                                 elem_id="pixels-download-result")
-                    download_map = gr.DownloadButton("Download its map", interactive=False,
-                                                     elem_id="pixels-download-map")
-                with gr.Row():
-                    proceed = gr.Button("Continue from here", interactive=False, elem_id="pixels-continue")
-                    undo = gr.Button("Undo", elem_id="pixels-undo")
-                    redo = gr.Button("Redo", elem_id="pixels-redo")
-        gallery = gr.Gallery(label="History (the source first)", columns=8, fit_columns=False, height=200,
-                             object_fit="contain", format="png", interactive=False, elem_id="pixels-history")
+        with gr.Accordion("Map preview and release schedule", open=False):
+            with gr.Row():
+                overlay = gr.Image(label="The map on the photo (red = edited, stronger = redder)", interactive=False,
+                                   type="pil", format="png", elem_id="pixels-overlay")
+                release = gr.Image(label="Release schedule: pixels the model may change (green) at 25, 50 and"
+                                   " 75 % of the steps", interactive=False, type="pil", format="png")
+        summary = gr.Markdown("", elem_id="pixels-map-summary")
         with gr.Row():
             save = gr.Button("Save the session (.zip)", scale=1)
             saved = gr.File(label="Saved session", interactive=False, scale=2)
@@ -374,13 +362,14 @@ def build(ctx: Context) -> gr.Blocks:
         # -- previews ----------------------------------------------------------------------------------
         def previews(st: Any, c: Any, soft: float, n: Any, s: Any, *values: Any) -> list:
             shown, placed = cv.previews(ctx, st, c, soft, slots_from(list(values)), n, s)
-            return [shown.overlay, shown.release, shown.summary, *placed]
+            boxes = cv.boxes_value(st) if st is not None and st.history is not None else gr.skip()
+            return [shown.overlay, shown.release, shown.summary, *placed, boxes]
 
         def map_previews(st: Any, soft: float, n: Any, s: Any, *values: Any) -> list:
             return previews(st, None, soft, n, s, *values)  # just after the canvas was replaced: no strokes
 
-        preview_outputs = [overlay, release, summary, *(s.preview for s in slot_uis)]
-        preview_triggers = [canvas.change, softness.release, steps.change, strength.release]
+        preview_outputs = [overlay, release, summary, *(s.preview for s in slot_uis), canvas]
+        preview_triggers = [canvas.input, softness.release, steps.change, strength.release]
         preview_triggers += [e for s in slot_uis for e in (s.image.change, s.placement.change, s.fit.change,
                                                            s.region.change, s.x.change, s.y.change, s.w.change,
                                                            s.h.change)]
@@ -460,6 +449,20 @@ def build(ctx: Context) -> gr.Blocks:
 
                 act(button.click, swapped, [state, canvas, *s.fields, *other.fields],
                     [*s.fields, *other.fields, canvas])[1].then(**refresh)
+
+        # an exemplar box dragged on the canvas: the slot is placed by that box
+        box_fields = [f for s in slot_uis for f in (s.placement, s.x, s.y, s.w, s.h)]
+
+        def dragged(evt: gr.EventData) -> list:
+            data = getattr(evt, "_data", None) or {}
+            k = data.get("slot")
+            if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_SLOTS:
+                raise InputError(f"canvas box: expected an exemplar number in [1, {MAX_SLOTS}], got {k!r}")
+            values = [gr.skip()] * len(box_fields)
+            values[(k - 1) * 5:k * 5] = ["box", *check_box(data.get("box"), f"exemplar {k}.box")]
+            return values
+
+        canvas.box(guarded(dragged), None, box_fields, **instant)
 
         # -- settings ---------------------------------------------------------------------------------
         dice.click(lambda: str(secrets.randbits(32)), None, seed, **instant)

@@ -1,0 +1,500 @@
+// The studio's canvas: the photo with the strength map as a translucent overlay, painted in photo pixels.
+//
+// Runs as the `js_on_load` of a gr.HTML component (see board.py): `element` is the component's root,
+// `props.value` its value, `trigger(name, data)` sends an event to the server, `watch` observes the value.
+//
+// The value the server sends: {photo, map, width, height, serial, target, boxes}; `photo` and `map` are
+// data URLs (the map an 8-bit gray PNG of the photo's size), or null for "keep yours" (then only the boxes
+// changed). What this script writes back, and sends with every event: {map, width, height, serial, target,
+// strokes} with the map as painted here, so the server always reads the map the user sees.
+//
+// A stroke mixes the brush's level into the map: map += (level - map) * coverage * opacity, where coverage is
+// 1 inside the hardness radius and falls smoothly to 0 at the brush's edge, taken as the largest over the
+// stroke's dabs (a stroke does not build up over itself).
+(() => {
+  const $ = (selector) => element.querySelector(selector);
+  const root = $(".pxb");
+  const view = $(".pxb-view");
+  const stage = $(".pxb-stage");
+  const ctx = view.getContext("2d");
+  const TINT = [255, 40, 40];
+  const OVERLAY_ALPHA = 0.6; // the overlay's opacity at strength 100 %
+  const MAX_UNDO_BYTES = 96 * 1024 * 1024;
+  const state = {
+    width: 0, height: 0, map: null, photo: null, overlay: null, overlayCtx: null, overlayData: null,
+    serial: null, target: "strength", strokes: 0, boxes: [], loading: 0,
+    scale: 1, ox: 0, oy: 0, fitted: true,
+    tool: "brush", showMap: false, spaceDown: false,
+    undo: [], redo: [], undoBytes: 0,
+    pointer: null, drag: null, written: null,
+  };
+  const inputs = {
+    level: $(".pxb-level"), size: $(".pxb-size"), hardness: $(".pxb-hardness"), opacity: $(".pxb-opacity"),
+  };
+  const brush = () => ({
+    level: Math.round(Number(inputs.level.value) * 2.55),
+    size: Number(inputs.size.value),
+    hardness: Number(inputs.hardness.value) / 100,
+    opacity: Number(inputs.opacity.value) / 100,
+  });
+
+  // -- readouts ------------------------------------------------------------------------------------
+  function readouts() {
+    $(".pxb-level-out").textContent = `${inputs.level.value} %`;
+    $(".pxb-size-out").textContent = `${inputs.size.value} px`;
+    $(".pxb-hardness-out").textContent = `${inputs.hardness.value} %`;
+    $(".pxb-opacity-out").textContent = `${inputs.opacity.value} %`;
+    $(".pxb-zoom-out").textContent = `${Math.round(state.scale * 100)} %`;
+    element.querySelectorAll("[data-tool]").forEach((b) => b.classList.toggle("pxb-on", b.dataset.tool === state.tool));
+    $(".pxb-showmap").classList.toggle("pxb-on", state.showMap);
+    $(".pxb-undo").disabled = !state.undo.length;
+    $(".pxb-redo").disabled = !state.redo.length;
+    root.dataset.tool = state.tool;
+    root.dataset.zoom = String(state.scale);
+    root.dataset.strokes = String(state.strokes);
+    root.dataset.ready = state.map && !state.loading ? "1" : "0";
+  }
+  Object.values(inputs).forEach((input) => input.addEventListener("input", () => { readouts(); draw(); }));
+
+  // -- the overlay -----------------------------------------------------------------------------------
+  function paintOverlay(x0, y0, x1, y1) {
+    const { map, overlayData, width } = state;
+    const data = overlayData.data;
+    for (let y = y0; y < y1; y++) {
+      for (let x = x0; x < x1; x++) {
+        const p = y * width + x, q = p * 4, v = map[p];
+        if (state.showMap) {
+          data[q] = data[q + 1] = data[q + 2] = v; data[q + 3] = 255;
+        } else {
+          data[q] = TINT[0]; data[q + 1] = TINT[1]; data[q + 2] = TINT[2];
+          data[q + 3] = Math.round(v * OVERLAY_ALPHA);
+        }
+      }
+    }
+    state.overlayCtx.putImageData(overlayData, 0, 0, x0, y0, x1 - x0, y1 - y0);
+  }
+
+  // -- drawing -----------------------------------------------------------------------------------------
+  function resize() {
+    const rect = stage.getBoundingClientRect();
+    const dpr = window.devicePixelRatio || 1;
+    view.width = Math.max(1, Math.round(rect.width * dpr));
+    view.height = Math.max(1, Math.round(rect.height * dpr));
+    if (state.fitted) fit(); else draw();
+  }
+  function draw() {
+    const dpr = window.devicePixelRatio || 1;
+    ctx.setTransform(1, 0, 0, 1, 0, 0);
+    ctx.clearRect(0, 0, view.width, view.height);
+    if (!state.map || !state.photo) return;
+    ctx.setTransform(dpr * state.scale, 0, 0, dpr * state.scale, dpr * state.ox, dpr * state.oy);
+    ctx.imageSmoothingEnabled = state.scale < 1;
+    ctx.drawImage(state.photo, 0, 0, state.width, state.height);
+    ctx.drawImage(state.overlay, 0, 0);
+    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+    drawBoxes();
+    drawCursor();
+  }
+  function screenOf(x, y) { return [state.ox + x * state.scale, state.oy + y * state.scale]; }
+  function drawBoxes() {
+    ctx.lineWidth = 2;
+    ctx.font = "12px sans-serif";
+    const boxes = state.drag && state.drag.kind === "box" ? state.drag.boxes : state.boxes;
+    for (const b of boxes) {
+      const [x, y, w, h] = b.box;
+      const [sx, sy] = screenOf(x, y);
+      const sw = w * state.scale, sh = h * state.scale;
+      ctx.setLineDash(b.placed ? [] : [6, 4]);
+      ctx.strokeStyle = "#ffd400";
+      ctx.strokeRect(sx, sy, sw, sh);
+      ctx.setLineDash([]);
+      ctx.fillStyle = "#ffd400";
+      ctx.fillText(b.label, sx + 4, sy + 14);
+      if (state.tool === "move") {
+        for (const [cx, cy] of [[sx, sy], [sx + sw, sy], [sx, sy + sh], [sx + sw, sy + sh]]) {
+          ctx.fillRect(cx - 5, cy - 5, 10, 10);
+        }
+      }
+    }
+    if (state.drag && state.drag.kind === "rect") {
+      const [x0, y0, x1, y1] = rectOf(state.drag);
+      const [sx, sy] = screenOf(x0, y0);
+      ctx.setLineDash([4, 3]);
+      ctx.strokeStyle = "#ffffff";
+      ctx.strokeRect(sx, sy, (x1 - x0) * state.scale, (y1 - y0) * state.scale);
+      ctx.setLineDash([]);
+    }
+  }
+  function drawCursor() {
+    if (!state.pointer || !["brush", "eraser"].includes(state.tool)) return;
+    const r = (brush().size / 2) * state.scale;
+    ctx.beginPath();
+    ctx.arc(state.pointer[0], state.pointer[1], Math.max(r, 1), 0, 2 * Math.PI);
+    ctx.strokeStyle = "rgba(255,255,255,0.9)";
+    ctx.lineWidth = 1.5;
+    ctx.stroke();
+    ctx.beginPath();
+    ctx.arc(state.pointer[0], state.pointer[1], Math.max(r * brush().hardness, 0.5), 0, 2 * Math.PI);
+    ctx.strokeStyle = "rgba(0,0,0,0.6)";
+    ctx.lineWidth = 1;
+    ctx.stroke();
+  }
+
+  // -- zoom and pan ------------------------------------------------------------------------------------
+  function stageSize() { const r = stage.getBoundingClientRect(); return [r.width, r.height]; }
+  function fit() {
+    if (!state.width) return;
+    const [w, h] = stageSize();
+    state.scale = Math.min(w / state.width, h / state.height);
+    state.ox = (w - state.width * state.scale) / 2;
+    state.oy = (h - state.height * state.scale) / 2;
+    state.fitted = true;
+    readouts(); draw();
+  }
+  function zoomTo(scale, sx, sy) {
+    // the photo point under (sx, sy) (the stage's centre by default) stays where it is
+    const [w, h] = stageSize();
+    if (sx === undefined) { sx = w / 2; sy = h / 2; }
+    scale = Math.min(32, Math.max(0.02, scale));
+    const px = (sx - state.ox) / state.scale, py = (sy - state.oy) / state.scale;
+    state.scale = scale;
+    state.ox = sx - px * scale;
+    state.oy = sy - py * scale;
+    state.fitted = false;
+    readouts(); draw();
+  }
+  function actual(scale) {
+    // `scale` photo pixels per screen pixel, the photo centred
+    const [w, h] = stageSize();
+    state.scale = scale;
+    state.ox = (w - state.width * scale) / 2;
+    state.oy = (h - state.height * scale) / 2;
+    state.fitted = false;
+    readouts(); draw();
+  }
+
+  // -- painting -----------------------------------------------------------------------------------------
+  function photoPoint(event) {
+    const rect = view.getBoundingClientRect();
+    const sx = event.clientX - rect.left, sy = event.clientY - rect.top;
+    return [sx, sy, (sx - state.ox) / state.scale, (sy - state.oy) / state.scale];
+  }
+  function beginStroke(x, y) {
+    const b = brush();
+    state.drag = {
+      kind: "stroke", level: state.tool === "eraser" ? 0 : b.level, b, before: state.map.slice(),
+      coverage: new Uint8Array(state.width * state.height), last: [x, y], bbox: null,
+    };
+    dab(x, y);
+  }
+  function dab(cx, cy) {
+    const d = state.drag, { b } = d, { width, height, map } = state;
+    const r = Math.max(b.size / 2, 0.5), inner = r * b.hardness;
+    const x0 = Math.max(0, Math.floor(cx - r)), x1 = Math.min(width, Math.ceil(cx + r));
+    const y0 = Math.max(0, Math.floor(cy - r)), y1 = Math.min(height, Math.ceil(cy + r));
+    if (x0 >= x1 || y0 >= y1) return;
+    for (let y = y0; y < y1; y++) {
+      for (let x = x0; x < x1; x++) {
+        const dist = Math.hypot(x + 0.5 - cx, y + 0.5 - cy);
+        let c;
+        if (dist <= inner) c = 1;
+        else if (dist >= r) c = 0;
+        else { const t = (r - dist) / (r - inner); c = t * t * (3 - 2 * t); }
+        const cov = Math.round(c * 255);
+        const p = y * width + x;
+        if (cov <= d.coverage[p]) continue;
+        d.coverage[p] = cov;
+        const before = d.before[p];
+        map[p] = Math.round(before + (d.level - before) * (cov / 255) * b.opacity);
+      }
+    }
+    d.bbox = d.bbox ? [Math.min(d.bbox[0], x0), Math.min(d.bbox[1], y0), Math.max(d.bbox[2], x1), Math.max(d.bbox[3], y1)]
+      : [x0, y0, x1, y1];
+    paintOverlay(x0, y0, x1, y1);
+  }
+  function strokeTo(x, y) {
+    const d = state.drag, [lx, ly] = d.last;
+    const spacing = Math.max(0.5, d.b.size * 0.15);
+    const steps = Math.ceil(Math.hypot(x - lx, y - ly) / spacing);
+    for (let k = 1; k <= steps; k++) dab(lx + ((x - lx) * k) / steps, ly + ((y - ly) * k) / steps);
+    d.last = [x, y];
+  }
+  function rectOf(d) {
+    const clampX = (v) => Math.min(state.width, Math.max(0, Math.round(v)));
+    const clampY = (v) => Math.min(state.height, Math.max(0, Math.round(v)));
+    return [clampX(Math.min(d.x0, d.x)), clampY(Math.min(d.y0, d.y)), clampX(Math.max(d.x0, d.x)), clampY(Math.max(d.y0, d.y))];
+  }
+  function fillRect(d) {
+    const [x0, y0, x1, y1] = rectOf(d);
+    if (x1 <= x0 || y1 <= y0) return null;
+    const b = brush(), { map, width } = state;
+    const before = patchOf(x0, y0, x1, y1);
+    for (let y = y0; y < y1; y++) {
+      for (let x = x0; x < x1; x++) {
+        const p = y * width + x;
+        map[p] = Math.round(map[p] + (b.level - map[p]) * b.opacity);
+      }
+    }
+    paintOverlay(x0, y0, x1, y1);
+    return { x0, y0, x1, y1, before, after: patchOf(x0, y0, x1, y1) };
+  }
+  function patchOf(x0, y0, x1, y1) {
+    const out = new Uint8ClampedArray((x1 - x0) * (y1 - y0));
+    for (let y = y0; y < y1; y++) out.set(state.map.subarray(y * state.width + x0, y * state.width + x1), (y - y0) * (x1 - x0));
+    return out;
+  }
+  function putPatch(patch, which) {
+    const { x0, y0, x1, y1 } = patch, data = patch[which];
+    for (let y = y0; y < y1; y++) state.map.set(data.subarray((y - y0) * (x1 - x0), (y - y0 + 1) * (x1 - x0)), y * state.width + x0);
+    paintOverlay(x0, y0, x1, y1);
+  }
+  function pushUndo(entry) {
+    state.undo.push(entry);
+    state.undoBytes += entry.before.length * 2;
+    state.redo = [];
+    while (state.undoBytes > MAX_UNDO_BYTES && state.undo.length > 1) {
+      const old = state.undo.shift();
+      state.undoBytes -= old.before.length * 2;
+    }
+  }
+  function endStroke() {
+    const d = state.drag;
+    state.drag = null;
+    if (!d.bbox) return;
+    const [x0, y0, x1, y1] = d.bbox;
+    const before = new Uint8ClampedArray((x1 - x0) * (y1 - y0));
+    for (let y = y0; y < y1; y++) before.set(d.before.subarray(y * state.width + x0, y * state.width + x1), (y - y0) * (x1 - x0));
+    pushUndo({ x0, y0, x1, y1, before, after: patchOf(x0, y0, x1, y1) });
+    send();
+  }
+  function undo() {
+    const entry = state.undo.pop();
+    if (!entry) return;
+    putPatch(entry, "before");
+    state.redo.push(entry);
+    send(); draw();
+  }
+  function redo() {
+    const entry = state.redo.pop();
+    if (!entry) return;
+    putPatch(entry, "after");
+    state.undo.push(entry);
+    send(); draw();
+  }
+
+  // -- exemplar boxes --------------------------------------------------------------------------------
+  function hitBox(sx, sy) {
+    for (let k = state.boxes.length - 1; k >= 0; k--) {
+      const [x, y, w, h] = state.boxes[k].box;
+      const [bx, by] = screenOf(x, y), bw = w * state.scale, bh = h * state.scale;
+      const corners = [[bx, by, "nw"], [bx + bw, by, "ne"], [bx, by + bh, "sw"], [bx + bw, by + bh, "se"]];
+      for (const [cx, cy, corner] of corners) if (Math.abs(sx - cx) <= 8 && Math.abs(sy - cy) <= 8) return { k, corner };
+      if (sx >= bx && sx <= bx + bw && sy >= by && sy <= by + bh) return { k, corner: null };
+    }
+    return null;
+  }
+  function movedBox(d, x, y) {
+    const [bx, by, bw, bh] = d.start;
+    const dx = x - d.x0, dy = y - d.y0;
+    if (!d.corner) return [Math.round(bx + dx), Math.round(by + dy), bw, bh];
+    let [left, top, right, bottom] = [bx, by, bx + bw, by + bh];
+    if (d.corner.includes("w")) left += dx; else right += dx;
+    if (d.corner.includes("n")) top += dy; else bottom += dy;
+    const [l, r] = [Math.min(left, right), Math.max(left, right)], [t, b] = [Math.min(top, bottom), Math.max(top, bottom)];
+    return [Math.round(l), Math.round(t), Math.max(1, Math.round(r - l)), Math.max(1, Math.round(b - t))];
+  }
+
+  // -- pointer ----------------------------------------------------------------------------------------
+  view.addEventListener("pointerdown", (event) => {
+    if (!state.map || state.loading) return;
+    view.focus();
+    const [sx, sy, x, y] = photoPoint(event);
+    view.setPointerCapture(event.pointerId);
+    if (event.button === 1 || state.tool === "pan" || state.spaceDown) {
+      state.drag = { kind: "pan", sx, sy, ox: state.ox, oy: state.oy };
+    } else if (event.button !== 0) {
+      return;
+    } else if (state.tool === "brush" || state.tool === "eraser") {
+      beginStroke(x, y);
+    } else if (state.tool === "rect") {
+      state.drag = { kind: "rect", x0: x, y0: y, x, y };
+    } else if (state.tool === "move") {
+      const hit = hitBox(sx, sy);
+      if (!hit) return;
+      state.drag = { kind: "box", k: hit.k, corner: hit.corner, start: state.boxes[hit.k].box, x0: x, y0: y,
+                     boxes: state.boxes.map((b) => ({ ...b })) };
+    }
+    event.preventDefault();
+    draw();
+  });
+  view.addEventListener("pointermove", (event) => {
+    const [sx, sy, x, y] = photoPoint(event);
+    state.pointer = [sx, sy];
+    const d = state.drag;
+    if (d && d.kind === "stroke") strokeTo(x, y);
+    else if (d && d.kind === "pan") { state.ox = d.ox + sx - d.sx; state.oy = d.oy + sy - d.sy; state.fitted = false; }
+    else if (d && d.kind === "rect") { d.x = x; d.y = y; }
+    else if (d && d.kind === "box") d.boxes[d.k] = { ...d.boxes[d.k], box: movedBox(d, x, y), placed: true };
+    draw();
+  });
+  const release = (event) => {
+    const d = state.drag;
+    if (!d) return;
+    if (d.kind === "stroke") { const [, , x, y] = photoPoint(event); strokeTo(x, y); endStroke(); }
+    else if (d.kind === "rect") {
+      state.drag = null;
+      const entry = fillRect(d);
+      if (entry) { pushUndo(entry); send(); }
+    } else if (d.kind === "box") {
+      state.drag = null;
+      const moved = d.boxes[d.k];
+      if (moved.box.join() !== d.start.join()) {
+        state.boxes = d.boxes;
+        trigger("box", { slot: moved.slot, box: moved.box });
+      }
+    } else state.drag = null;
+    readouts(); draw();
+  };
+  view.addEventListener("pointerup", release);
+  view.addEventListener("pointercancel", release);
+  view.addEventListener("pointerleave", () => { state.pointer = null; draw(); });
+  view.addEventListener("wheel", (event) => {
+    if (!state.map) return;
+    event.preventDefault();
+    const [sx, sy] = photoPoint(event);
+    zoomTo(state.scale * Math.exp(-event.deltaY * 0.0015), sx, sy);
+  }, { passive: false });
+
+  // -- keys ----------------------------------------------------------------------------------------------
+  const TOOLS = { b: "brush", e: "eraser", r: "rect", v: "move", h: "pan" };
+  function typing(target) {
+    const tag = (target && target.tagName) || "";
+    return (tag === "INPUT" && target.type !== "range") || tag === "TEXTAREA" || tag === "SELECT" || (target && target.isContentEditable);
+  }
+  function nudge(input, factor, delta) {
+    const v = Number(input.value);
+    input.value = String(Math.round(factor ? v * factor : v + delta));
+    if (factor && Number(input.value) === v) input.value = String(v + (factor > 1 ? 1 : -1));
+    readouts(); draw();
+  }
+  function onKey(event) {
+    if (!element.isConnected || typing(event.target) || !state.map) return;
+    const key = event.key.toLowerCase(), mod = event.ctrlKey || event.metaKey;
+    if (mod && key === "enter") { const run = document.querySelector("#pixels-run"); if (run && !run.disabled) run.click(); }
+    else if (mod && key === "z") { event.shiftKey ? redo() : undo(); }
+    else if (mod && key === "y") redo();
+    else if (mod || event.altKey) return;
+    else if (TOOLS[key]) state.tool = TOOLS[key];
+    else if (event.key === "[") event.shiftKey ? nudge(inputs.hardness, 0, -10) : nudge(inputs.size, 1 / 1.25);
+    else if (event.key === "]") event.shiftKey ? nudge(inputs.hardness, 0, 10) : nudge(inputs.size, 1.25);
+    else if (event.key === "{") nudge(inputs.hardness, 0, -10);
+    else if (event.key === "}") nudge(inputs.hardness, 0, 10);
+    else if (key === "0") fit();
+    else if (key === "1") actual(1);
+    else if (key === "2") actual(2);
+    else if (key === "+" || key === "=") zoomTo(state.scale * 1.25);
+    else if (key === "-") zoomTo(state.scale / 1.25);
+    else if (key === "m") { state.showMap = !state.showMap; paintOverlay(0, 0, state.width, state.height); }
+    else if (key === " ") { state.spaceDown = true; }
+    else return;
+    event.preventDefault();
+    readouts(); draw();
+  }
+  document.addEventListener("keydown", onKey);
+  document.addEventListener("keyup", (event) => { if (event.key === " ") state.spaceDown = false; });
+
+  // -- toolbar ----------------------------------------------------------------------------------------
+  element.querySelectorAll("[data-tool]").forEach((button) => button.addEventListener("click", () => {
+    state.tool = button.dataset.tool; readouts(); draw();
+  }));
+  $(".pxb-undo").addEventListener("click", undo);
+  $(".pxb-redo").addEventListener("click", redo);
+  $(".pxb-fit").addEventListener("click", fit);
+  $(".pxb-actual").addEventListener("click", () => actual(1));
+  $(".pxb-zoom-in").addEventListener("click", () => zoomTo(state.scale * 1.25));
+  $(".pxb-zoom-out-button").addEventListener("click", () => zoomTo(state.scale / 1.25));
+  $(".pxb-showmap").addEventListener("click", () => {
+    state.showMap = !state.showMap;
+    if (state.map) paintOverlay(0, 0, state.width, state.height);
+    readouts(); draw();
+  });
+
+  // -- the value --------------------------------------------------------------------------------------
+  function mapURL() {
+    const canvas = document.createElement("canvas");
+    canvas.width = state.width; canvas.height = state.height;
+    const c = canvas.getContext("2d");
+    const image = c.createImageData(state.width, state.height), data = image.data;
+    for (let p = 0; p < state.map.length; p++) { const q = p * 4; data[q] = data[q + 1] = data[q + 2] = state.map[p]; data[q + 3] = 255; }
+    c.putImageData(image, 0, 0);
+    return canvas.toDataURL("image/png");
+  }
+  function mine() {
+    return { origin: "canvas", map: mapURL(), width: state.width, height: state.height, serial: state.serial,
+             target: state.target, strokes: state.strokes, boxes: state.boxes };
+  }
+  function send() {
+    state.strokes += 1;
+    state.written = mine();
+    props.value = state.written;
+    readouts();
+    trigger("input");
+  }
+  function loaded(url) {
+    return new Promise((resolve, reject) => {
+      const image = new Image();
+      image.onload = () => resolve(image);
+      image.onerror = () => reject(new Error("the canvas could not read an image the server sent"));
+      image.src = url;
+    });
+  }
+  async function receive(value) {
+    if (!value || value.origin === "canvas") return;  // what this script wrote itself
+    if (value.boxes) state.boxes = value.boxes;
+    if (!value.map) {  // only the boxes changed: keep the map painted here, and say so in the value
+      if (state.map) { state.written = { ...mine(), boxes: state.boxes }; props.value = state.written; }
+      draw();
+      return;
+    }
+    state.loading += 1;
+    readouts();
+    try {
+      const [photo, gray] = await Promise.all([value.photo ? loaded(value.photo) : Promise.resolve(state.photo),
+                                               loaded(value.map)]);
+      const newPhoto = value.photo && (value.width !== state.width || value.height !== state.height || !state.photo);
+      const canvas = document.createElement("canvas");
+      canvas.width = value.width; canvas.height = value.height;
+      const c = canvas.getContext("2d");
+      c.drawImage(gray, 0, 0);
+      const pixels = c.getImageData(0, 0, value.width, value.height).data;
+      const map = new Uint8ClampedArray(value.width * value.height);
+      for (let p = 0; p < map.length; p++) map[p] = pixels[p * 4];
+      const sameFrame = state.map && value.width === state.width && value.height === state.height && value.target === state.target;
+      if (sameFrame) {  // a tool changed the map: that change can be undone here like a stroke
+        pushUndo({ x0: 0, y0: 0, x1: state.width, y1: state.height, before: state.map.slice(), after: map.slice() });
+      } else { state.undo = []; state.redo = []; state.undoBytes = 0; }
+      state.photo = photo;
+      state.width = value.width; state.height = value.height;
+      state.map = map; state.serial = value.serial; state.target = value.target;
+      state.overlay = document.createElement("canvas");
+      state.overlay.width = state.width; state.overlay.height = state.height;
+      state.overlayCtx = state.overlay.getContext("2d");
+      state.overlayData = state.overlayCtx.createImageData(state.width, state.height);
+      paintOverlay(0, 0, state.width, state.height);
+      $(".pxb-empty").style.display = "none";
+      if (newPhoto || state.fitted) fit();
+      state.written = mine();
+      props.value = state.written;
+    } catch (error) {
+      console.error(error);
+    } finally {
+      state.loading -= 1;
+      readouts(); draw();
+    }
+  }
+  watch("value", () => receive(props.value));
+  new ResizeObserver(resize).observe(stage);
+  readouts();
+  resize();
+  if (props.value && props.value.map) receive(props.value);
+})();
