@@ -14,6 +14,7 @@ temporary folder, and also into PIXELS_APP_SCREENSHOTS=DIR when that is set.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -281,6 +282,159 @@ def test_refused_uploads_say_why_and_change_nothing_in_chromium(tmp_path, shots)
                                        timeout=deadline.ms())
                 page.wait_for_function("() => !document.querySelector('#pixels-exemplar-1 img')", timeout=deadline.ms())
                 shots(page, "4-refused")
+            finally:
+                browser.close()
+    finally:
+        running.close()
+
+
+def test_the_canvas_paints_a_translucent_overlay_zooms_undoes_and_drags_boxes_in_chromium(tmp_path, shots):
+    """The canvas as an artist uses it: a half-strength stroke lands on the server as exactly 128/255 and shows as
+    a translucent tint over the photo; at 200 % a dab lands on the photo pixel under the pointer; Ctrl+Z takes a
+    stroke back and the eraser key paints 0; an exemplar's box is dragged on the photo and its fields follow; the
+    canvas and the result sit side by side on a desktop screen."""
+    sync_playwright = browser_driver()
+    from pixels.app import canvas as cv
+    from pixels.app.server import start
+
+    deadline = Deadline(BUDGET_S)
+    photo = np.asarray(asset("rocket.png").convert("RGB")).astype(np.int64)
+    running = start("demo", port=None, device="cpu")
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
+            try:
+                page = browser.new_page(viewport={"width": 1440, "height": 900})
+                open_page(page, running, deadline)
+                st = next(iter(running.context.sessions._open.values()))
+                page.locator("#pixels-source input[type=file]").set_input_files(str(ASSETS / "rocket.png"))
+                page.wait_for_function("() => document.querySelector('#pixels-canvas .pxb').dataset.ready === '1'",
+                                       timeout=deadline.ms())
+                view = page.locator("#pixels-canvas canvas.pxb-view")
+
+                # side by side: the canvas and the result panel are both on the first screen, next to each other
+                canvas_box, result_box = view.bounding_box(), page.locator("#pixels-slider").bounding_box()
+                assert result_box["x"] >= canvas_box["x"] + canvas_box["width"] - 1
+                assert canvas_box["y"] + 100 < 900 and result_box["y"] + 100 < 900
+
+                def set_brush(**values: int) -> None:
+                    for name, value in values.items():
+                        page.evaluate("([n, v]) => { const i = document.querySelector('#pixels-canvas .pxb-' + n);"
+                                      " i.value = v; i.dispatchEvent(new Event('input')); }", [name, value])
+                        readout = page.locator(f"#pixels-canvas .pxb-{name}-out").inner_text()
+                        assert readout.startswith(str(value)), readout  # its value is shown beside it
+
+                def strokes() -> int:
+                    return int(page.evaluate("() => document.querySelector('#pixels-canvas .pxb').dataset.strokes"))
+
+                def server_map() -> np.ndarray:
+                    """The strength map as the server has it: switching the painted map keeps the strokes in it."""
+                    sent = strokes()
+                    page.wait_for_function("n => +document.querySelector('#pixels-canvas .pxb').dataset.strokes >= n",
+                                           arg=sent, timeout=deadline.ms())
+                    time.sleep(0.3)  # the stroke's event reaches the server before the switch's
+                    page.locator("#pixels-target input[value='exemplar 1']").check()
+                    page.wait_for_function("() => document.querySelector('#pixels-canvas .pxb').dataset.ready === '1'"
+                                           , timeout=deadline.ms())
+                    while st.target != "exemplar 1" and deadline.ms() > 0:
+                        time.sleep(0.05)
+                    strength = st.bases["strength"].copy()
+                    page.locator("#pixels-target input[value=strength]").check()
+                    while st.target != "strength" and deadline.ms() > 0:
+                        time.sleep(0.05)
+                    page.wait_for_function("() => document.querySelector('#pixels-canvas .pxb').dataset.ready === '1'",
+                                           timeout=deadline.ms())
+                    time.sleep(0.3)
+                    return strength
+
+                def fitted() -> tuple[float, float, float]:
+                    box = view.bounding_box()
+                    scale = min(box["width"] / 192, box["height"] / 128)
+                    return (scale, box["x"] + (box["width"] - 192 * scale) / 2,
+                            box["y"] + (box["height"] - 128 * scale) / 2)
+
+                # 1. A stroke at 50 %, hard edge: exactly 128/255 on the server, a translucent tint on screen
+                set_brush(level=50, size=20, hardness=100, opacity=100)
+                scale, left, top = fitted()
+                before = np.asarray(Image.open(io.BytesIO(view.screenshot())).convert("RGB")).astype(np.int64)
+                page.mouse.move(left + 30 * scale, top + 40 * scale)
+                page.mouse.down()
+                for k in range(1, 11):
+                    page.mouse.move(left + (30 + 6 * k) * scale, top + 40 * scale)
+                page.mouse.up()
+                page.mouse.move(5, 5)  # the brush outline away from the stroke
+                time.sleep(0.3)
+                after = np.asarray(Image.open(io.BytesIO(view.screenshot())).convert("RGB")).astype(np.int64)
+                strength = server_map()
+                assert strength[40, 60] == 128 / 255 and strength[40, 30:90].min() == 128 / 255
+                assert (strength[:25] == 0).all() and (strength[56:] == 0).all()  # nowhere else
+                dpr = after.shape[1] / view.bounding_box()["width"]
+                sx = round((left - view.bounding_box()["x"] + 60.5 * scale) * dpr)
+                sy = round((top - view.bounding_box()["y"] + 40.5 * scale) * dpr)
+                alpha = round(128 * 0.6) / 255  # the overlay's opacity at this strength
+                expected = photo[40, 60] * (1 - alpha) + np.array([255, 40, 40]) * alpha
+                assert np.abs(before[sy, sx] - photo[40, 60]).max() <= 3  # the canvas shows the photo itself
+                assert np.abs(after[sy, sx] - expected).max() <= 4, (after[sy, sx], expected)  # photo shows through
+                shots(page, "5-canvas-overlay")
+
+                # 2. Ctrl+Z takes the stroke back; Ctrl+Shift+Z brings it again
+                page.keyboard.press("Control+z")
+                assert not server_map().any()
+                page.keyboard.press("Control+Shift+z")
+                assert server_map()[40, 60] == 128 / 255
+
+                # 3. At 200 % (key 2: the photo centred), a 3-pixel dab 40, 20 screen pixels right of and below the
+                # centre lands on photo pixel (96 + 20, 64 + 10)
+                page.keyboard.press("2")
+                assert page.locator("#pixels-canvas .pxb-zoom-out").inner_text() == "200 %"
+                set_brush(level=100, size=3)
+                box = view.bounding_box()
+                page.mouse.click(box["x"] + box["width"] / 2 + 40, box["y"] + box["height"] / 2 + 20)
+                strength = server_map()
+                ys, xs = np.nonzero(strength == 1)
+                assert len(xs) and abs(xs.mean() - 116) <= 1 and abs(ys.mean() - 74) <= 1, (xs, ys)
+                page.keyboard.press("0")  # fit again
+
+                # 4. The eraser key: E, then a stroke over the 50 % line paints it back to 0
+                page.keyboard.press("e")
+                set_brush(size=40)
+                scale, left, top = fitted()
+                page.mouse.move(left + 20 * scale, top + 40 * scale)
+                page.mouse.down()
+                for k in range(1, 11):
+                    page.mouse.move(left + (20 + 9 * k) * scale, top + 40 * scale)
+                page.mouse.up()
+                strength = server_map()
+                assert (strength[30:50, 30:100] == 0).all() and strength[74, 116] == 1
+
+                # 5. A rectangle (R) at 100 % around the dab, then an exemplar fitted into it; its box, dragged with
+                # V, moves by the drag in photo pixels and the exemplar's fields follow (placement "box")
+                page.keyboard.press("r")
+                set_brush(level=100, opacity=100)
+                page.mouse.move(left + 100 * scale, top + 60 * scale)
+                page.mouse.down()
+                page.mouse.move(left + 140 * scale, top + 90 * scale, steps=4)
+                page.mouse.up()
+                page.locator("#pixels-exemplar-1 input[type=file]").set_input_files(str(ASSETS / "moon.png"))
+                while not st.boxes and deadline.ms() > 0:
+                    time.sleep(0.05)
+                x, y, w, h = st.boxes[0]["box"]
+                assert (x, y, w, h) == (100, 60, 40, 30) and not st.boxes[0]["placed"]  # the box the edit uses
+                page.keyboard.press("v")
+                time.sleep(0.5)  # the canvas has drawn the boxes it was sent
+                page.mouse.move(left + (x + w / 2) * scale, top + (y + h / 2) * scale)
+                page.mouse.down()
+                page.mouse.move(left + (x + w / 2 + 20) * scale, top + (y + h / 2 + 10) * scale, steps=5)
+                page.mouse.up()
+                fields = "() => ['x', 'y', 'w', 'h'].map(n => document.querySelector('#pixels-exemplar-1-' + n +" \
+                         " ' input').value).join(',')"
+                page.wait_for_function(f"() => ({fields})() === '120,70,40,30'", timeout=deadline.ms())
+                assert page.locator("#pixels-exemplar-1-placement input[value=box]").is_checked()
+                while not (st.boxes and st.boxes[0]["placed"]) and deadline.ms() > 0:
+                    time.sleep(0.05)
+                assert st.boxes[0]["box"] == [120, 70, 40, 30]
+                shots(page, "6-canvas-box")
+                assert cv.current_map(st, None) is st.bases["strength"]
             finally:
                 browser.close()
     finally:

@@ -11,7 +11,7 @@ import pytest
 from conftest import photo
 
 from pixels import Control, Editor, Exemplar, InputError
-from pixels.app import context
+from pixels.app import context, painting
 from pixels.app import handlers as h
 from pixels.app.exemplars import Slot
 from pixels.cli.extensions import check_extension_flags, load_extensions
@@ -94,10 +94,10 @@ def test_a_studio_edit_with_every_extension_equals_the_api(extended, ctx):
     root, editor = extended
     st = ctx.sessions.open("browser")
     h.use_photo(ctx, st, str(root / "source.png"), name="source.png")
-    paint = np.zeros((32, 32, 4), np.uint8)
-    paint[8:24, 8:24] = 255
+    paint = np.zeros((32, 32))
+    paint[8:24, 8:24] = 1.0
     extensions = h.extension_kwargs(str(root / "prompt.png"), 0.6, "canny", None, 0.7, 0.0, 0.8)
-    view = h.run_edit(ctx, st, None, {"background": None, "layers": [paint], "composite": None}, 0,
+    view = h.run_edit(ctx, st, None, {"map": painting.map_url(paint)}, 0,
                       [Slot(str(root / "exemplar.png"), condition=0.8)],
                       {"steps": 4, "guidance": 4.0, "seed": "3"}, None, extensions)
     result = st.history.frames[-1].result

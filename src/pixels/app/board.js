@@ -25,14 +25,14 @@
     serial: null, target: "strength", strokes: 0, boxes: [], loading: 0,
     scale: 1, ox: 0, oy: 0, fitted: true,
     tool: "brush", showMap: false, spaceDown: false,
-    undo: [], redo: [], undoBytes: 0,
+    undo: [], redo: [], undoBytes: 0, stacks: {}, photoKey: null,
     pointer: null, drag: null, written: null,
   };
   const inputs = {
     level: $(".pxb-level"), size: $(".pxb-size"), hardness: $(".pxb-hardness"), opacity: $(".pxb-opacity"),
   };
   const brush = () => ({
-    level: Math.round(Number(inputs.level.value) * 2.55),
+    level: Math.round((Number(inputs.level.value) * 255) / 100),
     size: Number(inputs.size.value),
     hardness: Number(inputs.hardness.value) / 100,
     opacity: Number(inputs.opacity.value) / 100,
@@ -367,9 +367,11 @@
 
   // -- keys ----------------------------------------------------------------------------------------------
   const TOOLS = { b: "brush", e: "eraser", r: "rect", v: "move", h: "pan" };
-  function typing(target) {
+  const TEXT_INPUTS = ["text", "number", "search", "email", "password", "url", "tel"];
+  function typing(target) {  // keys typed into a field are the field's, not the canvas's
     const tag = (target && target.tagName) || "";
-    return (tag === "INPUT" && target.type !== "range") || tag === "TEXTAREA" || tag === "SELECT" || (target && target.isContentEditable);
+    return (tag === "INPUT" && TEXT_INPUTS.includes(target.type)) || tag === "TEXTAREA" || tag === "SELECT"
+      || Boolean(target && target.isContentEditable);
   }
   function nudge(input, factor, delta) {
     const v = Number(input.value);
@@ -461,7 +463,7 @@
     try {
       const [photo, gray] = await Promise.all([value.photo ? loaded(value.photo) : Promise.resolve(state.photo),
                                                loaded(value.map)]);
-      const newPhoto = value.photo && (value.width !== state.width || value.height !== state.height || !state.photo);
+      const newPhoto = value.photo_key !== state.photoKey;
       const canvas = document.createElement("canvas");
       canvas.width = value.width; canvas.height = value.height;
       const c = canvas.getContext("2d");
@@ -469,10 +471,17 @@
       const pixels = c.getImageData(0, 0, value.width, value.height).data;
       const map = new Uint8ClampedArray(value.width * value.height);
       for (let p = 0; p < map.length; p++) map[p] = pixels[p * 4];
-      const sameFrame = state.map && value.width === state.width && value.height === state.height && value.target === state.target;
-      if (sameFrame) {  // a tool changed the map: that change can be undone here like a stroke
+      // undo stacks are kept per map painted, and start afresh with another photo
+      if (value.photo_key !== state.photoKey) state.stacks = {};
+      else state.stacks[state.target] = { undo: state.undo, redo: state.redo, bytes: state.undoBytes };
+      const same = value.photo_key === state.photoKey && value.target === state.target;
+      if (same) {  // a tool changed the map: that change can be undone here like a stroke
         pushUndo({ x0: 0, y0: 0, x1: state.width, y1: state.height, before: state.map.slice(), after: map.slice() });
-      } else { state.undo = []; state.redo = []; state.undoBytes = 0; }
+      } else {
+        const kept = state.stacks[value.target] || { undo: [], redo: [], bytes: 0 };
+        state.undo = kept.undo; state.redo = kept.redo; state.undoBytes = kept.bytes;
+      }
+      state.photoKey = value.photo_key;
       state.photo = photo;
       state.width = value.width; state.height = value.height;
       state.map = map; state.serial = value.serial; state.target = value.target;

@@ -58,8 +58,9 @@ def canvas_value(st: StudioSession) -> dict:
     history = require_photo(st)
     st.serial += 1
     photo = history.source.image
-    return {"photo": photo_url(photo), "map": map_url(st.bases[st.target]), "width": photo.width,
-            "height": photo.height, "serial": st.serial, "target": st.target, "boxes": list(st.boxes)}
+    return {"photo": photo_url(photo), "photo_key": f"{id(photo):x}-{photo.width}x{photo.height}",
+            "map": map_url(st.bases[st.target]), "width": photo.width, "height": photo.height, "serial": st.serial,
+            "target": st.target, "boxes": list(st.boxes)}
 
 
 def boxes_value(st: StudioSession) -> dict:

@@ -172,7 +172,8 @@ def build(ctx: Context) -> gr.Blocks:
         if value is not None:
             value.close()
 
-    with gr.Blocks(title="pixels studio", analytics_enabled=False, delete_cache=(600, 3600)) as demo:
+    with gr.Blocks(title="pixels studio", analytics_enabled=False, delete_cache=(600, 3600),
+                   fill_width=True) as demo:
         state = gr.State(None, delete_callback=close_state)
         run_id = gr.State(None)
         gr.Markdown(
@@ -255,11 +256,13 @@ def build(ctx: Context) -> gr.Blocks:
                                                    type="pil", format="png", height=180)
                             with gr.Row():
                                 placement = gr.Radio(list(PLACEMENTS), value="auto", label="Placement",
+                                                     elem_id=f"pixels-exemplar-{k + 1}-placement",
                                                      info="auto: aligned if it has the photo's size, else fitted"
                                                           " into its region")
                                 fit = gr.Radio(list(FITS), value="cover", label="Fit into the box")
                             with gr.Row():
-                                boxes = [gr.Number(label=n, value=0, precision=0, min_width=60) for n in "xywh"]
+                                boxes = [gr.Number(label=n, value=0, precision=0, min_width=60,
+                                                   elem_id=f"pixels-exemplar-{k + 1}-{n}") for n in "xywh"]
                             region = gr.Radio(list(REGIONS), value="strength map", label="Region (where it is"
                                               " grafted)", info="strength map: where the strength map is white;"
                                               f" own map: paint on 'Exemplar {k + 1}'s own map'")
