@@ -439,3 +439,56 @@ def test_the_canvas_paints_a_translucent_overlay_zooms_undoes_and_drags_boxes_in
                 browser.close()
     finally:
         running.close()
+
+
+def test_cancelling_a_queued_edit_takes_it_out_of_the_queue_at_once_in_chromium(tmp_path):
+    """Two users: A's edit holds the model, B's waits behind it. B's Cancel frees B at once (Run usable again
+    while A's edit still runs), and A's edit goes on to its result."""
+    sync_playwright = browser_driver()
+    from pixels.app.server import start
+
+    deadline = Deadline(BUDGET_S)
+    running = start("demo", port=None, device="cpu")
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
+            try:
+                pages = []
+                for _ in range(2):
+                    page = browser.new_page(viewport={"width": 1440, "height": 900})
+                    open_page(page, running, deadline)
+                    page.locator("#pixels-source input[type=file]").set_input_files(str(ASSETS / "rocket.png"))
+                    page.wait_for_function("() => document.querySelector('#pixels-canvas .pxb').dataset.ready"
+                                           " === '1'", timeout=deadline.ms())
+                    page.keyboard.press("r")  # a rectangle at 100 %
+                    box = page.locator("#pixels-canvas canvas.pxb-view").bounding_box()
+                    page.mouse.move(box["x"] + box["width"] * 0.4, box["y"] + box["height"] * 0.4)
+                    page.mouse.down()
+                    page.mouse.move(box["x"] + box["width"] * 0.6, box["y"] + box["height"] * 0.6, steps=3)
+                    page.mouse.up()
+                    page.wait_for_function("() => /Map: [1-9]/.test(document.querySelector('#pixels-map-summary')"
+                                           ".innerText)", timeout=deadline.ms())
+                    page.locator("#pixels-strength input[type=number]").first.fill("1")  # all 100 steps run
+                    page.locator("#pixels-strength input[type=number]").first.press("Enter")
+                    pages.append(page)
+                a, b = pages
+                a.click("#pixels-run")
+                a.wait_for_function("() => /denoising|steps/.test(document.querySelector('#pixels-status')"
+                                    ".innerText + document.querySelector('#pixels-slider').innerText)",
+                                    timeout=deadline.ms())
+                b.click("#pixels-run")
+                b.wait_for_function("() => document.querySelector('#pixels-status').innerText.includes('queue')",
+                                    timeout=deadline.ms())
+                b.click("#pixels-cancel")
+                started = time.monotonic()
+                b.wait_for_function("() => !document.querySelector('#pixels-run').disabled", timeout=deadline.ms())
+                assert time.monotonic() - started < 3
+                assert "Done" not in a.locator("#pixels-status").inner_text()  # A's edit is still running
+                a.wait_for_function("() => document.querySelector('#pixels-status').innerText.includes('Done in')",
+                                    timeout=deadline.ms())
+                assert running.context.engine.runs == 1  # B's edit never reached the model
+                assert not b.locator(".toast-body.error").count() and not a.locator(".toast-body.error").count()
+            finally:
+                browser.close()
+    finally:
+        running.close()

@@ -109,7 +109,7 @@
       ctx.strokeRect(sx, sy, sw, sh);
       ctx.setLineDash([]);
       ctx.fillStyle = "#ffd400";
-      ctx.fillText(b.label, sx + 4, sy + 14);
+      ctx.fillText(`exemplar ${b.slot}: ${x}, ${y}, ${w}x${h}`, sx + 4, sy + 14);
       if (state.tool === "move") {
         for (const [cx, cy] of [[sx, sy], [sx + sw, sy], [sx, sy + sh], [sx + sw, sy + sh]]) {
           ctx.fillRect(cx - 5, cy - 5, 10, 10);

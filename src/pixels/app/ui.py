@@ -37,6 +37,7 @@ TARGET_LABELS = {"strength": "Strength map", **{f"exemplar {k}": f"Exemplar {k}'
 DISABLE_RUN = "() => { const run = document.querySelector('#pixels-run'); if (run) run.disabled = true; }"
 CSS = """
 .pixels-legend { font-size: 0.9em; opacity: 0.85; }
+#pixels-status [data-testid="status-tracker"] { font-size: 1rem; }
 """
 
 
@@ -513,7 +514,9 @@ def build(ctx: Context) -> gr.Blocks:
         )
         edited.then(**enable)  # after the edit, whether it succeeded (then) or failed (failure)
         edited.failure(**enable)
-        stop.click(guarded(h.cancel), state, status, **instant)
+        # Cancel flags the session's edits (a running one stops between two steps) and takes a queued one out of
+        # the queue at once
+        stop.click(guarded(h.cancel), state, status, cancels=[edited], **instant).then(**enable)
 
         # -- history ----------------------------------------------------------------------------------
         for button, handler in ((proceed, h.continue_edit), (undo, h.undo), (redo, h.redo)):
