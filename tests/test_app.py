@@ -802,3 +802,10 @@ def test_a_map_tool_that_would_paint_nothing_says_so():
     with pytest.raises(InputError, match=r"^box: width and height must be at least 1 pixel, got 0 x 0"):
         cv.shape_map("box", (192, 128), (0, 0, 0, 0), 100)
     assert cv.shape_map("box", (192, 128), cv.shape_defaults("box", (192, 128)), 100).any()  # what a photo starts with
+
+
+def test_the_studio_guide_lists_every_canvas_shortcut():
+    from pixels.app.board import SHORTCUTS
+    guide = (Path(__file__).resolve().parents[1] / "docs" / "guides" / "studio.md").read_text(encoding="utf-8")
+    for keys, what in SHORTCUTS:
+        assert f"| `{keys}` | {what} |" in guide, keys

@@ -62,9 +62,9 @@ def shots(tmp_path):
     folder.mkdir()
     extra = os.environ.get("PIXELS_APP_SCREENSHOTS")
 
-    def save(page, name: str) -> Path:
+    def save(page, name: str, full_page: bool = True) -> Path:
         path = folder / f"{name}.png"
-        page.screenshot(path=str(path), full_page=True)
+        page.screenshot(path=str(path), full_page=full_page)
         if extra:
             Path(extra).mkdir(parents=True, exist_ok=True)
             shutil.copy(path, Path(extra) / path.name)
@@ -182,6 +182,7 @@ def test_paint_add_an_exemplar_run_download_and_undo_in_chromium(tmp_path, shots
                 page.wait_for_function("() => !document.querySelector('#pixels-run').disabled", timeout=deadline.ms())
                 assert running.context.engine.runs == 1, "more than one edit ran"
                 shots(page, "2-result")
+                shots(page, "studio", full_page=False)  # the first screen, as docs/app.png shows it
 
                 # 5. Download the result and its map; outside the stroke every pixel is the source's
                 result_png = download("#pixels-download-result", "result.png")
@@ -376,6 +377,7 @@ def test_the_canvas_paints_a_translucent_overlay_zooms_undoes_and_drags_boxes_in
                 assert np.abs(before[sy, sx] - photo[40, 60]).max() <= 3  # the canvas shows the photo itself
                 assert np.abs(after[sy, sx] - expected).max() <= 4, (after[sy, sx], expected)  # photo shows through
                 shots(page, "5-canvas-overlay")
+                shots(page, "canvas", full_page=False)  # as docs/canvas.png shows it
 
                 # 2. Ctrl+Z takes the stroke back; Ctrl+Shift+Z brings it again
                 page.keyboard.press("Control+z")
