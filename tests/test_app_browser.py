@@ -494,3 +494,70 @@ def test_cancelling_a_queued_edit_takes_it_out_of_the_queue_at_once_in_chromium(
                 browser.close()
     finally:
         running.close()
+
+
+def test_on_a_tablet_the_canvas_takes_the_width_a_tap_paints_and_two_fingers_zoom_in_chromium(tmp_path, shots):
+    """A portrait tablet screen with touch: the columns stack, the canvas and its toolbar fit the width, a tap
+    paints a dab where it lands, and a two-finger pinch zooms around the fingers without painting."""
+    sync_playwright = browser_driver()
+    from pixels.app.server import start
+
+    deadline = Deadline(BUDGET_S)
+    running = start("demo", port=None, device="cpu")
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
+            try:
+                context = browser.new_context(viewport={"width": 820, "height": 1180}, has_touch=True)
+                page = context.new_page()
+                open_page(page, running, deadline)
+                st = next(iter(running.context.sessions._open.values()))
+                page.locator("#pixels-source input[type=file]").set_input_files(str(ASSETS / "rocket.png"))
+                page.wait_for_function("() => document.querySelector('#pixels-canvas .pxb').dataset.ready === '1'",
+                                       timeout=deadline.ms())
+                view = page.locator("#pixels-canvas canvas.pxb-view")
+                view.scroll_into_view_if_needed()
+                box = view.bounding_box()
+                bar = page.locator("#pixels-canvas .pxb-bar").bounding_box()
+                assert box["width"] >= 700 and bar["x"] + bar["width"] <= 820  # the whole width, nothing cut off
+                scale = min(box["width"] / 192, box["height"] / 128)
+                left = box["x"] + (box["width"] - 192 * scale) / 2
+                top = box["y"] + (box["height"] - 128 * scale) / 2
+
+                # a tap paints a dab (the default brush: 24 px, 100 %) centred where it lands
+                page.touchscreen.tap(left + 50 * scale, top + 40 * scale)
+                page.wait_for_function("() => +document.querySelector('#pixels-canvas .pxb').dataset.strokes >= 1",
+                                       timeout=deadline.ms())
+                page.wait_for_function("() => /Map: [1-9]/.test(document.querySelector('#pixels-map-summary')"
+                                       ".innerText)", timeout=deadline.ms())
+                strokes = page.evaluate("() => document.querySelector('#pixels-canvas .pxb').dataset.strokes")
+
+                # two fingers spread apart from 60 to 180 screen pixels: the zoom triples, nothing is painted
+                zoom = float(page.evaluate("() => document.querySelector('#pixels-canvas .pxb').dataset.zoom"))
+                cdp = context.new_cdp_session(page)
+                cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+
+                def fingers(kind: str, half: float) -> None:
+                    points = [] if kind == "touchEnd" else [{"x": cx - half, "y": cy, "id": 1},
+                                                             {"x": cx + half, "y": cy, "id": 2}]
+                    cdp.send("Input.dispatchTouchEvent", {"type": kind, "touchPoints": points})
+
+                fingers("touchStart", 30)
+                for half in (45, 60, 75, 90):
+                    fingers("touchMove", half)
+                fingers("touchEnd", 0)
+                zoomed = float(page.evaluate("() => document.querySelector('#pixels-canvas .pxb').dataset.zoom"))
+                assert zoomed == pytest.approx(3 * zoom, rel=0.02)
+                assert page.evaluate("() => document.querySelector('#pixels-canvas .pxb').dataset.strokes") == strokes
+                shots(page, "7-tablet", full_page=False)
+                time.sleep(0.5)
+                page.locator("#pixels-target input[value='exemplar 1']").check()  # the strength map is kept
+                while st.target != "exemplar 1" and deadline.ms() > 0:
+                    time.sleep(0.05)
+                strength = st.bases["strength"]
+                ys, xs = np.nonzero(strength)
+                assert abs(xs.mean() - 50) <= 1 and abs(ys.mean() - 40) <= 1 and len(xs) < 24 * 24
+            finally:
+                browser.close()
+    finally:
+        running.close()

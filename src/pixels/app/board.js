@@ -305,11 +305,36 @@
   }
 
   // -- pointer ----------------------------------------------------------------------------------------
+  // two fingers on a touch screen pinch to zoom and pan (a stroke the first finger began is taken back)
+  const touches = new Map();
+  function cancelStroke() {
+    const d = state.drag;
+    if (!d || d.kind !== "stroke" || !d.bbox) return;
+    const [x0, y0, x1, y1] = d.bbox;
+    for (let y = y0; y < y1; y++) state.map.set(d.before.subarray(y * state.width + x0, y * state.width + x1), y * state.width + x0);
+    paintOverlay(x0, y0, x1, y1);
+  }
+  function pinchState() {
+    const [a, b] = [...touches.values()];
+    return { dist: Math.max(1, Math.hypot(a[0] - b[0], a[1] - b[1])), mid: [(a[0] + b[0]) / 2, (a[1] + b[1]) / 2] };
+  }
   view.addEventListener("pointerdown", (event) => {
     if (!state.map || state.loading) return;
     view.focus();
     const [sx, sy, x, y] = photoPoint(event);
     view.setPointerCapture(event.pointerId);
+    if (event.pointerType === "touch") {
+      touches.set(event.pointerId, [sx, sy]);
+      if (touches.size === 2) {
+        cancelStroke();
+        const { dist, mid } = pinchState();
+        state.drag = { kind: "pinch", dist, mid, scale: state.scale, ox: state.ox, oy: state.oy };
+        event.preventDefault();
+        draw();
+        return;
+      }
+      if (touches.size > 2) return;
+    }
     if (event.button === 1 || state.tool === "pan" || state.spaceDown) {
       state.drag = { kind: "pan", sx, sy, ox: state.ox, oy: state.oy };
     } else if (event.button !== 0) {
@@ -331,15 +356,25 @@
     const [sx, sy, x, y] = photoPoint(event);
     state.pointer = [sx, sy];
     const d = state.drag;
-    if (d && d.kind === "stroke") strokeTo(x, y);
+    if (touches.has(event.pointerId)) touches.set(event.pointerId, [sx, sy]);
+    if (d && d.kind === "pinch") {
+      if (touches.size < 2) return;
+      const { dist, mid } = pinchState();
+      const scale = Math.min(32, Math.max(0.02, (d.scale * dist) / d.dist));
+      const px = (d.mid[0] - d.ox) / d.scale, py = (d.mid[1] - d.oy) / d.scale;  // the photo point under the fingers
+      state.scale = scale; state.ox = mid[0] - px * scale; state.oy = mid[1] - py * scale; state.fitted = false;
+      readouts();
+    } else if (d && d.kind === "stroke") strokeTo(x, y);
     else if (d && d.kind === "pan") { state.ox = d.ox + sx - d.sx; state.oy = d.oy + sy - d.sy; state.fitted = false; }
     else if (d && d.kind === "rect") { d.x = x; d.y = y; }
     else if (d && d.kind === "box") d.boxes[d.k] = { ...d.boxes[d.k], box: movedBox(d, x, y), placed: true };
     draw();
   });
   const release = (event) => {
+    touches.delete(event.pointerId);
     const d = state.drag;
     if (!d) return;
+    if (d.kind === "pinch") { if (touches.size === 0) state.drag = null; return; }
     if (d.kind === "stroke") { const [, , x, y] = photoPoint(event); strokeTo(x, y); endStroke(); }
     else if (d.kind === "rect") {
       state.drag = null;
