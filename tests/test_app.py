@@ -234,6 +234,9 @@ def test_every_setting_of_the_declaration_is_a_field_of_the_built_page(ctx):
         block = fields[spec_key_of(f.name, option)]
         if option.choices:
             assert [choice[1] for choice in block.choices] == list(option.choices)
+    header = next(b for b in page.blocks.values() if getattr(b, "elem_id", None) == "pixels-header")
+    assert "Model **demo** (pixel family); its recommended settings, where the fields start: 100 steps, strength" \
+           " 0.15, no guidance." in header.value  # the model chosen at start, shown with its recommended settings
 
 
 def test_valid_settings_become_edit_arguments():

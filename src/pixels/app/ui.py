@@ -141,6 +141,15 @@ def render(view: h.View) -> list:
     ]
 
 
+def recommended_line(defaults: dict[str, Any]) -> str:
+    """The model's recommended schedule in words, for the page's header."""
+    text = f"{defaults['steps']} steps, strength {defaults['strength']:g}"
+    guidance = defaults.get("guidance")
+    if isinstance(guidance, (int, float)):
+        text += ", no guidance" if guidance <= 1 else f", guidance {guidance:g}"
+    return text
+
+
 def setting_component(field: Field, value: Any, takes_prompt: bool, maximum: float | None = None) -> Any:
     """The field of one setting, as its declaration describes it (`Field.widget`), at most `maximum` where
     the server says less than the declaration; its element id is `pixels-<spec key>`."""
@@ -178,9 +187,11 @@ def build(ctx: Context) -> gr.Blocks:
         state = gr.State(None, delete_callback=close_state)
         run_id = gr.State(None)
         gr.Markdown(
-            f"## pixels studio\nModel **{html.escape(engine.model)}** ({engine.family or 'unknown'} family)."
+            f"## pixels studio\nModel **{html.escape(engine.model)}** ({engine.family or 'unknown'} family);"
+            f" its recommended settings, where the fields start: {recommended_line(defaults)}."
             " Paint a strength map on the photo (**white = full edit, black = keep**, gray = partial), add"
-            " exemplars to graft where their map is white, and run. Pixels you do not paint stay identical."
+            " exemplars to graft where their map is white, and run. Pixels you do not paint stay identical.",
+            elem_id="pixels-header",
         )
         with gr.Row(equal_height=False, elem_id="pixels-workspace"):
             with gr.Column(scale=1, min_width=280):
