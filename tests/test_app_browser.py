@@ -422,14 +422,15 @@ def test_the_canvas_paints_a_translucent_overlay_zooms_undoes_and_drags_boxes_in
                     time.sleep(0.05)
                 x, y, w, h = st.boxes[0]["box"]
                 assert (x, y, w, h) == (100, 60, 40, 30) and not st.boxes[0]["placed"]  # the box the edit uses
+                fields = "() => ['x', 'y', 'w', 'h'].map(n => document.querySelector('#pixels-exemplar-1-' + n +" \
+                         " ' input').value).join(',')"
+                page.wait_for_function(f"() => ({fields})() === '100,60,40,30'", timeout=deadline.ms())  # shown too
                 page.keyboard.press("v")
                 time.sleep(0.5)  # the canvas has drawn the boxes it was sent
                 page.mouse.move(left + (x + w / 2) * scale, top + (y + h / 2) * scale)
                 page.mouse.down()
                 page.mouse.move(left + (x + w / 2 + 20) * scale, top + (y + h / 2 + 10) * scale, steps=5)
                 page.mouse.up()
-                fields = "() => ['x', 'y', 'w', 'h'].map(n => document.querySelector('#pixels-exemplar-1-' + n +" \
-                         " ' input').value).join(',')"
                 page.wait_for_function(f"() => ({fields})() === '120,70,40,30'", timeout=deadline.ms())
                 assert page.locator("#pixels-exemplar-1-placement input[value=box]").is_checked()
                 while not (st.boxes and st.boxes[0]["placed"]) and deadline.ms() > 0:

@@ -273,7 +273,7 @@ def build(ctx: Context) -> gr.Blocks:
                                                           " into its region")
                                 fit = gr.Radio(list(FITS), value="cover", label="Fit into the box")
                             with gr.Row():
-                                boxes = [gr.Number(label=n, value=0, precision=0, min_width=60,
+                                boxes = [gr.Number(label=n, value=0, precision=0, min_width=60, interactive=False,
                                                    elem_id=f"pixels-exemplar-{k + 1}-{n}") for n in "xywh"]
                             region = gr.Radio(list(REGIONS), value="strength map", label="Region (where it is"
                                               " grafted)", info="strength map: where the strength map is white;"
@@ -376,14 +376,23 @@ def build(ctx: Context) -> gr.Blocks:
 
         # -- previews ----------------------------------------------------------------------------------
         def previews(st: Any, c: Any, soft: float, n: Any, s: Any, *values: Any) -> list:
-            shown, placed = cv.previews(ctx, st, c, soft, slots_from(list(values)), n, s)
-            boxes = cv.boxes_value(st) if st is not None and st.history is not None else gr.skip()
-            return [shown.overlay, shown.release, shown.summary, *placed, boxes]
+            slots = slots_from(list(values))
+            shown, placed = cv.previews(ctx, st, c, soft, slots, n, s)
+            if st is None or st.history is None:
+                return [shown.overlay, shown.release, shown.summary, *placed, gr.skip(), *[gr.skip()] * 4 * len(slots)]
+            # with placement "auto" the box fields show the box the edit will use (and start from it on "box")
+            used = {b["slot"]: b["box"] for b in st.boxes}
+            fields = []
+            for k, slot in enumerate(slots, 1):
+                auto = slot.placement != "box" and k in used and list(slot.box) != used[k]
+                fields += used[k] if auto else [gr.skip()] * 4
+            return [shown.overlay, shown.release, shown.summary, *placed, cv.boxes_value(st), *fields]
 
         def map_previews(st: Any, soft: float, n: Any, s: Any, *values: Any) -> list:
             return previews(st, None, soft, n, s, *values)  # just after the canvas was replaced: no strokes
 
-        preview_outputs = [overlay, release, summary, *(s.preview for s in slot_uis), canvas]
+        preview_outputs = [overlay, release, summary, *(s.preview for s in slot_uis), canvas,
+                           *(f for s in slot_uis for f in (s.x, s.y, s.w, s.h))]
         preview_triggers = [canvas.input, softness.release, steps.change, strength.release]
         preview_triggers += [e for s in slot_uis for e in (s.image.change, s.placement.change, s.fit.change,
                                                            s.region.change, s.x.change, s.y.change, s.w.change,
@@ -443,6 +452,9 @@ def build(ctx: Context) -> gr.Blocks:
                 box = (int(x or 0), int(y or 0), max(int(w or 0), 1), max(int(hh or 0), 1))
                 return ["box", *moved_box(box, (int(evt.index[0]), int(evt.index[1])))]
 
+            # the box's fields are typed in with placement "box"; with "auto" they show the box it gives
+            s.placement.change(lambda p: [gr.update(interactive=p == "box")] * 4, s.placement, [s.x, s.y, s.w, s.h],
+                               **instant)
             act(s.image.upload, placed, [state, s.image, s.x, s.y, s.w, s.h], [s.x, s.y, s.w, s.h])[0].failure(
                 cleared, None, s.image, **instant)
             s.preview.select(guarded(clicked), [s.x, s.y, s.w, s.h],
