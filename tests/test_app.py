@@ -16,6 +16,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 import zipfile
 from pathlib import Path
 
@@ -709,6 +710,48 @@ def test_python_m_pixels_app_is_the_pixels_app_command():
     ran = subprocess.run([sys.executable, "-m", "pixels.app", "--max-megapixels", "0"], capture_output=True,
                          text=True, timeout=120)
     assert ran.returncode == 2 and "pixels: error: --max-megapixels: expected a number" in ran.stderr
+
+
+def test_the_queue_says_how_many_edits_are_ahead_and_how_long_they_take_by_the_measured_step_time(ctx):
+    from pixels.app.ui import queue_text
+
+    engine = ctx.engine
+    first, second, third = threading.Event(), threading.Event(), threading.Event()
+    engine.wait(first, 10, owner="a")
+    engine.wait(second, 20, owner="b")
+    engine.wait(third, 5, owner="c")
+    assert engine.place(second) == ("waiting", 1, None)  # no step measured yet: no time promised
+    assert queue_text(engine.place(second)).startswith("**In the queue:** 1 edit ahead of yours; it starts in the"
+                                                        " time is known")
+    inside, go_on = threading.Event(), threading.Event()
+
+    def job(step):
+        for done in range(10):
+            step(done, 10)
+            if done == 4:
+                inside.set()
+                go_on.wait(10)
+            else:
+                time.sleep(0.02)
+        return "done"
+
+    worker = threading.Thread(target=lambda: engine.run(job, first))
+    worker.start()
+    assert inside.wait(10)
+    kind, left, seconds = engine.place(first)
+    assert (kind, left) == ("running", 6) and seconds == pytest.approx(6 * engine.seconds_per_step)
+    kind, ahead, seconds = engine.place(third)  # the running edit's 6 steps left, then the second's 20
+    assert (kind, ahead) == ("waiting", 2) and seconds == pytest.approx(26 * engine.seconds_per_step)
+    second.set()  # cancelled while waiting: out of the count at once
+    assert engine.place(second) is None
+    kind, ahead, seconds = engine.place(third)
+    assert (kind, ahead) == ("waiting", 1) and seconds == pytest.approx(6 * engine.seconds_per_step)
+    go_on.set()
+    worker.join(10)
+    assert engine.place(first) is None and engine.place(third) == ("waiting", 0, pytest.approx(0))
+    assert queue_text(engine.place(third)) == "**Next:** your edit starts in a moment."
+    engine.forget("c")  # refused before it reached the model
+    assert engine.place(third) is None and queue_text(None) == ""
 
 
 def test_the_server_runs_one_edit_at_a_time_and_says_busy_beyond_its_queue(editor, tmp_path):

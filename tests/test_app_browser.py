@@ -482,6 +482,11 @@ def test_cancelling_a_queued_edit_takes_it_out_of_the_queue_at_once_in_chromium(
                 b.click("#pixels-run")
                 b.wait_for_function("() => document.querySelector('#pixels-status').innerText.includes('queue')",
                                     timeout=deadline.ms())
+                # the queue line says, in the page's own words, how many edits are ahead and how long they take
+                b.wait_for_function("() => /In the queue: 1 edit ahead of yours; it starts in about \\d+ s/"
+                                    ".test(document.querySelector('#pixels-queue').innerText)", timeout=deadline.ms())
+                a.wait_for_function("() => /Running: \\d+ steps left, about \\d+ s/"
+                                    ".test(document.querySelector('#pixels-queue').innerText)", timeout=deadline.ms())
                 b.click("#pixels-cancel")
                 started = time.monotonic()
                 b.wait_for_function("() => !document.querySelector('#pixels-run').disabled", timeout=deadline.ms())
@@ -490,6 +495,7 @@ def test_cancelling_a_queued_edit_takes_it_out_of_the_queue_at_once_in_chromium(
                 a.wait_for_function("() => document.querySelector('#pixels-status').innerText.includes('Done in')",
                                     timeout=deadline.ms())
                 assert running.context.engine.runs == 1  # B's edit never reached the model
+                assert b.locator("#pixels-queue").inner_text() == ""  # and B's queue line is gone
                 assert not b.locator(".toast-body.error").count() and not a.locator(".toast-body.error").count()
             finally:
                 browser.close()

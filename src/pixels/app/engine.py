@@ -59,24 +59,86 @@ class Engine:
         self.loras = [(lora["lora"], lora["scale"]) for lora in getattr(editor, "loras", [])]
         self._lock = threading.Lock()
         self.runs = 0  # jobs that have had the model so far: the next one's order is runs + 1
+        # what the queue's place and estimate are computed from (see `place`)
+        self._state = threading.Lock()
+        self._waiting: dict[int, tuple[int, threading.Event, int, object]] = {}  # id(flag) -> order, flag, steps, owner
+        self._arrivals = 0
+        self._current: tuple[threading.Event, int, int] | None = None  # the running job: flag, steps done, total
+        self.seconds_per_step: float | None = None  # measured: a moving average over the steps run so far
 
     def run(self, job: Callable[[Progress], T], cancel: threading.Event, on_step: Progress | None = None
             ) -> tuple[T, Ticket]:
         """Run `job(step_callback)` on the model alone. The callback reports progress and raises
         `Cancelled` once `cancel` is set, which stops the edit between two steps."""
+        last = [0.0]
+
         def step(done: int, total: int) -> None:
+            now = time.monotonic()
+            if done > 0:
+                self._measured(now - last[0])
+            last[0] = now
+            with self._state:
+                self._current = (cancel, done, total)
             if cancel.is_set():
                 raise Cancelled("edit cancelled; nothing was changed")
             if on_step is not None:
                 on_step(done, total)
 
-        with self._lock:
-            if cancel.is_set():  # cancelled while it waited for the model
-                raise Cancelled("edit cancelled before it started; nothing was changed")
-            self.runs += 1
-            started = time.time()
-            value = job(step)
-            return value, Ticket(self.runs, started, time.time())
+        try:
+            with self._lock:
+                with self._state:
+                    self._waiting.pop(id(cancel), None)
+                if cancel.is_set():  # cancelled while it waited for the model
+                    raise Cancelled("edit cancelled before it started; nothing was changed")
+                self.runs += 1
+                started = time.time()
+                last[0] = time.monotonic()
+                try:
+                    value = job(step)
+                finally:
+                    with self._state:
+                        self._current = None
+                return value, Ticket(self.runs, started, time.time())
+        finally:
+            with self._state:
+                self._waiting.pop(id(cancel), None)
+
+    # -- the queue's place and estimate ------------------------------------------------------------
+    def _measured(self, seconds: float) -> None:
+        with self._state:
+            old = self.seconds_per_step
+            self.seconds_per_step = seconds if old is None else 0.8 * old + 0.2 * seconds
+
+    def wait(self, cancel: threading.Event, steps: int, owner: object = None) -> None:
+        """An edit of `steps` denoising steps, known by its cancel flag, is about to wait for the model (for
+        `owner`: see `forget`)."""
+        with self._state:
+            for key in [k for k, entry in self._waiting.items() if entry[1].is_set()]:
+                del self._waiting[key]  # cancelled while waiting: out of the queue
+            self._arrivals += 1
+            self._waiting[id(cancel)] = (self._arrivals, cancel, max(1, int(steps)), owner)
+
+    def forget(self, owner: object) -> None:
+        """`owner`'s edit has ended without reaching the model (refused, or taken out of the queue)."""
+        with self._state:
+            for key in [k for k, entry in self._waiting.items() if entry[3] is owner]:
+                del self._waiting[key]
+
+    def place(self, cancel: threading.Event) -> tuple[str, int, float | None] | None:
+        """Where the edit of `cancel` stands: ("waiting", edits ahead of it, seconds until it starts), ("running",
+        steps left, seconds left), or None once it has ended or was cancelled. Seconds are None until a step has
+        been measured; they count the steps of the running edit and of the waiting edits ahead."""
+        with self._state:
+            rate, current = self.seconds_per_step, self._current
+            if current is not None and current[0] is cancel:
+                left = max(0, current[2] - current[1])
+                return "running", left, None if rate is None else left * rate
+            mine = self._waiting.get(id(cancel))
+            if mine is None or cancel.is_set():
+                return None
+            ahead = [steps for order, flag, steps, _ in self._waiting.values() if order < mine[0] and not flag.is_set()]
+            steps = sum(ahead) + (max(0, current[2] - current[1]) if current is not None else 0)
+            return "waiting", len(ahead) + (current is not None), None if rate is None else steps * rate
 
 
 __all__ = ["Cancelled", "Engine", "Progress", "Ticket"]

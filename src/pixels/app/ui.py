@@ -27,6 +27,7 @@ from .api import api_edit
 from .board import Board
 from .context import Context
 from .exemplars import FITS, MAX_SLOTS, PLACEMENTS, REGIONS, Slot, check_box, default_box, moved_box
+from .painting import schedule_steps
 from .photos import catalogue
 from .settings import MAIN, ORDER, TEXT, Field
 from .state import TARGETS
@@ -141,6 +142,25 @@ def render(view: h.View) -> list:
     ]
 
 
+def _seconds(seconds: float | None) -> str:
+    if seconds is None:
+        return "the time is known once the model has run a few steps"
+    return f"about {max(1, round(seconds))} s" if seconds < 90 else f"about {seconds / 60:.0f} min"
+
+
+def queue_text(where: tuple[str, int, float | None] | None) -> str:
+    """The queue line: where this tab's edit stands (`Engine.place`)."""
+    if where is None:
+        return ""
+    kind, count, seconds = where
+    if kind == "running":
+        return f"**Running:** {count} step{'s' * (count != 1)} left, {_seconds(seconds)}."
+    if count == 0:
+        return "**Next:** your edit starts in a moment."
+    return (f"**In the queue:** {count} edit{'s' * (count != 1)} ahead of yours; it starts in"
+            f" {_seconds(seconds)}.")
+
+
 def recommended_line(defaults: dict[str, Any]) -> str:
     """The model's recommended schedule in words, for the page's header."""
     text = f"{defaults['steps']} steps, strength {defaults['strength']:g}"
@@ -230,6 +250,8 @@ def build(ctx: Context) -> gr.Blocks:
                     run = gr.Button("Run", variant="primary", scale=3, elem_id="pixels-run")
                     stop = gr.Button("Cancel", variant="stop", scale=1, elem_id="pixels-cancel")
                 status = gr.Markdown("Choose a photo to start.", elem_id="pixels-status")
+                queue_line = gr.Markdown("", elem_id="pixels-queue")
+                ticker = gr.Timer(1.0, active=False)
                 with gr.Tabs():
                     with gr.Tab("Before / after"):
                         slider = gr.ImageSlider(label="Drag to compare (left: before, right: after)", type="pil",
@@ -525,9 +547,27 @@ def build(ctx: Context) -> gr.Blocks:
 
         # Run is disabled in the browser at the click itself (so that a double click starts one edit, not two)
         # and enabled again once the edit has ended, however it ended
-        enable = {"fn": lambda: gr.update(interactive=True), "inputs": None, "outputs": run, **instant}
+        def finished(st: Any) -> list:
+            if st is not None:
+                engine.forget(st)  # an edit refused or taken out of the queue never reached the model
+            return [gr.update(interactive=True), gr.Timer(active=False), ""]
+
+        def arm(st: Any, n: Any, share: Any) -> list:
+            rid = h.arm(st)
+            try:
+                k = schedule_steps(int(n), float(share))
+            except (TypeError, ValueError):
+                k = 1  # the edit itself will say what is wrong with the field
+            engine.wait(st.token(rid), k, owner=st)
+            return [rid, gr.Timer(active=True)]
+
+        def tick(st: Any, rid: Any) -> str:
+            return "" if st is None or rid is None else queue_text(engine.place(st.token(rid)))
+
+        enable = {"fn": finished, "inputs": state, "outputs": [run, ticker, queue_line], **instant}
         armed = run.click(lambda: gr.update(interactive=False), None, run, js=DISABLE_RUN, **instant).success(
-            guarded(h.arm), state, run_id, **instant)
+            guarded(arm), [state, steps, strength], [run_id, ticker], **instant)
+        ticker.tick(guarded(tick), [state, run_id], queue_line, **instant)
         armed.failure(**enable)
         edited = armed.success(
             guarded(studio_edit), [state, run_id, canvas, softness, *slot_fields, *settings_fields, *extension_fields],
