@@ -855,3 +855,20 @@ def test_the_studio_guide_lists_every_canvas_shortcut():
     guide = (Path(__file__).resolve().parents[1] / "docs" / "guides" / "studio.md").read_text(encoding="utf-8")
     for keys, what in SHORTCUTS:
         assert f"| `{keys}` | {what} |" in guide, keys
+
+
+def test_the_canvas_is_told_each_exemplars_box_and_its_picture_as_fitted_there(ctx, st):
+    stroke = canvas_with(layer(128, 192, (100, 20, 30, 20)))
+    slots = [Slot(MOON, fit="contain"), Slot(), Slot(MOON, "box", (10, 10, 40, 30), fit="cover")]
+    cv.previews(ctx, st, stroke, 0, slots, 100, 0.2)
+    auto, boxed = st.boxes
+    assert auto["slot"] == 1 and auto["box"] == [100, 20, 30, 20] and not auto["placed"]  # the painted area
+    assert boxed["slot"] == 3 and boxed["box"] == [10, 10, 40, 30] and boxed["placed"]
+    moon = Image.open(MOON)
+    assert boxed["inner"] == [0, 0, 40, 30]  # cover fills the box
+    x, y, w, h = auto["inner"]  # contain: the whole picture inside the box, centred
+    assert (w == 30 or h == 20) and x >= 0 and y >= 0 and x + w <= 30 and y + h <= 20
+    assert abs(w / h - moon.width / moon.height) < 0.1
+    assert cv.boxes_value(st)["boxes"] == st.boxes and cv.boxes_value(st)["map"] is None  # the map is not resent
+    thumb = Image.open(io.BytesIO(base64.b64decode(boxed["image"].split(",", 1)[1])))
+    assert max(thumb.size) <= 256

@@ -104,6 +104,16 @@
       const [x, y, w, h] = b.box;
       const [sx, sy] = screenOf(x, y);
       const sw = w * state.scale, sh = h * state.scale;
+      const picture = b.image && thumbnail(b.image);
+      if (picture && picture.complete && b.inner && b.sent) {  // the exemplar as it will be fitted, see-through
+        const kx = w / b.sent[2], ky = h / b.sent[3];  // a box being resized stretches it until the server's next one
+        const [ix, iy, iw, ih] = b.inner;
+        ctx.save();
+        ctx.beginPath(); ctx.rect(sx, sy, sw, sh); ctx.clip();
+        ctx.globalAlpha = 0.55;
+        ctx.drawImage(picture, sx + ix * kx * state.scale, sy + iy * ky * state.scale, iw * kx * state.scale, ih * ky * state.scale);
+        ctx.restore();
+      }
       ctx.setLineDash(b.placed ? [] : [6, 4]);
       ctx.strokeStyle = "#ffd400";
       ctx.strokeRect(sx, sy, sw, sh);
@@ -124,6 +134,18 @@
       ctx.strokeRect(sx, sy, (x1 - x0) * state.scale, (y1 - y0) * state.scale);
       ctx.setLineDash([]);
     }
+  }
+  const thumbnails = new Map();
+  function thumbnail(url) {
+    let picture = thumbnails.get(url);
+    if (!picture) {
+      if (thumbnails.size > 16) thumbnails.clear();
+      picture = new Image();
+      picture.onload = () => draw();
+      picture.src = url;
+      thumbnails.set(url, picture);
+    }
+    return picture;
   }
   function drawCursor() {
     if (!state.pointer || !["brush", "eraser"].includes(state.tool)) return;
@@ -468,7 +490,7 @@
   }
   function mine() {
     return { origin: "canvas", map: mapURL(), width: state.width, height: state.height, serial: state.serial,
-             target: state.target, strokes: state.strokes, boxes: state.boxes };
+             target: state.target, strokes: state.strokes };
   }
   function send() {
     state.strokes += 1;
@@ -487,9 +509,9 @@
   }
   async function receive(value) {
     if (!value || value.origin === "canvas") return;  // what this script wrote itself
-    if (value.boxes) state.boxes = value.boxes;
+    if (value.boxes) state.boxes = value.boxes.map((b) => ({ ...b, sent: b.box }));
     if (!value.map) {  // only the boxes changed: keep the map painted here, and say so in the value
-      if (state.map) { state.written = { ...mine(), boxes: state.boxes }; props.value = state.written; }
+      if (state.map) { state.written = mine(); props.value = state.written; }
       draw();
       return;
     }

@@ -8,6 +8,10 @@ whenever the server is about to replace the canvas, so nothing painted is lost (
 
 from __future__ import annotations
 
+import base64
+import functools
+import io
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,8 +19,9 @@ import numpy as np
 from PIL import Image
 
 from pixels import InputError
+from pixels.core import placement
 from pixels.inputs import maps
-from pixels.inputs.images import load_map
+from pixels.inputs.images import load_image, load_map
 
 from .context import Context
 from .exemplars import MAX_SLOTS, Slot, placement_preview, to_exemplar, used_box
@@ -285,9 +290,30 @@ def boxes_of(ctx: Context, st: StudioSession, current: dict[str, np.ndarray], sl
             used = None  # fields being typed, an unreadable picture: Run says what is wrong
         if used is not None:
             (x, y, w, h), _ = used
-            out.append({"slot": k + 1, "box": [x, y, w, h], "label": f"exemplar {k + 1}: {x}, {y}, {w}x{h}",
-                        "placed": slot.placement == "box"})
+            entry = {"slot": k + 1, "box": [x, y, w, h], "label": f"exemplar {k + 1}: {x}, {y}, {w}x{h}",
+                     "placed": slot.placement == "box"}
+            try:
+                entry["image"], entry["inner"] = _thumbnail(str(slot.image), os.stat(slot.image).st_mtime_ns, (w, h),
+                                                            slot.fit, ctx.max_pixels)
+            except (OSError, InputError):
+                pass  # the outline alone
+            out.append(entry)
     return out
+
+
+@functools.lru_cache(maxsize=32)
+def _thumbnail(path: str, stamp: int, size: tuple[int, int], fit: str, max_pixels: int) -> tuple[str, list[int]]:
+    """The exemplar as it will be fitted into a box of `size`, small, for the canvas to draw inside the box:
+    (a JPEG data URL, [x, y, w, h] of the fitted picture inside the box). `stamp`: the file's modification time,
+    so that a changed file is not served from the cache."""
+    picture, _ = load_image(path, name="exemplar", max_pixels=max_pixels)
+    fitted, _, (ox, oy) = placement._fitted(picture, None, size[0], size[1], fit)
+    inner = [ox, oy, fitted.width, fitted.height]
+    fitted = fitted.convert("RGB")
+    fitted.thumbnail((256, 256))
+    out = io.BytesIO()
+    fitted.save(out, "JPEG", quality=85)
+    return "data:image/jpeg;base64," + base64.b64encode(out.getvalue()).decode("ascii"), inner
 
 
 def preview(ctx: Context, st: StudioSession | None, canvas: dict | None, softness: float, slots: list[Slot],
