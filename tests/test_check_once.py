@@ -86,6 +86,7 @@ def test_a_batch_row_reads_every_input_once(tmp_path, decodes):
 def test_a_studio_edit_reads_every_input_once(editor, tmp_path, decodes):
     from pixels.app import context
     from pixels.app import handlers as h
+    from pixels.app import painting
     from pixels.app.exemplars import Slot
 
     f = files(tmp_path, "source", "ex")
@@ -93,9 +94,9 @@ def test_a_studio_edit_reads_every_input_once(editor, tmp_path, decodes):
     try:
         st = ctx.sessions.open("browser")
         h.use_photo(ctx, st, f["source"], name="source.png")
-        paint = np.zeros((32, 48, 4), np.uint8)
-        paint[4:28, 8:40] = 255
-        view = h.run_edit(ctx, st, None, {"background": None, "layers": [paint], "composite": None}, 0,
+        paint = np.zeros((32, 48))
+        paint[4:28, 8:40] = 1.0
+        view = h.run_edit(ctx, st, None, {"map": painting.map_url(paint)}, 0,
                           [Slot(f["ex"])], {"steps": 100, "strength": 0.05, "guidance": 1.0, "seed": "7"})
         assert view.result is not None and view.result.seed == 7
     finally:
