@@ -283,6 +283,22 @@ def test_refused_uploads_say_why_and_change_nothing_in_chromium(tmp_path, shots)
                                        timeout=deadline.ms())
                 page.wait_for_function("() => !document.querySelector('#pixels-exemplar-1 img')", timeout=deadline.ms())
                 shots(page, "4-refused")
+
+                # a schedule over the server's limit is refused by name, and Run is usable again
+                page.keyboard.press("r")
+                box = page.locator("#pixels-canvas canvas.pxb-view").bounding_box()
+                page.mouse.move(box["x"] + box["width"] * 0.4, box["y"] + box["height"] * 0.4)
+                page.mouse.down()
+                page.mouse.move(box["x"] + box["width"] * 0.6, box["y"] + box["height"] * 0.6, steps=3)
+                page.mouse.up()
+                page.locator("#pixels-steps input").first.fill("100000")
+                page.click("#pixels-run")
+                page.wait_for_function("m => [...document.querySelectorAll('.toast-body.error')]"
+                                       ".some(e => e.innerText.includes(m))",
+                                       arg="steps: this server runs at most 250 steps per edit, got 100000",
+                                       timeout=deadline.ms())
+                page.wait_for_function("() => !document.querySelector('#pixels-run').disabled", timeout=deadline.ms())
+                assert running.context.engine.runs == 0
             finally:
                 browser.close()
     finally:

@@ -187,8 +187,13 @@ def setting_component(field: Field, value: Any, takes_prompt: bool, maximum: flo
     if widget == "slider":
         return gr.Slider(low, high, value=value, step=0.01, **common)
     if widget in ("integer", "number"):
-        return gr.Number(value=value, precision=0 if widget == "integer" else None, minimum=low, maximum=high,
-                         **common)
+        # the bounds are said, not set: Gradio's own check of a number field's bounds does not name the field,
+        # and pixels' does ("steps: this server runs at most 250 steps per edit, got 100000")
+        if maximum is not None:
+            common["info"] = f"{common['info'] or ''} (this server: at most {maximum:g})".strip()
+        elif low is not None and high is not None:
+            common["info"] = f"{common['info'] or ''} (in [{low:g}, {high:g}])".strip()
+        return gr.Number(value=value, precision=0 if widget == "integer" else None, **common)
     return gr.Textbox(value=value, lines=2 if field.key == "prompt" else 1, **common)
 
 
@@ -300,9 +305,9 @@ def build(ctx: Context) -> gr.Blocks:
                             region = gr.Radio(list(REGIONS), value="strength map", label="Region (where it is"
                                               " grafted)", info="strength map: where the strength map is white;"
                                               f" own map: paint on 'Exemplar {k + 1}'s own map'")
-                            condition = gr.Number(0.0, minimum=0, maximum=5, step=0.1, visible=engine.takes_conditions,
-                                                  label="Condition (IP-Adapter weight of its region's image prompt;"
-                                                        " 0: none)", elem_id=f"pixels-exemplar-{k + 1}-condition")
+                            condition = gr.Number(0.0, step=0.1, visible=engine.takes_conditions,
+                                                  label="Condition (IP-Adapter weight of its region's image prompt,"
+                                                        " in [0, 5]; 0: none)", elem_id=f"pixels-exemplar-{k + 1}-condition")
                             with gr.Row():
                                 remove = gr.Button("Remove", size="sm")
                                 up = gr.Button("Move left", size="sm", interactive=k > 0)
@@ -329,7 +334,7 @@ def build(ctx: Context) -> gr.Blocks:
                     with gr.Row(visible=engine.takes_prompt_images):
                         prompt_image = ImageUpload(label="Prompt image (mixed into the prompt)", type="filepath",
                                                 image_mode=None, height=140, elem_id="pixels-prompt-image")
-                        prompt_weight = gr.Number(1.0, minimum=0, maximum=100, label="Its weight")
+                        prompt_weight = gr.Number(1.0, label="Its weight, in (0, 100]")
                     with gr.Group(visible=engine.takes_control):
                         control = gr.Radio(["off", "canny", "image"], value="off", label="ControlNet control",
                                            info="canny: the photo's edges; image: a control image you give",
