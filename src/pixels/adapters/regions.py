@@ -1,0 +1,137 @@
+"""Regional text: each region's prompt attended only by the latent positions inside the region, in the one
+model call of a step (UNet families: SD 1.x/2.x and SDXL).
+
+The text tokens of an edit are laid out as groups along the token axis: the global prompt first, then each
+region's prompt (`RegionalText.tokens` gives their lengths). Every cross-attention layer attends to each
+group on its own (softmax over that group's tokens only) and blends the outputs per query position by the
+regions' masks, resized to the layer's grid:
+
+    w_r(p) = m_r(p) / max(1, sum_s m_s(p))      w_global(p) = max(0, 1 - sum_s m_s(p))
+    out(p) = w_global(p) · A_global(p) + sum_r w_r(p) · A_r(p)
+
+so a position outside every region (all m = 0) gets exactly the global prompt's attention (1 · a + 0 · b =
+a, bit for bit), a position inside one region exactly that region's, and gray mask values blend the two.
+Overlapping regions share a position in proportion to their masks.
+
+The processors find the edit's regions in a context variable (`regional`), set around the model call, so
+nothing about an edit stays in the model between edits; with none set they call the layer's own processor
+unchanged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import inspect
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+_ACTIVE: contextvars.ContextVar[RegionalText | None] = contextvars.ContextVar("pixels_regional_text", default=None)
+
+
+@dataclass(frozen=True)
+class RegionalText:
+    """An edit's regions for the cross-attention layers: masks (R, h, w) in [0, 1] on the latent frame (h, w)
+    the model is called on, and the lengths of the token groups (global first, then one per region)."""
+
+    masks: torch.Tensor
+    tokens: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        if self.masks.ndim != 3 or len(self.tokens) != self.masks.shape[0] + 1:
+            raise ValueError(f"RegionalText: {self.masks.shape[0]} masks for {len(self.tokens)} token groups")
+
+    def weights(self, positions: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+        """(R + 1, positions, 1): the blend weights of the groups at a layer of `positions` query positions."""
+        masks = grid(self.masks, positions).to(device=device, dtype=torch.float32)
+        total = masks.sum(0, keepdim=True)
+        regional = masks / total.clamp(min=1.0)
+        return torch.cat([(1.0 - total).clamp(min=0.0), regional]).reshape(len(self.tokens), positions, 1).to(dtype)
+
+
+def grid(masks: torch.Tensor, positions: int) -> torch.Tensor:
+    """The masks (R, h, w) resized to the grid of a layer with `positions` query positions: the UNet halves
+    the latent frame (rounding up) at each level, so the grid is the frame divided by the first power of two
+    that gives that many positions. Averaging (area) keeps a position fully outside a region exactly 0."""
+    _, h, w = masks.shape
+    for level in range(8):
+        gh, gw = math.ceil(h / 2 ** level), math.ceil(w / 2 ** level)
+        if gh * gw == positions:
+            break
+    else:
+        raise ValueError(f"regional text: no grid of {positions} positions for a {h}x{w} latent frame")
+    if (gh, gw) == (h, w):
+        return masks.reshape(masks.shape[0], positions)
+    resized = F.adaptive_avg_pool2d(masks[None].float(), (gh, gw))[0]
+    return resized.reshape(masks.shape[0], positions)
+
+
+@contextlib.contextmanager
+def regional(text: RegionalText | None) -> Iterator[None]:
+    """Within the block, the cross-attention layers a `RegionalCrossAttention` wraps use `text`'s regions."""
+    token = _ACTIVE.set(text)
+    try:
+        yield
+    finally:
+        _ACTIVE.reset(token)
+
+
+class RegionalCrossAttention:
+    """A cross-attention layer's processor, wrapped: with regions set (`regional`), each token group is attended
+    with the layer's own processor and the outputs are blended by the regions' masks (see the module)."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+        self._takes = set(inspect.signature(inner.__call__).parameters)
+
+    def __call__(self, attn, hidden_states: torch.Tensor, encoder_hidden_states=None, attention_mask=None,
+                 temb: torch.Tensor | None = None, ip_adapter_masks: torch.Tensor | None = None) -> torch.Tensor:
+        extra = {}
+        if temb is not None and "temb" in self._takes:
+            extra["temb"] = temb
+        if ip_adapter_masks is not None and "ip_adapter_masks" in self._takes:
+            extra["ip_adapter_masks"] = ip_adapter_masks
+        text = _ACTIVE.get()
+        if text is None or encoder_hidden_states is None:
+            return self.inner(attn, hidden_states, encoder_hidden_states, attention_mask, **extra)
+        # IP-Adapter layers take (text tokens, [image tokens]): the groups split the text tokens only
+        image = None
+        if isinstance(encoder_hidden_states, tuple):
+            encoder_hidden_states, image = encoder_hidden_states
+        if encoder_hidden_states.shape[1] != sum(text.tokens):
+            raise ValueError(f"regional text: {encoder_hidden_states.shape[1]} text tokens, expected"
+                             f" {sum(text.tokens)}")
+        positions = hidden_states.shape[1] if hidden_states.ndim == 3 else math.prod(hidden_states.shape[2:])
+        weights = text.weights(positions, hidden_states.dtype, hidden_states.device)
+        out = None
+        for k, group in enumerate(encoder_hidden_states.split(list(text.tokens), dim=1)):
+            states = group if image is None else (group, image)
+            part = self.inner(attn, hidden_states, states, attention_mask, **extra)
+            weight = weights[k] if part.ndim == 3 else weights[k].reshape(1, 1, *part.shape[2:])
+            out = part * weight if out is None else out + part * weight
+        return out
+
+
+def install(denoiser: torch.nn.Module) -> None:
+    """Wrap every cross-attention processor of `denoiser` (a UNet) once; idempotent. With no regions set, the
+    wrapped layers compute exactly what they computed before."""
+    processors = denoiser.attn_processors
+    if all(isinstance(p, RegionalCrossAttention) for name, p in processors.items() if name.endswith("attn2.processor")):
+        return
+    denoiser.set_attn_processor({
+        name: RegionalCrossAttention(p) if name.endswith("attn2.processor") and
+        not isinstance(p, RegionalCrossAttention) else p
+        for name, p in processors.items()
+    })
+
+
+def token_groups(embeddings: Sequence[torch.Tensor]) -> tuple[torch.Tensor, tuple[int, ...]]:
+    """The encoder states of the groups (each (B, tokens, D)) laid out along the token axis, and their lengths."""
+    return torch.cat(list(embeddings), dim=1), tuple(int(e.shape[1]) for e in embeddings)
+
+
+__all__ = ["RegionalCrossAttention", "RegionalText", "grid", "install", "regional", "token_groups"]
