@@ -873,3 +873,23 @@ def test_the_canvas_is_told_each_exemplars_box_and_its_picture_as_fitted_there(c
     assert cv.boxes_value(st)["boxes"] == st.boxes and cv.boxes_value(st)["map"] is None  # the map is not resent
     thumb = Image.open(io.BytesIO(base64.b64decode(boxed["image"].split(",", 1)[1])))
     assert max(thumb.size) <= 256
+
+
+def test_any_history_step_can_be_looked_at_without_moving_the_start(ctx, st):
+    from pixels.app.browse import step_view
+
+    stroke = canvas_with(layer(128, 192, (120, 10, 50, 30)))
+    first = h.run_edit(ctx, st, None, stroke, 0, [], FAST)
+    h.continue_edit(st, None)
+    h.run_edit(ctx, st, None, stroke, 0, [], {**FAST, "seed": "9"})
+    shown = step_view(st, 1)
+    assert shown["seed"] == 7 and shown["png"] == st.history.frames[1].png
+    np.testing.assert_array_equal(pixels_of(shown["before"]), pixels_of(st.history.frames[0].image))
+    np.testing.assert_array_equal(pixels_of(shown["after"]), pixels_of(first.result.after))
+    assert "bit-exact" in shown["report"] and "next edit still starts from step 1" in shown["status"]
+    source = step_view(st, 0)
+    assert source["seed"] is None and source["before"] is source["after"] is st.history.frames[0].image
+    assert st.history.committed == 1 and len(st.history.frames) == 3  # looking changed nothing
+    for bad in (3, -1, "1", True):
+        with pytest.raises(InputError, match=r"^history: expected a step in \[0, 2\]"):
+            step_view(st, bad)

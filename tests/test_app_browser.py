@@ -211,6 +211,15 @@ def test_paint_add_an_exemplar_run_download_and_undo_in_chromium(tmp_path, shots
                     ".some(e => e.value === '5')", timeout=deadline.ms(),
                 )
 
+                # 6b. The history's thumbnails are clickable: the source, then the result, in the result panel
+                thumbs = page.locator("#pixels-history button.thumbnail-item, #pixels-history .thumbnail-item")
+                page.wait_for_function("() => document.querySelectorAll('#pixels-history .thumbnail-item').length"
+                                       " >= 2", timeout=deadline.ms())
+                thumbs.nth(0).click()
+                status_shows("The source photo")
+                thumbs.nth(1).click()
+                status_shows("Showing step 1 (seed 5)")
+
                 # 7. Undo: the source is back, bit for bit
                 page.click("#pixels-undo")
                 status_shows("back to the source")

@@ -25,6 +25,7 @@ from . import canvas as cv
 from . import handlers as h
 from .api import api_edit
 from .board import Board
+from .browse import step_view
 from .context import Context
 from .exemplars import FITS, MAX_SLOTS, PLACEMENTS, REGIONS, Slot, check_box, default_box, moved_box
 from .painting import schedule_steps
@@ -590,6 +591,14 @@ def build(ctx: Context) -> gr.Blocks:
         for button, handler in ((proceed, h.continue_edit), (undo, h.undo), (redo, h.redo)):
             act(button.click, lambda st, c, handler=handler: render(handler(st, c)), [state, canvas],
                 view_outputs)[1].then(**refresh)
+        # a history thumbnail clicked: that step in the result panel, before and after
+        def browsed(st: Any, evt: gr.SelectData) -> list:
+            shown = step_view(st, evt.index)
+            return [(shown["before"], shown["after"]), shown["before"], shown["after"], shown["report"],
+                    shown["seed"], _download(shown["png"]), _download(shown["map_png"]), shown["status"]]
+
+        act(gallery.select, browsed, state, [slider, before, after, report, seed_used, download, download_map,
+                                             status])
         act(save.click, lambda st: str(h.save_session(st)), state, saved)
         load.upload(guarded(lambda st, path: render(h.load_session(ctx, st, path))), [state, load], view_outputs,
                     concurrency_limit=1, concurrency_id=DEVICE, show_progress_on=[gallery, status],
