@@ -236,6 +236,23 @@ def test_paint_add_an_exemplar_run_download_and_undo_in_chromium(tmp_path, shots
                 assert "redo: nothing to redo" in page.locator(".toast-body.error").first.inner_text()
                 assert page.locator("#pixels-slider img").count() > 0  # the result panel is not blanked
 
+                # 8b. Four variations in one run (one model job), shown as a grid; the third one picked
+                for close in page.locator(".toast-close").all():  # the message above, read
+                    close.click()
+                page.wait_for_function("() => !document.querySelector('.toast-body.error')", timeout=deadline.ms())
+                page.locator("#pixels-variations input").first.fill("4")
+                page.click("#pixels-run")
+                status_shows("4 variations (seeds 5, 6, 7, 8)")
+                assert running.context.engine.runs == 2  # the four seeds ran as one job
+                cells = page.locator("#pixels-variations-grid .thumbnail-item")
+                page.wait_for_function("() => document.querySelectorAll('#pixels-variations-grid .thumbnail-item')"
+                                       ".length === 4", timeout=deadline.ms())
+                cells.nth(2).click()
+                status_shows("Variation 3 (seed 7) shown")
+                sessions_now = list(running.context.sessions._open.values())
+                assert sessions_now[0].history.session.history[-1]["seed"] == 7
+                shots(page, "8-variations", full_page=False)
+
                 # 9. Closing the tab ends the session: its temporary folder goes at once
                 sessions = running.context.sessions
                 folders = list((root / "sessions").iterdir())

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +97,37 @@ class EditSession:
             for text in job.notes:
                 (on_note or warn_note)(text)
         result = self.editor.run(job, on_step=on_step, on_note=on_note)
+        self._record(job, result)
+        return result
+
+    def variations(self, job: EditJob, seeds: Sequence[int], *,
+                   on_step: Callable[[int, int], None] | None = None) -> list[EditResult]:
+        """The edit of `job` (planned with `plan_edit`) with each of `seeds`, denoised together
+        (`Editor.edit_batch`: one model call per step for all of them), without changing the session: pick one
+        with `keep`. Each result equals `apply` with that seed within one 8-bit level (bit for bit where the
+        backend computes a batch as it computes one edit)."""
+        if not isinstance(job, EditJob):
+            raise InputError(f"expected an EditJob (plan_edit), got {type(job).__name__}", param="job")
+        if job.generator is not None:
+            raise InputError("sessions record seeds to replay edits; plan the job with seed=...", param="generator")
+        if not seeds or any(isinstance(s, bool) or not isinstance(s, int) for s in seeds):
+            raise InputError(f"expected one or more integer seeds, got {short(seeds)}", param="seeds")
+        job = job.on(self.current)
+        return self.editor.edit_batch([replace(job, seed=seed) for seed in seeds], on_step=on_step)
+
+    def keep(self, job: EditJob, result: EditResult) -> EditResult:
+        """Apply a result `variations` made from `job` as the next step, without running it again (clears the
+        redo stack, as `apply` does)."""
+        job = job.on(self.current)
+        if result.metadata.get("seed") is None or result.image.size != self.current.size or \
+                not np.array_equal(result.strength_map, job.inputs.strength):
+            raise InputError("expected a result `variations` made from this job on the session's current image",
+                             param="result")
+        self._record(replace(job, seed=result.metadata["seed"]), result)
+        return result
+
+    def _record(self, job: EditJob, result: EditResult) -> None:
+        """The step of `job`'s `result`: what went in, as applied, and what came out."""
         recorded = {**result.settings.record(), "seed": result.metadata["seed"]}
         conditions = [(e.condition, picture) for e, picture in zip(job.read.exemplars, result.condition_images)]
         step = Step(recorded, result.exemplars, result.exemplar_maps, result.strength_map, result.image,
@@ -107,7 +138,6 @@ class EditSession:
                 step.control_image = result.control_image
         self._steps.append(step)
         self._undone.clear()
-        return result
 
     def undo(self) -> Image.Image:
         if not self._steps:

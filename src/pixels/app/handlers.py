@@ -12,7 +12,7 @@ import shutil
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +54,7 @@ class View:
     current_png: Path | None  # what the next edit starts from, for download
     status: str  # a line of markdown
     size: tuple[int, int] | None  # the photo's (W, H)
+    variations: list[tuple[Image.Image, str]] = field(default_factory=list)  # the last run's, when it made several
 
 
 # -- views ------------------------------------------------------------------------------------------
@@ -73,7 +74,9 @@ def view(st: StudioSession, canvas: dict | None = None, status: str = "") -> Vie
                             last.map_png, history.candidate)
         if last.note:
             status = f"{status} ({last.note})".strip()
-    return View(canvas, gallery, result, history.source.png, status, history.source.image.size)
+    variations = [(frame.image, f"{k} · seed {r.metadata['seed']}" + (" · shown" if frame is frames[-1] else ""))
+                  for k, (r, frame) in enumerate(history.variations, 1)] if history.candidate else []
+    return View(canvas, gallery, result, history.source.png, status, history.source.image.size, variations)
 
 
 def _new_history(ctx: Context, st: StudioSession, picture: Image.Image, name: str) -> View:
@@ -140,11 +143,14 @@ def cancel(st: StudioSession | None) -> str:
 
 def run_edit(ctx: Context, st: StudioSession | None, run_id: int | None, canvas: dict | None, softness: float,
              slots: list[Slot], settings: dict[str, Any], on_step: Progress | None = None,
-             extensions: dict[str, Any] | None = None) -> View:
+             extensions: dict[str, Any] | None = None, variations: Any = 1) -> View:
     """Edit the source with the painted maps, the exemplars and the settings ({spec key: field value}, the
     model's recommended values for the rest) and `extensions` (`extension_kwargs`); the result becomes the
-    candidate (see `History`). Cancelled: the history is unchanged and the status says so."""
+    candidate (see `History`). With `variations` N > 1, the edit runs with N seeds at once (the seed field's
+    value, or a random one, and the N - 1 after it), denoised together; the first is shown and `pick` shows
+    another. Cancelled: the history is unchanged and the status says so."""
     st = require(st)
+    count = check_variations(variations)
     token = st.token(run_id)
     try:
         with st.busy("run"):
@@ -156,9 +162,14 @@ def run_edit(ctx: Context, st: StudioSession | None, run_id: int | None, canvas:
             job = plan_edit(history.source.image, exemplars, strength_map, limits=ctx.engine.editor.limits,
                             **kwargs, **(extensions or {}))
 
+            def frame_of(result: Any, before: Image.Image) -> Frame:
+                return result_frame(st, result, before, step)
+
             def run(on_step_: Progress) -> Any:
-                return history.apply(lambda result, before: result_frame(st, result, before, step), job,
-                                     on_step=on_step_)
+                if count == 1:
+                    return history.apply(frame_of, job, on_step=on_step_)
+                seeds = [(job.seed + k) % 2 ** 32 for k in range(count)]
+                return history.apply_variations(frame_of, job, seeds, on_step=on_step_)[0]
 
             result, ticket = ctx.engine.run(run, token, on_step)
     except Cancelled as error:
@@ -166,8 +177,36 @@ def run_edit(ctx: Context, st: StudioSession | None, run_id: int | None, canvas:
     finally:
         st.finish(run_id)
     md, seconds = result.metadata, ticket.finished - ticket.started
+    if count > 1:
+        seeds = ", ".join(str(r.metadata["seed"]) for r, _ in history.variations)
+        return view(st, status=f"Done in {seconds:.1f} s: {count} variations (seeds {seeds}), {md['steps_run']} steps"
+                               " each, denoised together. Pick one under **Variations**; the first is shown.")
     return view(st, status=f"Done in {seconds:.1f} s: seed {md['seed']}, {md['steps_run']} steps, {len(exemplars)}"
                            " exemplar(s). **Continue from here** to edit this result further.")
+
+
+MAX_VARIATIONS = 8  # seeds one run may denoise together on a shared server
+
+
+def check_variations(value: Any) -> int:
+    """The number of variations asked for, as an integer in [1, MAX_VARIATIONS]."""
+    try:
+        count = int(value) if value is not None and float(value) == int(float(value)) else None
+    except (TypeError, ValueError, OverflowError):
+        count = None
+    if count is None or isinstance(value, bool) or not 1 <= count <= MAX_VARIATIONS:
+        raise InputError(f"variations: expected a whole number in [1, {MAX_VARIATIONS}], got {value!r}")
+    return count
+
+
+def pick(st: StudioSession | None, canvas: dict | None, k: Any) -> View:
+    """Show variation k (0-based) of the last run in place of the one shown (it becomes the candidate)."""
+    st = require(st)
+    with st.busy("variations"):
+        history = require_photo(st)
+        history.pick(k)
+        seed = history.frames[-1].result.metadata["seed"]
+        return view(st, status=f"Variation {k + 1} (seed {seed}) shown. **Continue from here** to edit it further.")
 
 
 def extension_kwargs(prompt_image: str | None = None, prompt_weight: float = 1.0, control: str = "off",
@@ -267,6 +306,6 @@ def restore_settings(ctx: Context, path: str | None) -> dict[str, Any]:
 
 
 __all__ = [
-    "ResultView", "View", "arm", "cancel", "continue_edit", "load_session", "redo", "restore_settings", "run_edit",
-    "save_session", "undo", "use_photo", "use_sample", "view",
+    "MAX_VARIATIONS", "ResultView", "View", "arm", "cancel", "check_variations", "continue_edit", "load_session",
+    "pick", "redo", "restore_settings", "run_edit", "save_session", "undo", "use_photo", "use_sample", "view",
 ]

@@ -50,6 +50,8 @@ class History:
         self.frames: list[Frame] = list(frames)
         self._undone: list[Frame] = []
         self.committed = len(self.frames) - 1  # applied steps accepted as the source of the next edit
+        self.variations: list[tuple[EditResult, Frame]] = []  # the last run's results, when it made several
+        self._job: EditJob | None = None  # the job they were made from
 
     @property
     def source(self) -> Frame:
@@ -89,16 +91,54 @@ class History:
             self.frames.pop()
         self.frames.append(frame_of(result, self.source.image))
         self._undone.clear()
+        self.variations, self._job = [], None
         return result
+
+    def apply_variations(self, frame_of: Callable[[EditResult, Image.Image], Frame], job: EditJob,
+                         seeds: list[int], on_step: Callable[[int, int], None] | None = None) -> list[EditResult]:
+        """The edit of `job` with each of `seeds`, denoised together (`EditSession.variations`); the first becomes
+        the candidate (replacing one), the others wait in `variations` for `pick`. On any error (a cancel
+        included) the history is left exactly as it was."""
+        dropped = self.candidate
+        if dropped:
+            self.session.undo()
+        try:
+            results = self.session.variations(job, seeds, on_step=on_step)
+            self.session.keep(job, results[0])
+        except BaseException:
+            if dropped:
+                self.session.redo()
+            raise
+        if dropped:
+            self.frames.pop()
+        before = self.source.image
+        self.variations = [(result, frame_of(result, before)) for result in results]
+        self._job = job
+        self.frames.append(self.variations[0][1])
+        self._undone.clear()
+        return results
+
+    def pick(self, k: int) -> None:
+        """Variation k of the last run becomes the candidate in place of the one shown."""
+        if not self.variations or not self.candidate:
+            raise InputError("variations: no variations to pick from; run with more than one variation first")
+        if isinstance(k, bool) or not isinstance(k, int) or not 0 <= k < len(self.variations):
+            raise InputError(f"variations: expected one in [1, {len(self.variations)}], got {k!r}")
+        result, frame = self.variations[k]
+        self.session.undo()
+        self.session.keep(self._job, result)
+        self.frames[-1] = frame
 
     def accept(self) -> None:
         """Continue from here: the candidate becomes the source of the next edit."""
         self.committed = len(self.frames) - 1
+        self.variations, self._job = [], None
 
     def undo(self) -> None:
         self.session.undo()  # raises InputError("undo: nothing to undo") on the bare source
         self._undone.append(self.frames.pop())
         self.committed = len(self.frames) - 1
+        self.variations, self._job = [], None
 
     def redo(self) -> None:
         self.session.redo()

@@ -140,6 +140,7 @@ def render(view: h.View) -> list:
         _download(view.current_png),
         gr.update(interactive=bool(result and result.candidate)),
         view.status,
+        gr.update(value=view.variations or None, visible=bool(view.variations)),
     ]
 
 
@@ -252,9 +253,11 @@ def build(ctx: Context) -> gr.Blocks:
             with gr.Column(scale=3, min_width=520):
                 canvas = Board(elem_id="pixels-canvas")
             with gr.Column(scale=2, min_width=360):
-                with gr.Row():
+                with gr.Row(equal_height=True):
                     run = gr.Button("Run", variant="primary", scale=3, elem_id="pixels-run")
                     stop = gr.Button("Cancel", variant="stop", scale=1, elem_id="pixels-cancel")
+                    variations = gr.Number(1, label=f"Variations (1-{h.MAX_VARIATIONS} seeds)", precision=0,
+                                           min_width=90, scale=1, elem_id="pixels-variations")
                 status = gr.Markdown("Choose a photo to start.", elem_id="pixels-status")
                 queue_line = gr.Markdown("", elem_id="pixels-queue")
                 ticker = gr.Timer(1.0, active=False)
@@ -265,6 +268,9 @@ def build(ctx: Context) -> gr.Blocks:
                     with gr.Tab("Side by side"), gr.Row():
                         before = gr.Image(label="Before", interactive=False, type="pil", format="png")
                         after = gr.Image(label="After", interactive=False, type="pil", format="png")
+                variation_grid = gr.Gallery(label="Variations: click one to show it (and continue from it)",
+                                            columns=4, height=180, object_fit="contain", format="png",
+                                            interactive=False, visible=False, elem_id="pixels-variations-grid")
                 with gr.Row():
                     seed_used = gr.Number(None, label="Seed used", interactive=False, precision=0, min_width=100)
                     reuse = gr.Button("Reuse this seed", size="sm")
@@ -376,7 +382,7 @@ def build(ctx: Context) -> gr.Blocks:
             api_button = gr.Button("edit")
 
         view_outputs = [canvas, gallery, slider, before, after, report, seed_used, download, download_map, current,
-                        proceed, status]
+                        proceed, status, variation_grid]
         slot_fields = [f for s in slot_uis for f in s.fields]
         private = {"api_visibility": "private"}
         # instant events: through the queue (so that their errors reach the page as messages) but never waiting
@@ -540,16 +546,16 @@ def build(ctx: Context) -> gr.Blocks:
         # -- running ----------------------------------------------------------------------------------
         def studio_edit(progress: gr.Progress = gr.Progress(), *values: Any) -> list:  # noqa: B008 - Gradio's way
             # Gradio finds gr.Progress only among the positional parameters, so it comes first here
-            st, rid, c, soft = values[:4]
-            slots = slots_from(list(values[4:4 + len(slot_fields)]))
-            given = values[4 + len(slot_fields):]
+            st, rid, c, soft, count = values[:5]
+            slots = slots_from(list(values[5:5 + len(slot_fields)]))
+            given = values[5 + len(slot_fields):]
             settings = dict(zip([f.key for f in ORDER], given[:len(ORDER)]))
             extensions = h.extension_kwargs(*given[len(ORDER):])
 
             def step(done: int, total: int) -> None:
                 progress((done, total), desc="denoising", unit="steps")
 
-            return render(h.run_edit(ctx, st, rid, c, soft, slots, settings, step, extensions))
+            return render(h.run_edit(ctx, st, rid, c, soft, slots, settings, step, extensions, variations=count))
 
         # Run is disabled in the browser at the click itself (so that a double click starts one edit, not two)
         # and enabled again once the edit has ended, however it ended
@@ -576,7 +582,8 @@ def build(ctx: Context) -> gr.Blocks:
         ticker.tick(guarded(tick), [state, run_id], queue_line, **instant)
         armed.failure(**enable)
         edited = armed.success(
-            guarded(studio_edit), [state, run_id, canvas, softness, *slot_fields, *settings_fields, *extension_fields],
+            guarded(studio_edit), [state, run_id, canvas, softness, variations, *slot_fields, *settings_fields,
+                                   *extension_fields],
             view_outputs,
             concurrency_limit=1, concurrency_id=DEVICE, show_progress="full", show_progress_on=[slider, status],
             **private,
@@ -591,6 +598,12 @@ def build(ctx: Context) -> gr.Blocks:
         for button, handler in ((proceed, h.continue_edit), (undo, h.undo), (redo, h.redo)):
             act(button.click, lambda st, c, handler=handler: render(handler(st, c)), [state, canvas],
                 view_outputs)[1].then(**refresh)
+        # a variation clicked: it becomes the result shown (and the candidate to continue from)
+        def picked(st: Any, c: Any, evt: gr.SelectData) -> list:
+            return render(h.pick(st, c, evt.index))
+
+        act(variation_grid.select, picked, [state, canvas], view_outputs)[1].then(**refresh)
+
         # a history thumbnail clicked: that step in the result panel, before and after
         def browsed(st: Any, evt: gr.SelectData) -> list:
             shown = step_view(st, evt.index)
