@@ -253,6 +253,23 @@ def test_paint_add_an_exemplar_run_download_and_undo_in_chromium(tmp_path, shots
                 assert sessions_now[0].history.session.history[-1]["seed"] == 7
                 shots(page, "8-variations", full_page=False)
 
+                # 8c. Save the session and load it back: the photo, the last step's map, its exemplar (in its tab,
+                # with its own map) and its settings are on the page again
+                page.click("#pixels-save-session")
+                page.wait_for_selector("#pixels-saved-session a[download], #pixels-saved-session a",
+                                       timeout=deadline.ms())
+                zipped = next((root / "sessions").rglob("*-session-*.zip"))
+                page.locator("#pixels-seed input, #pixels-seed textarea").first.fill("")
+                page.locator("#pixels-load-session input[type=file]").set_input_files(str(zipped))
+                status_shows("maps, exemplars and settings are back on the page")
+                page.wait_for_selector("#pixels-exemplar-1 img", timeout=deadline.ms())
+                assert page.locator("#pixels-exemplar-1-placement input[value=auto]").is_checked()
+                page.wait_for_function("() => /Map: [1-9]/.test(document.querySelector('#pixels-map-summary')"
+                                       ".innerText)", timeout=deadline.ms())
+                page.wait_for_function("() => [...document.querySelectorAll('#pixels-seed input, #pixels-seed"
+                                       " textarea')].some(e => e.value === '7')", timeout=deadline.ms())
+                shots(page, "9-restored", full_page=False)
+
                 # 9. Closing the tab ends the session: its temporary folder goes at once
                 sessions = running.context.sessions
                 folders = list((root / "sessions").iterdir())

@@ -73,6 +73,11 @@ class EditSession:
         return [self.source, *(step.result for step in self._steps)]
 
     @property
+    def steps(self) -> list[Step]:
+        """The applied edits (not undone), oldest first: what went in, as applied, and what came out."""
+        return list(self._steps)
+
+    @property
     def history(self) -> list[dict[str, Any]]:
         """The settings (with seeds) of the applied edits, oldest first."""
         return [dict(step.settings) for step in self._steps]

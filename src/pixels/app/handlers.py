@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from PIL import Image
 
 from pixels import Control, EditSession, InputError, plan_edit
@@ -25,9 +26,9 @@ from . import archive, photos
 from .canvas import bake, canvas_value, edit_inputs, empty_maps, require, require_photo
 from .context import Context
 from .engine import Cancelled, Progress
-from .exemplars import Slot
+from .exemplars import MAX_SLOTS, Slot
 from .results import caption, replayed_frame, report_markdown, result_frame
-from .settings import edit_kwargs, read_png_settings
+from .settings import edit_kwargs, from_metadata, read_png_settings
 from .state import Frame, History, StudioSession
 
 
@@ -55,6 +56,8 @@ class View:
     status: str  # a line of markdown
     size: tuple[int, int] | None  # the photo's (W, H)
     variations: list[tuple[Image.Image, str]] = field(default_factory=list)  # the last run's, when it made several
+    slots: list[Slot] | None = None  # exemplar tabs to fill in (a loaded session's last step); None: leave them
+    settings: dict[str, Any] | None = None  # settings fields to fill in ({spec key: value}); None: leave them
 
 
 # -- views ------------------------------------------------------------------------------------------
@@ -294,8 +297,34 @@ def load_session(ctx: Context, st: StudioSession | None, path: str | None) -> Vi
         frames += [replayed_frame(st, image, step, k) for k, (image, step) in enumerate(zip(images, settings), 1)]
         st.history = History(session, frames)
         st.bases = empty_maps(source.size)
-        return view(st, canvas_value(st), f"Loaded a session of {len(settings)} step(s); every step replayed bit for"
-                                          " bit.")
+        st.target = "strength"
+        slots, restored = restore_inputs(st, session)
+        shown = view(st, canvas_value(st), f"Loaded a session of {len(settings)} step(s); every step replayed bit for"
+                                           " bit." + (" Its last step's maps, exemplars and settings are back on the"
+                                                      " page." if restored is not None else ""))
+        shown.slots, shown.settings = slots, restored
+        return shown
+
+
+def restore_inputs(st: StudioSession, session: EditSession) -> tuple[list[Slot] | None, dict[str, Any] | None]:
+    """The page's inputs as the session's last step applied them: its combined strength map on the canvas, its
+    exemplars (placed on the photo, so aligned) each with its own map as its region and its condition weight,
+    and its settings. None, None for a session of no step."""
+    steps = session.steps
+    if not steps:
+        return None, None
+    last = steps[-1]
+    st.bases["strength"] = np.array(last.strength, dtype=np.float64)
+    slots = []
+    conditions = last.conditions or [(0.0, None)] * len(last.exemplars)
+    for k, (picture, own, (weight, _)) in enumerate(zip(last.exemplars, last.exemplar_maps, conditions)):
+        if k >= MAX_SLOTS:
+            break  # the page has four tabs; the session keeps every exemplar
+        path = st.write_png(picture, f"session-exemplar-{k + 1}")
+        st.bases[f"exemplar {k + 1}"] = np.array(own, dtype=np.float64)
+        slots.append(Slot(str(path), "auto", (0, 0, 0, 0), "cover", "own map", float(weight)))
+    slots += [Slot()] * (MAX_SLOTS - len(slots))
+    return slots, from_metadata(last.settings)
 
 
 def restore_settings(ctx: Context, path: str | None) -> dict[str, Any]:

@@ -367,9 +367,10 @@ def build(ctx: Context) -> gr.Blocks:
                                    " 75 % of the steps", interactive=False, type="pil", format="png")
         summary = gr.Markdown("", elem_id="pixels-map-summary")
         with gr.Row():
-            save = gr.Button("Save the session (.zip)", scale=1)
-            saved = gr.File(label="Saved session", interactive=False, scale=2)
+            save = gr.Button("Save the session (.zip)", scale=1, elem_id="pixels-save-session")
+            saved = gr.File(label="Saved session", interactive=False, scale=2, elem_id="pixels-saved-session")
             load = gr.File(label="Load a saved session (.zip): replayed, bit for bit", file_types=[".zip"],
+                           elem_id="pixels-load-session",
                            type="filepath", scale=2)
 
         # The hidden API endpoint for scripts: gradio_client.Client(url).predict(..., api_name="/edit")
@@ -613,7 +614,16 @@ def build(ctx: Context) -> gr.Blocks:
         act(gallery.select, browsed, state, [slider, before, after, report, seed_used, download, download_map,
                                              status])
         act(save.click, lambda st: str(h.save_session(st)), state, saved)
-        load.upload(guarded(lambda st, path: render(h.load_session(ctx, st, path))), [state, load], view_outputs,
+        def loaded(st: Any, path: Any) -> list:
+            shown = h.load_session(ctx, st, path)
+            slots = [gr.skip()] * len(slot_fields) if shown.slots is None else [
+                value for slot in shown.slots for value in (slot.image, slot.placement, *slot.box, slot.fit,
+                                                            slot.region, slot.condition)]
+            values = [gr.skip()] * len(ORDER) if shown.settings is None else [
+                shown.settings.get(f.key, gr.skip()) for f in ORDER]
+            return [*render(shown), *slots, *values, gr.update(value="strength")]
+
+        load.upload(guarded(loaded), [state, load], [*view_outputs, *slot_fields, *settings_fields, target],
                     concurrency_limit=1, concurrency_id=DEVICE, show_progress_on=[gallery, status],
                     **private).then(**refresh)
 
