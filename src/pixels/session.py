@@ -1,6 +1,13 @@
-"""Progressive editing: a chain of edits, each result the next source, with undo, redo, save and load.
+"""Progressive editing: edits applied one after another, each result the next source, with undo, redo,
+branches, save and load.
 
-A saved session is a folder: `manifest.json`, the source and every result as PNG, and each step's
+The edits form a tree: every step records the step it edited (its parent; 0 is the source photo). Undo goes
+back to the parent, `go` moves to any step, and an edit applied there starts a new branch beside the old one,
+which stays in the session (`nodes`, `tree`). `steps`, `images` and `history` follow the branch that leads to
+the current step.
+
+A saved session is a folder: `manifest.json` (with each step's parent and the current step), the source and every
+result as PNG, and each step's
 inputs exactly as they were applied (placed exemplars as PNG, strength maps as float64 `.npy`, the images
 an exemplar prompts its region with, a ControlNet's control image), so `EditSession.load` replays the chain
 from the recorded seeds and settings and gets the same pixels. The LoRAs, IP-Adapter and ControlNet an
@@ -51,43 +58,103 @@ class Step:
     conditions: list[tuple[float, Image.Image | None]] = field(default_factory=list)  # per exemplar: weight, prompt
     control: dict[str, Any] | None = None  # kind, scale, start, end
     control_image: Image.Image | None = None  # kind "image": the control image, at the source's size
+    parent: int = 0  # the step it edited (1-based, in the order the steps were made); 0: the source photo
 
 
 class EditSession:
-    """Edits applied one after another to a photo: `apply`, `undo`, `redo`, `history`, `save`, `load`."""
+    """Edits applied one after another to a photo: `apply`, `undo`, `redo`, `go`, `history`, `save`, `load`.
+
+    Steps are numbered from 1 in the order they were made (0 is the source photo) and each remembers the step
+    it edited, so the session is a tree: an edit applied after `undo` or `go` starts a branch and keeps the
+    others."""
 
     def __init__(self, editor: Editor, source: ImageLike) -> None:
         self.editor = editor
         self.source, _ = load_image(source, name="source")
-        self._steps: list[Step] = []
-        self._undone: list[Step] = []
+        self._nodes: list[Step] = []  # every step made, in order: step k is self._nodes[k - 1]
+        self._at = 0  # the current step (0: the source)
+        self._redo: dict[int, int] = {}  # step -> its child `redo` goes to (the one left last by undo, or made last)
+
+    # -- where the session stands ---------------------------------------------------------------
+    @property
+    def position(self) -> int:
+        """The current step's number (0: the source photo)."""
+        return self._at
+
+    @property
+    def nodes(self) -> list[Step]:
+        """Every step made, in every branch, in the order they were made: step k is `nodes[k - 1]`."""
+        return list(self._nodes)
+
+    @property
+    def tree(self) -> list[dict[str, Any]]:
+        """One entry per step made: its number, its parent (0: the source), its children, its settings, and
+        whether it lies on the current branch (`current` marks the current step itself)."""
+        on_path = set(self.path())
+        return [{"step": k, "parent": step.parent, "children": self.children(k), "settings": dict(step.settings),
+                 "on_path": k in on_path, "current": k == self._at}
+                for k, step in enumerate(self._nodes, 1)]
+
+    def children(self, step: int) -> list[int]:
+        """The steps made from `step` (0: from the source), oldest first."""
+        return [k for k, node in enumerate(self._nodes, 1) if node.parent == step]
+
+    def path(self, step: int | None = None) -> list[int]:
+        """The step numbers from the source to `step` (default: the current step), the source excluded."""
+        k = self._at if step is None else self._check_step(step)
+        out = []
+        while k:
+            out.append(k)
+            k = self._nodes[k - 1].parent
+        return out[::-1]
+
+    def image(self, step: int) -> Image.Image:
+        """The result of `step` (0: the source photo)."""
+        k = self._check_step(step)
+        return self._nodes[k - 1].result if k else self.source
 
     @property
     def current(self) -> Image.Image:
-        """The latest image: the source, or the result of the last edit not undone."""
-        return self._steps[-1].result if self._steps else self.source
+        """The image the next edit starts from: the source, or the result of the current step."""
+        return self.image(self._at)
 
     @property
     def images(self) -> list[Image.Image]:
-        """The source, then the result of every applied edit not undone, oldest first."""
-        return [self.source, *(step.result for step in self._steps)]
+        """The source, then the result of every step on the current branch, oldest first."""
+        return [self.source, *(self._nodes[k - 1].result for k in self.path())]
 
     @property
     def steps(self) -> list[Step]:
-        """The applied edits (not undone), oldest first: what went in, as applied, and what came out."""
-        return list(self._steps)
+        """The steps on the current branch, oldest first: what went in, as applied, and what came out."""
+        return [self._nodes[k - 1] for k in self.path()]
 
     @property
     def history(self) -> list[dict[str, Any]]:
-        """The settings (with seeds) of the applied edits, oldest first."""
-        return [dict(step.settings) for step in self._steps]
+        """The settings (with seeds) of the steps on the current branch, oldest first."""
+        return [dict(step.settings) for step in self.steps]
 
+    @property
+    def can_undo(self) -> bool:
+        return self._at != 0
+
+    @property
+    def can_redo(self) -> bool:
+        return self._at in self._redo
+
+    def _check_step(self, step: Any, param: str = "step") -> int:
+        if isinstance(step, bool) or not isinstance(step, int) or not 0 <= step <= len(self._nodes):
+            raise InputError(f"expected a step in [0, {len(self._nodes)}] (0: the source photo), got {short(step)}",
+                             param=param)
+        return step
+
+    # -- editing ----------------------------------------------------------------------------------
     def apply(self, exemplars=(), strength_map: ImageLike | None = None, *,
               on_step: Callable[[int, int], None] | None = None, on_note: Callable[[str], None] | None = None,
               **settings: Any) -> EditResult:
         """Edit the current image: the arguments of `Editor.edit` (except `generator`: sessions record seeds
         so that they can be replayed), or a checked `EditJob` (`plan_edit`), which is placed on the current
-        image and run without reading anything again. Clears the redo stack."""
+        image and run without reading anything again. The result is a new step, a child of the current one,
+        and becomes the current step (after `undo` or `go`, a new branch)."""
         if isinstance(exemplars, EditJob):
             if strength_map is not None or settings:
                 raise InputError("a job holds the edit's inputs and settings; pass it alone", param="job")
@@ -121,8 +188,8 @@ class EditSession:
         return self.editor.edit_batch([replace(job, seed=seed) for seed in seeds], on_step=on_step)
 
     def keep(self, job: EditJob, result: EditResult) -> EditResult:
-        """Apply a result `variations` made from `job` as the next step, without running it again (clears the
-        redo stack, as `apply` does)."""
+        """Apply a result `variations` made from `job` as the next step, without running it again (a child of
+        the current step, as `apply` makes)."""
         job = job.on(self.current)
         if result.metadata.get("seed") is None or result.image.size != self.current.size or \
                 not np.array_equal(result.strength_map, job.inputs.strength):
@@ -136,29 +203,56 @@ class EditSession:
         recorded = {**result.settings.record(), "seed": result.metadata["seed"]}
         conditions = [(e.condition, picture) for e, picture in zip(job.read.exemplars, result.condition_images)]
         step = Step(recorded, result.exemplars, result.exemplar_maps, result.strength_map, result.image,
-                    result.metadata, list(job.prompt_images), conditions)
+                    result.metadata, list(job.prompt_images), conditions, parent=self._at)
         if job.control is not None:
             step.control = {k: v for k, v in job.control.label().items() if k != "image"}
             if job.control.kind == "image":
                 step.control_image = result.control_image
-        self._steps.append(step)
-        self._undone.clear()
+        self._nodes.append(step)
+        self._redo[self._at] = len(self._nodes)
+        self._at = len(self._nodes)
+
+    def forget(self) -> Image.Image:
+        """Remove the current step, which must be the last one made and have no children (an edit tried and
+        thrown away, as if never applied); the session goes back to its parent."""
+        last = len(self._nodes)
+        if not last or self._at != last or self.children(last):
+            raise InputError("only the last step made, with no step made from it, can be forgotten", param="forget")
+        step = self._nodes.pop()
+        self._redo = {k: v for k, v in self._redo.items() if v != last and k != last}
+        self._at = step.parent
+        return self.current
 
     def undo(self) -> Image.Image:
-        if not self._steps:
+        """Back to the current step's parent (the step stays in the session: `redo` returns to it)."""
+        if not self._at:
             raise InputError("nothing to undo", param="undo")
-        self._undone.append(self._steps.pop())
+        parent = self._nodes[self._at - 1].parent
+        self._redo[parent] = self._at
+        self._at = parent
         return self.current
 
     def redo(self) -> Image.Image:
-        if not self._undone:
+        """Forward to the child undo left last (or the one made last from here)."""
+        if self._at not in self._redo:
             raise InputError("nothing to redo", param="redo")
-        self._steps.append(self._undone.pop())
+        self._at = self._redo[self._at]
+        return self.current
+
+    def go(self, step: int) -> Image.Image:
+        """Make `step` the current one (0: the source photo): the next edit starts from its result, and a
+        branch starts there if it already has children."""
+        k = self._check_step(step)
+        path = self.path(k)
+        for parent, child in zip([0, *path], path):
+            self._redo[parent] = child
+        self._at = k
         return self.current
 
     # -- saving and loading ------------------------------------------------------------------
     def save(self, folder: str | os.PathLike, *, overwrite: bool = False) -> Path:
-        """Write the session (applied steps only) to `folder`, atomically: a complete folder or nothing.
+        """Write the session (every step of every branch, and which one is current) to `folder`, atomically: a
+        complete folder or nothing.
 
         `folder` must be new, or (with `overwrite`) a session pixels saved and nothing else: see
         `check_folder`. A replaced session is swapped out only once the new one is complete."""
@@ -175,7 +269,7 @@ class EditSession:
     def _write(self, staging: Path) -> None:
         self.source.save(staging / "source.png")
         steps = []
-        for k, step in enumerate(self._steps, 1):
+        for k, step in enumerate(self._nodes, 1):
             name = f"step-{k:02d}"
             (staging / name).mkdir()
             exemplars = []
@@ -193,15 +287,17 @@ class EditSession:
                 prompts.append({"image": f"{name}/prompt-image-{j}.png", "weight": weight})
             np.save(staging / name / "strength.npy", step.strength)
             step.result.save(staging / name / "result.png")
-            steps.append({"settings": step.settings, "exemplars": exemplars, "strength_map": f"{name}/strength.npy",
-                          "prompt_images": prompts, "result": f"{name}/result.png"})
+            steps.append({"parent": step.parent, "settings": step.settings, "exemplars": exemplars,
+                          "strength_map": f"{name}/strength.npy", "prompt_images": prompts,
+                          "result": f"{name}/result.png"})
             if step.control is not None:
                 steps[-1]["control"] = dict(step.control)
                 if step.control_image is not None:
                     step.control_image.save(staging / name / "control.png")
                     steps[-1]["control"]["image"] = f"{name}/control.png"
         manifest = {"format": FORMAT, "pixels_version": __version__, "model": self.editor.model_id,
-                    "extensions": extensions_of(self.editor), "source": "source.png", "steps": steps}
+                    "extensions": extensions_of(self.editor), "source": "source.png", "steps": steps,
+                    "current": self._at}
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
         for path in staging.rglob("*"):  # on disk before the folder is moved into place
             if path.is_file():
@@ -211,6 +307,8 @@ class EditSession:
     @classmethod
     def load(cls, folder: str | os.PathLike, editor: Editor, *, verify: bool = True) -> EditSession:
         """Replay a saved session with `editor`; with `verify`, every replayed result must equal the saved one.
+        Every branch is replayed and the session stands on the step that was current when it was saved (a
+        manifest without parents, as older versions wrote, is one branch standing on its last step).
 
         Every file the manifest names must lie inside the folder; arrays are checked (type and shape)
         before they are read, and images are read as for any input."""
@@ -226,6 +324,11 @@ class EditSession:
             where = f"steps[{k}]"
             if not isinstance(step, dict) or not isinstance(step.get("settings"), dict):
                 raise InputError("expected a mapping with the step's settings", param=where)
+            parent = step.get("parent", k)
+            if isinstance(parent, bool) or not isinstance(parent, int) or not 0 <= parent <= k:
+                raise InputError(f"expected an earlier step in [0, {k}] (0: the source), got {short(parent)}",
+                                 param=f"{where}.parent")
+            session.go(parent)
             settings = dict(step["settings"])
             unknown = set(settings) - _RECORDED - {"seed"}
             if unknown:
@@ -254,6 +357,7 @@ class EditSession:
                         f"{where}: the replayed result differs from the saved one (another model, device,"
                         " dtype or library version?); load with verify=False to accept the replay"
                     )
+        session.go(session._check_step(manifest.get("current", len(steps)), "current"))
         return session
 
 
