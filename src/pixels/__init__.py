@@ -21,6 +21,7 @@ _EXPORTS = {
     "InputError": ".errors", "ModelNotFoundError": ".errors", "PixelsError": ".errors",
     "UnsafeCheckpointError": ".errors", "ResourceError": ".errors", "NonFiniteError": ".errors",
     "Limits": ".limits", "Control": ".core.control", "EditJob": ".inputs.job", "plan_edit": ".inputs.job",
+    "Select": ".select", "Selection": ".select", "resolve_selection": ".select",
 }
 _MODULES = {"maps": ".inputs.maps"}  # the map tools, part of the public API as `pixels.maps`
 __all__ = [*_EXPORTS, *_MODULES, "__version__"]
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
     from .inputs.job import EditJob, plan_edit
     from .limits import Limits
     from .models.memory import MemoryOptions
+    from .select import Select, Selection, resolve_selection
     from .session import EditSession
 
 

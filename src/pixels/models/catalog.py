@@ -51,6 +51,42 @@ KNOWN_MODELS: tuple[KnownModel, ...] = (
 BY_NAME = {m.alias: m for m in KNOWN_MODELS}  # short name -> model
 
 
+@dataclass(frozen=True)
+class SelectionModel:
+    """A model that finds regions (`pixels.select`): what it does (`tasks`: "points" for clicks and boxes, "text"
+    for phrases, "depth" for relative depth) and the hub model behind its short name."""
+
+    alias: str
+    repo: str
+    tasks: tuple[str, ...]
+    note: str = ""
+
+
+SELECTION_MODELS: tuple[SelectionModel, ...] = (
+    SelectionModel("sam2.1-tiny", "facebook/sam2.1-hiera-tiny", ("points",),
+                   "SAM 2.1, Hiera tiny (39M parameters): the default for clicks and boxes"),
+    SelectionModel("sam2.1-small", "facebook/sam2.1-hiera-small", ("points",), "SAM 2.1, Hiera small"),
+    SelectionModel("sam2.1-base-plus", "facebook/sam2.1-hiera-base-plus", ("points",), "SAM 2.1, Hiera base+"),
+    SelectionModel("sam2.1-large", "facebook/sam2.1-hiera-large", ("points",), "SAM 2.1, Hiera large"),
+    SelectionModel("sam", "facebook/sam-vit-base", ("points",), "the first SAM, ViT-B"),
+    SelectionModel("sam-huge", "facebook/sam-vit-huge", ("points",), "the first SAM, ViT-H"),
+    SelectionModel("sam3", "facebook/sam3", ("text", "points"),
+                   "SAM 3: the default for phrases (instances with scores); its tracker takes clicks; gated"),
+    SelectionModel("grounding-dino-tiny", "IDEA-Research/grounding-dino-tiny", ("text",),
+                   "boxes for a phrase, masked by the click model"),
+    SelectionModel("grounding-dino-base", "IDEA-Research/grounding-dino-base", ("text",),
+                   "boxes for a phrase, masked by the click model"),
+    SelectionModel("clipseg", "CIDAS/clipseg-rd64-refined", ("text",), "light (150M parameters), coarse maps"),
+    SelectionModel("depth-anything-v2-small", "depth-anything/Depth-Anything-V2-Small-hf", ("depth",),
+                   "relative depth (25M parameters): the default for depth"),
+    SelectionModel("depth-anything-v2-base", "depth-anything/Depth-Anything-V2-Base-hf", ("depth",),
+                   "relative depth (98M parameters)"),
+    SelectionModel("depth-anything-v2-large", "depth-anything/Depth-Anything-V2-Large-hf", ("depth",),
+                   "relative depth (335M parameters)"),
+)
+SELECTION_BY_NAME = {m.alias: m for m in SELECTION_MODELS}  # short name -> selection model
+
+
 def known(model: str, *, by_repo: bool = False) -> KnownModel | None:
     """The catalogue's entry for a short name (with `by_repo`, for its hub id too); None for anything else,
     and for a name that is also a local file or folder (which wins over the short name)."""
@@ -90,3 +126,10 @@ def table() -> list[dict[str, str]]:
                      "local": present,
                      "settings": dict(m.settings), "note": m.note})
     return rows
+
+
+def selection_table() -> list[dict[str, str]]:
+    """One row per known selection model (`pixels.select`), with what it does and its local availability."""
+    return [{"alias": m.alias, "model": m.repo, "tasks": ", ".join(m.tasks),
+             "local": "cached" if is_cached(m.repo, "config.json") else "not cached", "note": m.note}
+            for m in SELECTION_MODELS]
