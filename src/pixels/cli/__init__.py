@@ -1,5 +1,5 @@
 """The `pixels` command line: `pixels edit SOURCE -e EXEMPLAR -m MAP ... -o OUT.png`, and `demo`, `map`,
-`evaluate`, `models`, `app`, one module each.
+`select`, `evaluate`, `models`, `app`, one module each.
 
 One error contract for every command: 0 success; 2 for anything the user can change (bad usage or input,
 refused files, not enough memory or disk), with one line naming the flag or file; 1 for an internal
@@ -22,10 +22,11 @@ from collections.abc import Sequence
 from .. import __version__
 from ..errors import InputError, PixelsError
 from ..files import write_error
-from . import app, batch, demo, edit, evaluate, map, models
+from . import app, batch, demo, edit, evaluate, map, models, select
 from .common import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_TERMINATED, EXIT_USAGE, Parser, as_flag, in_flags
 
-COMMANDS = (edit, batch, demo, map, evaluate, models, app)  # each adds its subcommand: add_parser(commands, common)
+# each adds its subcommand: add_parser(commands, common)
+COMMANDS = (edit, batch, demo, map, select, evaluate, models, app)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -104,8 +105,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command is None:  # said on stderr, as argparse says a usage error, so that a script's log shows it
         parser.print_usage(sys.stderr)
-        print("pixels: error: give a command: edit, batch, demo, map, evaluate, models or app (`pixels --help`"
-              " describes them)", file=sys.stderr)
+        print("pixels: error: give a command: edit, batch, demo, map, select, evaluate, models or app"
+              " (`pixels --help` describes them)", file=sys.stderr)
         return EXIT_USAGE
     debug = bool(args.debug or os.environ.get("PIXELS_DEBUG"))
     _quiet_libraries(debug)

@@ -92,7 +92,7 @@ class Select:
             raise InputError("a score threshold is for phrases (text); clicks keep every candidate", param="threshold")
         if self.depth is None and (self.direction != "far" or self.gamma != 1.0 or self.depth_model is not None):
             which = "direction" if self.direction != "far" else "gamma" if self.gamma != 1.0 else "depth_model"
-            raise InputError("is for a depth selection: give depth=(near, far) too", param=which)
+            raise InputError("is for a depth selection: give a depth range (near, far) too", param=which)
         if self.mask_model is not None and self.text is None:
             raise InputError("masks the boxes a phrase finds with GroundingDINO: give text too", param="mask_model")
 
