@@ -533,18 +533,19 @@ def test_an_edit_keeps_unpainted_pixels_and_undo_redo_and_continue_walk_the_hist
     assert json.loads(downloaded.info["pixels"])["seed"] == 7 and "Seed: 7" in downloaded.info["parameters"]
     np.testing.assert_array_equal(pixels_of(downloaded), edited)
     np.testing.assert_array_equal(np.asarray(Image.open(result.map_png)) == 0, kept)
-    # running again replaces the candidate instead of editing it
+    # running again edits the same start: a sibling of the first result, which stays in the history
     again = h.run_edit(ctx, st, None, stroke, 0, [Slot(MOON)], {**FAST, "seed": "8"})
-    assert len(again.gallery) == 2 and again.result.seed == 8
+    assert [c for _, c in again.gallery] == ["source · start", "1 · seed 7", "2 · seed 8 · from source · shown"]
+    assert again.result.seed == 8 and again.can_continue
     np.testing.assert_array_equal(pixels_of(again.result.before), source)
     # a canvas that cannot be read is refused before the history moves
     with pytest.raises(InputError, match=r"^canvas: expected the map as a PNG data URL"):
         h.undo(st, {"map": "not a picture"})
-    assert len(st.history.frames) == 2 and st.history.candidate
+    assert len(st.history.frames) == 3 and st.history.candidate
     # undo brings the source back exactly, redo the result; continue makes the result the next source
     back = h.undo(st, None)
     np.testing.assert_array_equal(pixels_of(st.history.source.image), source)
-    assert back.result is None and len(back.gallery) == 1
+    assert back.result is None and len(back.gallery) == 3 and not back.can_continue
     np.testing.assert_array_equal(pixels_of(Image.open(back.current_png)), source)
     with pytest.raises(InputError, match=r"^undo: nothing to undo"):
         h.undo(st, None)
@@ -552,10 +553,10 @@ def test_an_edit_keeps_unpainted_pixels_and_undo_redo_and_continue_walk_the_hist
     with pytest.raises(InputError, match=r"^undo: nothing to undo"):  # refused before the strokes are baked
         h.undo(st, canvas_with(layer(128, 192, (0, 0, 20, 20), (255, 255, 255, 128))))
     np.testing.assert_array_equal(st.bases["strength"], base)
-    h.redo(st, None)
-    assert st.history.committed == 1 and not st.history.candidate
+    h.redo(st, None)  # back to the step undo left
+    assert st.history.start == st.history.shown == 2 and not st.history.candidate
     np.testing.assert_array_equal(pixels_of(st.history.source.image), pixels_of(again.result.after))
-    with pytest.raises(InputError, match=r"^continue: no new result"):
+    with pytest.raises(InputError, match=r"^continue: the next edit already starts from the step shown"):
         h.continue_edit(st, None)
 
 
@@ -875,21 +876,37 @@ def test_the_canvas_is_told_each_exemplars_box_and_its_picture_as_fitted_there(c
     assert max(thumb.size) <= 256
 
 
-def test_any_history_step_can_be_looked_at_without_moving_the_start(ctx, st):
+def test_a_clicked_history_step_is_shown_and_continuing_from_it_starts_a_branch(ctx, st):
     from pixels.app.browse import step_view
 
     stroke = canvas_with(layer(128, 192, (120, 10, 50, 30)))
     first = h.run_edit(ctx, st, None, stroke, 0, [], FAST)
     h.continue_edit(st, None)
-    h.run_edit(ctx, st, None, stroke, 0, [], {**FAST, "seed": "9"})
+    second = h.run_edit(ctx, st, None, stroke, 0, [], {**FAST, "seed": "9"})  # step 2, from step 1
     shown = step_view(st, 1)
-    assert shown["seed"] == 7 and shown["png"] == st.history.frames[1].png
-    np.testing.assert_array_equal(pixels_of(shown["before"]), pixels_of(st.history.frames[0].image))
-    np.testing.assert_array_equal(pixels_of(shown["after"]), pixels_of(first.result.after))
-    assert "bit-exact" in shown["report"] and "next edit still starts from step 1" in shown["status"]
+    assert shown.result.seed == 7 and shown.result.png == st.history.frames[1].png and shown.can_continue is False
+    np.testing.assert_array_equal(pixels_of(shown.result.before), pixels_of(st.history.frames[0].image))
+    np.testing.assert_array_equal(pixels_of(shown.result.after), pixels_of(first.result.after))
+    assert "bit-exact" in shown.result.report and "The next edit starts from here" in shown.status
     source = step_view(st, 0)
-    assert source["seed"] is None and source["before"] is source["after"] is st.history.frames[0].image
-    assert st.history.committed == 1 and len(st.history.frames) == 3  # looking changed nothing
+    assert source.result is None and source.can_continue and "still starts from step 1" in source.status
+    assert st.history.start == 1 and len(st.history.frames) == 3  # looking moved only what is shown
     for bad in (3, -1, "1", True):
         with pytest.raises(InputError, match=r"^history: expected a step in \[0, 2\]"):
             step_view(st, bad)
+    # continuing from the source and running: a branch beside step 1, which keeps its child
+    assert "Continuing from the source photo: the next edit starts a new branch" in h.continue_edit(st, None).status
+    branch = h.run_edit(ctx, st, None, stroke, 0, [], {**FAST, "seed": "11"})
+    assert [c for _, c in branch.gallery] == ["source · start", "1 · seed 7", "2 · seed 9",
+                                              "3 · seed 11 · from source · shown"]
+    assert st.history.session.children(0) == [1, 3] and st.history.session.children(1) == [2]
+    np.testing.assert_array_equal(pixels_of(branch.result.before), pixels_of(st.history.frames[0].image))
+    # the session zip keeps every branch and reopens on the step shown
+    step_view(st, 2)
+    other = ctx.sessions.open("browser-b")
+    loaded = h.load_session(ctx, other, str(h.save_session(st)))
+    assert "3 step(s) in 2 branches" in loaded.status and other.history.shown == other.history.start == 2
+    assert other.history.session.tree == st.history.session.tree
+    for mine, theirs in zip(st.history.frames, other.history.frames):
+        np.testing.assert_array_equal(pixels_of(mine.image), pixels_of(theirs.image))
+    np.testing.assert_array_equal(pixels_of(loaded.result.after), pixels_of(second.result.after))

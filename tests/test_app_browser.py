@@ -253,6 +253,18 @@ def test_paint_add_an_exemplar_run_download_and_undo_in_chromium(tmp_path, shots
                 assert sessions_now[0].history.session.history[-1]["seed"] == 7
                 shots(page, "8-variations", full_page=False)
 
+                # 8b'. A step clicked in the history and continued from: the next run branches there; the
+                # variation's step, clicked again, is what the saved session stands on
+                thumbs.nth(1).click()  # the variations were made from step 1, which is the start
+                status_shows("Showing step 1 (seed 5), made from the source photo. The next edit starts from here")
+                assert page.locator("#pixels-continue").is_disabled()
+                thumbs.nth(0).click()
+                status_shows("The source photo. The next edit still starts from step 1")
+                page.click("#pixels-continue", timeout=deadline.ms())  # waits until it is enabled
+                status_shows("Continuing from the source photo: the next edit starts a new branch")
+                thumbs.nth(2).click()
+                status_shows("Showing step 2 (seed 7), made from step 1")
+
                 # 8c. Save the session and load it back: the photo, the last step's map, its exemplar (in its tab,
                 # with its own map) and its settings are on the page again
                 page.click("#pixels-save-session")

@@ -25,8 +25,11 @@ def test_four_variations_run_together_each_as_its_own_seed_would_and_one_is_pick
         h.use_sample(ctx, alone, ROCKET)
         single = pixels_of(h.run_edit(ctx, alone, None, STROKE, 0, [], {**FAST, "seed": str(seed)}).result.after)
         assert np.abs(single.astype(int) - grid[k].astype(int)).max() <= 1
+    from pixels.app.browse import step_view
+
+    step_view(st, 0)  # looking elsewhere first: a variation picked is shown in its own step again
     picked = h.pick(st, None, 2)
-    assert picked.result.seed == 9 and "Variation 3 (seed 9) shown" in picked.status
+    assert picked.result.seed == 9 and st.history.shown == 1 and len(st.history.session.nodes) == 1 and "Variation 3 (seed 9) shown" in picked.status
     np.testing.assert_array_equal(pixels_of(picked.result.after), grid[2])
     assert st.history.session.history[-1]["seed"] == 9 and len(st.history.frames) == 2
     # the picked one is recorded as applied: the saved session replays it bit for bit

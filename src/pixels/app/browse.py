@@ -1,5 +1,5 @@
-"""Looking back through the history: any step's result, before and after, in the result panel, without
-changing what the next edit starts from."""
+"""Looking back through the history: a step clicked in the strip is shown, before and after, in the result
+panel; "continue from here" then makes it the start of the next edit, which branches there."""
 
 from __future__ import annotations
 
@@ -8,26 +8,32 @@ from typing import Any
 from pixels import InputError
 
 from .canvas import require, require_photo
-from .results import report_markdown
+from .handlers import View, view
 from .state import StudioSession
 
 
-def step_view(st: StudioSession | None, index: Any) -> dict[str, Any]:
-    """What the result panel shows for history frame `index` (0 = the source): the frame and the one it was
-    made from, its measurements, its seed and its files, and a status line."""
-    history = require_photo(require(st))
-    frames = history.frames
-    if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < len(frames):
-        raise InputError(f"history: expected a step in [0, {len(frames) - 1}], got {index!r}")
-    frame = frames[index]
-    if index == 0:
-        return {"before": frame.image, "after": frame.image, "report": "", "seed": None, "png": frame.png,
-                "map_png": None, "status": "The source photo (nothing edited yet at this step)."}
-    seed = frame.result.metadata["seed"] if frame.result is not None else \
-        history.session.history[index - 1].get("seed")
-    return {"before": frames[index - 1].image, "after": frame.image, "report": report_markdown(frame.report),
-            "seed": seed, "png": frame.png, "map_png": frame.map_png,
-            "status": f"Showing step {index} (seed {seed}); the next edit still starts from step {history.committed}."}
+def step_view(st: StudioSession | None, index: Any) -> View:
+    """The page with history step `index` (0 = the source) shown; what the next edit starts from is unchanged."""
+    st = require(st)
+    with st.busy("history"):
+        history = require_photo(st)
+        last = len(history.frames) - 1
+        if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index <= last:
+            raise InputError(f"history: expected a step in [0, {last}], got {index!r}")
+        history.show(index)
+        start = f"step {history.start}" if history.start else "the source photo"
+        if index == 0:
+            status = "The source photo."
+        else:
+            parent = history.parent(index)
+            status = f"Showing step {index} (seed {history.seed(index)}), made from " \
+                     f"{f'step {parent}' if parent else 'the source photo'}."
+        if index != history.start:
+            status += f" The next edit still starts from {start}; **Continue from here** to start from this one" \
+                      + (" (a new branch)." if history.session.children(index) else ".")
+        else:
+            status += " The next edit starts from here."
+        return view(st, status=status)
 
 
 __all__ = ["step_view"]

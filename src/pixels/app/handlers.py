@@ -56,30 +56,32 @@ class View:
     status: str  # a line of markdown
     size: tuple[int, int] | None  # the photo's (W, H)
     variations: list[tuple[Image.Image, str]] = field(default_factory=list)  # the last run's, when it made several
+    can_continue: bool = False  # the shown step is not the start: "continue from here" would make it the start
     slots: list[Slot] | None = None  # exemplar tabs to fill in (a loaded session's last step); None: leave them
     settings: dict[str, Any] | None = None  # settings fields to fill in ({spec key: value}); None: leave them
 
 
 # -- views ------------------------------------------------------------------------------------------
 def view(st: StudioSession, canvas: dict | None = None, status: str = "") -> View:
-    """What the page shows for the session now; the result panel always shows the latest step, so it
-    follows undo and redo without keeping a copy of its own."""
+    """What the page shows for the session now: every step in the history strip (in the order they were made),
+    and the shown step, before and after, in the result panel (none while the source is shown)."""
     history = st.history
     if history is None:
         return View(canvas, [], None, None, status or "Choose a photo to start.", None)
     frames = history.frames
-    gallery = [(f.image, caption(f, k, history.committed, history.candidate)) for k, f in enumerate(frames)]
+    gallery = [(f.image, caption(history, k)) for k, f in enumerate(frames)]
     result = None
-    if len(frames) > 1:
-        last = frames[-1]
-        seed = last.result.metadata["seed"] if last.result is not None else history.session.history[-1].get("seed")
-        result = ResultView(frames[-2].image, last.image, report_markdown(last.report), seed, last.png,
-                            last.map_png, history.candidate)
-        if last.note:
-            status = f"{status} ({last.note})".strip()
-    variations = [(frame.image, f"{k} · seed {r.metadata['seed']}" + (" · shown" if frame is frames[-1] else ""))
-                  for k, (r, frame) in enumerate(history.variations, 1)] if history.candidate else []
-    return View(canvas, gallery, result, history.source.png, status, history.source.image.size, variations)
+    shown = history.shown
+    if shown:
+        frame = frames[shown]
+        result = ResultView(frames[history.parent(shown)].image, frame.image, report_markdown(frame.report),
+                            history.seed(shown), frame.png, frame.map_png, history.candidate)
+        if frame.note:
+            status = f"{status} ({frame.note})".strip()
+    variations = [(frame.image, f"{k} · seed {r.metadata['seed']}" + (" · shown" if frame is frames[shown] else ""))
+                  for k, (r, frame) in enumerate(history.variations, 1)] if history.variations else []
+    return View(canvas, gallery, result, history.source.png, status, history.source.image.size, variations,
+                can_continue=history.candidate)
 
 
 def _new_history(ctx: Context, st: StudioSession, picture: Image.Image, name: str) -> View:
@@ -160,7 +162,7 @@ def run_edit(ctx: Context, st: StudioSession | None, run_id: int | None, canvas:
             history = require_photo(st)
             kwargs = edit_kwargs({**ctx.engine.defaults, **settings}, ctx.engine.takes_prompt, ctx.engine.max_steps)
             exemplars, strength_map = edit_inputs(ctx, st, canvas, softness, slots)
-            step = history.committed + 1  # the new result's place in the history (a candidate is replaced)
+            step = len(history.frames)  # the new result's number in the history
             # checked and read before the edit waits for the model: a bad input never takes a turn in the queue
             job = plan_edit(history.source.image, exemplars, strength_map, limits=ctx.engine.editor.limits,
                             **kwargs, **(extensions or {}))
@@ -208,7 +210,7 @@ def pick(st: StudioSession | None, canvas: dict | None, k: Any) -> View:
     with st.busy("variations"):
         history = require_photo(st)
         history.pick(k)
-        seed = history.frames[-1].result.metadata["seed"]
+        seed = history.seed(history.shown)
         return view(st, status=f"Variation {k + 1} (seed {seed}) shown. **Continue from here** to edit it further.")
 
 
@@ -229,15 +231,20 @@ def extension_kwargs(prompt_image: str | None = None, prompt_weight: float = 1.0
 
 # -- history --------------------------------------------------------------------------------------------
 def continue_edit(st: StudioSession | None, canvas: dict | None) -> View:
-    """Make the latest result the source of the next edit (the maps stay as they are)."""
+    """Make the shown step (the latest result, or a step clicked in the history) the start of the next edit:
+    the next run branches there (the maps stay as they are)."""
     st = require(st)
     with st.busy("continue"):
         history = require_photo(st)
         if not history.candidate:
-            raise InputError("continue: no new result to continue from; run an edit first")
+            raise InputError("continue: the next edit already starts from the step shown; run an edit, or click"
+                             " a step in the history")
         bake(st, canvas)
+        branch = bool(history.session.children(history.shown))
         history.accept()
-        return view(st, canvas_value(st), f"Continuing from step {history.committed}.")
+        where = f"step {history.start}" if history.start else "the source photo"
+        return view(st, canvas_value(st), f"Continuing from {where}"
+                                          + (": the next edit starts a new branch." if branch else "."))
 
 
 def undo(st: StudioSession | None, canvas: dict | None) -> View:
@@ -249,7 +256,8 @@ def undo(st: StudioSession | None, canvas: dict | None) -> View:
             raise InputError("undo: nothing to undo")
         bake(st, canvas)
         history.undo()
-        return view(st, canvas_value(st), "Undone." if history.committed else "Undone: back to the source photo.")
+        return view(st, canvas_value(st), f"Undone: back to step {history.start}." if history.start else
+                    "Undone: back to the source photo.")
 
 
 def redo(st: StudioSession | None, canvas: dict | None) -> View:
@@ -261,7 +269,7 @@ def redo(st: StudioSession | None, canvas: dict | None) -> View:
             raise InputError("redo: nothing to redo")
         bake(st, canvas)
         history.redo()
-        return view(st, canvas_value(st), f"Redone step {history.committed}.")
+        return view(st, canvas_value(st), f"Redone step {history.start}.")
 
 
 def save_session(st: StudioSession | None) -> Path:
@@ -290,17 +298,18 @@ def load_session(ctx: Context, st: StudioSession | None, path: str | None) -> Vi
             session, _ = ctx.engine.run(lambda _step: EditSession.load(root, ctx.engine.editor), threading.Event())
         finally:
             shutil.rmtree(folder, ignore_errors=True)
-        source, *images = session.images
-        settings = session.history
+        source, nodes = session.source, session.nodes
         st.source_name = "session.png"
         frames = [Frame(source, st.write_png(source, "session-source"))]
-        frames += [replayed_frame(st, image, step, k) for k, (image, step) in enumerate(zip(images, settings), 1)]
+        frames += [replayed_frame(st, node.result, node.settings, k) for k, node in enumerate(nodes, 1)]
         st.history = History(session, frames)
         st.bases = empty_maps(source.size)
         st.target = "strength"
         slots, restored = restore_inputs(st, session)
-        shown = view(st, canvas_value(st), f"Loaded a session of {len(settings)} step(s); every step replayed bit for"
-                                           " bit." + (" Its last step's maps, exemplars and settings are back on the"
+        branches = sum(1 for node in session.tree if not node["children"])
+        shown = view(st, canvas_value(st), f"Loaded a session of {len(nodes)} step(s)"
+                                           + (f" in {branches} branches" if branches > 1 else "")
+                                           + "; every step replayed bit for bit." + (" Its last step's maps, exemplars and settings are back on the"
                                                       " page." if restored is not None else ""))
         shown.slots, shown.settings = slots, restored
         return shown

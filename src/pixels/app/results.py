@@ -12,7 +12,7 @@ from pixels import EditResult, InputError, PixelsError
 from pixels.eval.metrics import evaluate
 
 from .painting import map_image
-from .state import Frame, StudioSession
+from .state import Frame, History, StudioSession
 
 
 def measure(result: EditResult, before: Image.Image) -> dict[str, Any]:
@@ -85,18 +85,21 @@ def replayed_frame(st: StudioSession, image: Image.Image, settings: dict[str, An
         return Frame(image, None, note=f"the image could not be written for download ({error})")
 
 
-def caption(frame: Frame, index: int, committed: int, candidate: bool) -> str:
-    """The gallery caption of frame `index` (0 = the source): short, since thumbnails are small.
-    "start" marks what the next edit starts from, "new" a result not yet continued from."""
-    if index == 0:
+def caption(history: History, step: int) -> str:
+    """The history strip's caption of `step` (0 = the source): short, since thumbnails are small. A step made
+    from another than the one before it says which; "start" marks what the next edit starts from, "shown" the
+    step in the result panel."""
+    if step == 0:
         text = "source"
     else:
-        seed = frame.result.metadata["seed"] if frame.result is not None else None
-        text = f"{index} · seed {seed}" if seed is not None else f"step {index}"
-    if index == committed:
+        seed, parent = history.seed(step), history.parent(step)
+        text = f"{step} · seed {seed}" if seed is not None else f"step {step}"
+        if parent != step - 1:
+            text += f" · from {parent or 'source'}"
+    if step == history.start:
         text += " · start"
-    if candidate and index == committed + 1:
-        text += " · new"
+    elif step == history.shown:
+        text += " · shown"
     return text
 
 

@@ -37,113 +37,126 @@ class Frame:
 
 
 class History:
-    """An `EditSession` and, beside it, the frames the studio shows (source first), kept in step.
+    """An `EditSession` (a tree of steps) and, beside it, one frame per step for the studio to show:
+    `frames[k]` is step k's, `frames[0]` the source's.
 
-    The last edit stays a *candidate* until "continue from here" (or undo/redo) accepts it: running
-    again replaces the candidate instead of editing it, so one can try settings on the same source."""
+    `start` is the step the next edit starts from and `shown` the one the result panel shows. A run makes a
+    new child of `start` and shows it, so runs from the same start are siblings, all kept; "continue from
+    here" makes the shown step (any step, clicked in the history) the start, and the next run branches there.
+    The session itself always stands on the shown step, so a saved session reopens where the user was."""
 
     def __init__(self, session: EditSession, frames: list[Frame]) -> None:
-        """`frames`: the source's, then one per step the session has applied (all accepted)."""
-        if len(frames) != len(session.images):
-            raise ValueError(f"History: {len(frames)} frames for a session of {len(session.images)} images")
+        """`frames`: the source's, then one per step the session has made, in the order they were made."""
+        if len(frames) != len(session.nodes) + 1:
+            raise ValueError(f"History: {len(frames)} frames for a session of {len(session.nodes)} steps")
         self.session = session
         self.frames: list[Frame] = list(frames)
-        self._undone: list[Frame] = []
-        self.committed = len(self.frames) - 1  # applied steps accepted as the source of the next edit
+        self.start = self.shown = session.position
         self.variations: list[tuple[EditResult, Frame]] = []  # the last run's results, when it made several
         self._job: EditJob | None = None  # the job they were made from
+        self._varied = 0  # the step the variations are the candidates of
 
     @property
     def source(self) -> Frame:
         """What the next edit starts from."""
-        return self.frames[self.committed]
+        return self.frames[self.start]
+
+    def parent(self, step: int) -> int:
+        """The step `step` was made from (0: the source); 0 for the source itself."""
+        return self.session.nodes[step - 1].parent if step else 0
+
+    def seed(self, step: int) -> int | None:
+        """The seed step `step` was made with (None for the source)."""
+        if not step:
+            return None
+        frame = self.frames[step]
+        return frame.result.metadata["seed"] if frame.result is not None else \
+            self.session.nodes[step - 1].settings.get("seed")
 
     @property
     def candidate(self) -> bool:
-        """Whether the last step is a result not yet accepted as the source."""
-        return len(self.frames) - 1 > self.committed
+        """Whether the shown step is not the start: "continue from here" would move the start to it."""
+        return self.shown != self.start
 
     @property
     def can_undo(self) -> bool:
-        return len(self.frames) > 1
+        return self.shown != 0
 
     @property
     def can_redo(self) -> bool:
-        return bool(self._undone)
+        return self.session.can_redo
+
+    def show(self, step: int) -> None:
+        """Show step `step` (checked: one the session has made, or 0); the start stays where it is."""
+        self.session.go(step)
+        self.shown = step
+
+    def _run(self, make: Callable[[], Any]) -> Any:
+        """`make()` run on the start; on any error (a cancel included) the history is left exactly as it was."""
+        self.session.go(self.start)
+        try:
+            return make()
+        except BaseException:
+            self.session.go(self.shown)
+            raise
 
     def apply(self, frame_of: Callable[[EditResult, Image.Image], Frame], exemplars: list | EditJob,
               strength_map: np.ndarray | None = None, **settings: Any) -> EditResult:
-        """Edit the source (replacing a candidate) with `EditSession.apply`'s arguments (a checked job, or the
-        exemplars, map and settings); `frame_of(result, before)` makes the new frame and must not raise (it
-        records a failure to write files in the frame instead).
-
-        On any error of the edit (a cancel included) the history is left exactly as it was."""
-        dropped = self.candidate
-        if dropped:
-            self.session.undo()
-        try:
-            result = self.session.apply(exemplars, strength_map, **settings)
-        except BaseException:
-            if dropped:
-                self.session.redo()
-            raise
-        if dropped:
-            self.frames.pop()
+        """Edit the start with `EditSession.apply`'s arguments (a checked job, or the exemplars, map and
+        settings): a new step beside the start's other children, shown. `frame_of(result, before)` makes the
+        new frame and must not raise (it records a failure to write files in the frame instead)."""
+        result = self._run(lambda: self.session.apply(exemplars, strength_map, **settings))
         self.frames.append(frame_of(result, self.source.image))
-        self._undone.clear()
+        self.shown = self.session.position
         self.variations, self._job = [], None
         return result
 
     def apply_variations(self, frame_of: Callable[[EditResult, Image.Image], Frame], job: EditJob,
                          seeds: list[int], on_step: Callable[[int, int], None] | None = None) -> list[EditResult]:
-        """The edit of `job` with each of `seeds`, denoised together (`EditSession.variations`); the first becomes
-        the candidate (replacing one), the others wait in `variations` for `pick`. On any error (a cancel
-        included) the history is left exactly as it was."""
-        dropped = self.candidate
-        if dropped:
-            self.session.undo()
-        try:
+        """The edit of `job` with each of `seeds`, denoised together (`EditSession.variations`): the first
+        becomes a new step, shown, and the others wait in `variations` for `pick` to take its place."""
+        def make() -> list[EditResult]:
             results = self.session.variations(job, seeds, on_step=on_step)
             self.session.keep(job, results[0])
-        except BaseException:
-            if dropped:
-                self.session.redo()
-            raise
-        if dropped:
-            self.frames.pop()
+            return results
+
+        results = self._run(make)
         before = self.source.image
         self.variations = [(result, frame_of(result, before)) for result in results]
-        self._job = job
+        self._job, self._varied = job, self.session.position
         self.frames.append(self.variations[0][1])
-        self._undone.clear()
+        self.shown = self._varied
         return results
 
     def pick(self, k: int) -> None:
-        """Variation k of the last run becomes the candidate in place of the one shown."""
-        if not self.variations or not self.candidate:
+        """Variation k of the last run takes the place of the one its step holds, and is shown."""
+        if not self.variations:
             raise InputError("variations: no variations to pick from; run with more than one variation first")
         if isinstance(k, bool) or not isinstance(k, int) or not 0 <= k < len(self.variations):
             raise InputError(f"variations: expected one in [1, {len(self.variations)}], got {k!r}")
         result, frame = self.variations[k]
-        self.session.undo()
+        self.session.go(self._varied)
+        self.session.forget()  # the last step made, with no child: a run since would have cleared the variations
         self.session.keep(self._job, result)
-        self.frames[-1] = frame
+        self.frames[self._varied] = frame
+        self.shown = self._varied
 
     def accept(self) -> None:
-        """Continue from here: the candidate becomes the source of the next edit."""
-        self.committed = len(self.frames) - 1
+        """Continue from here: the shown step becomes the start of the next edit (a branch, if it has children)."""
+        self.start = self.shown
         self.variations, self._job = [], None
 
     def undo(self) -> None:
-        self.session.undo()  # raises InputError("undo: nothing to undo") on the bare source
-        self._undone.append(self.frames.pop())
-        self.committed = len(self.frames) - 1
+        """Back to the shown step's parent, which becomes the start (the step stays in the history)."""
+        self.session.go(self.shown)
+        self.session.undo()  # raises InputError("undo: nothing to undo") on the source
+        self.start = self.shown = self.session.position
         self.variations, self._job = [], None
 
     def redo(self) -> None:
+        """Forward again to the step undo left (or the one run last from here), which becomes the start."""
         self.session.redo()
-        self.frames.append(self._undone.pop())
-        self.committed = len(self.frames) - 1
+        self.start = self.shown = self.session.position
 
 
 @dataclass

@@ -138,7 +138,7 @@ def render(view: h.View) -> list:
         _download(None if result is None else result.png),
         _download(None if result is None else result.map_png),
         _download(view.current_png),
-        gr.update(interactive=bool(result and result.candidate)),
+        gr.update(interactive=view.can_continue),
         view.status,
         gr.update(value=view.variations or None, visible=bool(view.variations)),
     ]
@@ -278,7 +278,7 @@ def build(ctx: Context) -> gr.Blocks:
                     proceed = gr.Button("Continue from here", interactive=False, elem_id="pixels-continue")
                     undo = gr.Button("Undo", elem_id="pixels-undo")
                     redo = gr.Button("Redo", elem_id="pixels-redo")
-                gallery = gr.Gallery(label="History (the source first)", columns=5, fit_columns=False, height=170,
+                gallery = gr.Gallery(label="History: every step in the order made; click one to show it", columns=5, fit_columns=False, height=170,
                                      object_fit="contain", format="png", interactive=False, elem_id="pixels-history")
                 with gr.Row():
                     download = gr.DownloadButton("Download result PNG", interactive=False,
@@ -605,14 +605,11 @@ def build(ctx: Context) -> gr.Blocks:
 
         act(variation_grid.select, picked, [state, canvas], view_outputs)[1].then(**refresh)
 
-        # a history thumbnail clicked: that step in the result panel, before and after
+        # a history thumbnail clicked: that step in the result panel, before and after, ready to continue from
         def browsed(st: Any, evt: gr.SelectData) -> list:
-            shown = step_view(st, evt.index)
-            return [(shown["before"], shown["after"]), shown["before"], shown["after"], shown["report"],
-                    shown["seed"], _download(shown["png"]), _download(shown["map_png"]), shown["status"]]
+            return render(step_view(st, evt.index))
 
-        act(gallery.select, browsed, state, [slider, before, after, report, seed_used, download, download_map,
-                                             status])
+        act(gallery.select, browsed, state, view_outputs)
         act(save.click, lambda st: str(h.save_session(st)), state, saved)
         def loaded(st: Any, path: Any) -> list:
             shown = h.load_session(ctx, st, path)
