@@ -910,3 +910,16 @@ def test_a_clicked_history_step_is_shown_and_continuing_from_it_starts_a_branch(
     for mine, theirs in zip(st.history.frames, other.history.frames):
         np.testing.assert_array_equal(pixels_of(mine.image), pixels_of(theirs.image))
     np.testing.assert_array_equal(pixels_of(loaded.result.after), pixels_of(second.result.after))
+
+
+def test_what_reading_converted_is_said_on_the_page(ctx, st):
+    """Notes that `pixels edit` prints (an exemplar fitted into its box, a map resized...) reach the status line."""
+    from pixels import plan_edit
+
+    stroke = canvas_with(layer(128, 192, (120, 10, 50, 30)))
+    view = h.run_edit(ctx, st, None, stroke, 0, [Slot(MOON)], FAST)
+    exemplars, strength_map = h.edit_inputs(ctx, st, stroke, 0, [Slot(MOON)])
+    expected = plan_edit(st.history.frames[0].image, exemplars, strength_map, seed=7).notes
+    assert expected and "Notes: " + "; ".join(expected) in view.status
+    plain = h.run_edit(ctx, st, None, stroke, 0, [], FAST)
+    assert "Notes:" not in plain.status

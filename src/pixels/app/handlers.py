@@ -170,9 +170,11 @@ def run_edit(ctx: Context, st: StudioSession | None, run_id: int | None, canvas:
             def frame_of(result: Any, before: Image.Image) -> Frame:
                 return result_frame(st, result, before, step)
 
+            notes = list(job.notes)  # what reading converted (a photo resized, an exemplar fitted...), and the model's
+
             def run(on_step_: Progress) -> Any:
                 if count == 1:
-                    return history.apply(frame_of, job, on_step=on_step_)
+                    return history.apply(frame_of, job, on_step=on_step_, on_note=notes.append)
                 seeds = [(job.seed + k) % 2 ** 32 for k in range(count)]
                 return history.apply_variations(frame_of, job, seeds, on_step=on_step_)[0]
 
@@ -182,12 +184,13 @@ def run_edit(ctx: Context, st: StudioSession | None, run_id: int | None, canvas:
     finally:
         st.finish(run_id)
     md, seconds = result.metadata, ticket.finished - ticket.started
+    said = " Notes: " + "; ".join(dict.fromkeys(notes)) + "." if notes else ""
     if count > 1:
         seeds = ", ".join(str(r.metadata["seed"]) for r, _ in history.variations)
         return view(st, status=f"Done in {seconds:.1f} s: {count} variations (seeds {seeds}), {md['steps_run']} steps"
-                               " each, denoised together. Pick one under **Variations**; the first is shown.")
+                               " each, denoised together. Pick one under **Variations**; the first is shown." + said)
     return view(st, status=f"Done in {seconds:.1f} s: seed {md['seed']}, {md['steps_run']} steps, {len(exemplars)}"
-                           " exemplar(s). **Continue from here** to edit this result further.")
+                           " exemplar(s). **Continue from here** to edit this result further." + said)
 
 
 MAX_VARIATIONS = 8  # seeds one run may denoise together on a shared server
