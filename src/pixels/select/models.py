@@ -180,7 +180,10 @@ def load(model: str, task: str, *, device: torch.device, dtype: torch.dtype, all
         source = repo
 
     class_name, kind = _architecture(config, task, model, name)
-    cls = getattr(transformers, class_name)
+    cls = getattr(transformers, class_name, None)
+    if cls is None:
+        raise InputError(f"{shown(model)} needs transformers' {class_name}, which transformers"
+                         f" {transformers.__version__} does not have; upgrade transformers", param=name)
     try:
         loaded = cls.from_pretrained(source, dtype=dtype, local_files_only=local_files_only,
                                      use_safetensors=None if allow_unsafe_pickle else True)
