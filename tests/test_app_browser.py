@@ -262,6 +262,12 @@ def test_paint_add_an_exemplar_run_download_and_undo_in_chromium(tmp_path, shots
                 status_shows("The source photo. The next edit still starts from step 1")
                 page.click("#pixels-continue", timeout=deadline.ms())  # waits until it is enabled
                 status_shows("Continuing from the source photo: the next edit starts a new branch")
+                page.locator("#pixels-variations input").first.fill("1")
+                page.click("#pixels-run")
+                status_shows("Done in")
+                strip = "() => document.querySelector('#pixels-history').innerText.includes('3 · seed 5 · from source')"
+                page.wait_for_function(strip, timeout=deadline.ms())  # the branch, beside step 1 and its child
+                assert "2 · seed 7" in page.locator("#pixels-history").inner_text()
                 thumbs.nth(2).click()
                 status_shows("Showing step 2 (seed 7), made from step 1")
 
@@ -274,6 +280,8 @@ def test_paint_add_an_exemplar_run_download_and_undo_in_chromium(tmp_path, shots
                 page.locator("#pixels-seed input, #pixels-seed textarea").first.fill("")
                 page.locator("#pixels-load-session input[type=file]").set_input_files(str(zipped))
                 status_shows("maps, exemplars and settings are back on the page")
+                status_shows("3 step(s) in 2 branches")  # the whole tree, standing on the step shown when saved
+                page.wait_for_function(strip, timeout=deadline.ms())
                 page.wait_for_selector("#pixels-exemplar-1 img", timeout=deadline.ms())
                 assert page.locator("#pixels-exemplar-1-placement input[value=auto]").is_checked()
                 page.wait_for_function("() => /Map: [1-9]/.test(document.querySelector('#pixels-map-summary')"
