@@ -209,6 +209,8 @@ def test_select_checks_its_fields_naming_them():
                          ({"points": [(1, 1)], "feather": float("nan")}, "feather"),
                          ({"points": [(1, 1)], "text": "cat"}, "text"), ({"points": [(1, 1)], "gamma": 2}, "gamma"),
                          ({"points": [(1, 1)], "threshold": 0.3}, "threshold"),
+                         ({"depth": (0, 1), "model": "sam"}, "model"), ({"depth": (0, 1), "pick": "all"}, "pick"),
+                         ({"points": [(1, 1)], "mask_model": "sam"}, "mask_model"),
                          ({"points": [(1, 1)], "boxes": [(0, 0, 2, 2), (3, 3, 2, 2)]}, "boxes")]:
         with pytest.raises(InputError) as error:
             Select(**given)

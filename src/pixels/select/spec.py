@@ -93,6 +93,9 @@ class Select:
         if self.depth is None and (self.direction != "far" or self.gamma != 1.0 or self.depth_model is not None):
             which = "direction" if self.direction != "far" else "gamma" if self.gamma != 1.0 else "depth_model"
             raise InputError("is for a depth selection: give a depth range (near, far) too", param=which)
+        if self.task is None and (self.model is not None or self.pick != "best"):
+            which = "model" if self.model is not None else "pick"
+            raise InputError("is for clicks, boxes or a phrase; a depth selection takes depth_model", param=which)
         if self.mask_model is not None and self.text is None:
             raise InputError("masks the boxes a phrase finds with GroundingDINO: give text too", param="mask_model")
 
