@@ -17,6 +17,7 @@ from ..core.placement import FITS, check_box, place, region_box
 from ..core.settings import Exemplar
 from ..errors import InputError, short
 from ..limits import MAX_EXEMPLARS, MAX_PIXELS, finite
+from ..select import Select, resolve_selection
 from .images import load_image, load_map
 
 CANNY_THRESHOLDS = (100, 200)  # OpenCV's low and high hysteresis thresholds, as the ControlNet authors used
@@ -29,6 +30,29 @@ def label(value: Any) -> str | None:
     if isinstance(value, (str, bytes)) or hasattr(value, "__fspath__"):
         return str(value)
     return f"<{type(value).__name__}>"
+
+
+def nested(error: InputError, name: str) -> InputError:
+    """`error` about a field of input `name`: its parameter prefixed with the input's (`strength_map.text`)."""
+    return InputError(error.message, param=f"{name}.{error.param}" if error.param else name)
+
+
+def read_map(value: Any, name: str, image: Image.Image, invert: bool, max_pixels: int,
+             records: dict[str, Any]) -> tuple[np.ndarray, list[str]]:
+    """A strength map given as an image, an array or a path, or as a `Select` found on `image` (the source) by
+    its model: then `records[name]` gets the selection's record (`Selection.record`) for the metadata, and
+    `invert` (how a map file is encoded) does not apply: a selection says `invert` itself."""
+    if not isinstance(value, Select):
+        return load_map(value, name=name, size=image.size, invert=invert, max_pixels=max_pixels)
+    try:
+        selection = resolve_selection(value, image)
+    except InputError as error:
+        raise nested(error, name) from None
+    records[name] = selection.record
+    m, notes = load_map(selection.strength.astype(np.float64), name=name, size=image.size)
+    found = ", ".join(str(v) for k, v in value.to_dict().items() if k in ("text",) and v) or "clicks, boxes or depth"
+    share = float((m > 0).mean())
+    return m, [*notes, f"{name}: selected ({found}), {share:.0%} of the photo"]
 
 
 @dataclass(frozen=True)
@@ -66,6 +90,7 @@ def read_inputs(
     image, _ = load_image(source, name="source", max_pixels=max_pixels)
     size = image.size
     notes: list[str] = []
+    selected: dict[str, Any] = {}  # the record of each map given as a Select, by input name
     if isinstance(exemplars, Exemplar) or not isinstance(exemplars, Sequence):
         raise InputError(f"expected a list of Exemplar, got {type(exemplars).__name__}", param="exemplars")
     if len(exemplars) > MAX_EXEMPLARS:
@@ -90,8 +115,8 @@ def read_inputs(
             raise InputError(f"unknown fit {exemplar.fit!r}; choose one of {', '.join(FITS)}", param=f"{name}.fit")
         m = None
         if exemplar.strength_map is not None:
-            m, map_notes = load_map(exemplar.strength_map, name=f"{name}.strength_map", size=size, invert=invert_map,
-                                    max_pixels=max_pixels)
+            m, map_notes = read_map(exemplar.strength_map, f"{name}.strength_map", image, invert_map, max_pixels,
+                                    selected)
             notes += map_notes
         box = None if exemplar.box is None else check_box(exemplar.box, f"{name}.box", size, max_pixels)
         if m is None and alpha is None and box is None:
@@ -102,14 +127,14 @@ def read_inputs(
         read.append(ReadExemplar(picture, alpha, m, box, exemplar.fit, condition, prompt))
     extra = None
     if strength_map is not None:
-        extra, map_notes = load_map(strength_map, name="strength_map", size=size, invert=invert_map,
-                                    max_pixels=max_pixels)
+        extra, map_notes = read_map(strength_map, "strength_map", image, invert_map, max_pixels, selected)
         notes += map_notes
     labels = {
         "source": label(source),
-        "exemplars": [{"image": label(e.image), "strength_map": label(e.strength_map), "fit": e.fit,
-                       "condition": e.condition} for e in exemplars],
-        "strength_map": label(strength_map),
+        "exemplars": [{"image": label(e.image),
+                       "strength_map": selected.get(f"exemplars[{k}].strength_map", label(e.strength_map)),
+                       "fit": e.fit, "condition": e.condition} for k, e in enumerate(exemplars)],
+        "strength_map": selected.get("strength_map", label(strength_map)),
     }
     return ReadInputs(image, tuple(read), extra, labels, tuple(notes))
 

@@ -30,6 +30,7 @@ from ..core.settings import SEED, Exemplar, options, spec_key_of
 from ..errors import InputError, first_line, short
 from ..files import read_text
 from ..limits import MAX_EXEMPLARS, finite
+from ..select import Select
 
 # spec key -> (Editor.edit argument, expected type), from the settings' declaration
 EDIT_KEYS: dict[str, tuple[str, str]] = {
@@ -38,7 +39,8 @@ EDIT_KEYS: dict[str, tuple[str, str]] = {
 KEY_OF_ARGUMENT = {argument: key for key, (argument, _) in EDIT_KEYS.items()} | {"strength_map": "map"}  # Editor.edit
 # argument -> spec key
 PROMPT_IMAGE_KEYS = {"image": "path", "weight": "number"}
-EXEMPLAR_KEYS = {"image": "path", "map": "path", "box": "[x, y, w, h]", "fit": "string", "condition": "number"}
+EXEMPLAR_KEYS = {"image": "path", "map": "path or selection", "box": "[x, y, w, h]", "fit": "string",
+                 "condition": "number"}
 CONTROL_KEYS = {"kind": "string", "image": "path", "scale": "number", "start": "number", "end": "number"}
 TOP_KEYS = {"source": "path", "edits": "list of edits"}
 MAX_SPEC_BYTES = 1024 * 1024  # a spec lists edits and paths: a megabyte is thousands of edits
@@ -50,15 +52,15 @@ MAX_EDITS = 1000
 @dataclass
 class EditSpec:
     exemplars: list[Exemplar] = field(default_factory=list)
-    strength_map: str | None = None
+    strength_map: str | Select | None = None  # a path, or a selection found on the photo (`map: {text: ...}`)
     settings: dict[str, Any] = field(default_factory=dict)  # Editor.edit keyword arguments
 
     def paths(self) -> list[str]:
         """Every input file the edit names: exemplars, their maps and prompt images, the map, a control image."""
         found = [str(e.image) for e in self.exemplars]
-        found += [str(e.strength_map) for e in self.exemplars if e.strength_map]
+        found += [str(e.strength_map) for e in self.exemplars if isinstance(e.strength_map, (str, Path))]
         found += [str(e.condition_image) for e in self.exemplars if isinstance(e.condition_image, str)]
-        found += [self.strength_map] if self.strength_map else []
+        found += [str(self.strength_map)] if isinstance(self.strength_map, (str, Path)) else []
         found += [str(path) for path, _ in self.settings.get("prompt_images", []) if isinstance(path, str)]
         control = self.settings.get("control")
         found += [str(control.image)] if control is not None and isinstance(control.image, str) else []
@@ -152,11 +154,23 @@ def parse_edit(edit: Any, where: str, base: Path, extra_keys: tuple[str, ...] = 
         _check_type(f"{at}.fit", fit, "string")
         condition = item.get("condition", 0.0)
         _check_type(f"{at}.condition", condition, "number")
-        strength_map = resolve_path(f"{at}.map", item["map"], base) if item.get("map") is not None else None
+        strength_map = spec_map(item.get("map"), f"{at}.map", base)
         exemplars.append(Exemplar(resolve_path(f"{at}.image", item["image"], base), strength_map,
                                   tuple(box) if box else None, fit, float(condition)))
-    strength_map = resolve_path(f"{where}.map", edit["map"], base) if edit.get("map") is not None else None
-    return EditSpec(exemplars, strength_map, settings)
+    return EditSpec(exemplars, spec_map(edit.get("map"), f"{where}.map", base), settings)
+
+
+def spec_map(value: Any, where: str, base: Path) -> str | Select | None:
+    """A spec's `map`: a path (relative to the spec's folder), or a mapping of selection fields
+    (`{text: "the sofa", grow: 4}`, as `pixels.select.Select` takes them) found on the photo when the edit runs."""
+    if value is None:
+        return None
+    if isinstance(value, dict):
+        try:
+            return Select.from_dict(value)
+        except InputError as error:
+            raise InputError(error.message, param=f"{where}.{error.param}" if error.param else where) from None
+    return resolve_path(where, value, base)
 
 
 def parse_prompt_images(value: Any, where: str, base: Path) -> list[tuple[str, float]]:

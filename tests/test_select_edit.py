@@ -1,0 +1,67 @@
+"""Selections wherever a map is accepted: `strength_map=Select(...)` for the edit and for an exemplar, and
+`map: {text: ..., points: ...}` in spec files; found on the photo when the edit is read, recorded in its metadata."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from conftest import photo
+from test_select import fresh_cache, tiny  # noqa: F401 - fixtures
+
+from pixels import Editor, Exemplar, plan_edit
+from pixels.errors import InputError
+from pixels.inputs.spec import parse_spec
+from pixels.select import Select, resolve_selection
+
+FAST = dict(num_inference_steps=4, strength=0.75, guidance_scale=3.0)
+
+
+def test_a_selection_as_the_strength_map_is_found_on_the_source_and_recorded(tiny, sd_pipe):  # noqa: F811
+    source = photo(32, 32, seed=1)
+    select = Select(points=((12, 14),), feather=2, model=tiny("sam2"))
+    expected = resolve_selection(select, source)
+    job = plan_edit(source, strength_map=select, seed=3, **FAST)
+    np.testing.assert_array_equal(job.inputs.strength, expected.strength.astype(np.float64))
+    assert any(note.startswith("strength_map: selected (clicks, boxes or depth)") for note in job.notes)
+    recorded = job.labels["strength_map"]
+    assert recorded == json.loads(json.dumps(expected.record)) and Select.from_dict(recorded["select"]) == select
+    # the edit keeps every pixel the selection leaves out, bit for bit, and records the selection
+    result = Editor.from_pipe(sd_pipe).edit(source, strength_map=select, seed=3, **FAST)
+    kept = result.strength_map == 0
+    assert kept.any()
+    np.testing.assert_array_equal(np.asarray(result.image)[kept], np.asarray(source)[kept])
+    assert json.dumps(result.metadata)  # JSON-ready, selection record included
+    assert Select.from_dict(result.metadata["strength_map"]["select"]) == select
+
+
+def test_an_exemplar_region_can_be_a_selection(tiny):  # noqa: F811
+    source = photo(32, 32, seed=1)
+    select = Select(boxes=((4, 4, 20, 16),), model=tiny("sam2"))
+    job = plan_edit(source, [Exemplar(photo(24, 24, seed=2), select)], seed=1, **FAST)
+    region = resolve_selection(select, source).strength.astype(np.float64)
+    np.testing.assert_array_equal(job.inputs.exemplar_maps[0], region)
+    assert job.labels["exemplars"][0]["strength_map"]["select"] == select.to_dict()
+
+
+def test_a_selection_error_names_the_input_and_its_field(tiny):  # noqa: F811
+    with pytest.raises(InputError, match=r"^strength_map\.points\[0\]: "):
+        plan_edit(photo(32, 32), strength_map=Select(points=((400, 4),), model=tiny("sam2")), **FAST)
+    with pytest.raises(InputError, match=r"^exemplars\[0\]\.strength_map\.boxes\[0\]: "):
+        plan_edit(photo(32, 32), [Exemplar(photo(8, 8), Select(boxes=((40, 40, 5, 5),), model=tiny("sam2")))],
+                  **FAST)
+
+
+def test_spec_files_take_a_selection_wherever_they_take_a_map(tmp_path):
+    spec = parse_spec({"edits": [{"map": {"text": "the sofa", "grow": 4},
+                                  "exemplars": [{"image": "fox.png", "map": {"points": [[10, 12]], "feather": 3}}]}]},
+                      tmp_path)
+    edit = spec.edits[0]
+    assert edit.strength_map == Select(text="the sofa", grow=4)
+    assert edit.exemplars[0].strength_map == Select(points=((10, 12),), feather=3)
+    assert edit.paths() == [str(tmp_path / "fox.png")]  # selections name no file
+    with pytest.raises(InputError, match=r"^edits\[0\]\.map\.colour: unknown key"):
+        parse_spec({"edits": [{"map": {"colour": "red"}}]}, tmp_path)
+    with pytest.raises(InputError, match=r"^edits\[0\]\.exemplars\[0\]\.map"):
+        parse_spec({"edits": [{"exemplars": [{"image": "a.png", "map": {"grow": 2}}]}]}, tmp_path)
