@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 from conftest import photo
+from PIL import Image
 from test_select import fresh_cache, tiny  # noqa: F401 - fixtures
 
 from pixels import Editor, Exemplar, plan_edit
@@ -65,3 +66,43 @@ def test_spec_files_take_a_selection_wherever_they_take_a_map(tmp_path):
         parse_spec({"edits": [{"map": {"colour": "red"}}]}, tmp_path)
     with pytest.raises(InputError, match=r"^edits\[0\]\.exemplars\[0\]\.map"):
         parse_spec({"edits": [{"exemplars": [{"image": "a.png", "map": {"grow": 2}}]}]}, tmp_path)
+
+
+def test_pixels_edit_takes_a_selection_inline_and_records_it(tiny, sd_folder, tmp_path, capsys):  # noqa: F811
+    from conftest import run_cli
+
+    from pixels.outputs.writers import read_metadata
+
+    source, out = tmp_path / "source.png", tmp_path / "out.png"
+    photo(32, 32, seed=1).save(source)
+    given = f"{{points: [[12, 14]], feather: 2, model: {tiny('sam2')}}}"
+    code, stdout, stderr = run_cli(["edit", source, "--model", sd_folder, "--steps", 4, "--seed", 7, "--map", given,
+                                    "-o", out], capsys)
+    assert code == 0, stderr
+    assert "strength_map: selected" in stderr
+    recorded = read_metadata(out)["strength_map"]
+    select = Select.from_dict(recorded["select"])
+    assert select == Select(points=((12, 14),), feather=2, model=tiny("sam2"))
+    expected = resolve_selection(select, photo(32, 32, seed=1)).strength
+    with Image.open(out) as image:
+        np.testing.assert_array_equal(np.asarray(image.convert("RGB"))[expected == 0],
+                                      np.asarray(photo(32, 32, seed=1))[expected == 0])
+    # a bad selection: exit 2, the flag and the field named, nothing written
+    bad = tmp_path / "bad.png"
+    code, _, stderr = run_cli(["edit", source, "--model", sd_folder, "--map", "{colour: red}", "-o", bad], capsys)
+    assert code == 2 and "--map colour: unknown key" in stderr and not bad.exists()
+
+
+def test_batch_manifests_take_a_selection_as_a_row_map(tmp_path):
+    from pixels.batch import load_manifest
+
+    (tmp_path / "rows.csv").write_text('source,map,exemplar,exemplar_map\na.png,"{text: the sofa, grow: 4}",'
+                                       'ex.png,"{points: [[3, 4]]}"\n')
+    (tmp_path / "rows.yaml").write_text("- {source: a.png, map: {text: the sofa, grow: 4},"
+                                        " exemplars: [{image: ex.png, map: {points: [[3, 4]]}}]}\n")
+    for name in ("rows.csv", "rows.yaml"):
+        (row,) = load_manifest(tmp_path / name)
+        assert row.error is None, row.error
+        assert row.edit.strength_map == Select(text="the sofa", grow=4)
+        assert row.edit.exemplars[0].strength_map == Select(points=((3, 4),))
+        assert row.inputs() == [str(tmp_path / "a.png"), str(tmp_path / "ex.png")]

@@ -156,12 +156,15 @@ def _csv_row(row: dict[str, str]) -> dict[str, Any]:
             continue
         if key in ("exemplars", "prompt_images") or key == "crop" and value.startswith("["):
             out[key] = _json_cell(key, value)
+        elif key == "map" and value.startswith("{"):
+            out[key] = _selection_cell(key, value)
         else:
             out[key] = _typed(value, kinds.get(key, "string"))
     if row.get("exemplar"):
         exemplar: dict[str, Any] = {"image": row["exemplar"].strip()}
         if row.get("exemplar_map"):
-            exemplar["map"] = row["exemplar_map"].strip()
+            cell = row["exemplar_map"].strip()
+            exemplar["map"] = _selection_cell("exemplar_map", cell) if cell.startswith("{") else cell
         if row.get("exemplar_box"):
             exemplar["box"] = _json_cell("exemplar_box", "[" + row["exemplar_box"].strip().strip("[]") + "]")
         if row.get("exemplar_fit"):
@@ -175,6 +178,17 @@ def _json_cell(key: str, value: str) -> Any:
         return json.loads(value)
     except ValueError:
         return value  # the schema check names the key and value
+
+
+def _selection_cell(key: str, value: str) -> Any:
+    """A map cell written as a selection (`{text: the sofa, grow: 4}`, YAML or JSON): its mapping, which the spec
+    check reads as a `pixels.select.Select` (and whose errors it names in the row's message)."""
+    import yaml
+
+    try:
+        return yaml.safe_load(value)
+    except yaml.YAMLError:
+        return value  # read as a file name: the row fails naming it, the others go on
 
 
 def _typed(value: str, kind: str) -> Any:

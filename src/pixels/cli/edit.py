@@ -75,6 +75,27 @@ class _ExemplarAction(argparse.Action):
         namespace.exemplars = exemplars
 
 
+def map_argument(value: str | None, flag: str):
+    """A map given on the command line: a file, or a selection written as a YAML mapping of `pixels.select.Select`
+    fields (`{text: the sofa, grow: 4}`, `{points: [[120, 80]], feather: 8}`), found on the photo when the edit is
+    read. A file whose name starts with "{" stays a file."""
+    if value is None or not value.lstrip().startswith("{") or Path(value).exists():
+        return value
+    import yaml
+
+    from ..select import Select
+
+    try:
+        data = yaml.safe_load(value)
+    except yaml.YAMLError as error:
+        raise InputError(f"expected a file or a selection such as '{{text: the sofa}}', got {value!r} ({error})",
+                         param=flag) from None
+    try:
+        return Select.from_dict(data)
+    except InputError as error:
+        raise InputError(error.message, param=f"{flag} {error.param}" if error.param else flag) from None
+
+
 def _integer(text: str) -> int:
     try:
         return int(text)
@@ -122,11 +143,13 @@ def add_parser(commands, common: argparse.ArgumentParser) -> None:
     edit.add_argument("--fit", default="cover", choices=["cover", "contain", "stretch"],
                       help="how exemplars fill their box: cover (crop to fill, default), contain, stretch")
     edit.add_argument("-m", "--exemplar-map", dest="exemplar_map", metavar="MAP", action=_ExemplarAction,
-                      help="strength map of the preceding -e (white = graft and edit, black = keep)")
+                      help="strength map of the preceding -e (white = graft and edit, black = keep), or a selection"
+                           " found on the photo, as pixels select's fields: '{text: the lamp}', '{points: [[X, Y]]}'")
     edit.add_argument("--condition", dest="exemplar_condition", metavar="W", action=_ExemplarAction,
                       help="the preceding -e also prompts its own region as an IP-Adapter image of weight W"
                            " (SD and SDXL, with --ip-adapter)")
-    edit.add_argument("--map", metavar="MAP", help="extra strength map for prompt-only regions, or the only map")
+    edit.add_argument("--map", metavar="MAP", help="extra strength map for prompt-only regions, or the only map; a"
+                                                   " file, or a selection such as '{text: the sofa, grow: 4}'")
     edit.add_argument("--prompt-image", dest="prompt_images", action="append", default=[], metavar="PATH[:WEIGHT]",
                       help="an image mixed into the prompt with a weight (default 1); repeat for several"
                            " (models conditioned on image embeddings: Kandinsky 2.2)")
@@ -233,10 +256,11 @@ def plan(args: argparse.Namespace):
         return spec
     if args.source is None:
         raise InputError("SOURCE: give the photo to edit, or --spec with a spec file")
-    exemplars = [Exemplar(image, strength_map, box, args.fit, condition)
+    exemplars = [Exemplar(image, map_argument(strength_map, "-m"), box, args.fit, condition)
                  for image, strength_map, box, condition in args.exemplars]
     prompt_images = [parse_prompt_image(text) for text in args.prompt_images]
-    edit = EditSpec(exemplars, args.map, {**flags, "prompt_images": prompt_images} if prompt_images else flags)
+    settings = {**flags, "prompt_images": prompt_images} if prompt_images else flags
+    edit = EditSpec(exemplars, map_argument(args.map, "--map"), settings)
     args.recommended = [_note_recommended(args, defaults, [{}], given)]
     return Spec(Path.cwd(), args.source, [edit])
 
