@@ -375,6 +375,7 @@ def test_the_canvas_paints_a_translucent_overlay_zooms_undoes_and_drags_boxes_in
     canvas and the result sit side by side on a desktop screen."""
     sync_playwright = browser_driver()
     from pixels.app import canvas as cv
+    from pixels.app import selecting
     from pixels.app.server import start
 
     deadline = Deadline(BUDGET_S)
@@ -517,6 +518,38 @@ def test_the_canvas_paints_a_translucent_overlay_zooms_undoes_and_drags_boxes_in
                 assert st.boxes[0]["box"] == [120, 70, 40, 30]
                 shots(page, "6-canvas-box")
                 assert cv.current_map(st, None) is st.bases["strength"]
+
+                # 6. The Select tool (S): a click, an Alt+click (left out) and a dragged box, in photo pixels, go to
+                # the selection's fields
+                page.click("#pixels-select button")  # the accordion, opened (the page's layout may move)
+                page.wait_for_selector("#pixels-select-boxes textarea", timeout=deadline.ms())
+                view.scroll_into_view_if_needed()
+                page.keyboard.press("s")
+                scale, left, top = fitted()
+                page.mouse.click(left + 30 * scale, top + 20 * scale)
+                page.keyboard.down("Alt")
+                page.mouse.click(left + 50 * scale, top + 25 * scale)
+                page.keyboard.up("Alt")
+                page.mouse.move(left + 10 * scale, top + 80 * scale)
+                page.mouse.down()
+                page.mouse.move(left + 60 * scale, top + 110 * scale, steps=4)
+                page.mouse.up()
+                value = "s => document.querySelector(s).value"
+                page.wait_for_function(f"() => ({value})('#pixels-select-boxes textarea') !== ''", timeout=deadline.ms())
+                (drawn,) = selecting.parse_boxes(page.evaluate(value, "#pixels-select-boxes textarea"))
+                assert max(abs(a - b) for a, b in zip(drawn, (10, 80, 50, 30))) <= 1
+                on, left_out = selecting.parse_clicks(page.evaluate(value, "#pixels-select-clicks textarea"))
+                assert len(on) == len(left_out) == 1  # within a pixel: the page may scroll by a fraction
+                assert abs(on[0][0] - 30) <= 1 and abs(on[0][1] - 20) <= 1
+                assert abs(left_out[0][0] - 50) <= 1 and abs(left_out[0][1] - 25) <= 1
+                page.click("#pixels-select-clear")
+                page.wait_for_function(f"() => ({value})('#pixels-select-clicks textarea') === ''", timeout=deadline.ms())
+                view.scroll_into_view_if_needed()  # clicking the button may have scrolled the page
+                scale, left, top = fitted()
+                page.mouse.click(left + 40 * scale, top + 40 * scale)  # the tool's list starts afresh too
+                page.wait_for_function(f"() => ({value})('#pixels-select-clicks textarea') !== ''", timeout=deadline.ms())
+                assert ";" not in page.evaluate(value, "#pixels-select-clicks textarea")
+                assert page.evaluate(value, "#pixels-select-boxes textarea") == ""
             finally:
                 browser.close()
     finally:

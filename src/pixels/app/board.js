@@ -26,6 +26,7 @@
     scale: 1, ox: 0, oy: 0, fitted: true,
     tool: "brush", showMap: false, spaceDown: false,
     undo: [], redo: [], undoBytes: 0, stacks: {}, photoKey: null,
+    picks: { clicks: [], boxes: [] },  // the Select tool's clicks ([x, y, negative]) and boxes, sent whole each time
     pointer: null, drag: null, written: null,
   };
   const inputs = {
@@ -126,7 +127,18 @@
         }
       }
     }
-    if (state.drag && state.drag.kind === "rect") {
+    for (const [x, y, negative] of state.picks.clicks) {  // the Select tool's clicks: green on, red left out
+      const [sx, sy] = screenOf(x + 0.5, y + 0.5);
+      ctx.beginPath(); ctx.arc(sx, sy, 5, 0, 2 * Math.PI);
+      ctx.fillStyle = negative ? "#ef4444" : "#22c55e"; ctx.fill();
+      ctx.strokeStyle = "#ffffff"; ctx.stroke();
+    }
+    for (const [x, y, w, h] of state.picks.boxes) {
+      const [sx, sy] = screenOf(x, y);
+      ctx.setLineDash([6, 3]); ctx.strokeStyle = "#22c55e";
+      ctx.strokeRect(sx, sy, w * state.scale, h * state.scale); ctx.setLineDash([]);
+    }
+    if (state.drag && (state.drag.kind === "rect" || state.drag.kind === "pick")) {
       const [x0, y0, x1, y1] = rectOf(state.drag);
       const [sx, sy] = screenOf(x0, y0);
       ctx.setLineDash([4, 3]);
@@ -365,6 +377,8 @@
       beginStroke(x, y);
     } else if (state.tool === "rect") {
       state.drag = { kind: "rect", x0: x, y0: y, x, y };
+    } else if (state.tool === "select") {  // a click (Alt or Shift: what to leave out), or a box dragged
+      state.drag = { kind: "pick", x0: x, y0: y, x, y, sx, sy, negative: event.altKey || event.shiftKey };
     } else if (state.tool === "move") {
       const hit = hitBox(sx, sy);
       if (!hit) return;
@@ -388,7 +402,7 @@
       readouts();
     } else if (d && d.kind === "stroke") strokeTo(x, y);
     else if (d && d.kind === "pan") { state.ox = d.ox + sx - d.sx; state.oy = d.oy + sy - d.sy; state.fitted = false; }
-    else if (d && d.kind === "rect") { d.x = x; d.y = y; }
+    else if (d && (d.kind === "rect" || d.kind === "pick")) { d.x = x; d.y = y; }
     else if (d && d.kind === "box") d.boxes[d.k] = { ...d.boxes[d.k], box: movedBox(d, x, y), placed: true };
     draw();
   });
@@ -402,6 +416,16 @@
       state.drag = null;
       const entry = fillRect(d);
       if (entry) { pushUndo(entry); send(); }
+    } else if (d.kind === "pick") {
+      state.drag = null;
+      const [sx, sy] = photoPoint(event);
+      const [x0, y0, x1, y1] = rectOf(d);
+      if (Math.hypot(sx - d.sx, sy - d.sy) < 5) {
+        state.picks.clicks.push([Math.floor(d.x0), Math.floor(d.y0), d.negative]);
+      } else if (x1 > x0 && y1 > y0) {
+        state.picks.boxes.push([x0, y0, x1 - x0, y1 - y0]);
+      } else return;
+      trigger("point", { clicks: state.picks.clicks, boxes: state.picks.boxes });
     } else if (d.kind === "box") {
       state.drag = null;
       const moved = d.boxes[d.k];
@@ -423,7 +447,7 @@
   }, { passive: false });
 
   // -- keys ----------------------------------------------------------------------------------------------
-  const TOOLS = { b: "brush", e: "eraser", r: "rect", v: "move", h: "pan" };
+  const TOOLS = { b: "brush", e: "eraser", r: "rect", v: "move", h: "pan", s: "select" };
   const TEXT_INPUTS = ["text", "number", "search", "email", "password", "url", "tel"];
   function typing(target) {  // keys typed into a field are the field's, not the canvas's
     const tag = (target && target.tagName) || "";
@@ -466,6 +490,11 @@
   element.querySelectorAll("[data-tool]").forEach((button) => button.addEventListener("click", () => {
     state.tool = button.dataset.tool; readouts(); draw();
   }));
+  document.addEventListener("click", (event) => {  // the page's "Clear clicks" starts the Select tool's list afresh
+    if (event.target.closest && event.target.closest("#pixels-select-clear")) {
+      state.picks = { clicks: [], boxes: [] }; draw();
+    }
+  });
   $(".pxb-undo").addEventListener("click", undo);
   $(".pxb-redo").addEventListener("click", redo);
   $(".pxb-fit").addEventListener("click", fit);
@@ -529,7 +558,7 @@
       const map = new Uint8ClampedArray(value.width * value.height);
       for (let p = 0; p < map.length; p++) map[p] = pixels[p * 4];
       // undo stacks are kept per map painted, and start afresh with another photo
-      if (value.photo_key !== state.photoKey) state.stacks = {};
+      if (value.photo_key !== state.photoKey) { state.stacks = {}; state.picks = { clicks: [], boxes: [] }; }
       else state.stacks[state.target] = { undo: state.undo, redo: state.redo, bytes: state.undoBytes };
       const same = value.photo_key === state.photoKey && value.target === state.target;
       if (same) {  // a tool changed the map: that change can be undone here like a stroke

@@ -4,7 +4,8 @@ per stroke, keyboard shortcuts, and exemplar boxes dragged on the photo.
 
 Its value is a JSON object (see `board.js` for both directions); `painting.board_strength` reads the map
 out of it. Events: `input` after every stroke (and undo/redo of one), `box` when an exemplar's box was
-dragged (the event data: {"slot": k, "box": [x, y, w, h]}).
+dragged (the event data: {"slot": k, "box": [x, y, w, h]}), `point` when the Select tool clicked ({"x", "y",
+"negative"}) or dragged a box ({"box": [x, y, w, h]}), in photo pixels.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ HERE = Path(__file__).resolve().parent
 SHORTCUTS = (  # (keys, what they do): shown under the canvas and in the docs
     ("B / E / R", "brush / eraser / rectangle fill"),
     ("V", "move and resize exemplar boxes"),
+    ("S", "select: click an object (Alt+click leaves out), or drag a box"),
     ("H, or hold Space, or the middle button", "pan"),
     ("wheel, + / -", "zoom at the pointer / at the centre"),
     ("0 / 1 / 2", "fit / 100 % / 200 %"),
@@ -42,6 +44,7 @@ TEMPLATE = f"""
     <button type="button" data-tool="rect" title="Rectangle fill (R)">Rectangle</button>
     <button type="button" data-tool="move" title="Move exemplar boxes (V)">Boxes</button>
     <button type="button" data-tool="pan" title="Pan (H, Space, middle button)">Pan</button>
+    <button type="button" data-tool="select" title="Select (S): click on an object (Alt+click: leave out), or drag a box">Select</button>
     {_slider("level", "Strength", 0, 100, 100, "the level the brush paints: 100 % = full edit, 0 % = keep")}
     {_slider("size", "Size", 1, 512, 24, "brush diameter in photo pixels ([ and ])")}
     {_slider("hardness", "Hardness", 0, 100, 80, "where the brush's edge starts to fade (Shift+[ and Shift+])")}

@@ -23,6 +23,7 @@ from pixels import InputError, PixelsError
 
 from . import canvas as cv
 from . import handlers as h
+from . import selecting
 from .api import api_edit
 from .board import Board
 from .browse import step_view
@@ -250,6 +251,23 @@ def build(ctx: Context) -> gr.Blocks:
                         feather = gr.Button("Feather the map")
                     map_file = gr.File(label="Load a map image (white = edit), combined as above",
                                        file_types=["image"], type="filepath")
+                with gr.Accordion("Select: by click, box, phrase or depth", open=False, elem_id="pixels-select"):
+                    gr.Markdown("With the canvas's **Select** tool (S), click on an object (Alt+click: what to leave"
+                                " out) or drag a box; or type a phrase, or a depth range (0 nearest, 1 farthest)."
+                                " The selection is combined into the map being painted, as above.")
+                    pick_clicks = gr.Textbox(label="Clicks (x,y; -x,y leaves out)", elem_id="pixels-select-clicks")
+                    pick_boxes = gr.Textbox(label="Boxes (x,y,w,h; ...)", elem_id="pixels-select-boxes")
+                    pick_text = gr.Textbox(label="Phrase", placeholder="the sofa", elem_id="pixels-select-text")
+                    pick_depth = gr.Textbox(label="Depth range near:far", placeholder="0.4:1",
+                                            elem_id="pixels-select-depth")
+                    with gr.Row():
+                        pick_grow = gr.Number(0, label="Grow (px)", precision=0, min_width=80)
+                        pick_feather = gr.Number(0, label="Feather (px)", min_width=80)
+                    pick_model = gr.Textbox(label="Model (a short name from pixels models, a hub id or a folder;"
+                                                  " empty: the default)", elem_id="pixels-select-model")
+                    with gr.Row():
+                        pick_run = gr.Button("Select", variant="secondary", elem_id="pixels-select-run")
+                        pick_clear = gr.Button("Clear clicks", size="sm", elem_id="pixels-select-clear")
             with gr.Column(scale=3, min_width=520):
                 canvas = Board(elem_id="pixels-canvas")
             with gr.Column(scale=2, min_width=360):
@@ -525,6 +543,21 @@ def build(ctx: Context) -> gr.Blocks:
             return values
 
         canvas.box(guarded(dragged), None, box_fields, **instant)
+
+        # -- selecting by model -------------------------------------------------------------------------
+        def pointed(evt: gr.EventData) -> tuple:
+            return selecting.clicked(getattr(evt, "_data", None))
+
+        canvas.point(guarded(pointed), None, [pick_clicks, pick_boxes], **instant)
+        pick_clear.click(lambda: ("", ""), None, [pick_clicks, pick_boxes], **instant)
+
+        def picked_region(st: Any, c: Any, clicks: Any, boxes: Any, text: Any, depth: Any, grow: Any, feather_: Any,
+                          model_: Any, how_: Any) -> list:
+            select = selecting.selection_of(clicks, boxes, text, depth, grow, feather_, model_)
+            return list(selecting.select_into_map(ctx, st, c, select, how_))
+
+        act(pick_run.click, picked_region, [state, canvas, pick_clicks, pick_boxes, pick_text, pick_depth, pick_grow,
+                                            pick_feather, pick_model, how], [canvas, status])[1].then(**refresh)
 
         # -- settings ---------------------------------------------------------------------------------
         dice.click(lambda: str(secrets.randbits(32)), None, seed, **instant)
