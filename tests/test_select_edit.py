@@ -106,3 +106,40 @@ def test_batch_manifests_take_a_selection_as_a_row_map(tmp_path):
         assert row.edit.strength_map == Select(text="the sofa", grow=4)
         assert row.edit.exemplars[0].strength_map == Select(points=((3, 4),))
         assert row.inputs() == [str(tmp_path / "a.png"), str(tmp_path / "ex.png")]
+
+
+def test_an_exemplar_cut_out_grafts_only_the_selected_part(tiny, tmp_path):  # noqa: F811
+    source, exemplar = photo(32, 32, seed=1), photo(32, 32, seed=2)
+    cutout = Select(points=((16, 16),), model=tiny("sam2"))
+    job = plan_edit(source, [Exemplar(exemplar, cutout=cutout)], seed=1, **FAST)
+    cut = resolve_selection(cutout, exemplar).strength.astype(np.float64)  # found on the exemplar, not the source
+    np.testing.assert_array_equal(job.inputs.exemplar_maps[0], cut)  # no map, no box: the cut-out is its region
+    assert job.labels["exemplars"][0]["cutout"]["select"] == cutout.to_dict()
+    assert any(note.startswith("exemplars[0]: cut out") for note in job.notes)
+    with pytest.raises(InputError, match=r"^exemplars\[0\]\.cutout\.points\[0\]"):
+        plan_edit(source, [Exemplar(exemplar, cutout=Select(points=((99, 1),), model=tiny("sam2")))], **FAST)
+    spec = parse_spec({"edits": [{"exemplars": [{"image": "lamp.png", "cutout": {"text": "the lamp"}}]}]}, tmp_path)
+    assert spec.edits[0].exemplars[0].cutout == Select(text="the lamp")
+    with pytest.raises(InputError, match=r"^edits\[0\]\.exemplars\[0\]\.cutout: expected a selection"):
+        parse_spec({"edits": [{"exemplars": [{"image": "a.png", "cutout": "lamp"}]}]}, tmp_path)
+
+
+def test_pixels_edit_cuts_an_exemplar_out_and_records_it(tiny, sd_folder, tmp_path, capsys):  # noqa: F811
+    from conftest import run_cli
+
+    from pixels.outputs.writers import read_metadata
+
+    source, lamp, out = tmp_path / "source.png", tmp_path / "lamp.png", tmp_path / "out.png"
+    photo(32, 32, seed=1).save(source)
+    photo(32, 32, seed=2).save(lamp)
+    given = f"{{points: [[16, 16]], model: {tiny('sam2')}}}"
+    code, _, stderr = run_cli(["edit", source, "--model", sd_folder, "--steps", 4, "--seed", 7, "-e", lamp,
+                               "--cutout", given, "-o", out], capsys)
+    assert code == 0, stderr
+    assert "exemplars[0]: cut out" in stderr
+    recorded = read_metadata(out)["exemplars"][0]["cutout"]
+    assert Select.from_dict(recorded["select"]) == Select(points=((16, 16),), model=tiny("sam2"))
+    for bad, message in ((["-e", lamp, "--cutout", "lamp"], "--cutout: expected a selection"),
+                         (["-e", lamp, "--cutout", "{colour: red}"], "--cutout colour: unknown key")):
+        code, _, stderr = run_cli(["edit", source, "--model", sd_folder, *bad, "-o", tmp_path / "bad.png"], capsys)
+        assert code == 2 and message in stderr and not (tmp_path / "bad.png").exists()

@@ -53,7 +53,7 @@ def parse_placed(value: str) -> tuple[str, tuple[int, int, int, int] | None]:
 
 
 class _ExemplarAction(argparse.Action):
-    """-e starts a new exemplar; -m and --condition belong to the exemplar given just before them."""
+    """-e starts a new exemplar; -m, --condition and --cutout belong to the exemplar given just before them."""
 
     def __call__(self, parser, namespace, value, option_string=None):
         exemplars = list(getattr(namespace, "exemplars", None) or [])
@@ -62,16 +62,17 @@ class _ExemplarAction(argparse.Action):
                 path, box = parse_placed(value)  # ref.png@x,y,w,h
             except argparse.ArgumentTypeError as error:
                 raise argparse.ArgumentError(self, str(error)) from None
-            exemplars.append([path, None, box, 0.0])
+            exemplars.append([path, None, box, 0.0, None])
             namespace.exemplars = exemplars
             return
-        slot, what = (1, "map") if self.dest == "exemplar_map" else (3, "condition")
+        slot, what = {"exemplar_map": (1, "map"), "exemplar_condition": (3, "condition"),
+                      "exemplar_cutout": (4, "cut-out")}[self.dest]
         if not exemplars:
             parser.error(f"{option_string} {value}: a {what} must follow the -e EXEMPLAR it belongs to")
         if exemplars[-1][slot] not in (None, 0.0):
             parser.error(f"{option_string} {value}: exemplar {exemplars[-1][0]!r} already has the {what}"
                          f" {exemplars[-1][slot]!r}; give one per -e")
-        exemplars[-1][slot] = value if slot == 1 else number(value)
+        exemplars[-1][slot] = number(value) if slot == 3 else value
         namespace.exemplars = exemplars
 
 
@@ -94,6 +95,16 @@ def map_argument(value: str | None, flag: str):
         return Select.from_dict(data)
     except InputError as error:
         raise InputError(error.message, param=f"{flag} {error.param}" if error.param else flag) from None
+
+
+def cutout_argument(value: str | None):
+    """--cutout: a selection found on the exemplar image (`{text: the lamp}`), so that only that part is grafted."""
+    if value is None:
+        return None
+    found = map_argument(value, "--cutout")
+    if isinstance(found, str):
+        raise InputError(f"expected a selection such as '{{text: the lamp}}', got {value!r}", param="--cutout")
+    return found
 
 
 def _integer(text: str) -> int:
@@ -148,6 +159,9 @@ def add_parser(commands, common: argparse.ArgumentParser) -> None:
     edit.add_argument("--condition", dest="exemplar_condition", metavar="W", action=_ExemplarAction,
                       help="the preceding -e also prompts its own region as an IP-Adapter image of weight W"
                            " (SD and SDXL, with --ip-adapter)")
+    edit.add_argument("--cutout", dest="exemplar_cutout", metavar="SELECTION", action=_ExemplarAction,
+                      help="graft only the part of the preceding -e that this selection finds on it, such as"
+                           " '{text: the lamp}' or '{points: [[X, Y]]}' (in the exemplar's pixels)")
     edit.add_argument("--map", metavar="MAP", help="extra strength map for prompt-only regions, or the only map; a"
                                                    " file, or a selection such as '{text: the sofa, grow: 4}'")
     edit.add_argument("--prompt-image", dest="prompt_images", action="append", default=[], metavar="PATH[:WEIGHT]",
@@ -256,8 +270,9 @@ def plan(args: argparse.Namespace):
         return spec
     if args.source is None:
         raise InputError("SOURCE: give the photo to edit, or --spec with a spec file")
-    exemplars = [Exemplar(image, map_argument(strength_map, "-m"), box, args.fit, condition)
-                 for image, strength_map, box, condition in args.exemplars]
+    exemplars = [Exemplar(image, map_argument(strength_map, "-m"), box, args.fit, condition,
+                          cutout=cutout_argument(cutout))
+                 for image, strength_map, box, condition, cutout in args.exemplars]
     prompt_images = [parse_prompt_image(text) for text in args.prompt_images]
     settings = {**flags, "prompt_images": prompt_images} if prompt_images else flags
     edit = EditSpec(exemplars, map_argument(args.map, "--map"), settings)

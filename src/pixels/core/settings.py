@@ -289,6 +289,7 @@ class Exemplar:
     fit: str = "cover"  # cover: fill the box, cropping; contain: all of it inside; stretch: to the box
     condition: float = 0.0  # > 0: also an IP-Adapter image prompt of this weight, masked to the exemplar's region
     condition_image: ImageLike | None = None  # the image prompted there (default: the exemplar image itself)
+    cutout: Any = None  # a `pixels.select.Select` found on the exemplar image: only that part is grafted (its alpha)
 
 
 @dataclass

@@ -102,6 +102,17 @@ def read_inputs(
         if not isinstance(exemplar, Exemplar):
             raise InputError(f"expected an Exemplar, got {type(exemplar).__name__}", param=name)
         picture, alpha = load_image(exemplar.image, name=name, max_pixels=max_pixels)
+        if exemplar.cutout is not None:  # only the selected part of the exemplar is grafted
+            if not isinstance(exemplar.cutout, Select):
+                raise InputError(f"expected a Select, got {short(exemplar.cutout)}", param=f"{name}.cutout")
+            try:
+                found = resolve_selection(exemplar.cutout, picture)
+            except InputError as error:
+                raise nested(error, f"{name}.cutout") from None
+            selected[f"{name}.cutout"] = found.record
+            cut = found.strength.astype(np.float64)
+            alpha = cut if alpha is None else alpha * cut
+            notes.append(f"{name}: cut out ({float((cut > 0).mean()):.0%} of the exemplar kept)")
         condition = finite(exemplar.condition) if isinstance(exemplar.condition, (int, float)) else None
         if condition is None or not 0 <= condition <= MAX_CONDITION:
             raise InputError(f"expected a weight in [0, {MAX_CONDITION:g}], got {short(exemplar.condition)}",
@@ -133,7 +144,9 @@ def read_inputs(
         "source": label(source),
         "exemplars": [{"image": label(e.image),
                        "strength_map": selected.get(f"exemplars[{k}].strength_map", label(e.strength_map)),
-                       "fit": e.fit, "condition": e.condition} for k, e in enumerate(exemplars)],
+                       "fit": e.fit, "condition": e.condition,
+                       **({"cutout": selected[f"exemplars[{k}].cutout"]} if e.cutout is not None else {})}
+                      for k, e in enumerate(exemplars)],
         "strength_map": selected.get("strength_map", label(strength_map)),
     }
     return ReadInputs(image, tuple(read), extra, labels, tuple(notes))
@@ -183,7 +196,8 @@ def place_inputs(read: ReadInputs, source: Image.Image | None = None, mode: str 
         combined = np.ones((size[1], size[0]))  # no map at all: a plain full-frame edit
     labels = {**read.labels, "exemplars": [  # box: where it was placed (None: aligned with the source)
         {"image": given["image"], "strength_map": given["strength_map"], "box": box, "fit": given["fit"],
-         "condition": given["condition"]} for given, box in zip(read.labels["exemplars"], boxes)]}
+         "condition": given["condition"], **({"cutout": given["cutout"]} if "cutout" in given else {})}
+        for given, box in zip(read.labels["exemplars"], boxes)]}
     if mode == "paper":
         for k, m in enumerate(maps):
             if m.max() < 1.0:

@@ -40,7 +40,7 @@ KEY_OF_ARGUMENT = {argument: key for key, (argument, _) in EDIT_KEYS.items()} | 
 # argument -> spec key
 PROMPT_IMAGE_KEYS = {"image": "path", "weight": "number"}
 EXEMPLAR_KEYS = {"image": "path", "map": "path or selection", "box": "[x, y, w, h]", "fit": "string",
-                 "condition": "number"}
+                 "condition": "number", "cutout": "selection"}
 CONTROL_KEYS = {"kind": "string", "image": "path", "scale": "number", "start": "number", "end": "number"}
 TOP_KEYS = {"source": "path", "edits": "list of edits"}
 MAX_SPEC_BYTES = 1024 * 1024  # a spec lists edits and paths: a megabyte is thousands of edits
@@ -155,8 +155,14 @@ def parse_edit(edit: Any, where: str, base: Path, extra_keys: tuple[str, ...] = 
         condition = item.get("condition", 0.0)
         _check_type(f"{at}.condition", condition, "number")
         strength_map = spec_map(item.get("map"), f"{at}.map", base)
+        cutout = item.get("cutout")
+        if cutout is not None:
+            if not isinstance(cutout, dict):
+                raise InputError(f"expected a selection such as {{text: the lamp}}, got {short(cutout)}",
+                                 param=f"{at}.cutout")
+            cutout = spec_map(cutout, f"{at}.cutout", base)
         exemplars.append(Exemplar(resolve_path(f"{at}.image", item["image"], base), strength_map,
-                                  tuple(box) if box else None, fit, float(condition)))
+                                  tuple(box) if box else None, fit, float(condition), cutout=cutout))
     return EditSpec(exemplars, spec_map(edit.get("map"), f"{where}.map", base), settings)
 
 
