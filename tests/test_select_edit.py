@@ -143,3 +143,19 @@ def test_pixels_edit_cuts_an_exemplar_out_and_records_it(tiny, sd_folder, tmp_pa
                          (["-e", lamp, "--cutout", "{colour: red}"], "--cutout colour: unknown key")):
         code, _, stderr = run_cli(["edit", source, "--model", sd_folder, *bad, "-o", tmp_path / "bad.png"], capsys)
         assert code == 2 and message in stderr and not (tmp_path / "bad.png").exists()
+
+
+def test_a_selection_on_both_places_the_cut_out_exemplar_into_the_selected_box(tiny):  # noqa: F811
+    """"The lamp" selected in the exemplar and in the photo: the cut-out is fitted into the photo's lamp's box."""
+    from pixels.core.placement import region_box
+
+    source, lamp = photo(40, 32, seed=1), photo(24, 24, seed=2)  # another size: fitted into its map's box
+    where = Select(boxes=((6, 4, 20, 18),), largest=True, model=tiny("sam2"))
+    cutout = Select(boxes=((2, 2, 20, 20),), model=tiny("sam2"))
+    job = plan_edit(source, [Exemplar(lamp, where, cutout=cutout)], seed=1, **FAST)
+    region = resolve_selection(where, source).strength
+    box = region_box(region)
+    assert box is not None and box != (0, 0, 40, 32)  # a part of the photo (on this tiny random model)
+    assert tuple(job.labels["exemplars"][0]["box"]) == box
+    assert any(f"fitted (cover) into its map's edited area, box {box}" in note for note in job.notes)
+    assert job.labels["exemplars"][0]["cutout"]["select"] == cutout.to_dict()
