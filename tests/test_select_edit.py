@@ -159,3 +159,25 @@ def test_a_selection_on_both_places_the_cut_out_exemplar_into_the_selected_box(t
     assert tuple(job.labels["exemplars"][0]["box"]) == box
     assert any(f"fitted (cover) into its map's edited area, box {box}" in note for note in job.notes)
     assert job.labels["exemplars"][0]["cutout"]["select"] == cutout.to_dict()
+
+
+def test_a_session_records_its_selections_and_replays_without_finding_them_again(tiny, sd_pipe, tmp_path,  # noqa: F811
+                                                                                 monkeypatch):
+    from pixels import EditSession
+    from pixels.inputs import read as reading
+
+    session = EditSession(Editor.from_pipe(sd_pipe), photo(32, 32, seed=1))
+    select = Select(points=((12, 14),), model=tiny("sam2"))
+    session.apply([Exemplar(photo(32, 32, seed=2), cutout=Select(points=((16, 16),), model=tiny("sam2")))],
+                  strength_map=select, seed=3, **FAST)
+    folder = session.save(tmp_path / "s")
+    step = json.loads((folder / "manifest.json").read_text())["steps"][0]
+    assert Select.from_dict(step["selections"]["strength_map"]["select"]) == select
+    assert "exemplars[0].cutout" in step["selections"]
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("a replay reads the saved maps; it finds nothing again")
+
+    monkeypatch.setattr(reading, "resolve_selection", no_model)
+    loaded = EditSession.load(folder, Editor.from_pipe(sd_pipe))  # checks each result bit for bit
+    assert np.array_equal(np.asarray(loaded.current), np.asarray(session.current))

@@ -290,6 +290,9 @@ class EditSession:
             steps.append({"parent": step.parent, "settings": step.settings, "exemplars": exemplars,
                           "strength_map": f"{name}/strength.npy", "prompt_images": prompts,
                           "result": f"{name}/result.png"})
+            selections = selections_of(step.metadata)
+            if selections:  # what found the maps (replayed from the arrays above, no selection model needed)
+                steps[-1]["selections"] = selections
             if step.control is not None:
                 steps[-1]["control"] = dict(step.control)
                 if step.control_image is not None:
@@ -359,6 +362,19 @@ class EditSession:
                     )
         session.go(session._check_step(manifest.get("current", len(steps)), "current"))
         return session
+
+
+def selections_of(metadata: dict[str, Any]) -> dict[str, Any]:
+    """The records of the selections (`pixels.select`) an edit's maps and cut-outs were found with, by input."""
+    found = {}
+    if isinstance(metadata.get("strength_map"), dict):
+        found["strength_map"] = metadata["strength_map"]
+    for k, exemplar in enumerate(metadata.get("exemplars") or []):
+        if isinstance(exemplar, dict):
+            for key in ("strength_map", "cutout"):
+                if isinstance(exemplar.get(key), dict):
+                    found[f"exemplars[{k}].{key}"] = exemplar[key]
+    return found
 
 
 def extensions_of(editor: Editor) -> dict[str, Any]:
