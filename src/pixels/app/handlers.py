@@ -310,10 +310,11 @@ def load_session(ctx: Context, st: StudioSession | None, path: str | None) -> Vi
         st.target = "strength"
         slots, restored = restore_inputs(st, session)
         branches = sum(1 for node in session.tree if not node["children"])
+        restored_line = " The shown step's maps, exemplars and settings are back on the page." \
+            if restored is not None else ""
         shown = view(st, canvas_value(st), f"Loaded a session of {len(nodes)} step(s)"
                                            + (f" in {branches} branches" if branches > 1 else "")
-                                           + "; every step replayed bit for bit." + (" Its last step's maps, exemplars and settings are back on the"
-                                                      " page." if restored is not None else ""))
+                                           + "; every step replayed bit for bit." + restored_line)
         shown.slots, shown.settings = slots, restored
         return shown
 

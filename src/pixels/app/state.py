@@ -67,11 +67,7 @@ class History:
 
     def seed(self, step: int) -> int | None:
         """The seed step `step` was made with (None for the source)."""
-        if not step:
-            return None
-        frame = self.frames[step]
-        return frame.result.metadata["seed"] if frame.result is not None else \
-            self.session.nodes[step - 1].settings.get("seed")
+        return self.session.nodes[step - 1].settings.get("seed") if step else None
 
     @property
     def candidate(self) -> bool:

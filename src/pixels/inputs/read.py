@@ -37,22 +37,27 @@ def nested(error: InputError, name: str) -> InputError:
     return InputError(error.message, param=f"{name}.{error.param}" if error.param else name)
 
 
-def read_map(value: Any, name: str, image: Image.Image, invert: bool, max_pixels: int,
-             records: dict[str, Any]) -> tuple[np.ndarray, list[str]]:
-    """A strength map given as an image, an array or a path, or as a `Select` found on `image` (the source) by
-    its model: then `records[name]` gets the selection's record (`Selection.record`) for the metadata, and
-    `invert` (how a map file is encoded) does not apply: a selection says `invert` itself."""
-    if not isinstance(value, Select):
-        return load_map(value, name=name, size=image.size, invert=invert, max_pixels=max_pixels)
+def select_on(select: Select, picture: Image.Image, name: str, records: dict[str, Any]) -> np.ndarray:
+    """`select` found on `picture` by its model, as float64 (H, W) in [0, 1]; its record goes to `records[name]`
+    for the metadata, and its errors name the input (`strength_map.points[0]`)."""
     try:
-        selection = resolve_selection(value, image)
+        selection = resolve_selection(select, picture)
     except InputError as error:
         raise nested(error, name) from None
     records[name] = selection.record
-    m, notes = load_map(selection.strength.astype(np.float64), name=name, size=image.size)
-    found = ", ".join(str(v) for k, v in value.to_dict().items() if k in ("text",) and v) or "clicks, boxes or depth"
-    share = float((m > 0).mean())
-    return m, [*notes, f"{name}: selected ({found}), {share:.0%} of the photo"]
+    return selection.strength.astype(np.float64)
+
+
+def read_map(value: Any, name: str, image: Image.Image, invert: bool, max_pixels: int,
+             records: dict[str, Any]) -> tuple[np.ndarray, list[str]]:
+    """A strength map given as an image, an array or a path, or as a `Select` found on `image` (the source) by
+    its model (`select_on`); `invert` (how a map file is encoded) does not apply to a selection, which says
+    `invert` itself."""
+    if not isinstance(value, Select):
+        return load_map(value, name=name, size=image.size, invert=invert, max_pixels=max_pixels)
+    m, notes = load_map(select_on(value, image, name, records), name=name, size=image.size)
+    return m, [*notes, f"{name}: selected ({value.text or 'clicks, boxes or depth'}), {(m > 0).mean():.0%} of the"
+                       " photo"]
 
 
 @dataclass(frozen=True)
@@ -105,12 +110,7 @@ def read_inputs(
         if exemplar.cutout is not None:  # only the selected part of the exemplar is grafted
             if not isinstance(exemplar.cutout, Select):
                 raise InputError(f"expected a Select, got {short(exemplar.cutout)}", param=f"{name}.cutout")
-            try:
-                found = resolve_selection(exemplar.cutout, picture)
-            except InputError as error:
-                raise nested(error, f"{name}.cutout") from None
-            selected[f"{name}.cutout"] = found.record
-            cut = found.strength.astype(np.float64)
+            cut = select_on(exemplar.cutout, picture, f"{name}.cutout", selected)
             alpha = cut if alpha is None else alpha * cut
             notes.append(f"{name}: cut out ({float((cut > 0).mean()):.0%} of the exemplar kept)")
         condition = finite(exemplar.condition) if isinstance(exemplar.condition, (int, float)) else None

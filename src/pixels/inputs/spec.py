@@ -31,6 +31,7 @@ from ..errors import InputError, first_line, short
 from ..files import read_text
 from ..limits import MAX_EXEMPLARS, finite
 from ..select import Select
+from .read import nested
 
 # spec key -> (Editor.edit argument, expected type), from the settings' declaration
 EDIT_KEYS: dict[str, tuple[str, str]] = {
@@ -175,7 +176,7 @@ def spec_map(value: Any, where: str, base: Path) -> str | Select | None:
         try:
             return Select.from_dict(value)
         except InputError as error:
-            raise InputError(error.message, param=f"{where}.{error.param}" if error.param else where) from None
+            raise nested(error, where) from None
     return resolve_path(where, value, base)
 
 
