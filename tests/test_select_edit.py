@@ -139,7 +139,9 @@ def test_pixels_edit_cuts_an_exemplar_out_and_records_it(tiny, sd_folder, tmp_pa
     assert "exemplars[0]: cut out" in stderr
     recorded = read_metadata(out)["exemplars"][0]["cutout"]
     assert Select.from_dict(recorded["select"]) == Select(points=((16, 16),), model=tiny("sam2"))
-    for bad, message in ((["-e", lamp, "--cutout", "lamp"], "--cutout: expected a selection"),
+    for bad, message in ((["-e", lamp, "--cutout", " "], "--cutout: expected a phrase or a mapping"),
+                         (["-e", lamp, "--cutout", "the lamp"],  # a bare phrase: SAM 3, which is not here
+                          "exemplars[0].cutout.model: sam3 (facebook/sam3) is not in the local Hugging Face cache"),
                          (["-e", lamp, "--cutout", "{colour: red}"], "--cutout colour: unknown key")):
         code, _, stderr = run_cli(["edit", source, "--model", sd_folder, *bad, "-o", tmp_path / "bad.png"], capsys)
         assert code == 2 and message in stderr and not (tmp_path / "bad.png").exists()

@@ -367,6 +367,8 @@ class EditSession:
 def selections_of(metadata: dict[str, Any]) -> dict[str, Any]:
     """The records of the selections (`pixels.select`) an edit's maps and cut-outs were found with, by input."""
     found = {}
+    if isinstance(metadata.get("painted_selections"), dict):  # the studio's: combined into maps painted on after
+        found["painted"] = metadata["painted_selections"]
     if isinstance(metadata.get("strength_map"), dict):
         found["strength_map"] = metadata["strength_map"]
     for k, exemplar in enumerate(metadata.get("exemplars") or []):

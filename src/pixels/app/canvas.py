@@ -159,6 +159,13 @@ def _combined(base: np.ndarray, tool: np.ndarray, how: str) -> np.ndarray:
     raise InputError(f"combine: expected one of {', '.join(COMBINE)}, got {how!r}")
 
 
+def combine_into(st: StudioSession, tool: np.ndarray, how: str) -> None:
+    """Combine a tool's map into the map being painted; "replace" also drops the selections recorded for it."""
+    st.bases[st.target] = _combined(st.bases[st.target], tool, how)
+    if how == "replace":
+        st.selections.pop(st.target, None)
+
+
 def apply_shape(st: StudioSession | None, canvas: dict | None, shape: str,
                 numbers: tuple[float, float, float, float], percent: float, how: str) -> dict:
     """Add (or replace, subtract, ...) a box, ellipse, radial or linear gradient on the current map."""
@@ -167,7 +174,7 @@ def apply_shape(st: StudioSession | None, canvas: dict | None, shape: str,
         history = require_photo(st)
         tool = shape_map(shape, history.source.image.size, numbers, percent)
         bake(st, canvas)
-        st.bases[st.target] = _combined(st.bases[st.target], tool, how)
+        combine_into(st, tool, how)
         return canvas_value(st)
 
 
@@ -181,7 +188,7 @@ def load_map_file(ctx: Context, st: StudioSession | None, canvas: dict | None, p
         history = require_photo(st)
         loaded, _ = load_map(path, name="map file", size=history.source.image.size, max_pixels=ctx.max_pixels)
         bake(st, canvas)
-        st.bases[st.target] = _combined(st.bases[st.target], loaded, how)
+        combine_into(st, loaded, how)
         return canvas_value(st)
 
 
@@ -214,6 +221,7 @@ def clear_map(st: StudioSession | None) -> dict:
         history = require_photo(st)
         width, height = history.source.image.size
         st.bases[st.target] = np.zeros((height, width))
+        st.selections.pop(st.target, None)
         return canvas_value(st)
 
 
@@ -234,6 +242,14 @@ def edit_inputs(ctx: Context, st: StudioSession, canvas: dict | None, softness: 
         raise InputError("strength map: nothing is painted; paint where to edit (white = full edit), or use a map"
                          " tool")
     return exemplars, strength_map
+
+
+def painted_selections(st: StudioSession, slots: list[Slot]) -> dict[str, list[dict]]:
+    """The records of the selections combined into the maps an edit uses ({map: [record, ...]}), before any
+    painting on top; for the edit's metadata (the maps themselves are what the edit reads)."""
+    used = ["strength"] + [f"exemplar {k + 1}" for k, slot in enumerate(slots)
+                           if slot.image is not None and slot.region == "own map"]
+    return {name: list(st.selections[name]) for name in used if st.selections.get(name)}
 
 
 def used_map(ctx: Context, st: StudioSession, canvas: dict | None, softness: float, slots: list[Slot]
@@ -370,6 +386,7 @@ def swap_slot_maps(st: StudioSession | None, canvas: dict | None, i: int, j: int
         bake(st, canvas)
         a, b = f"exemplar {i + 1}", f"exemplar {j + 1}"
         st.bases[a], st.bases[b] = st.bases[b], st.bases[a]
+        st.selections[a], st.selections[b] = st.selections.get(b, []), st.selections.get(a, [])
         return canvas_value(st)
 
 
@@ -381,6 +398,7 @@ def clear_slot_map(st: StudioSession | None, canvas: dict | None, k: int) -> dic
     with st.busy("remove"):
         bake(st, canvas)
         st.bases[f"exemplar {k + 1}"] = np.zeros_like(st.bases["strength"])
+        st.selections.pop(f"exemplar {k + 1}", None)
         return canvas_value(st)
 
 
@@ -392,6 +410,7 @@ __all__ = [
     "apply_shape",
     "bake",
     "boxes_of",
+    "combine_into",
     "boxes_value",
     "canvas_value",
     "clear_map",
@@ -403,6 +422,7 @@ __all__ = [
     "invert_map",
     "load_map_file",
     "painted",
+    "painted_selections",
     "preview",
     "previews",
     "require",

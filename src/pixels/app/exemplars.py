@@ -8,6 +8,9 @@ Each slot has an image, a placement and a region:
 - region "strength map": it is grafted where the painted strength map is white (100 %); "own map": its
   own painted map (paint on "Exemplar k" in the canvas); "alpha": its transparency; "box": the area
   its placed box covers.
+
+A slot's cut-out (a phrase such as "the lamp", or a mapping of `pixels.select.Select` fields) is found on the
+exemplar image, so that only that part of the picture is grafted.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from pixels import Exemplar, InputError
 from pixels.core import placement
 from pixels.core.placement import FITS, region_box
 from pixels.inputs.images import load_image
+from pixels.select import Select
 
 MAX_SLOTS = 4  # exemplar tabs in the studio; the library takes any number
 PLACEMENTS = ("auto", "box")
@@ -38,6 +42,7 @@ class Slot:
     fit: str = "cover"  # how the picture fills its box
     region: str = "strength map"  # where it is grafted: see REGIONS
     condition: float = 0.0  # with an IP-Adapter: the weight its region is prompted with (0: none)
+    cutout: str = ""  # a selection found on the exemplar image (a phrase or `{...}` fields); "": the whole picture
 
 
 def check_box(box: Any, name: str) -> tuple[int, int, int, int]:
@@ -89,7 +94,19 @@ def to_exemplar(slot: Slot, k: int, source_size: tuple[int, int], strength: np.n
         image: Any = Image.fromarray(rgba, "RGBA")
     else:
         image = picture  # RGB: its alpha, if any, does not decide the region
-    return Exemplar(image, strength_map=region, box=box, fit=slot.fit, condition=slot.condition)
+    return Exemplar(image, strength_map=region, box=box, fit=slot.fit, condition=slot.condition,
+                    cutout=cutout_of(slot.cutout, f"{name}.cutout"))
+
+
+def cutout_of(text: Any, name: str) -> Select | None:
+    """The selection a slot's cut-out field describes, None when it is empty."""
+    if text is None or (isinstance(text, str) and not text.strip()):
+        return None
+    try:
+        return Select.from_text(text)
+    except InputError as error:
+        inner = error.param if error.param and error.param != "select" else ""
+        raise InputError(error.message, param=f"{name}.{inner}" if inner else name) from None
 
 
 def default_box(source_size: tuple[int, int]) -> tuple[int, int, int, int]:
@@ -142,5 +159,5 @@ def placement_preview(source: Image.Image, slot: Slot, region: np.ndarray | None
     return preview
 
 
-__all__ = ["FITS", "MAX_SLOTS", "PLACEMENTS", "REGIONS", "Slot", "check_box", "default_box", "moved_box",
+__all__ = ["FITS", "MAX_SLOTS", "PLACEMENTS", "REGIONS", "Slot", "check_box", "cutout_of", "default_box", "moved_box",
            "placement_preview", "to_exemplar", "used_box"]

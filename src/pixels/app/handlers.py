@@ -12,7 +12,7 @@ import shutil
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ from pixels import Control, EditSession, InputError, plan_edit
 from pixels.inputs.images import ImageLike, load_image
 
 from . import archive, photos
-from .canvas import bake, canvas_value, edit_inputs, empty_maps, require, require_photo
+from .canvas import bake, canvas_value, edit_inputs, empty_maps, painted_selections, require, require_photo
 from .context import Context
 from .engine import Cancelled, Progress
 from .exemplars import MAX_SLOTS, Slot
@@ -89,7 +89,7 @@ def _new_history(ctx: Context, st: StudioSession, picture: Image.Image, name: st
     stem = Path(name).stem or "photo"
     st.history = History(session, [Frame(picture, st.write_png(picture, f"{stem}-source"))])
     st.source_name = name
-    st.bases = empty_maps(picture.size)
+    st.bases, st.selections = empty_maps(picture.size), {}
     width, height = picture.size
     return view(st, canvas_value(st), f"Photo **{name}**, {width}x{height}. Paint where to edit (white = full"
                                       " edit, black = keep).")
@@ -166,6 +166,9 @@ def run_edit(ctx: Context, st: StudioSession | None, run_id: int | None, canvas:
             # checked and read before the edit waits for the model: a bad input never takes a turn in the queue
             job = plan_edit(history.source.image, exemplars, strength_map, limits=ctx.engine.editor.limits,
                             **kwargs, **(extensions or {}))
+            selections = painted_selections(st, slots)
+            if selections:  # what the painted maps were selected with, before any painting on top
+                job = replace(job, labels={**job.labels, "painted_selections": selections})
 
             def frame_of(result: Any, before: Image.Image) -> Frame:
                 return result_frame(st, result, before, step)
@@ -306,7 +309,7 @@ def load_session(ctx: Context, st: StudioSession | None, path: str | None) -> Vi
         frames = [Frame(source, st.write_png(source, "session-source"))]
         frames += [replayed_frame(st, node.result, node.settings, k) for k, node in enumerate(nodes, 1)]
         st.history = History(session, frames)
-        st.bases = empty_maps(source.size)
+        st.bases, st.selections = empty_maps(source.size), {}
         st.target = "strength"
         slots, restored = restore_inputs(st, session)
         branches = sum(1 for node in session.tree if not node["children"])

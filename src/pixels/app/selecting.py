@@ -12,7 +12,7 @@ from typing import Any
 from pixels import InputError
 from pixels.select import Select, resolve_selection
 
-from .canvas import _combined, bake, canvas_value, require, require_photo
+from .canvas import bake, canvas_value, combine_into, require, require_photo
 from .context import Context
 from .state import StudioSession
 
@@ -103,7 +103,8 @@ def select_into_map(ctx: Context, st: StudioSession | None, canvas: dict | None,
         history = require_photo(st)
         selection = resolve_selection(select, history.source.image)
         bake(st, canvas)
-        st.bases[st.target] = _combined(st.bases[st.target], selection.strength.astype("float64"), how)
+        combine_into(st, selection.strength.astype("float64"), how)
+        st.selections.setdefault(st.target, []).append({"combine": how, **selection.record})
         share = float((selection.strength > 0).mean())
         models = ", ".join(Path(str(selection.record[part]["model"])).name for part in ("region", "depth")
                            if part in selection.record)

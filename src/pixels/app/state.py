@@ -164,6 +164,8 @@ class StudioSession:
     source_name: str = "source"  # the photo's file name, for metadata and download names
     bases: dict[str, np.ndarray] = field(default_factory=dict)  # map tools' work per target, (H, W) in [0, 1]
     target: str = "strength"  # the map the canvas paints
+    # the records of the selections combined into each map (`selecting.select_into_map`), for the edit's metadata
+    selections: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     serial: int = 0  # the number of the last map sent to the canvas (a canvas value painted on an older one is stale)
     boxes: list[dict[str, Any]] = field(default_factory=list)  # the exemplar boxes the canvas shows (`canvas.boxes_of`)
     closed: bool = False
@@ -190,6 +192,7 @@ class StudioSession:
         self.closed = True
         self.history = None
         self.bases = {}
+        self.selections = {}
         for token in list(self._tokens.values()):
             token.set()  # a queued or running edit of a closed session stops
         shutil.rmtree(self.folder, ignore_errors=True)

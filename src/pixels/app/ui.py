@@ -100,25 +100,28 @@ class SlotUI:
     fit: gr.Radio
     region: gr.Radio
     condition: gr.Number
+    cutout: gr.Textbox
     remove: gr.Button
     up: gr.Button
     down: gr.Button
 
     @property
     def fields(self) -> list:
-        """The values that make a `Slot`, in its order (image, placement, x, y, w, h, fit, region, condition)."""
-        return [self.image, self.placement, self.x, self.y, self.w, self.h, self.fit, self.region, self.condition]
+        """The values that make a `Slot`, in its order (image, placement, x, y, w, h, fit, region, condition,
+        cutout)."""
+        return [self.image, self.placement, self.x, self.y, self.w, self.h, self.fit, self.region, self.condition,
+                self.cutout]
 
 
 def slots_from(values: list) -> list[Slot]:
     """`Slot`s from the flat list of every tab's field values."""
-    width = 9
-    return [Slot(v[0], v[1], (v[2], v[3], v[4], v[5]), v[6], v[7], v[8])
+    width = 10
+    return [Slot(v[0], v[1], (v[2], v[3], v[4], v[5]), v[6], v[7], v[8], v[9] or "")
             for v in (values[k:k + width] for k in range(0, len(values), width))]
 
 
 def _empty_slot() -> list:
-    return [None, "auto", 0, 0, 0, 0, "cover", "strength map", 0.0]
+    return [None, "auto", 0, 0, 0, 0, "cover", "strength map", 0.0, ""]
 
 
 def _download(path: Any) -> dict:
@@ -333,12 +336,16 @@ def build(ctx: Context) -> gr.Blocks:
                             condition = gr.Number(0.0, step=0.1, visible=engine.takes_conditions,
                                                   label="Condition (IP-Adapter weight of its region's image prompt,"
                                                         " in [0, 5]; 0: none)", elem_id=f"pixels-exemplar-{k + 1}-condition")
+                            cutout = gr.Textbox("", label="Cut out (what to take from the picture)", max_lines=1,
+                                                placeholder="the lamp   or   {boxes: [[0, 0, 120, 90]], grow: 2}",
+                                                info="found on the exemplar image by the selection models; empty:"
+                                                     " the whole picture", elem_id=f"pixels-exemplar-{k + 1}-cutout")
                             with gr.Row():
                                 remove = gr.Button("Remove", size="sm")
                                 up = gr.Button("Move left", size="sm", interactive=k > 0)
                                 down = gr.Button("Move right", size="sm", interactive=k < MAX_SLOTS - 1)
-                            slot_uis.append(SlotUI(image, preview, placement, *boxes, fit, region, condition, remove,
-                                                   up, down))
+                            slot_uis.append(SlotUI(image, preview, placement, *boxes, fit, region, condition, cutout,
+                                                   remove, up, down))
             with gr.Column(scale=1, min_width=420):
                 gr.Markdown("### 4 · Settings" + ("" if engine.takes_prompt else
                                                    " (this model is unconditional: it takes no prompt)"))
@@ -648,7 +655,7 @@ def build(ctx: Context) -> gr.Blocks:
             shown = h.load_session(ctx, st, path)
             slots = [gr.skip()] * len(slot_fields) if shown.slots is None else [
                 value for slot in shown.slots for value in (slot.image, slot.placement, *slot.box, slot.fit,
-                                                            slot.region, slot.condition)]
+                                                            slot.region, slot.condition, slot.cutout)]
             values = [gr.skip()] * len(ORDER) if shown.settings is None else [
                 shown.settings.get(f.key, gr.skip()) for f in ORDER]
             return [*render(shown), *slots, *values, gr.update(value="strength")]

@@ -82,29 +82,27 @@ def map_argument(value: str | None, flag: str):
     read. A file whose name starts with "{" stays a file."""
     if value is None or not value.lstrip().startswith("{") or Path(value).exists():
         return value
-    import yaml
-
     from ..select import Select
 
     try:
-        data = yaml.safe_load(value)
-    except yaml.YAMLError as error:
-        raise InputError(f"expected a file or a selection such as '{{text: the sofa}}', got {value!r} ({error})",
-                         param=flag) from None
-    try:
-        return Select.from_dict(data)
+        return Select.from_text(value)
     except InputError as error:
-        raise InputError(error.message, param=f"{flag} {error.param}" if error.param else flag) from None
+        inner = error.param if error.param and error.param != "select" else ""
+        raise InputError(error.message, param=f"{flag} {inner}".strip()) from None
 
 
 def cutout_argument(value: str | None):
-    """--cutout: a selection found on the exemplar image (`{text: the lamp}`), so that only that part is grafted."""
+    """--cutout: a selection found on the exemplar image, so that only that part is grafted: a phrase
+    (`the lamp`) or a mapping of selection fields (`{text: the lamp, grow: 2}`, `{boxes: [[0, 0, 64, 80]]}`)."""
     if value is None:
         return None
-    found = map_argument(value, "--cutout")
-    if isinstance(found, str):
-        raise InputError(f"expected a selection such as '{{text: the lamp}}', got {value!r}", param="--cutout")
-    return found
+    from ..select import Select
+
+    try:
+        return Select.from_text(value)
+    except InputError as error:
+        inner = error.param if error.param and error.param != "select" else ""
+        raise InputError(error.message, param=f"--cutout {inner}".strip()) from None
 
 
 def _integer(text: str) -> int:

@@ -130,3 +130,21 @@ class Select:
             if values.get(name) is None and name in values:
                 values[name] = ()
         return cls(**values)
+
+    @classmethod
+    def from_text(cls, text: str) -> Select:
+        """The selection one line of text describes: a YAML mapping of fields (`{text: the lamp, grow: 4}`,
+        `{points: [[120, 80]]}`), or a bare phrase (`the lamp`), which is `Select(text=...)`."""
+        if not isinstance(text, str) or not text.strip():
+            raise InputError(f"expected a phrase or a mapping such as '{{text: the sofa}}', got {short(text)}",
+                             param="select")
+        if not text.lstrip().startswith("{"):
+            return cls(text=text.strip())
+        import yaml
+
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as error:
+            raise InputError(f"expected a mapping such as '{{text: the sofa}}', got {short(text)} ({error})",
+                             param="select") from None
+        return cls.from_dict(data)
