@@ -17,7 +17,7 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "EditResult": ".core.settings", "EditSettings": ".core.settings", "Editor": ".editor",
-    "Exemplar": ".core.settings", "EditSession": ".session", "MemoryOptions": ".models.memory",
+    "Exemplar": ".core.settings", "Region": ".core.settings", "EditSession": ".session", "MemoryOptions": ".models.memory",
     "InputError": ".errors", "ModelNotFoundError": ".errors", "PixelsError": ".errors",
     "UnsafeCheckpointError": ".errors", "ResourceError": ".errors", "NonFiniteError": ".errors",
     "Limits": ".limits", "Control": ".core.control", "EditJob": ".inputs.job", "plan_edit": ".inputs.job",
@@ -28,7 +28,7 @@ __all__ = [*_EXPORTS, *_MODULES, "__version__"]
 
 if TYPE_CHECKING:
     from .core.control import Control
-    from .core.settings import EditResult, EditSettings, Exemplar
+    from .core.settings import EditResult, EditSettings, Exemplar, Region
     from .editor import Editor
     from .errors import (
         InputError,

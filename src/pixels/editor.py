@@ -25,7 +25,7 @@ from .core.frame import ImageLike, Inputs, crop_inputs
 from .core.loop import denoise
 from .core.placement import region_box
 from .core.prepare import Prepared, batch_key, denoise_batch, finish, prepare, setting_notes
-from .core.settings import EditResult, EditSettings, Exemplar
+from .core.settings import EditResult, EditSettings, Exemplar, Region
 from .errors import InputError, ResourceError, warn_note
 from .inputs.job import EditJob, plan_edit
 from .limits import Limits
@@ -157,6 +157,7 @@ class Editor:
         generator: torch.Generator | None = None,
         prompt_images: Sequence | None = (),
         control: Control | None = None,
+        regions: Sequence[Region] = (),
         on_step: Callable[[int, int], None] | None = None,
         **overrides: Any,
     ) -> EditResult:
@@ -167,14 +168,17 @@ class Editor:
         (`prompt="a fox", num_inference_steps=30`), replacing the one in `settings`. seed or generator:
         the random draws (a random seed is drawn and recorded when both are absent). prompt_images:
         [(image, weight), ...] mixed into the prompt (Kandinsky 2.2; SD and SDXL with an IP-Adapter).
-        control: ControlNet guidance (with a ControlNet loaded). on_step(done, total): progress; an exception
+        control: ControlNet guidance (with a ControlNet loaded). regions: `Region`s, parts of the photo with text
+        of their own (an exemplar may carry its own `prompt` too; SD 1.x/2.x and SDXL, see docs/guides/regions.md).
+        on_step(done, total): progress; an exception
         raised there stops the edit between two steps. Notes come as `PixelsNote` warnings and in
         `result.metadata["notes"]`.
 
         The same as `editor.run(plan_edit(source, ...))`: `plan_edit` checks and reads everything first.
         """
         job = plan_edit(source, exemplars, strength_map, settings, seed=seed, generator=generator,
-                        prompt_images=prompt_images, control=control, limits=self.limits, **overrides)
+                        prompt_images=prompt_images, control=control, limits=self.limits, regions=regions,
+                        **overrides)
         _warn_all(job.notes)
         return self.run(job, on_step=on_step)
 
@@ -244,6 +248,10 @@ class Editor:
         if self.refiner is not None and (control is not None or inputs.conditions):
             raise InputError("ControlNet guidance and exemplar conditions act on the base model only; edit without"
                              " the refiner to use them", param="control" if control is not None else "exemplars")
+        if inputs.texts:  # refused before any model work where the family cannot attend by region
+            for adapter in (self.adapter, self.refiner):
+                if adapter is not None:
+                    adapter.check_texts(inputs.texts, settings)
         notes = list(job.notes)
         width, height = inputs.source.size
         metadata = {

@@ -13,9 +13,10 @@ from typing import Any, ClassVar
 import torch
 
 from ..core.guidance import ClassifierFreeGuidance
-from ..core.release import img2img_timesteps
+from ..core.release import img2img_timesteps, to_latent_map
 from ..core.schedulers import make_scheduler
 from ..errors import InputError
+from . import regions
 
 
 @dataclass
@@ -26,6 +27,7 @@ class Conditioning:
     settings: dict[str, Any] = field(default_factory=dict)  # family-specific settings, for metadata
     control: Any = None  # a ControlInput: ControlNet residuals added inside the model call
     shared: bool = True  # False: per-edit state (region masks, control) keeps the edit out of batches
+    regional: Any = None  # a `regions.RegionalText`: text attended by region, set around the model call
 
 
 class Adapter:
@@ -43,6 +45,7 @@ class Adapter:
     hands_over: ClassVar[bool] = True  # can share a schedule with a refiner (denoising_end / denoising_start)
     shared_with_refiner: ClassVar[tuple[str, ...]] = ("vae",)  # components a refiner reuses instead of loading
     unbatched_conditions: ClassVar[tuple[str, ...]] = ()  # denoiser arguments shared by a batch, not per edit
+    takes_regional_text: ClassVar[bool] = False  # its cross-attention layers can attend to text by region
 
     def __init__(self, pipe) -> None:
         self.pipe = pipe
@@ -206,6 +209,46 @@ class Adapter:
         """Whether exemplars can condition their own region (an IP-Adapter with attention masks)."""
         return False
 
+    # -- text by region ------------------------------------------------------------------------------
+    def check_texts(self, texts: Sequence, settings: Any) -> None:
+        """Refuse regional text where this family cannot attend to it by region (never a silent global prompt)."""
+        if not texts:
+            return
+        if not self.takes_text:
+            raise InputError(f"this {self.family} model is unconditional: it takes no prompt, and no region's",
+                             param="regions")
+        if not self.takes_regional_text:
+            raise InputError(
+                f"a region's own prompt needs cross-attention that can be masked by region, which pixels supports"
+                f" for SD 1.x/2.x and SDXL; this is a {self.family} model. Give the text as the edit's prompt",
+                param="regions"
+            )
+
+    def encode_text(self, prompt: str, negative_prompt: str | None, guidance: ClassifierFreeGuidance
+                    ) -> torch.Tensor:
+        """The text encoder's token states of one prompt, batched for guidance ([negative, prompt] when on)."""
+        raise NotImplementedError
+
+    def with_texts(self, cond: Conditioning, texts: Sequence, settings: Any, guidance: ClassifierFreeGuidance,
+                   latent_size: tuple[int, int]) -> Conditioning:
+        """`cond` with regional text: each region's prompt encoded (the edit's where it sets none) and laid out
+        after the edit's own tokens, and the regions' maps (padded (H, W) each) for the cross-attention layers.
+        The model call stays one per step however many regions."""
+        if not texts:
+            return cond
+        groups = [cond.kwargs["encoder_hidden_states"]]
+        for prompt, negative, _ in texts:
+            groups.append(self.encode_text(settings.prompt if prompt is None else prompt,
+                                           settings.negative_prompt if negative is None else negative, guidance))
+        states, tokens = regions.token_groups([g.to(self.device) for g in groups])
+        masks = torch.cat([to_latent_map(m, latent_size)[0] for _, _, m in texts]).to(self.device)
+        regions.install(self.denoiser)
+        cond.kwargs["encoder_hidden_states"] = states
+        cond.regional = regions.RegionalText(masks, tokens)
+        cond.shared = False  # the masks are per edit
+        cond.settings = {**cond.settings, "regional_text": len(texts)}
+        return cond
+
     # -- sampling ----------------------------------------------------------------------------
     def make_scheduler(self, name: str | None):
         """A fresh scheduler for one edit: the model's own (name None) or one chosen by short name."""
@@ -306,7 +349,11 @@ class Adapter:
     # -- the model call ----------------------------------------------------------------------
     def predict(self, latents: torch.Tensor, t: torch.Tensor, cond: Conditioning) -> torch.Tensor:
         """latents: (B, C, h, w), already expanded for guidance and scaled by the scheduler."""
-        return self.denoiser(latents, t, return_dict=False, **cond.kwargs, **self.control_kwargs(latents, t, cond))[0]
+        extra = self.control_kwargs(latents, t, cond)
+        if cond.regional is None:
+            return self.denoiser(latents, t, return_dict=False, **cond.kwargs, **extra)[0]
+        with regions.regional(cond.regional):
+            return self.denoiser(latents, t, return_dict=False, **cond.kwargs, **extra)[0]
 
     def control_kwargs(self, latents: torch.Tensor, t: torch.Tensor, cond: Conditioning) -> dict:
         """Extra denoiser arguments from a ControlNet for this step (families that take one)."""

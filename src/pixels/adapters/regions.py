@@ -82,7 +82,13 @@ def regional(text: RegionalText | None) -> Iterator[None]:
 
 class RegionalCrossAttention:
     """A cross-attention layer's processor, wrapped: with regions set (`regional`), each token group is attended
-    with the layer's own processor and the outputs are blended by the regions' masks (see the module)."""
+    on its own and the outputs are blended by the regions' masks (see the module).
+
+    For diffusers' plain processor (`AttnProcessor2_0`) the query and output projections run once and only the
+    keys, values and attention run per group, each on exactly the tensors the layer would see with that group
+    alone (so a position outside every region is bit for bit the layer's output for the edit's text); any other
+    processor (an IP-Adapter's) is called once per group. A group with no weight anywhere on a layer's grid is
+    not attended there."""
 
     def __init__(self, inner) -> None:
         self.inner = inner
@@ -107,13 +113,47 @@ class RegionalCrossAttention:
                              f" {sum(text.tokens)}")
         positions = hidden_states.shape[1] if hidden_states.ndim == 3 else math.prod(hidden_states.shape[2:])
         weights = text.weights(positions, hidden_states.dtype, hidden_states.device)
+        used = [k for k in range(len(text.tokens)) if bool(weights[k].any())]
+        groups = encoder_hidden_states.split(list(text.tokens), dim=1)
+        if image is None and attention_mask is None and hidden_states.ndim == 3 and _plain(self.inner, attn):
+            return _grouped(attn, hidden_states, [groups[k] for k in used], [weights[k] for k in used])
         out = None
-        for k, group in enumerate(encoder_hidden_states.split(list(text.tokens), dim=1)):
-            states = group if image is None else (group, image)
+        for k in used:
+            states = groups[k] if image is None else (groups[k], image)
             part = self.inner(attn, hidden_states, states, attention_mask, **extra)
             weight = weights[k] if part.ndim == 3 else weights[k].reshape(1, 1, *part.shape[2:])
             out = part * weight if out is None else out + part * weight
         return out
+
+
+def _plain(processor, attn) -> bool:
+    """Whether a layer runs diffusers' plain scaled-dot-product processor with nothing around the attention
+    (no norms, residual or rescaling), as the cross-attention of SD's and SDXL's transformer blocks do."""
+    from diffusers.models.attention_processor import AttnProcessor2_0
+
+    return (type(processor) is AttnProcessor2_0 and attn.spatial_norm is None and attn.group_norm is None
+            and not attn.residual_connection and attn.rescale_output_factor == 1.0 and not attn.norm_cross
+            and attn.norm_q is None and attn.norm_k is None)
+
+
+def _grouped(attn, hidden_states: torch.Tensor, groups: list[torch.Tensor], weights: list[torch.Tensor]
+             ) -> torch.Tensor:
+    """`AttnProcessor2_0`'s computation with one query and output projection and each group's keys and values
+    attended on their own, blended by `weights` ((positions, 1) each) before the output projection (which is
+    linear and the weights sum to 1, so this is the blend of the layer's outputs)."""
+    batch = hidden_states.shape[0]
+    query = attn.to_q(hidden_states)
+    out = None
+    for group, weight in zip(groups, weights):
+        key, value = attn.to_k(group), attn.to_v(group)
+        head_dim = key.shape[-1] // attn.heads
+        q = query.view(batch, -1, attn.heads, head_dim).transpose(1, 2)
+        key = key.view(batch, -1, attn.heads, head_dim).transpose(1, 2)
+        value = value.view(batch, -1, attn.heads, head_dim).transpose(1, 2)
+        part = F.scaled_dot_product_attention(q, key, value, attn_mask=None, dropout_p=0.0, is_causal=False)
+        part = part.transpose(1, 2).reshape(batch, -1, attn.heads * head_dim).to(query.dtype)
+        out = part * weight if out is None else out + part * weight
+    return attn.to_out[1](attn.to_out[0](out))
 
 
 def install(denoiser: torch.nn.Module) -> None:

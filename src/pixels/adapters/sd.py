@@ -18,6 +18,7 @@ class StableDiffusionAdapter(Adapter):
     load_kwargs = {"safety_checker": None, "requires_safety_checker": False}
     takes_ip_adapter = True  # (and SDXL) diffusers' IP-Adapter, whose attention masks pixels uses
     takes_controlnet = True
+    takes_regional_text = True  # (and SDXL) each region's text, attended by its masked cross-attention
 
     @classmethod
     def single_file_pipeline(cls, keys: list[str] | None) -> str | None:
@@ -92,6 +93,12 @@ class StableDiffusionAdapter(Adapter):
             kwargs |= {"added_cond_kwargs": added, "cross_attention_kwargs": attention}
         return Conditioning(kwargs=kwargs, shared=not added)  # image prompts are set per edit
 
+    @torch.no_grad()
+    def encode_text(self, prompt: str, negative_prompt: str | None, guidance: ClassifierFreeGuidance
+                    ) -> torch.Tensor:
+        embeds, negative = self.pipe.encode_prompt(prompt, self.device, 1, guidance.enabled, negative_prompt)
+        return torch.cat([negative, embeds]) if guidance.enabled else embeds
+
     # -- ControlNet residuals for the model call ---------------------------------------------------------
     def control_kwargs(self, latents: torch.Tensor, t: torch.Tensor, cond: Conditioning) -> dict:
         """The residuals of the attached ControlNet for this step (none where its scale is 0)."""
@@ -101,8 +108,11 @@ class StableDiffusionAdapter(Adapter):
         if "added_cond_kwargs" in cond.kwargs and "text_embeds" in cond.kwargs["added_cond_kwargs"]:
             added = cond.kwargs["added_cond_kwargs"]
             extra["added_cond_kwargs"] = {"text_embeds": added["text_embeds"], "time_ids": added["time_ids"]}
+        states = cond.kwargs["encoder_hidden_states"]
+        if cond.regional is not None:  # the ControlNet follows the edit's own text
+            states = states[:, :cond.regional.tokens[0]]
         down, mid = self.controlnet(
-            latents[:, : self.latent_channels], t, encoder_hidden_states=cond.kwargs["encoder_hidden_states"],
+            latents[:, : self.latent_channels], t, encoder_hidden_states=states,
             controlnet_cond=cond.control.image, conditioning_scale=scale, guess_mode=False, return_dict=False, **extra,
         )
         return {"down_block_additional_residuals": down, "mid_block_additional_residual": mid}

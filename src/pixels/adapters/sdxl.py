@@ -72,3 +72,12 @@ class StableDiffusionXLAdapter(StableDiffusionAdapter):
         if attention:
             kwargs["cross_attention_kwargs"] = attention
         return Conditioning(kwargs=kwargs, settings=settings, shared=not added)  # image prompts are set per edit
+
+    @torch.no_grad()
+    def encode_text(self, prompt: str, negative_prompt: str | None, guidance: ClassifierFreeGuidance
+                    ) -> torch.Tensor:
+        embeds, negative, _, _ = self.pipe.encode_prompt(
+            prompt=prompt, device=self.device, num_images_per_prompt=1, do_classifier_free_guidance=guidance.enabled,
+            negative_prompt=negative_prompt,
+        )  # the pooled embeddings stay the edit's: they condition the whole frame
+        return torch.cat([negative, embeds]) if guidance.enabled else embeds

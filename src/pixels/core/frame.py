@@ -29,6 +29,8 @@ class Inputs:
     notes: list[str]
     conditions: list[tuple[Image.Image, float, int]] = field(default_factory=list)  # (exemplar, weight, index)
     control: Image.Image | None = None  # a ControlNet's control image, on the source's canvas
+    texts: list[tuple[str | None, str | None, np.ndarray]] = field(default_factory=list)  # regional text:
+    # (prompt, negative prompt, (H, W) map) per region with text of its own (None: the edit's text there)
 
 
 def crop_inputs(inputs: Inputs, box: tuple[int, int, int, int]) -> Inputs:
@@ -42,6 +44,7 @@ def crop_inputs(inputs: Inputs, box: tuple[int, int, int, int]) -> Inputs:
         cut(inputs.source), [cut(e) for e in inputs.exemplars],
         [m[y:y + h, x:x + w] for m in inputs.exemplar_maps], inputs.strength[y:y + h, x:x + w],
         inputs.labels, inputs.notes, inputs.conditions, None if inputs.control is None else cut(inputs.control),
+        [(prompt, negative, m[y:y + h, x:x + w]) for prompt, negative, m in inputs.texts],
     )
 
 

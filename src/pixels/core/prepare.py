@@ -34,11 +34,13 @@ def make_stages(
     base: Adapter, refiner: Adapter | None, settings: EditSettings, generator: torch.Generator,
     latent_size: tuple[int, int], frame: tuple[int, int], image_prompts: list[tuple[Image.Image, float]],
     regions: list[tuple[Image.Image, float, np.ndarray]] = (), control: tuple[np.ndarray, Control] | None = None,
+    texts: list[tuple[str | None, str | None, np.ndarray]] = (),
 ) -> list[Stage]:
     """The models that run the schedule: the base model, then the refiner from `switch_at` on.
 
     latent_size: (h, w) of the latents; frame: (H, W) of the padded picture; regions: image prompts masked to
-    a region (exemplar, weight, (H, W) map); control: the padded control image (H, W, 3) and its settings."""
+    a region (exemplar, weight, (H, W) map); control: the padded control image (H, W, 3) and its settings;
+    texts: regional text (prompt, negative prompt, padded (H, W) map), None where the edit's text applies."""
     def stage(adapter: Adapter, **truncation) -> Stage:
         sched = adapter.make_scheduler(settings.scheduler)
         timesteps = adapter.timesteps(sched, settings.num_inference_steps, settings.strength,
@@ -47,6 +49,7 @@ def make_stages(
         adapter.check_prompt_images(image_prompts, regions)
         cond = adapter.encode_prompt(settings.prompt, settings.negative_prompt, guidance, frame, image_prompts,
                                      regions)
+        cond = adapter.with_texts(cond, texts, settings, guidance, latent_size)
         if control is not None:
             if adapter.controlnet is None:
                 raise InputError(f"this {adapter.family} model has no ControlNet: load one with"
@@ -153,10 +156,12 @@ def prepare(
     height, width = src.shape[:2]
     pictures = [src] + [np.asarray(e) for e in inputs.exemplars]
     strength, maps = inputs.strength, inputs.exemplar_maps
+    text_maps = [m for _, _, m in inputs.texts]
     control_picture = None if inputs.control is None else inputs.control
     if scale_to is not None:
         pictures = [np.asarray(Image.fromarray(p).resize(scale_to, Image.LANCZOS)) for p in pictures]
         strength, *maps = [resize_map(m, scale_to) for m in [strength, *maps]]
+        text_maps = [resize_map(m, scale_to) for m in text_maps]
         if control_picture is not None:
             control_picture = control_picture.resize(scale_to, Image.BILINEAR)
 
@@ -170,7 +175,9 @@ def prepare(
     padded_maps = [pad(m, multiple) for m in maps]
     regions = [(picture, weight, padded_maps[k]) for picture, weight, k in inputs.conditions]
     controls = None if control is None else (pad(np.asarray(control_picture), multiple), control)
-    stages = make_stages(base, refiner, settings, generator, latent_size, frame, image_prompts, regions, controls)
+    texts = [(prompt, negative, pad(m, multiple)) for (prompt, negative, _), m in zip(inputs.texts, text_maps)]
+    stages = make_stages(base, refiner, settings, generator, latent_size, frame, image_prompts, regions, controls,
+                         texts)
     surgery = make_surgery(base, settings, padded_pictures, padded_maps, keep, generator,
                            inpaint=any(s.adapter.inpaint for s in stages))
 

@@ -1,4 +1,4 @@
-"""What one edit is made of: `Exemplar`, `EditSettings` and `EditResult`.
+"""What one edit is made of: `Exemplar`, `Region`, `EditSettings` and `EditResult`.
 
 `EditSettings` is the single declaration of every setting: each field carries its default, its help
 text and its short name (`Option`, in the field's metadata: the spec-file key, and with dashes the
@@ -290,6 +290,20 @@ class Exemplar:
     condition: float = 0.0  # > 0: also an IP-Adapter image prompt of this weight, masked to the exemplar's region
     condition_image: ImageLike | None = None  # the image prompted there (default: the exemplar image itself)
     cutout: Any = None  # a `pixels.select.Select` found on the exemplar image: only that part is grafted (its alpha)
+    prompt: str | None = None  # its region's own text (None: the edit's prompt there)
+    negative_prompt: str | None = None  # its region's own negative text (None: the edit's)
+
+
+@dataclass(frozen=True)
+class Region:
+    """A part of the photo with its own text, and no exemplar: where its map is above 0 the model attends to
+    `prompt` (and `negative_prompt`) instead of the edit's, blending the two where the map is gray. Its map is
+    also edited, as an exemplar's is: the edit's strength is the largest of every map. What a region does not
+    set comes from the edit's settings."""
+
+    strength_map: Any  # an image, array or path (white = edit), or a `pixels.select.Select` found on the photo
+    prompt: str | None = None  # None: the edit's prompt (with only a negative prompt of its own)
+    negative_prompt: str | None = None  # None: the edit's negative prompt
 
 
 @dataclass

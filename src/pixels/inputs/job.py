@@ -20,7 +20,7 @@ from PIL import Image
 
 from ..core.control import Control
 from ..core.frame import ImageLike, Inputs
-from ..core.settings import EditSettings, Exemplar, check_seed, make_settings
+from ..core.settings import EditSettings, Exemplar, Region, check_seed, make_settings
 from ..errors import InputError
 from ..limits import Limits
 from .prompt_images import load_prompt_images, prompt_image_labels
@@ -79,6 +79,7 @@ def plan_edit(
     prompt_images: Sequence | None = (),
     control: Control | None = None,
     limits: Limits | None = None,
+    regions: Sequence[Region] = (),
     **overrides: Any,
 ) -> EditJob:
     """Check an edit and read its inputs, without any model: the arguments are those of `Editor.edit`, plus
@@ -90,7 +91,7 @@ def plan_edit(
         raise InputError("pass either seed or generator, not both", param="seed")
     check_seed(seed)
     seed, seed_note = _seed_of(seed, generator)
-    read = read_inputs(source, exemplars, strength_map, settings.invert_map, limits.max_pixels)
+    read = read_inputs(source, exemplars, strength_map, settings.invert_map, limits.max_pixels, regions)
     inputs = place_inputs(read, mode=settings.mode)
     images = load_prompt_images(prompt_images, limits.max_pixels)
     if control is not None and not isinstance(control, Control):

@@ -14,9 +14,9 @@ from PIL import Image
 from ..core.control import Control
 from ..core.frame import ImageLike, Inputs
 from ..core.placement import FITS, check_box, place, region_box
-from ..core.settings import Exemplar
+from ..core.settings import Exemplar, Region, check_text
 from ..errors import InputError, short
-from ..limits import MAX_EXEMPLARS, MAX_PIXELS, finite
+from ..limits import MAX_EXEMPLARS, MAX_PIXELS, MAX_REGIONS, finite
 from ..select import Select, resolve_selection
 from .images import load_image, load_map
 
@@ -71,6 +71,7 @@ class ReadExemplar:
     fit: str
     condition: float  # the weight its region is prompted with (0: none)
     prompt: Image.Image | None  # the image its region is prompted with (None when condition is 0)
+    text: tuple[str | None, str | None] = (None, None)  # its region's own prompt and negative prompt
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,7 @@ class ReadInputs:
     strength_map: np.ndarray | None  # the extra map, (H, W), inverted if asked
     labels: dict[str, Any]  # how each input was given (paths, or type names), for the metadata
     notes: tuple[str, ...]  # what reading converted (map sizes, transparency)
+    regions: tuple[tuple[str | None, str | None, np.ndarray], ...] = ()  # (prompt, negative, (H, W) map) each
 
 
 def read_inputs(
@@ -90,6 +92,7 @@ def read_inputs(
     strength_map: ImageLike | None = None,
     invert_map: bool = False,
     max_pixels: int = MAX_PIXELS,
+    regions: Sequence[Region] = (),
 ) -> ReadInputs:
     """Read and check every image and map (no model needed): all input errors surface here."""
     image, _ = load_image(source, name="source", max_pixels=max_pixels)
@@ -135,21 +138,55 @@ def read_inputs(
                 "no strength_map, no alpha channel and no box: say where it goes with a map (-m MAP,"
                 " strength_map=...) or a box (EXEMPLAR@X,Y,W,H, box=(x, y, w, h))", param=name
             )
-        read.append(ReadExemplar(picture, alpha, m, box, exemplar.fit, condition, prompt))
+        read.append(ReadExemplar(picture, alpha, m, box, exemplar.fit, condition, prompt,
+                                 region_text(exemplar, name)))
     extra = None
     if strength_map is not None:
         extra, map_notes = read_map(strength_map, "strength_map", image, invert_map, max_pixels, selected)
         notes += map_notes
+    read_regions = []
+    if isinstance(regions, Region) or not isinstance(regions, Sequence):
+        raise InputError(f"expected a list of Region, got {type(regions).__name__}", param="regions")
+    if len(regions) > MAX_REGIONS:
+        raise InputError(f"{len(regions)} regions, more than the limit of {MAX_REGIONS} for one edit", param="regions")
+    for k, region in enumerate(regions):
+        name = f"regions[{k}]"
+        if not isinstance(region, Region):
+            raise InputError(f"expected a Region, got {type(region).__name__}", param=name)
+        text = region_text(region, name)
+        if text == (None, None):
+            raise InputError("a region needs a prompt or a negative prompt of its own", param=name)
+        if region.strength_map is None:
+            raise InputError("a region needs a strength_map: where its text applies", param=f"{name}.strength_map")
+        m, map_notes = read_map(region.strength_map, f"{name}.strength_map", image, invert_map, max_pixels, selected)
+        notes += map_notes
+        read_regions.append((*text, m))
     labels = {
         "source": label(source),
         "exemplars": [{"image": label(e.image),
                        "strength_map": selected.get(f"exemplars[{k}].strength_map", label(e.strength_map)),
                        "fit": e.fit, "condition": e.condition,
-                       **({"cutout": selected[f"exemplars[{k}].cutout"]} if e.cutout is not None else {})}
+                       **({"cutout": selected[f"exemplars[{k}].cutout"]} if e.cutout is not None else {}),
+                       **_text_labels(e)}
                       for k, e in enumerate(exemplars)],
         "strength_map": selected.get("strength_map", label(strength_map)),
+        "regions": [{"strength_map": selected.get(f"regions[{k}].strength_map", label(r.strength_map)),
+                     **_text_labels(r)} for k, r in enumerate(regions)],
     }
-    return ReadInputs(image, tuple(read), extra, labels, tuple(notes))
+    return ReadInputs(image, tuple(read), extra, labels, tuple(notes), tuple(read_regions))
+
+
+def region_text(given: Exemplar | Region, name: str) -> tuple[str | None, str | None]:
+    """An exemplar's or a region's own (prompt, negative prompt), checked; None where it has none."""
+    for key in ("prompt", "negative_prompt"):
+        value = getattr(given, key)
+        if value is not None:
+            check_text(f"{name}.{key}", value)
+    return given.prompt, given.negative_prompt
+
+
+def _text_labels(given: Exemplar | Region) -> dict[str, str]:
+    return {key: getattr(given, key) for key in ("prompt", "negative_prompt") if getattr(given, key) is not None}
 
 
 def place_inputs(read: ReadInputs, source: Image.Image | None = None, mode: str = "paper") -> Inputs:
@@ -162,7 +199,7 @@ def place_inputs(read: ReadInputs, source: Image.Image | None = None, mode: str 
         raise InputError(f"a {size[0]}x{size[1]} source; the inputs were read for {read.source.size[0]}x"
                          f"{read.source.size[1]}", param="source")
     notes = list(read.notes)
-    images, maps, boxes, conditions = [], [], [], []
+    images, maps, boxes, conditions, texts = [], [], [], [], []
     for k, exemplar in enumerate(read.exemplars):
         name = f"exemplars[{k}]"
         picture, alpha, m, box = exemplar.picture, exemplar.alpha, exemplar.strength_map, exemplar.box
@@ -186,17 +223,22 @@ def place_inputs(read: ReadInputs, source: Image.Image | None = None, mode: str 
             notes.append(f"{name}: no strength_map given, {what} is its region")
         if exemplar.prompt is not None:
             conditions.append((exemplar.prompt, exemplar.condition, k))
+        if exemplar.text != (None, None):
+            texts.append((*exemplar.text, m))
         images.append(picture)
         maps.append(m)
         boxes.append(box)
-    strengths = list(maps) + ([read.strength_map] if read.strength_map is not None else [])
+    texts += list(read.regions)
+    strengths = list(maps) + [m for _, _, m in read.regions] + \
+        ([read.strength_map] if read.strength_map is not None else [])
     if strengths:
         combined = np.maximum.reduce(strengths) if len(strengths) > 1 else strengths[0]
     else:
         combined = np.ones((size[1], size[0]))  # no map at all: a plain full-frame edit
     labels = {**read.labels, "exemplars": [  # box: where it was placed (None: aligned with the source)
         {"image": given["image"], "strength_map": given["strength_map"], "box": box, "fit": given["fit"],
-         "condition": given["condition"], **({"cutout": given["cutout"]} if "cutout" in given else {})}
+         "condition": given["condition"],
+         **{key: given[key] for key in ("cutout", "prompt", "negative_prompt") if key in given}}
         for given, box in zip(read.labels["exemplars"], boxes)]}
     if mode == "paper":
         for k, m in enumerate(maps):
@@ -206,7 +248,12 @@ def place_inputs(read: ReadInputs, source: Image.Image | None = None, mode: str 
                     " it is never grafted: only pixels of strength exactly 1 take the exemplar. Paint the graft area"
                     " white (a colour reads as its luminance: pure red is 0.299), or use mode='blend'"
                 )
-    return Inputs(image, images, maps, combined.astype(np.float64), labels, notes, conditions)
+    for prompt, negative, m in texts:
+        if not (m > 0).any():
+            notes.append(f"a region's text ({short(prompt if prompt is not None else negative)}) has an empty map:"
+                         " it applies nowhere")
+    texts = [(prompt, negative, m) for prompt, negative, m in texts if (m > 0).any()]
+    return Inputs(image, images, maps, combined.astype(np.float64), labels, notes, conditions, texts=texts)
 
 
 def control_picture(control: Control, source: Image.Image, max_pixels: int) -> Image.Image:

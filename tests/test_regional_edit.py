@@ -1,0 +1,160 @@
+"""Regions with text of their own, through a whole edit on tiny SD and SDXL models: a region's text reaches only its
+region's cross-attention, at one model call per step; families that cannot mask their text say so."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from conftest import box_map, photo
+
+from pixels import Editor, Exemplar, InputError, Region
+from pixels.adapters.regions import RegionalCrossAttention, RegionalText, _grouped, regional
+
+FAST = dict(num_inference_steps=4, guidance_scale=4.0, strength=1.0)
+
+
+def pixels(result) -> np.ndarray:
+    return np.asarray(result.image).astype(np.int16)
+
+
+def halves(width: int = 32, height: int = 32) -> tuple[np.ndarray, np.ndarray]:
+    left = np.zeros((height, width))
+    left[:, : width // 2] = 1.0
+    return left, 1.0 - left
+
+
+def calls_of(editor: Editor) -> list:
+    calls: list = []
+    editor.adapter.denoiser.register_forward_hook(lambda *args: calls.append(1))
+    return calls
+
+
+@pytest.fixture(params=["sd", "sdxl", "refiner"])
+def editor(request, tiny_pipes):
+    return Editor.from_pipe(tiny_pipes(request.param))
+
+
+def test_a_region_over_the_whole_frame_is_its_text_as_the_prompt(tiny_pipes):
+    """SD: the pooled embedding of SDXL stays the edit's, so there the equality holds only with the same prompt."""
+    editor = Editor.from_pipe(tiny_pipes("sd"))
+    source, everywhere = photo(32, 32, seed=2), np.ones((32, 32))
+    plain = editor.edit(source, strength_map=everywhere, prompt="a red fox", seed=3, **FAST)
+    regional_ = editor.edit(source, strength_map=everywhere, prompt="", seed=3, **FAST,
+                            regions=[Region(everywhere, prompt="a red fox")])
+    assert np.abs(pixels(plain) - pixels(regional_)).max() <= 1
+    assert regional_.metadata["regional_text"] == 1 and plain.metadata.get("regional_text") is None
+    assert regional_.metadata["regions"] == [{"strength_map": "<ndarray>", "prompt": "a red fox"}]
+
+
+def test_an_empty_region_is_no_region_and_calls_do_not_grow(editor):
+    source, m = photo(32, 32, seed=4), box_map()
+    calls = calls_of(editor)
+    plain = editor.edit(source, strength_map=m, prompt="a lamp", seed=5, **FAST)
+    plain_calls = len(calls)
+    with pytest.warns(UserWarning, match="has an empty map: it applies nowhere"):
+        empty = editor.edit(source, strength_map=m, prompt="a lamp", seed=5, **FAST,
+                            regions=[Region(np.zeros((32, 32)), prompt="brass, warm light")])
+    np.testing.assert_array_equal(pixels(plain), pixels(empty))
+    left, right = halves()
+    del calls[:]
+    four = editor.edit(source, strength_map=m, prompt="a lamp", seed=5, **FAST,
+                       regions=[Region(left, prompt="fur"), Region(right, prompt="brass"),
+                                Region(left * 0.5, negative_prompt="blur"), Exemplar(photo(32, 32, 9), right,
+                                                                                     prompt="glass")][:3])
+    assert len(calls) == plain_calls == four.metadata["model_calls"]
+    assert not np.array_equal(pixels(plain), pixels(four))
+
+
+def test_kept_pixels_stay_exact_and_the_same_seed_gives_the_same_pixels(editor):
+    source = photo(32, 32, seed=6)
+    m = box_map(box=(4, 4, 28, 20))
+    left, right = halves()
+    regions = [Region(left, prompt="a red fox, fur"), Region(right, prompt="brass lamp", negative_prompt="dark")]
+    a = editor.edit(source, strength_map=m, prompt="a room", seed=7, regions=regions, **FAST)
+    b = editor.edit(source, strength_map=m, prompt="a room", seed=7, regions=regions, **FAST)
+    np.testing.assert_array_equal(pixels(a), pixels(b))
+    # the regions' maps are edited too: the strength is the largest map, so here every pixel is released
+    assert (a.strength_map == 1).all()
+    only_box = editor.edit(source, strength_map=m, prompt="a room", seed=7, **FAST,
+                           regions=[Region(left * m, prompt="a red fox, fur")])
+    kept = m == 0
+    np.testing.assert_array_equal(pixels(only_box)[kept], np.asarray(source).astype(np.int16)[kept])
+
+
+def test_an_exemplar_s_own_prompt_is_attended_where_its_map_is(tiny_pipes):
+    editor = Editor.from_pipe(tiny_pipes("sd"))
+    source, exemplar, m = photo(32, 32, seed=1), photo(32, 32, seed=8), box_map()
+    base = editor.edit(source, exemplars=[Exemplar(exemplar, m)], prompt="", seed=2, **FAST)
+    prompted = editor.edit(source, exemplars=[Exemplar(exemplar, m, prompt="a red fox")], prompt="", seed=2, **FAST)
+    same_as_region = editor.edit(source, exemplars=[Exemplar(exemplar, m)], prompt="", seed=2, **FAST,
+                                 regions=[Region(m, prompt="a red fox")])
+    assert not np.array_equal(pixels(base), pixels(prompted))
+    np.testing.assert_array_equal(pixels(prompted), pixels(same_as_region))
+    assert prompted.metadata["exemplars"][0]["prompt"] == "a red fox"
+
+
+def test_changing_one_region_s_text_changes_the_other_region_less(tiny_pipes):
+    """Two regions that do not overlap: the text of one reaches the other only through self-attention and the
+    convolutions. On the tiny random UNet, whose self-attention and receptive field cover the whole 32x32 frame,
+    the other half moves less than the region whose text changed (mean 1.3 against 2.3 levels when measured;
+    docs/guides/regions.md)."""
+    editor = Editor.from_pipe(tiny_pipes("sd"))
+    source, everywhere = photo(32, 32, seed=3), np.ones((32, 32))
+    left, right = halves()
+
+    def run(text: str) -> np.ndarray:
+        return pixels(editor.edit(source, strength_map=everywhere, prompt="", seed=4, **FAST,
+                                  regions=[Region(left, prompt=text), Region(right, prompt="brass lamp")]))
+
+    a, b = run("a red fox"), run("blue glass bottle")
+    changed, other = np.abs(a - b)[:, :16].mean(), np.abs(a - b)[:, 20:].mean()  # 4 pixels apart from the seam
+    assert changed > 0 and other < 0.75 * changed, (changed, other)
+
+
+@pytest.mark.parametrize("family", ["sd3", "flux-schnell", "kandinsky", "pixel"])
+def test_a_family_that_cannot_mask_its_text_refuses_regions_by_name(tiny_pipes, family):
+    editor = Editor.from_pipe(tiny_pipes(family))
+    calls = calls_of(editor)
+    with pytest.raises(InputError, match=r"^regions: .*(needs cross-attention that can be masked by region|"
+                                         r"unconditional)") as error:
+        editor.edit(photo(32, 32), strength_map=box_map(), seed=1, regions=[Region(box_map(), prompt="a fox")])
+    assert family.split("-")[0] in str(error.value) and calls == []
+
+
+@pytest.mark.parametrize("bad, message", [
+    (Region(None, prompt="x"), r"^regions\[0\]\.strength_map: a region needs a strength_map"),
+    (Region(box_map()), r"^regions\[0\]: a region needs a prompt or a negative prompt"),
+    (Region(box_map(), prompt=3), r"^regions\[0\]\.prompt: expected a string"),
+    (Region("missing.png", prompt="x"), r"^regions\[0\]\.strength_map"),
+    ("a fox", r"^regions\[0\]: expected a Region, got str"),
+])
+def test_bad_regions_are_refused_by_name(tiny_pipes, bad, message):
+    with pytest.raises(InputError, match=message):
+        Editor.from_pipe(tiny_pipes("sd")).edit(photo(32, 32), strength_map=box_map(), seed=1, regions=[bad])
+
+
+def test_the_shared_projection_path_is_the_layer_called_once_per_group():
+    """`_grouped` (query and output projections once) against the wrapped processor called once per group."""
+    from diffusers.models.attention_processor import Attention, AttnProcessor2_0
+
+    torch.manual_seed(0)
+    attn = Attention(16, cross_attention_dim=8, heads=2, dim_head=8, processor=AttnProcessor2_0()).eval()
+    hidden = torch.randn(2, 20, 16)
+    groups = [torch.randn(2, 5, 8), torch.randn(2, 7, 8)]
+    masks = torch.zeros(1, 4, 5)
+    masks[0, :, :3] = 1.0
+    masks[0, :, 3] = 0.5
+    text = RegionalText(masks, (5, 7))
+    weights = text.weights(20, hidden.dtype, hidden.device)
+    with torch.no_grad():
+        fast = _grouped(attn, hidden, groups, list(weights))
+        each = sum(attn.processor(attn, hidden, g) * w for g, w in zip(groups, weights))
+        wrapped = RegionalCrossAttention(AttnProcessor2_0())
+        with regional(text):
+            through = wrapped(attn, hidden, torch.cat(groups, dim=1))
+        alone = attn.processor(attn, hidden, groups[0])  # the layer with the edit's text only
+    torch.testing.assert_close(fast, each, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(through.numpy(), fast.numpy())
+    outside = masks[0].reshape(20) == 0
+    np.testing.assert_array_equal(fast[:, outside].numpy(), alone[:, outside].numpy())
