@@ -158,3 +158,77 @@ def test_the_shared_projection_path_is_the_layer_called_once_per_group():
     np.testing.assert_array_equal(through.numpy(), fast.numpy())
     outside = masks[0].reshape(20) == 0
     np.testing.assert_array_equal(fast[:, outside].numpy(), alone[:, outside].numpy())
+
+
+# -- every front end: the command line, spec files, batch manifests ------------------------------------------
+def test_pixels_edit_gives_an_exemplar_and_a_region_their_own_text(sd_folder, tmp_path, capsys):
+    from conftest import run_cli
+
+    from pixels.outputs.writers import read_metadata
+
+    source, fox, out = tmp_path / "room.png", tmp_path / "fox.png", tmp_path / "out.png"
+    photo(32, 32, seed=1).save(source)
+    photo(32, 32, seed=2).save(fox)
+    left, right = halves()
+    from pixels import maps
+
+    maps.to_image(left).save(tmp_path / "left.png")
+    maps.to_image(right).save(tmp_path / "right.png")
+    common = ["edit", source, "--model", sd_folder, "--steps", 4, "--seed", 7, "--prompt", "a room"]
+    code, _, stderr = run_cli([*common, "-e", fox, "-m", tmp_path / "left.png", "--prompt-here", "a red fox",
+                               "--region", tmp_path / "right.png", "--prompt-here", "brass lamp",
+                               "--negative-here", "dark", "-o", out], capsys)
+    assert code == 0, stderr
+    md = read_metadata(out)
+    assert md["exemplars"][0]["prompt"] == "a red fox" and md["regional_text"] == 2
+    assert md["regions"] == [{"strength_map": str(tmp_path / "right.png"), "prompt": "brass lamp",
+                              "negative_prompt": "dark"}]
+    for bad, message in (  # the parser's errors (exit 2 from argparse)
+        (["--prompt-here", "a fox"], "--prompt-here 'a fox': a prompt must follow the -e EXEMPLAR or --region MAP"),
+        (["--region", tmp_path / "right.png", "--prompt-here", "a", "--prompt-here", "b"], "already has the prompt"),
+        (["--region", tmp_path / "right.png", "--prompt-here", "a", "-m", tmp_path / "left.png"],
+         "must follow the -e EXEMPLAR"),
+    ):
+        with pytest.raises(SystemExit) as exit_info:
+            run_cli([*common, *bad, "-o", tmp_path / "bad.png"], capsys)
+        assert exit_info.value.code == 2 and message in capsys.readouterr().err
+        assert not (tmp_path / "bad.png").exists()
+    code, _, stderr = run_cli([*common, "--region", tmp_path / "right.png", "-o", tmp_path / "bad.png"], capsys)
+    assert code == 2 and f"--region: {tmp_path / 'right.png'}: give it --prompt-here TEXT" in stderr, stderr
+    assert not (tmp_path / "bad.png").exists()
+
+
+def test_spec_files_and_batch_manifests_take_regions(tmp_path):
+    from pixels.batch import load_manifest
+    from pixels.inputs.spec import parse_spec
+    from pixels.select import Select
+
+    spec = parse_spec({"edits": [{"prompt": "a room", "regions": [
+        {"map": "left.png", "prompt": "a red fox"}, {"map": {"text": "the lamp"}, "negative_prompt": "dark"}],
+        "exemplars": [{"image": "fox.png", "map": "left.png", "prompt": "fur"}]}]}, tmp_path)
+    edit = spec.edits[0]
+    assert edit.settings["regions"] == [Region(str(tmp_path / "left.png"), prompt="a red fox"),
+                                        Region(Select(text="the lamp"), negative_prompt="dark")]
+    assert edit.exemplars[0].prompt == "fur"
+    assert str(tmp_path / "left.png") in edit.paths()
+    for bad, message in (
+        ({"regions": [{"map": "a.png"}]}, r"^edits\[0\]\.regions\[0\]: a region needs a prompt"),
+        ({"regions": [{"prompt": "x"}]}, r"^edits\[0\]\.regions\[0\]: expected a mapping with a 'map'"),
+        ({"regions": [{"map": "a.png", "prompt": "x", "colour": 1}]}, r"^edits\[0\]\.regions\[0\]: unknown key"),
+        ({"regions": [{"map": "a.png", "prompt": 3}]}, r"^edits\[0\]\.regions\[0\]\.prompt: expected"),
+        ({"regions": "a.png"}, r"^edits\[0\]\.regions: expected a list"),
+        ({"exemplars": [{"image": "a.png", "negative_prompt": ["x"]}]},
+         r"^edits\[0\]\.exemplars\[0\]\.negative_prompt: expected"),
+    ):
+        with pytest.raises(InputError, match=message):
+            parse_spec({"edits": [bad]}, tmp_path)
+    (tmp_path / "rows.csv").write_text('source,prompt,regions\na.png,a room,"[{""map"": ""left.png"", ""prompt"":'
+                                       ' ""a red fox""}]"\n')
+    (tmp_path / "rows.jsonl").write_text('{"source": "a.png", "prompt": "a room", "regions": [{"map": "left.png",'
+                                         ' "prompt": "a red fox"}]}\n')
+    for name in ("rows.csv", "rows.jsonl"):
+        (row,) = load_manifest(tmp_path / name)
+        assert row.error is None, row.error
+        assert row.edit.settings["regions"] == [Region(str(tmp_path / "left.png"), prompt="a red fox")]
+        assert row.inputs() == [str(tmp_path / "a.png"), str(tmp_path / "left.png")]
+        assert row.request(1)["regions"] == row.edit.settings["regions"]

@@ -154,7 +154,7 @@ def _csv_row(row: dict[str, str]) -> dict[str, Any]:
         value = value.strip()
         if key in CSV_EXEMPLAR:
             continue
-        if key in ("exemplars", "prompt_images") or key == "crop" and value.startswith("["):
+        if key in ("exemplars", "prompt_images", "regions") or key == "crop" and value.startswith("["):
             out[key] = _json_cell(key, value)
         elif key == "map" and value.startswith("{"):
             out[key] = _selection_cell(key, value)

@@ -53,21 +53,42 @@ def parse_placed(value: str) -> tuple[str, tuple[int, int, int, int] | None]:
 
 
 class _ExemplarAction(argparse.Action):
-    """-e starts a new exemplar; -m, --condition and --cutout belong to the exemplar given just before them."""
+    """-e starts a new exemplar and --region a new region; -m, --condition and --cutout belong to the exemplar
+    given just before them, --prompt-here and --negative-here to the exemplar or region given just before."""
 
     def __call__(self, parser, namespace, value, option_string=None):
         exemplars = list(getattr(namespace, "exemplars", None) or [])
+        regions = list(getattr(namespace, "regions", None) or [])
         if self.dest == "exemplar_image":
             try:
                 path, box = parse_placed(value)  # ref.png@x,y,w,h
             except argparse.ArgumentTypeError as error:
                 raise argparse.ArgumentError(self, str(error)) from None
-            exemplars.append([path, None, box, 0.0, None])
-            namespace.exemplars = exemplars
+            exemplars.append([path, None, box, 0.0, None, None, None])
+            namespace.exemplars, namespace.last_part = exemplars, "exemplar"
+            return
+        if self.dest == "region_map":
+            regions.append([value, None, None])
+            namespace.regions, namespace.last_part = regions, "region"
+            return
+        if self.dest in ("part_prompt", "part_negative"):
+            what = "prompt" if self.dest == "part_prompt" else "negative prompt"
+            last = getattr(namespace, "last_part", None)
+            if last is None:
+                parser.error(f"{option_string} {value!r}: a {what} must follow the -e EXEMPLAR or --region MAP it"
+                             " belongs to (--prompt is the edit's)")
+            part = exemplars[-1] if last == "exemplar" else regions[-1]
+            slot = (5 if self.dest == "part_prompt" else 6) if last == "exemplar" else \
+                (1 if self.dest == "part_prompt" else 2)
+            if part[slot] is not None:
+                parser.error(f"{option_string} {value!r}: {last} {part[0]!r} already has the {what} {part[slot]!r};"
+                             f" give one per {'-e' if last == 'exemplar' else '--region'}")
+            part[slot] = value
+            namespace.exemplars, namespace.regions = exemplars, regions
             return
         slot, what = {"exemplar_map": (1, "map"), "exemplar_condition": (3, "condition"),
                       "exemplar_cutout": (4, "cut-out")}[self.dest]
-        if not exemplars:
+        if not exemplars or getattr(namespace, "last_part", None) != "exemplar":
             parser.error(f"{option_string} {value}: a {what} must follow the -e EXEMPLAR it belongs to")
         if exemplars[-1][slot] not in (None, 0.0):
             parser.error(f"{option_string} {value}: exemplar {exemplars[-1][0]!r} already has the {what}"
@@ -162,6 +183,14 @@ def add_parser(commands, common: argparse.ArgumentParser) -> None:
                            " '{text: the lamp}' or '{points: [[X, Y]]}' (in the exemplar's pixels)")
     edit.add_argument("--map", metavar="MAP", help="extra strength map for prompt-only regions, or the only map; a"
                                                    " file, or a selection such as '{text: the sofa, grow: 4}'")
+    edit.add_argument("--region", dest="region_map", metavar="MAP", action=_ExemplarAction,
+                      help="a region with text of its own (give it --prompt-here and/or --negative-here): a map"
+                           " file or a selection; it is edited as an exemplar's map is. SD 1.x/2.x and SDXL")
+    edit.add_argument("--prompt-here", dest="part_prompt", metavar="TEXT", action=_ExemplarAction,
+                      help="the prompt of the preceding -e or --region, attended only inside its map (the edit's"
+                           " --prompt applies elsewhere)")
+    edit.add_argument("--negative-here", dest="part_negative", metavar="TEXT", action=_ExemplarAction,
+                      help="the negative prompt of the preceding -e or --region (default: the edit's)")
     edit.add_argument("--prompt-image", dest="prompt_images", action="append", default=[], metavar="PATH[:WEIGHT]",
                       help="an image mixed into the prompt with a weight (default 1); repeat for several"
                            " (models conditioned on image embeddings: Kandinsky 2.2)")
@@ -195,7 +224,7 @@ def add_parser(commands, common: argparse.ArgumentParser) -> None:
     out.add_argument("--contact-sheet", metavar="PATH",
                      help="also write source | map overlay | exemplars | result with the settings, for sharing")
     out.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no summary")
-    edit.set_defaults(run=run, exemplars=[])
+    edit.set_defaults(run=run, exemplars=[], regions=[], last_part=None)
 
 
 def _given_settings(args: argparse.Namespace) -> dict:
@@ -235,7 +264,7 @@ def parse_control(args: argparse.Namespace):
 def plan(args: argparse.Namespace):
     """The edits to run, as a spec: the spec file with the flags filling in, or a one-edit spec of the flags;
     the model's recommended settings fill in what neither gives."""
-    from ..core.settings import Exemplar
+    from ..core.settings import Exemplar, Region
     from ..inputs.prompt_images import parse_prompt_image
     from ..inputs.spec import EditSpec, Spec, load_spec
     from ..models.catalog import recommended
@@ -248,7 +277,7 @@ def plan(args: argparse.Namespace):
     flags = {**defaults, **given}
     if args.spec:
         spec = load_spec(args.spec)
-        if args.exemplars or args.map or args.prompt_images:
+        if args.exemplars or args.map or args.prompt_images or args.regions:
             raise InputError(
                 "--spec: the spec lists the exemplars and maps; do not also give -e, -m, --map or --prompt-image"
             )
@@ -269,10 +298,17 @@ def plan(args: argparse.Namespace):
     if args.source is None:
         raise InputError("SOURCE: give the photo to edit, or --spec with a spec file")
     exemplars = [Exemplar(image, map_argument(strength_map, "-m"), box, args.fit, condition,
-                          cutout=cutout_argument(cutout))
-                 for image, strength_map, box, condition, cutout in args.exemplars]
+                          cutout=cutout_argument(cutout), prompt=prompt, negative_prompt=negative)
+                 for image, strength_map, box, condition, cutout, prompt, negative in args.exemplars]
     prompt_images = [parse_prompt_image(text) for text in args.prompt_images]
-    settings = {**flags, "prompt_images": prompt_images} if prompt_images else flags
+    settings = {**flags, "prompt_images": prompt_images} if prompt_images else dict(flags)
+    for where, prompt, negative in args.regions:
+        if prompt is None and negative is None:
+            raise InputError(f"{where}: give it --prompt-here TEXT (or --negative-here TEXT) after it",
+                             param="--region")
+    if args.regions:
+        settings["regions"] = [Region(map_argument(where, "--region"), prompt, negative)
+                               for where, prompt, negative in args.regions]
     edit = EditSpec(exemplars, map_argument(args.map, "--map"), settings)
     args.recommended = [_note_recommended(args, defaults, [{}], given)]
     return Spec(Path.cwd(), args.source, [edit])

@@ -7,6 +7,9 @@
           - {image: sky.png, box: [0, 0, 640, 200], fit: contain, condition: 0.6}  # IP-Adapter weight
         map: grass.png            # prompt-only region (optional)
         prompt: a red fox in the grass
+        regions:                  # parts with text of their own (SD, SDXL); an exemplar takes prompt: too
+          - {map: left.png, prompt: a red fox, fur}
+          - {map: {text: the lamp}, prompt: brass lamp, warm light, negative_prompt: dark}
         control: {kind: canny, scale: 0.8}                # with a ControlNet loaded (optional)
         steps: 50
         strength: 0.8
@@ -26,10 +29,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..core.settings import SEED, Exemplar, options, spec_key_of
+from ..core.settings import SEED, Exemplar, Region, options, spec_key_of
 from ..errors import InputError, first_line, short
 from ..files import read_text
-from ..limits import MAX_EXEMPLARS, finite
+from ..limits import MAX_EXEMPLARS, MAX_REGIONS, finite
 from ..select import Select
 from .read import nested
 
@@ -41,7 +44,8 @@ KEY_OF_ARGUMENT = {argument: key for key, (argument, _) in EDIT_KEYS.items()} | 
 # argument -> spec key
 PROMPT_IMAGE_KEYS = {"image": "path", "weight": "number"}
 EXEMPLAR_KEYS = {"image": "path", "map": "path or selection", "box": "[x, y, w, h]", "fit": "string",
-                 "condition": "number", "cutout": "selection"}
+                 "condition": "number", "cutout": "selection", "prompt": "string", "negative_prompt": "string"}
+REGION_KEYS = {"map": "path or selection", "prompt": "string", "negative_prompt": "string"}
 CONTROL_KEYS = {"kind": "string", "image": "path", "scale": "number", "start": "number", "end": "number"}
 TOP_KEYS = {"source": "path", "edits": "list of edits"}
 MAX_SPEC_BYTES = 1024 * 1024  # a spec lists edits and paths: a megabyte is thousands of edits
@@ -62,6 +66,7 @@ class EditSpec:
         found += [str(e.strength_map) for e in self.exemplars if isinstance(e.strength_map, (str, Path))]
         found += [str(e.condition_image) for e in self.exemplars if isinstance(e.condition_image, str)]
         found += [str(self.strength_map)] if isinstance(self.strength_map, (str, Path)) else []
+        found += [str(r.strength_map) for r in self.settings.get("regions", []) if isinstance(r.strength_map, (str, Path))]
         found += [str(path) for path, _ in self.settings.get("prompt_images", []) if isinstance(path, str)]
         control = self.settings.get("control")
         found += [str(control.image)] if control is not None and isinstance(control.image, str) else []
@@ -135,7 +140,7 @@ def parse_edit(edit: Any, where: str, base: Path, extra_keys: tuple[str, ...] = 
     the caller (a batch row's source and output)."""
     if not isinstance(edit, dict):
         raise InputError(f"expected a mapping, got {short(edit)}", param=where)
-    _unknown(where, edit, [*EDIT_KEYS, "exemplars", "map", "control", "prompt_images", *extra_keys])
+    _unknown(where, edit, [*EDIT_KEYS, "exemplars", "map", "control", "prompt_images", "regions", *extra_keys])
     settings = {}
     for key, (argument, kind) in EDIT_KEYS.items():
         if key in edit:
@@ -145,6 +150,8 @@ def parse_edit(edit: Any, where: str, base: Path, extra_keys: tuple[str, ...] = 
         settings["control"] = parse_control(edit["control"], f"{where}.control", base)
     if edit.get("prompt_images"):
         settings["prompt_images"] = parse_prompt_images(edit["prompt_images"], f"{where}.prompt_images", base)
+    if edit.get("regions"):
+        settings["regions"] = parse_regions(edit["regions"], f"{where}.regions", base)
     exemplars = []
     for at, item in _image_items(edit.get("exemplars", []), f"{where}.exemplars", "exemplars", EXEMPLAR_KEYS):
         box = item.get("box")
@@ -163,7 +170,8 @@ def parse_edit(edit: Any, where: str, base: Path, extra_keys: tuple[str, ...] = 
                                  param=f"{at}.cutout")
             cutout = spec_map(cutout, f"{at}.cutout", base)
         exemplars.append(Exemplar(resolve_path(f"{at}.image", item["image"], base), strength_map,
-                                  tuple(box) if box else None, fit, float(condition), cutout=cutout))
+                                  tuple(box) if box else None, fit, float(condition), cutout=cutout,
+                                  **_texts(item, at)))
     return EditSpec(exemplars, spec_map(edit.get("map"), f"{where}.map", base), settings)
 
 
@@ -178,6 +186,33 @@ def spec_map(value: Any, where: str, base: Path) -> str | Select | None:
         except InputError as error:
             raise nested(error, where) from None
     return resolve_path(where, value, base)
+
+
+def _texts(item: dict, at: str) -> dict[str, str]:
+    """An exemplar's or a region's own `prompt` and `negative_prompt`, type-checked."""
+    for key in ("prompt", "negative_prompt"):
+        if item.get(key) is not None:
+            _check_type(f"{at}.{key}", item[key], "string")
+    return {key: item[key] for key in ("prompt", "negative_prompt") if item.get(key) is not None}
+
+
+def parse_regions(value: Any, where: str, base: Path) -> list[Region]:
+    """A spec's `regions` ([{map: left.png, prompt: a red fox}, ...]): parts of the photo with text of their own."""
+    if not isinstance(value, list):
+        raise InputError(f"expected a list of {{map: ..., prompt: ...}}, got {short(value)}", param=where)
+    if len(value) > MAX_REGIONS:
+        raise InputError(f"{len(value)} regions, more than the limit of {MAX_REGIONS} for one edit", param=where)
+    found = []
+    for k, item in enumerate(value):
+        at = f"{where}[{k}]"
+        if not isinstance(item, dict) or "map" not in item:
+            raise InputError(f"expected a mapping with a 'map' (a path or a selection), got {short(item)}", param=at)
+        _unknown(at, item, REGION_KEYS)
+        texts = _texts(item, at)
+        if not texts:
+            raise InputError("a region needs a prompt or a negative_prompt of its own", param=at)
+        found.append(Region(spec_map(item["map"], f"{at}.map", base), **texts))
+    return found
 
 
 def parse_prompt_images(value: Any, where: str, base: Path) -> list[tuple[str, float]]:
@@ -273,4 +308,5 @@ def check_settings(settings: dict[str, Any]):
     from ..core.settings import check_seed, make_settings
 
     check_seed(settings.get("seed"))
-    return make_settings(**{k: v for k, v in settings.items() if k not in ("seed", "prompt_images", "control")})
+    return make_settings(**{k: v for k, v in settings.items()
+                            if k not in ("seed", "prompt_images", "control", "regions")})
