@@ -232,3 +232,26 @@ def test_spec_files_and_batch_manifests_take_regions(tmp_path):
         assert row.edit.settings["regions"] == [Region(str(tmp_path / "left.png"), prompt="a red fox")]
         assert row.inputs() == [str(tmp_path / "a.png"), str(tmp_path / "left.png")]
         assert row.request(1)["regions"] == row.edit.settings["regions"]
+
+
+def test_a_session_records_each_region_s_text_and_replays_it_bit_exactly(tiny_pipes, tmp_path):
+    import json
+
+    from pixels import EditSession
+
+    editor = Editor.from_pipe(tiny_pipes("sd"))
+    left, right = halves()
+    session = EditSession(editor, photo(32, 32, seed=5))
+    session.apply([Exemplar(photo(32, 32, seed=6), left, prompt="a red fox")], prompt="a room", seed=3, **FAST,
+                  regions=[Region(right, prompt="brass lamp", negative_prompt="dark")])
+    session.apply(strength_map=box_map(), prompt="evening", seed=4, **FAST,
+                  regions=[Region(left * 0.5, negative_prompt="blur")])
+    session.save(tmp_path / "s")
+    manifest = json.loads((tmp_path / "s" / "manifest.json").read_text())
+    first, second = manifest["steps"]
+    assert [(r["prompt"], r["negative_prompt"]) for r in first["regions"]] == [("a red fox", None),
+                                                                             ("brass lamp", "dark")]
+    assert [(r["prompt"], r["negative_prompt"]) for r in second["regions"]] == [(None, "blur")]
+    loaded = EditSession.load(tmp_path / "s", editor)  # verifies every step bit for bit
+    np.testing.assert_array_equal(np.asarray(loaded.current), np.asarray(session.current))
+    np.testing.assert_array_equal(loaded.steps[0].texts[1][2], right)

@@ -394,7 +394,7 @@ def _result(inputs: Inputs, image: Image.Image, metadata: dict[str, Any], settin
     """The result of an edit of `inputs`, with the inputs as they were applied."""
     prompted = {k: picture for picture, _, k in inputs.conditions}
     return EditResult(image, metadata, inputs.strength, inputs.exemplars, inputs.exemplar_maps, settings,
-                      [prompted.get(k) for k in range(len(inputs.exemplars))], inputs.control)
+                      [prompted.get(k) for k in range(len(inputs.exemplars))], inputs.control, list(inputs.texts))
 
 
 def _warn_all(notes) -> None:

@@ -29,7 +29,7 @@ from PIL import Image
 from . import __version__
 from .core.control import Control
 from .core.frame import ImageLike
-from .core.settings import EditResult, EditSettings, Exemplar, options
+from .core.settings import EditResult, EditSettings, Exemplar, Region, options
 from .editor import Editor
 from .errors import InputError, PixelsError, short, warn_note
 from .files import check_name_length, check_writable, open_regular, read_text
@@ -59,6 +59,8 @@ class Step:
     control: dict[str, Any] | None = None  # kind, scale, start, end
     control_image: Image.Image | None = None  # kind "image": the control image, at the source's size
     parent: int = 0  # the step it edited (1-based, in the order the steps were made); 0: the source photo
+    texts: list[tuple[str | None, str | None, np.ndarray]] = field(default_factory=list)  # regional text, as
+    # applied: (prompt, negative prompt, (H, W) map); an exemplar's own text is one of them, on its map
 
 
 class EditSession:
@@ -203,7 +205,7 @@ class EditSession:
         recorded = {**result.settings.record(), "seed": result.metadata["seed"]}
         conditions = [(e.condition, picture) for e, picture in zip(job.read.exemplars, result.condition_images)]
         step = Step(recorded, result.exemplars, result.exemplar_maps, result.strength_map, result.image,
-                    result.metadata, list(job.prompt_images), conditions, parent=self._at)
+                    result.metadata, list(job.prompt_images), conditions, parent=self._at, texts=list(result.texts))
         if job.control is not None:
             step.control = {k: v for k, v in job.control.label().items() if k != "image"}
             if job.control.kind == "image":
@@ -286,10 +288,16 @@ class EditSession:
                 picture.save(staging / name / f"prompt-image-{j}.png")
                 prompts.append({"image": f"{name}/prompt-image-{j}.png", "weight": weight})
             np.save(staging / name / "strength.npy", step.strength)
+            regions = []
+            for j, (prompt, negative, m) in enumerate(step.texts, 1):
+                np.save(staging / name / f"region-{j}-map.npy", m)
+                regions.append({"map": f"{name}/region-{j}-map.npy", "prompt": prompt, "negative_prompt": negative})
             step.result.save(staging / name / "result.png")
             steps.append({"parent": step.parent, "settings": step.settings, "exemplars": exemplars,
                           "strength_map": f"{name}/strength.npy", "prompt_images": prompts,
                           "result": f"{name}/result.png"})
+            if regions:  # each exemplar's and region's own text, on the map it was attended in
+                steps[-1]["regions"] = regions
             selections = selections_of(step.metadata)
             if selections:  # what found the maps (replayed from the arrays above, no selection model needed)
                 steps[-1]["selections"] = selections
@@ -349,10 +357,14 @@ class EditSession:
                 strength = _array(root, step["strength_map"], f"{where}.strength_map", size)
                 prompts = [(_inside(root, p["image"], f"{where}.prompt_images[{j}].image"), p["weight"])
                            for j, p in enumerate(step.get("prompt_images", []))]
+                regions = [Region(_array(root, r["map"], f"{where}.regions[{j}].map", size), r.get("prompt"),
+                                  r.get("negative_prompt"))
+                           for j, r in enumerate(step.get("regions", []))]
                 result_path = _inside(root, step["result"], f"{where}.result")
             except (KeyError, TypeError, AttributeError) as error:
                 raise InputError(f"the manifest entry is incomplete ({short(error)})", param=where) from None
-            result = session.apply(exemplars, strength, prompt_images=prompts, control=control, **settings)
+            result = session.apply(exemplars, strength, prompt_images=prompts, control=control, regions=regions,
+                                   **settings)
             if verify:
                 saved, _ = load_image(result_path, name=f"{where}.result")
                 if not np.array_equal(np.asarray(saved), np.asarray(result.image)):

@@ -321,3 +321,5 @@ class EditResult:
     condition_images: list[Image.Image | None] = field(default_factory=list, repr=False)  # per exemplar: the
     # image its region was prompted with (None: no condition)
     control_image: Image.Image | None = field(default=None, repr=False)  # what the ControlNet followed (source size)
+    texts: list[tuple[str | None, str | None, np.ndarray]] = field(default_factory=list, repr=False)  # regional
+    # text as applied: (prompt, negative prompt, (H, W) map) per exemplar or region with text of its own
