@@ -148,7 +148,7 @@ def test_the_shared_projection_path_is_the_layer_called_once_per_group():
     text = RegionalText(masks, (5, 7))
     weights = text.weights(20, hidden.dtype, hidden.device)
     with torch.no_grad():
-        fast = _grouped(attn, hidden, groups, list(weights))
+        fast = _grouped(attn, hidden, [(attn.to_k(g), attn.to_v(g)) for g in groups], list(weights))
         each = sum(attn.processor(attn, hidden, g) * w for g, w in zip(groups, weights))
         wrapped = RegionalCrossAttention(AttnProcessor2_0())
         with regional(text):

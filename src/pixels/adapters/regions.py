@@ -25,7 +25,7 @@ import contextvars
 import inspect
 import math
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -40,6 +40,9 @@ class RegionalText:
 
     masks: torch.Tensor
     tokens: tuple[int, ...]
+    # what every step recomputes identically, kept for the edit: each layer's grid weights, and each layer's
+    # keys and values of each token group (the text does not change between steps)
+    cache: dict = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.masks.ndim != 3 or len(self.tokens) != self.masks.shape[0] + 1:
@@ -47,10 +50,21 @@ class RegionalText:
 
     def weights(self, positions: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
         """(R + 1, positions, 1): the blend weights of the groups at a layer of `positions` query positions."""
-        masks = grid(self.masks, positions).to(device=device, dtype=torch.float32)
-        total = masks.sum(0, keepdim=True)
-        regional = masks / total.clamp(min=1.0)
-        return torch.cat([(1.0 - total).clamp(min=0.0), regional]).reshape(len(self.tokens), positions, 1).to(dtype)
+        key = ("weights", positions, dtype, device)
+        if key not in self.cache:
+            masks = grid(self.masks, positions).to(device=device, dtype=torch.float32)
+            total = masks.sum(0, keepdim=True)
+            regional = masks / total.clamp(min=1.0)
+            self.cache[key] = torch.cat([(1.0 - total).clamp(min=0.0), regional]).reshape(
+                len(self.tokens), positions, 1).to(dtype)
+        return self.cache[key]
+
+    def keys_values(self, attn, k: int, group: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Layer `attn`'s keys and values of token group `k` (`group`, the same tensor at every step)."""
+        key = ("kv", id(attn), k, group.data_ptr(), tuple(group.shape))
+        if key not in self.cache:
+            self.cache[key] = (attn.to_k(group), attn.to_v(group))
+        return self.cache[key]
 
 
 def grid(masks: torch.Tensor, positions: int) -> torch.Tensor:
@@ -116,7 +130,8 @@ class RegionalCrossAttention:
         used = [k for k in range(len(text.tokens)) if bool(weights[k].any())]
         groups = encoder_hidden_states.split(list(text.tokens), dim=1)
         if image is None and attention_mask is None and hidden_states.ndim == 3 and _plain(self.inner, attn):
-            return _grouped(attn, hidden_states, [groups[k] for k in used], [weights[k] for k in used])
+            keys_values = [text.keys_values(attn, k, groups[k]) for k in used]
+            return _grouped(attn, hidden_states, keys_values, [weights[k] for k in used])
         out = None
         for k in used:
             states = groups[k] if image is None else (groups[k], image)
@@ -136,16 +151,16 @@ def _plain(processor, attn) -> bool:
             and attn.norm_q is None and attn.norm_k is None)
 
 
-def _grouped(attn, hidden_states: torch.Tensor, groups: list[torch.Tensor], weights: list[torch.Tensor]
-             ) -> torch.Tensor:
+def _grouped(attn, hidden_states: torch.Tensor, keys_values: list[tuple[torch.Tensor, torch.Tensor]],
+             weights: list[torch.Tensor]) -> torch.Tensor:
     """`AttnProcessor2_0`'s computation with one query and output projection and each group's keys and values
-    attended on their own, blended by `weights` ((positions, 1) each) before the output projection (which is
-    linear and the weights sum to 1, so this is the blend of the layer's outputs)."""
+    (`attn.to_k`, `attn.to_v` of its tokens) attended on their own, blended by `weights` ((positions, 1) each)
+    before the output projection (which is linear and the weights sum to 1, so this is the blend of the layer's
+    outputs)."""
     batch = hidden_states.shape[0]
     query = attn.to_q(hidden_states)
     out = None
-    for group, weight in zip(groups, weights):
-        key, value = attn.to_k(group), attn.to_v(group)
+    for (key, value), weight in zip(keys_values, weights):
         head_dim = key.shape[-1] // attn.heads
         q = query.view(batch, -1, attn.heads, head_dim).transpose(1, 2)
         key = key.view(batch, -1, attn.heads, head_dim).transpose(1, 2)

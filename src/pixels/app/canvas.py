@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from pixels import InputError
+from pixels import InputError, Region
 from pixels.core import placement
 from pixels.inputs import maps
 from pixels.inputs.images import load_image, load_map
@@ -26,7 +26,7 @@ from pixels.inputs.images import load_image, load_map
 from .context import Context
 from .exemplars import MAX_SLOTS, Slot, placement_preview, to_exemplar, used_box
 from .painting import board_strength, map_url, overlay_preview, photo_url, release_preview, schedule_steps, soften
-from .state import TARGETS, History, StudioSession
+from .state import REGION_TARGETS, TARGETS, History, StudioSession
 
 SHAPES = ("box", "ellipse", "radial", "linear")
 SHAPE_FIELDS = {  # the labels of the four number fields for each shape
@@ -238,17 +238,41 @@ def edit_inputs(ctx: Context, st: StudioSession, canvas: dict | None, softness: 
     exemplars = [to_exemplar(slot, k, size, strength, current[f"exemplar {k + 1}"], ctx.max_pixels)
                  for k, slot in enumerate(slots) if slot.image is not None]
     strength_map = strength if strength.any() else None
-    if strength_map is None and not exemplars:
+    if strength_map is None and not exemplars and not any(current[t].any() for t in REGION_TARGETS):
         raise InputError("strength map: nothing is painted; paint where to edit (white = full edit), or use a map"
                          " tool")
     return exemplars, strength_map
+
+
+def region_inputs(st: StudioSession, canvas: dict | None, softness: float, texts: list[tuple[Any, Any]] | None
+                  ) -> list[Region]:
+    """The painted prompt-only regions with their text ((prompt, negative prompt) per region target): a region
+    with text must be painted and a painted one must have text, so that neither is silently left out."""
+    texts = list(texts or [])
+    if len(texts) > len(REGION_TARGETS):
+        raise InputError(f"regions: at most {len(REGION_TARGETS)}, got {len(texts)}")
+    current = painted(st, canvas, softness)
+    regions = []
+    for k, (prompt, negative) in enumerate(texts):
+        name, target = f"region {k + 1}", REGION_TARGETS[k]
+        prompt, negative = (str(v).strip() if v is not None else "" for v in (prompt, negative))
+        drawn = bool(current[target].any())
+        if not prompt and not negative:
+            if drawn:
+                raise InputError(f"{name}: its map is painted but it has no prompt; give it one, or clear its map")
+            continue
+        if not drawn:
+            raise InputError(f"{name}: it has a prompt but nothing is painted on '{name.capitalize()}'; paint where"
+                             " its prompt applies")
+        regions.append(Region(current[target], prompt or None, negative or None))
+    return regions
 
 
 def painted_selections(st: StudioSession, slots: list[Slot]) -> dict[str, list[dict]]:
     """The records of the selections combined into the maps an edit uses ({map: [record, ...]}), before any
     painting on top; for the edit's metadata (the maps themselves are what the edit reads)."""
     used = ["strength"] + [f"exemplar {k + 1}" for k, slot in enumerate(slots)
-                           if slot.image is not None and slot.region == "own map"]
+                           if slot.image is not None and slot.region == "own map"] + list(REGION_TARGETS)
     return {name: list(st.selections[name]) for name in used if st.selections.get(name)}
 
 
@@ -262,7 +286,7 @@ def used_map(ctx: Context, st: StudioSession, canvas: dict | None, softness: flo
 
 def _used(current: dict[str, np.ndarray], slots: list[Slot]) -> np.ndarray:
     """`used_map` from the painted maps (`painted`)."""
-    used = [current["strength"]]
+    used = [current["strength"], *(current[t] for t in REGION_TARGETS)]  # a painted region is edited too
     used += [current[f"exemplar {k + 1}"] for k, slot in enumerate(slots)
              if slot.image is not None and slot.region == "own map"]
     return np.maximum.reduce(used) if len(used) > 1 else used[0]
@@ -423,6 +447,7 @@ __all__ = [
     "load_map_file",
     "painted",
     "painted_selections",
+    "region_inputs",
     "preview",
     "previews",
     "require",

@@ -43,6 +43,8 @@ class Slot:
     region: str = "strength map"  # where it is grafted: see REGIONS
     condition: float = 0.0  # with an IP-Adapter: the weight its region is prompted with (0: none)
     cutout: str = ""  # a selection found on the exemplar image (a phrase or `{...}` fields); "": the whole picture
+    prompt: str = ""  # its region's own text ("": the edit's prompt there)
+    negative: str = ""  # its region's own negative text ("": the edit's)
 
 
 def check_box(box: Any, name: str) -> tuple[int, int, int, int]:
@@ -95,7 +97,8 @@ def to_exemplar(slot: Slot, k: int, source_size: tuple[int, int], strength: np.n
     else:
         image = picture  # RGB: its alpha, if any, does not decide the region
     return Exemplar(image, strength_map=region, box=box, fit=slot.fit, condition=slot.condition,
-                    cutout=cutout_of(slot.cutout, f"{name}.cutout"))
+                    cutout=cutout_of(slot.cutout, f"{name}.cutout"), prompt=slot.prompt.strip() or None,
+                    negative_prompt=slot.negative.strip() or None)
 
 
 def cutout_of(text: Any, name: str) -> Select | None:

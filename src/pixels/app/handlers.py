@@ -23,7 +23,16 @@ from pixels import Control, EditSession, InputError, plan_edit
 from pixels.inputs.images import ImageLike, load_image
 
 from . import archive, photos
-from .canvas import bake, canvas_value, edit_inputs, empty_maps, painted_selections, require, require_photo
+from .canvas import (
+    bake,
+    canvas_value,
+    edit_inputs,
+    empty_maps,
+    painted_selections,
+    region_inputs,
+    require,
+    require_photo,
+)
 from .context import Context
 from .engine import Cancelled, Progress
 from .exemplars import MAX_SLOTS, Slot
@@ -148,12 +157,14 @@ def cancel(st: StudioSession | None) -> str:
 
 def run_edit(ctx: Context, st: StudioSession | None, run_id: int | None, canvas: dict | None, softness: float,
              slots: list[Slot], settings: dict[str, Any], on_step: Progress | None = None,
-             extensions: dict[str, Any] | None = None, variations: Any = 1) -> View:
+             extensions: dict[str, Any] | None = None, variations: Any = 1,
+             texts: list[tuple[Any, Any]] | None = None) -> View:
     """Edit the source with the painted maps, the exemplars and the settings ({spec key: field value}, the
     model's recommended values for the rest) and `extensions` (`extension_kwargs`); the result becomes the
     candidate (see `History`). With `variations` N > 1, the edit runs with N seeds at once (the seed field's
     value, or a random one, and the N - 1 after it), denoised together; the first is shown and `pick` shows
-    another. Cancelled: the history is unchanged and the status says so."""
+    another. `texts`: (prompt, negative prompt) of each prompt-only region, painted on "region k".
+    Cancelled: the history is unchanged and the status says so."""
     st = require(st)
     count = check_variations(variations)
     token = st.token(run_id)
@@ -161,11 +172,12 @@ def run_edit(ctx: Context, st: StudioSession | None, run_id: int | None, canvas:
         with st.busy("run"):
             history = require_photo(st)
             kwargs = edit_kwargs({**ctx.engine.defaults, **settings}, ctx.engine.takes_prompt, ctx.engine.max_steps)
+            regions = region_inputs(st, canvas, softness, texts)
             exemplars, strength_map = edit_inputs(ctx, st, canvas, softness, slots)
             step = len(history.frames)  # the new result's number in the history
             # checked and read before the edit waits for the model: a bad input never takes a turn in the queue
             job = plan_edit(history.source.image, exemplars, strength_map, limits=ctx.engine.editor.limits,
-                            **kwargs, **(extensions or {}))
+                            regions=regions, **kwargs, **(extensions or {}))
             selections = painted_selections(st, slots)
             if selections:  # what the painted maps were selected with, before any painting on top
                 job = replace(job, labels={**job.labels, "painted_selections": selections})

@@ -21,7 +21,8 @@ from PIL import Image
 from pixels import EditJob, EditResult, EditSession, InputError
 from pixels.outputs.writers import save_image
 
-TARGETS = ("strength", "exemplar 1", "exemplar 2", "exemplar 3", "exemplar 4")  # the maps one can paint
+REGION_TARGETS = ("region 1", "region 2", "region 3")  # prompt-only regions: painted, each with its own text
+TARGETS = ("strength", "exemplar 1", "exemplar 2", "exemplar 3", "exemplar 4", *REGION_TARGETS)  # what one paints
 
 
 @dataclass
@@ -272,4 +273,4 @@ class Sessions:
         return len(self._open)
 
 
-__all__ = ["TARGETS", "Frame", "History", "Sessions", "StudioSession"]
+__all__ = ["REGION_TARGETS", "TARGETS", "Frame", "History", "Sessions", "StudioSession"]

@@ -32,11 +32,12 @@ from .exemplars import FITS, MAX_SLOTS, PLACEMENTS, REGIONS, Slot, check_box, de
 from .painting import schedule_steps
 from .photos import catalogue
 from .settings import MAIN, ORDER, TEXT, Field
-from .state import TARGETS
+from .state import REGION_TARGETS, TARGETS
 
 log = logging.getLogger("pixels.app")
 DEVICE = "device"  # the concurrency group of everything that runs the model
-TARGET_LABELS = {"strength": "Strength map", **{f"exemplar {k}": f"Exemplar {k}'s own map" for k in range(1, 5)}}
+TARGET_LABELS = {"strength": "Strength map", **{f"exemplar {k}": f"Exemplar {k}'s own map" for k in range(1, 5)},
+                 **{t: f"Region {t.split()[-1]} (its own prompt)" for t in REGION_TARGETS}}
 DISABLE_RUN = "() => { const run = document.querySelector('#pixels-run'); if (run) run.disabled = true; }"
 CSS = """
 .pixels-legend { font-size: 0.9em; opacity: 0.85; }
@@ -101,6 +102,8 @@ class SlotUI:
     region: gr.Radio
     condition: gr.Number
     cutout: gr.Textbox
+    prompt: gr.Textbox
+    negative: gr.Textbox
     remove: gr.Button
     up: gr.Button
     down: gr.Button
@@ -108,20 +111,20 @@ class SlotUI:
     @property
     def fields(self) -> list:
         """The values that make a `Slot`, in its order (image, placement, x, y, w, h, fit, region, condition,
-        cutout)."""
+        cutout, prompt, negative)."""
         return [self.image, self.placement, self.x, self.y, self.w, self.h, self.fit, self.region, self.condition,
-                self.cutout]
+                self.cutout, self.prompt, self.negative]
 
 
 def slots_from(values: list) -> list[Slot]:
     """`Slot`s from the flat list of every tab's field values."""
-    width = 10
-    return [Slot(v[0], v[1], (v[2], v[3], v[4], v[5]), v[6], v[7], v[8], v[9] or "")
+    width = 12
+    return [Slot(v[0], v[1], (v[2], v[3], v[4], v[5]), v[6], v[7], v[8], v[9] or "", v[10] or "", v[11] or "")
             for v in (values[k:k + width] for k in range(0, len(values), width))]
 
 
 def _empty_slot() -> list:
-    return [None, "auto", 0, 0, 0, 0, "cover", "strength map", 0.0, ""]
+    return [None, "auto", 0, 0, 0, 0, "cover", "strength map", 0.0, "", "", ""]
 
 
 def _download(path: Any) -> dict:
@@ -234,8 +237,9 @@ def build(ctx: Context) -> gr.Blocks:
                 current = gr.DownloadButton("Download the current image", interactive=False,
                                             elem_id="pixels-download-current")
                 gr.Markdown("### 2 · Paint where to edit")
-                target = gr.Radio([(TARGET_LABELS[t], t) for t in TARGETS], value="strength", label="Paint on",
-                                  elem_id="pixels-target")
+                target = gr.Radio([(TARGET_LABELS[t], t) for t in TARGETS
+                                   if engine.takes_regional_text or t not in REGION_TARGETS],
+                                  value="strength", label="Paint on", elem_id="pixels-target")
                 softness = gr.Slider(0, 64, value=0, step=1, label="Softness (px): edges fade in, inside the"
                                      " painted area only")
                 with gr.Row():
@@ -340,12 +344,19 @@ def build(ctx: Context) -> gr.Blocks:
                                                 placeholder="the lamp   or   {boxes: [[0, 0, 120, 90]], grow: 2}",
                                                 info="found on the exemplar image by the selection models; empty:"
                                                      " the whole picture", elem_id=f"pixels-exemplar-{k + 1}-cutout")
+                            with gr.Row(visible=engine.takes_regional_text):
+                                here = gr.Textbox("", label="Prompt here (its region's own text)", max_lines=2,
+                                                  placeholder="empty: the edit's prompt",
+                                                  elem_id=f"pixels-exemplar-{k + 1}-prompt")
+                                not_here = gr.Textbox("", label="Negative prompt here", max_lines=2,
+                                                      placeholder="empty: the edit's negative prompt",
+                                                      elem_id=f"pixels-exemplar-{k + 1}-negative")
                             with gr.Row():
                                 remove = gr.Button("Remove", size="sm")
                                 up = gr.Button("Move left", size="sm", interactive=k > 0)
                                 down = gr.Button("Move right", size="sm", interactive=k < MAX_SLOTS - 1)
                             slot_uis.append(SlotUI(image, preview, placement, *boxes, fit, region, condition, cutout,
-                                                   remove, up, down))
+                                                   here, not_here, remove, up, down))
             with gr.Column(scale=1, min_width=420):
                 gr.Markdown("### 4 · Settings" + ("" if engine.takes_prompt else
                                                    " (this model is unconditional: it takes no prompt)"))
@@ -355,6 +366,18 @@ def build(ctx: Context) -> gr.Blocks:
                                                         engine.max_steps if f.key == "steps" else None)
                     if f.key == "seed":
                         dice = gr.Button("Random seed", size="sm")
+                with gr.Accordion("Regions: their own prompt", open=False, elem_id="pixels-regions",
+                                  visible=engine.takes_regional_text):
+                    gr.Markdown("Paint a region on **Region k** (under *Paint on*) and give it a prompt: the model"
+                                " attends to it only there, and to the edit's prompt elsewhere. Its map is edited too.")
+                    region_fields = []
+                    for k in range(1, len(REGION_TARGETS) + 1):
+                        with gr.Row():
+                            region_fields.append(gr.Textbox("", label=f"Region {k}: prompt", max_lines=2,
+                                                            elem_id=f"pixels-region-{k}-prompt"))
+                            region_fields.append(gr.Textbox("", label=f"Region {k}: negative prompt", max_lines=2,
+                                                            placeholder="empty: the edit's",
+                                                            elem_id=f"pixels-region-{k}-negative"))
                 with gr.Accordion("Advanced", open=False, elem_id="pixels-advanced"):
                     for f in ORDER[len(MAIN):]:
                         settings[f.key] = setting_component(f, defaults[f.key], engine.takes_prompt)
@@ -591,12 +614,15 @@ def build(ctx: Context) -> gr.Blocks:
             slots = slots_from(list(values[5:5 + len(slot_fields)]))
             given = values[5 + len(slot_fields):]
             settings = dict(zip([f.key for f in ORDER], given[:len(ORDER)]))
-            extensions = h.extension_kwargs(*given[len(ORDER):])
+            extensions = h.extension_kwargs(*given[len(ORDER):len(ORDER) + len(extension_fields)])
+            texts = given[len(ORDER) + len(extension_fields):]
+            regions = [(texts[k], texts[k + 1]) for k in range(0, len(texts), 2)]
 
             def step(done: int, total: int) -> None:
                 progress((done, total), desc="denoising", unit="steps")
 
-            return render(h.run_edit(ctx, st, rid, c, soft, slots, settings, step, extensions, variations=count))
+            return render(h.run_edit(ctx, st, rid, c, soft, slots, settings, step, extensions, variations=count,
+                                     texts=regions))
 
         # Run is disabled in the browser at the click itself (so that a double click starts one edit, not two)
         # and enabled again once the edit has ended, however it ended
@@ -624,7 +650,7 @@ def build(ctx: Context) -> gr.Blocks:
         armed.failure(**enable)
         edited = armed.success(
             guarded(studio_edit), [state, run_id, canvas, softness, variations, *slot_fields, *settings_fields,
-                                   *extension_fields],
+                                   *extension_fields, *region_fields],
             view_outputs,
             concurrency_limit=1, concurrency_id=DEVICE, show_progress="full", show_progress_on=[slider, status],
             **private,
@@ -655,7 +681,8 @@ def build(ctx: Context) -> gr.Blocks:
             shown = h.load_session(ctx, st, path)
             slots = [gr.skip()] * len(slot_fields) if shown.slots is None else [
                 value for slot in shown.slots for value in (slot.image, slot.placement, *slot.box, slot.fit,
-                                                            slot.region, slot.condition, slot.cutout)]
+                                                            slot.region, slot.condition, slot.cutout, slot.prompt,
+                                                            slot.negative)]
             values = [gr.skip()] * len(ORDER) if shown.settings is None else [
                 shown.settings.get(f.key, gr.skip()) for f in ORDER]
             return [*render(shown), *slots, *values, gr.update(value="strength")]
