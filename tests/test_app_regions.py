@@ -120,3 +120,18 @@ def test_the_page_s_run_button_hands_the_region_fields_to_the_edit(ctx, st):
 
 
 SETTINGS_IDS = {"pixels-steps": 4, "pixels-seed": "3", "pixels-strength": 1.0, "pixels-guidance": 4.0}
+
+
+def test_a_saved_session_brings_the_regions_back_onto_the_page(ctx, st):
+    left = paint(st, "region 1", (0, 0, 16, 32))
+    h.run_edit(ctx, st, None, None, 0, [], SETTINGS, texts=[("a red fox", "blur"), ("", ""), ("", "")])
+    path = h.save_session(st)
+    other = ctx.sessions.open("another browser")
+    shown = h.load_session(ctx, other, str(path))
+    assert shown.regions == [("a red fox", "blur"), ("", ""), ("", "")]
+    np.testing.assert_array_equal(other.bases["region 1"], left)
+    h.run_edit(ctx, other, None, None, 0, [], SETTINGS, texts=shown.regions)  # the page runs with them again
+    again = other.history.frames[-1].result
+    assert again.metadata["regions"][0]["prompt"] == "a red fox" and again.metadata["regions"][0]["negative_prompt"] \
+        == "blur"
+    np.testing.assert_array_equal(again.texts[0][2], left)

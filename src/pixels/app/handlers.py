@@ -38,7 +38,7 @@ from .engine import Cancelled, Progress
 from .exemplars import MAX_SLOTS, Slot
 from .results import caption, replayed_frame, report_markdown, result_frame
 from .settings import edit_kwargs, from_metadata, read_png_settings
-from .state import Frame, History, StudioSession
+from .state import REGION_TARGETS, Frame, History, StudioSession
 
 
 @dataclass
@@ -68,6 +68,7 @@ class View:
     can_continue: bool = False  # the shown step is not the start: "continue from here" would make it the start
     slots: list[Slot] | None = None  # exemplar tabs to fill in (a loaded session's last step); None: leave them
     settings: dict[str, Any] | None = None  # settings fields to fill in ({spec key: value}); None: leave them
+    regions: list[tuple[str, str]] | None = None  # each region's (prompt, negative prompt) fields; None: leave them
 
 
 # -- views ------------------------------------------------------------------------------------------
@@ -323,24 +324,26 @@ def load_session(ctx: Context, st: StudioSession | None, path: str | None) -> Vi
         st.history = History(session, frames)
         st.bases, st.selections = empty_maps(source.size), {}
         st.target = "strength"
-        slots, restored = restore_inputs(st, session)
+        slots, restored, regions = restore_inputs(st, session)
         branches = sum(1 for node in session.tree if not node["children"])
         restored_line = " The shown step's maps, exemplars and settings are back on the page." \
             if restored is not None else ""
         shown = view(st, canvas_value(st), f"Loaded a session of {len(nodes)} step(s)"
                                            + (f" in {branches} branches" if branches > 1 else "")
                                            + "; every step replayed bit for bit." + restored_line)
-        shown.slots, shown.settings = slots, restored
+        shown.slots, shown.settings, shown.regions = slots, restored, regions
         return shown
 
 
-def restore_inputs(st: StudioSession, session: EditSession) -> tuple[list[Slot] | None, dict[str, Any] | None]:
+def restore_inputs(st: StudioSession, session: EditSession
+                   ) -> tuple[list[Slot] | None, dict[str, Any] | None, list[tuple[str, str]] | None]:
     """The page's inputs as the session's last step applied them: its combined strength map on the canvas, its
     exemplars (placed on the photo, so aligned) each with its own map as its region and its condition weight,
-    and its settings. None, None for a session of no step."""
+    its settings, and its regional text, each on a region's map (an exemplar's own text too, on its map: the
+    same edit). None, None, None for a session of no step."""
     steps = session.steps
     if not steps:
-        return None, None
+        return None, None, None
     last = steps[-1]
     st.bases["strength"] = np.array(last.strength, dtype=np.float64)
     slots = []
@@ -352,7 +355,12 @@ def restore_inputs(st: StudioSession, session: EditSession) -> tuple[list[Slot] 
         st.bases[f"exemplar {k + 1}"] = np.array(own, dtype=np.float64)
         slots.append(Slot(str(path), "auto", (0, 0, 0, 0), "cover", "own map", float(weight)))
     slots += [Slot()] * (MAX_SLOTS - len(slots))
-    return slots, from_metadata(last.settings)
+    regions = []
+    for k, (prompt, negative, m) in enumerate(last.texts[:len(REGION_TARGETS)]):
+        st.bases[REGION_TARGETS[k]] = np.array(m, dtype=np.float64)
+        regions.append((prompt or "", negative or ""))
+    regions += [("", "")] * (len(REGION_TARGETS) - len(regions))
+    return slots, from_metadata(last.settings), regions
 
 
 def restore_settings(ctx: Context, path: str | None) -> dict[str, Any]:

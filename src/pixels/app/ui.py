@@ -685,9 +685,12 @@ def build(ctx: Context) -> gr.Blocks:
                                                             slot.negative)]
             values = [gr.skip()] * len(ORDER) if shown.settings is None else [
                 shown.settings.get(f.key, gr.skip()) for f in ORDER]
-            return [*render(shown), *slots, *values, gr.update(value="strength")]
+            texts = [gr.skip()] * len(region_fields) if shown.regions is None else [
+                text for pair in shown.regions for text in pair]
+            return [*render(shown), *slots, *values, *texts, gr.update(value="strength")]
 
-        load.upload(guarded(loaded), [state, load], [*view_outputs, *slot_fields, *settings_fields, target],
+        load.upload(guarded(loaded), [state, load], [*view_outputs, *slot_fields, *settings_fields, *region_fields,
+                                                      target],
                     concurrency_limit=1, concurrency_id=DEVICE, show_progress_on=[gallery, status],
                     **private).then(**refresh)
 
