@@ -568,3 +568,29 @@ def test_pixels_select_offline_names_the_fetch_command(tmp_path, capsys, monkeyp
     assert main(["select", str(source), "--text", "the cat", "-o", str(tmp_path / "map.png")]) == 2
     err = capsys.readouterr().err
     assert "--model: sam3 (facebook/sam3)" in err and "hf download facebook/sam3" in err
+
+
+@pytest.mark.parametrize("name", ["sam2", "sam"])
+def test_a_photo_is_embedded_once_for_every_further_click_and_box(tiny, name):
+    """The image encoder runs once per photo: further clicks and boxes on it run the prompt encoder and the mask
+    decoder only, and give what the full model call gives."""
+    model = tiny(name)
+    loaded = select_models.cached(model, "points", device=torch.device("cpu"), dtype=torch.float32, name="model")
+    calls = []
+    loaded.model.vision_encoder.register_forward_hook(lambda *args: calls.append(1))
+    picture = photo(51, 37, seed=4)
+    first = resolve_selection(Select(points=[(5, 7)], model=model), picture).strength
+    again = resolve_selection(Select(points=[(30, 20)], negative=[(5, 7)], model=model), picture).strength
+    boxed = resolve_selection(Select(boxes=[(3, 4, 20, 15)], model=model), picture.copy()).strength
+    assert len(calls) == 1 and first.shape == again.shape == boxed.shape == (37, 51)
+    resolve_selection(Select(points=[(5, 7)], model=model), photo(51, 37, seed=5))  # another photo
+    assert len(calls) == 2
+    # the cached embedding gives the full model call's masks, bit for bit
+    frame = segment.click_frame(loaded, picture.size)
+    found = segment.click_candidates(loaded, picture, [(30, 20)], [(5, 7)])
+    norm = segment._normalisation(loaded, segment.IMAGENET_MEAN, segment.IMAGENET_STD)
+    pixels = frame.pixels(picture, norm["mean"], norm["std"], norm["rescale"])
+    with torch.no_grad():
+        out = loaded.model(pixel_values=pixels, multimask_output=True,
+                           **segment.click_inputs(frame, [(30, 20)], [(5, 7)], []))
+    np.testing.assert_array_equal(found[0].masks, (frame.masks(out.pred_masks[0].float())[0] > 0).numpy())

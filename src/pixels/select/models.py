@@ -57,6 +57,8 @@ class LoadedModel:
     dtype: torch.dtype
     local_files_only: bool | None = None
     extras: dict = field(default_factory=dict)  # processors and tokenizers, loaded on first use
+    # the image embeddings of the last photos a click model saw (`segment.click_candidates`), newest last
+    embeddings: OrderedDict = field(default_factory=OrderedDict, repr=False)
 
     def file(self, filename: str) -> Path | None:
         """A small file of the model beside its weights (preprocessor_config.json), or None if it has none."""

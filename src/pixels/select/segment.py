@@ -7,6 +7,8 @@ the photo's size; `choose` keeps the ones `pick` asks for.
 
 from __future__ import annotations
 
+import hashlib
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,6 +19,8 @@ from ..errors import InputError, short
 from .frame import HALF, IMAGENET_MEAN, IMAGENET_STD, Frame
 from .models import LoadedModel
 from .tools import components
+
+_embeddings_lock = threading.Lock()
 
 DEFAULT_THRESHOLD = {"sam3": 0.5, "grounding_dino": 0.35, "clipseg": 0.4}  # score thresholds of the text models
 TEXT_TOKENS = 32  # SAM 3 reads phrases padded to 32 tokens, as its processor pads them
@@ -89,6 +93,26 @@ def click_inputs(frame: Frame, points, negative, boxes) -> dict[str, torch.Tenso
     return inputs
 
 
+EMBEDDINGS_KEPT = 4  # photos whose image embedding a click model keeps: the studio's clicks on one photo reuse it
+
+
+def image_embeddings(loaded: LoadedModel, photo: Image.Image, pixels: torch.Tensor):
+    """The click model's image embedding of `photo` (its input `pixels`), computed once per photo and model: every
+    further click or box on the same photo runs only the prompt encoder and the mask decoder. A photo is known by
+    its size and the digest of its pixels."""
+    key = (photo.size, photo.mode, hashlib.blake2b(photo.tobytes(), digest_size=16).hexdigest())
+    with _embeddings_lock:
+        if key in loaded.embeddings:
+            loaded.embeddings.move_to_end(key)
+            return loaded.embeddings[key]
+    found = loaded.model.get_image_embeddings(pixels.to(loaded.device, loaded.dtype))
+    with _embeddings_lock:
+        loaded.embeddings[key] = found
+        while len(loaded.embeddings) > EMBEDDINGS_KEPT:
+            loaded.embeddings.popitem(last=False)
+    return found
+
+
 @torch.no_grad()
 def click_candidates(loaded: LoadedModel, photo: Image.Image, points=(), negative=(), boxes=()) -> list[Candidates]:
     """The click model's candidate masks (3 for each object: the clicks together, or each box) with their predicted
@@ -101,7 +125,7 @@ def click_candidates(loaded: LoadedModel, photo: Image.Image, points=(), negativ
     for key in ("input_points", "input_boxes"):
         if key in inputs:
             inputs[key] = inputs[key].to(loaded.dtype)
-    out = loaded.model(pixel_values=pixels.to(loaded.device, loaded.dtype), multimask_output=True, **inputs)
+    out = loaded.model(image_embeddings=image_embeddings(loaded, photo, pixels), multimask_output=True, **inputs)
     masks = frame.masks(out.pred_masks[0].float().cpu()) > 0  # (objects, 3, H, W): logits above 0
     scores = out.iou_scores[0].float().cpu()
     return [Candidates(m.numpy(), s.numpy().astype(np.float64)) for m, s in zip(masks, scores)]
