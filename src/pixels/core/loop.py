@@ -62,6 +62,25 @@ def blend_into_source(
     return clean, noise
 
 
+def graft_exemplars(
+    source: torch.Tensor, source_noise: torch.Tensor, keeps: list[torch.Tensor], latents: list[torch.Tensor],
+    noises: list[torch.Tensor], mode: str, dtype: torch.dtype | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The latent surgery of exemplars on a source: keeps are the exemplars' keep maps 1 - m resized to the
+    latent (as the reference resizes its keep map), (1, 1, h, w) each; latents and noises theirs, (1, C, h, w).
+
+    Each exemplar is grafted where its keep map is exactly 0 (several are merged by `combine_grafts`); in blend
+    mode what the source's pixels are pinned to and released from becomes their strength-weighted mix with the
+    exemplars (`blend_into_source`). dtype: of the weights (default the source's). Returns (source, source
+    noise, graft, graft noise, graft mask (bool))."""
+    dtype = source.dtype if dtype is None else dtype
+    graft, graft_noise, total = combine_grafts([(~(k > 0)).to(dtype) for k in keeps], latents, noises)
+    if mode == "blend":
+        mixed, mixed_noise, amount = combine_grafts([(1 - k).to(dtype) for k in keeps], latents, noises)
+        source, source_noise = blend_into_source(source, source_noise, amount.clamp(max=1), mixed, mixed_noise)
+    return source, source_noise, graft, graft_noise, total > 0
+
+
 def step_kwargs(scheduler, generator: torch.Generator | None, eta: float = 0.0) -> dict:
     """Extra `scheduler.step` arguments that only some schedulers accept (as diffusers passes them)."""
     params = set(inspect.signature(scheduler.step).parameters)

@@ -21,7 +21,7 @@ from ..errors import InputError, NonFiniteError
 from .control import Control, control_input
 from .crop import encode_region, resize_map
 from .frame import Inputs, pad, to_pil, to_tensor
-from .loop import Stage, Surgery, blend_into_source, combine_grafts, denoise, step_kwargs
+from .loop import Stage, Surgery, denoise, graft_exemplars, step_kwargs
 from .release import first_needed_step, to_latent_map
 from .schedulers import draws_noise, skipping_is_exact
 from .settings import EditSettings
@@ -112,17 +112,9 @@ def make_surgery(
                    for m in maps]
         encoded = [encode(p, region) for p, region in zip(pictures[1:], regions)]
         latents, noises = [z for z, _ in encoded], [n for _, n in encoded]
-        # keep = 1 - m is resized (as the reference resizes its keep map); the graft is where it is exactly 0
-        graft_weights = [(~(k > 0)).to(dtype) for k in exemplar_keeps]
-        surgery.graft, surgery.graft_noise, total = combine_grafts(graft_weights, latents, noises)
-        surgery.graft_mask = total > 0
-        if settings.mode == "blend":
-            # gray pixels are pinned to (and released from) a strength-weighted mix with the exemplars
-            weights = [(1 - k).to(dtype) for k in exemplar_keeps]
-            mixed, mixed_noise, amount = combine_grafts(weights, latents, noises)
-            surgery.source, surgery.source_noise = blend_into_source(
-                surgery.source, surgery.source_noise, amount.clamp(max=1), mixed, mixed_noise
-            )
+        surgery.source, surgery.source_noise, surgery.graft, surgery.graft_noise, surgery.graft_mask = \
+            graft_exemplars(surgery.source, surgery.source_noise, exemplar_keeps, latents, noises, settings.mode,
+                            dtype)
     if inpaint:
         # the masked source of inpainting models: blank (mid-gray) where released, encoded after all draws
         surgery.blank = adapter.blank_latents(pictures[0].shape[:2], generator)
