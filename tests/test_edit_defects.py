@@ -89,7 +89,8 @@ def test_exemplar_names_with_at_signs_still_work(tmp_path, monkeypatch):
         photo(16, 16).save(tmp_path / name, format="PNG")
         assert parse_placed(name) == (name, None)
         args = build_parser().parse_args(["edit", "photo.png", "-e", name, "--model", "demo", "-o", "out.png"])
-        assert args.exemplars == [[name, None, None, 0.0, None]]  # path, map, box, condition, cut-out
+        # path, map, box, condition, cut-out, prompt, negative prompt
+        assert args.exemplars == [[name, None, None, 0.0, None, None, None]]
 
 
 # --- steps that run nothing -----------------------------------------------------------------------------------
