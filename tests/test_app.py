@@ -918,7 +918,7 @@ def test_what_reading_converted_is_said_on_the_page(ctx, st):
 
     stroke = canvas_with(layer(128, 192, (120, 10, 50, 30)))
     view = h.run_edit(ctx, st, None, stroke, 0, [Slot(MOON)], FAST)
-    exemplars, strength_map = h.edit_inputs(ctx, st, stroke, 0, [Slot(MOON)])
+    exemplars, strength_map, _ = h.edit_inputs(ctx, st, stroke, 0, [Slot(MOON)])
     expected = plan_edit(st.history.frames[0].image, exemplars, strength_map, seed=7).notes
     assert expected and "Notes: " + "; ".join(expected) in view.status
     plain = h.run_edit(ctx, st, None, stroke, 0, [], FAST)

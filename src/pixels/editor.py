@@ -251,7 +251,7 @@ class Editor:
         if inputs.texts:  # refused before any model work where the family cannot attend by region
             for adapter in (self.adapter, self.refiner):
                 if adapter is not None:
-                    adapter.check_texts(inputs.texts, settings)
+                    adapter.check_texts(inputs.texts)
         notes = list(job.notes)
         width, height = inputs.source.size
         metadata = {

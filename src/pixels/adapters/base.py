@@ -210,7 +210,7 @@ class Adapter:
         return False
 
     # -- text by region ------------------------------------------------------------------------------
-    def check_texts(self, texts: Sequence, settings: Any) -> None:
+    def check_texts(self, texts: Sequence) -> None:
         """Refuse regional text where this family cannot attend to it by region (never a silent global prompt)."""
         if not texts:
             return

@@ -226,13 +226,15 @@ def clear_map(st: StudioSession | None) -> dict:
 
 
 # -- what the edit will use -----------------------------------------------------------------------------
-def edit_inputs(ctx: Context, st: StudioSession, canvas: dict | None, softness: float, slots: list[Slot]
-                ) -> tuple[list, np.ndarray | None]:
-    """(exemplars, strength_map) for `EditSession.apply`, from the painted maps and the exemplar slots."""
+def edit_inputs(ctx: Context, st: StudioSession, canvas: dict | None, softness: float, slots: list[Slot],
+                texts: list[tuple[Any, Any]] | None = None) -> tuple[list, np.ndarray | None, list[Region]]:
+    """(exemplars, strength_map, regions) for `EditSession.apply`, from the painted maps, the exemplar slots and
+    the prompt-only regions' texts ((prompt, negative prompt) per region target, see `region_inputs`)."""
     history = require_photo(st)
     if len(slots) > MAX_SLOTS:
         raise InputError(f"exemplars: at most {MAX_SLOTS}, got {len(slots)}")
     current = painted(st, canvas, softness)
+    regions = region_inputs(current, texts)
     strength = current["strength"]
     size = history.source.image.size
     exemplars = [to_exemplar(slot, k, size, strength, current[f"exemplar {k + 1}"], ctx.max_pixels)
@@ -241,17 +243,16 @@ def edit_inputs(ctx: Context, st: StudioSession, canvas: dict | None, softness: 
     if strength_map is None and not exemplars and not any(current[t].any() for t in REGION_TARGETS):
         raise InputError("strength map: nothing is painted; paint where to edit (white = full edit), or use a map"
                          " tool")
-    return exemplars, strength_map
+    return exemplars, strength_map, regions
 
 
-def region_inputs(st: StudioSession, canvas: dict | None, softness: float, texts: list[tuple[Any, Any]] | None
-                  ) -> list[Region]:
-    """The painted prompt-only regions with their text ((prompt, negative prompt) per region target): a region
-    with text must be painted and a painted one must have text, so that neither is silently left out."""
+def region_inputs(current: dict[str, np.ndarray], texts: list[tuple[Any, Any]] | None) -> list[Region]:
+    """The painted prompt-only regions (`current`: the maps as `painted` gives them) with their text ((prompt,
+    negative prompt) per region target): a region with text must be painted and a painted one must have text,
+    so that neither is silently left out."""
     texts = list(texts or [])
     if len(texts) > len(REGION_TARGETS):
         raise InputError(f"regions: at most {len(REGION_TARGETS)}, got {len(texts)}")
-    current = painted(st, canvas, softness)
     regions = []
     for k, (prompt, negative) in enumerate(texts):
         name, target = f"region {k + 1}", REGION_TARGETS[k]

@@ -25,6 +25,7 @@ from pixels import Exemplar, InputError
 from pixels.core import placement
 from pixels.core.placement import FITS, region_box
 from pixels.inputs.images import load_image
+from pixels.inputs.read import nested
 from pixels.select import Select
 
 MAX_SLOTS = 4  # exemplar tabs in the studio; the library takes any number
@@ -108,8 +109,7 @@ def cutout_of(text: Any, name: str) -> Select | None:
     try:
         return Select.from_text(text)
     except InputError as error:
-        inner = error.param if error.param and error.param != "select" else ""
-        raise InputError(error.message, param=f"{name}.{inner}" if inner else name) from None
+        raise nested(error, name) from None
 
 
 def default_box(source_size: tuple[int, int]) -> tuple[int, int, int, int]:

@@ -29,7 +29,6 @@ from .canvas import (
     edit_inputs,
     empty_maps,
     painted_selections,
-    region_inputs,
     require,
     require_photo,
 )
@@ -173,8 +172,7 @@ def run_edit(ctx: Context, st: StudioSession | None, run_id: int | None, canvas:
         with st.busy("run"):
             history = require_photo(st)
             kwargs = edit_kwargs({**ctx.engine.defaults, **settings}, ctx.engine.takes_prompt, ctx.engine.max_steps)
-            regions = region_inputs(st, canvas, softness, texts)
-            exemplars, strength_map = edit_inputs(ctx, st, canvas, softness, slots)
+            exemplars, strength_map, regions = edit_inputs(ctx, st, canvas, softness, slots, texts)
             step = len(history.frames)  # the new result's number in the history
             # checked and read before the edit waits for the model: a bad input never takes a turn in the queue
             job = plan_edit(history.source.image, exemplars, strength_map, limits=ctx.engine.editor.limits,

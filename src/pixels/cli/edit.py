@@ -103,27 +103,23 @@ def map_argument(value: str | None, flag: str):
     read. A file whose name starts with "{" stays a file."""
     if value is None or not value.lstrip().startswith("{") or Path(value).exists():
         return value
-    from ..select import Select
-
-    try:
-        return Select.from_text(value)
-    except InputError as error:
-        inner = error.param if error.param and error.param != "select" else ""
-        raise InputError(error.message, param=f"{flag} {inner}".strip()) from None
+    return _selection(value, flag)
 
 
 def cutout_argument(value: str | None):
     """--cutout: a selection found on the exemplar image, so that only that part is grafted: a phrase
     (`the lamp`) or a mapping of selection fields (`{text: the lamp, grow: 2}`, `{boxes: [[0, 0, 64, 80]]}`)."""
-    if value is None:
-        return None
+    return None if value is None else _selection(value, "--cutout")
+
+
+def _selection(value: str, flag: str):
+    """`Select.from_text(value)`, its errors naming the flag (and the field: `--cutout grow`)."""
     from ..select import Select
 
     try:
         return Select.from_text(value)
     except InputError as error:
-        inner = error.param if error.param and error.param != "select" else ""
-        raise InputError(error.message, param=f"--cutout {inner}".strip()) from None
+        raise InputError(error.message, param=f"{flag} {error.param}" if error.param else flag) from None
 
 
 def _integer(text: str) -> int:

@@ -134,10 +134,10 @@ class Select:
     @classmethod
     def from_text(cls, text: str) -> Select:
         """The selection one line of text describes: a YAML mapping of fields (`{text: the lamp, grow: 4}`,
-        `{points: [[120, 80]]}`), or a bare phrase (`the lamp`), which is `Select(text=...)`."""
+        `{points: [[120, 80]]}`), or a bare phrase (`the lamp`), which is `Select(text=...)`. An error about the
+        whole text has no `param` (the caller names its input); one about a field names the field."""
         if not isinstance(text, str) or not text.strip():
-            raise InputError(f"expected a phrase or a mapping such as '{{text: the sofa}}', got {short(text)}",
-                             param="select")
+            raise InputError(f"expected a phrase or a mapping such as '{{text: the sofa}}', got {short(text)}")
         if not text.lstrip().startswith("{"):
             return cls(text=text.strip())
         import yaml
@@ -145,6 +145,6 @@ class Select:
         try:
             data = yaml.safe_load(text)
         except yaml.YAMLError as error:
-            raise InputError(f"expected a mapping such as '{{text: the sofa}}', got {short(text)} ({error})",
-                             param="select") from None
+            raise InputError(f"expected a mapping such as '{{text: the sofa}}', got {short(text)} ({error})"
+                             ) from None
         return cls.from_dict(data)
