@@ -104,7 +104,7 @@ def test_a_studio_edit_with_every_extension_equals_the_api(extended, ctx):
     md = result.metadata
     assert md["exemplars"][0]["condition"] == 0.8 and md["prompt_images"][0]["weight"] == 0.6
     assert md["control"] == {"kind": "canny", "image": None, "scale": 0.7, "start": 0.0, "end": 0.8}
-    assert md["loras"] == [{"lora": editor.loras[0]["lora"], "scale": 0.5}] and view.result.seed == 3
+    assert md["loras"] == [{"lora": editor.loras[0]["lora"], "scale": 0.5, "name": editor.loras[0]["name"]}] and view.result.seed == 3
     where = result.strength_map
     api = editor.edit(str(root / "source.png"), [Exemplar(str(root / "exemplar.png"), where, condition=0.8)],
                       strength_map=where, num_inference_steps=4, guidance_scale=4.0, seed=3,

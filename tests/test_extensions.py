@@ -51,8 +51,8 @@ def test_a_lora_changes_the_edit_at_its_scale_and_nothing_at_scale_0(tiny_pipes,
         assert not np.array_equal(pixels_of(result), pixels_of(plain))
         keep = m == 0
         assert np.array_equal(np.asarray(result.image)[keep], np.asarray(source)[keep])
-        assert result.metadata["loras"] == [{"lora": str(lora.parent), "scale": 0.0},
-                                            {"lora": str(lora.parent), "scale": 0.8}]
+        assert result.metadata["loras"] == [{"lora": str(lora.parent), "scale": 0.0, "name": "lora"},
+                                            {"lora": str(lora.parent), "scale": 0.8, "name": "lora_2"}]
         # a white map: diffusers' img2img on these components, the LoRAs loaded in them
         settings = dict(prompt="a fox", num_inference_steps=6, strength=0.7, guidance_scale=5.0)
         ours = zero.edit(source, strength_map=np.ones((32, 32)), seed=4, **settings)
@@ -280,7 +280,7 @@ def test_the_command_line_loads_every_extension_and_equals_the_api(cli_setup, tm
     _, err = capsys.readouterr()
     assert code == 0, err
     metadata = read_metadata(out)
-    assert metadata["loras"] == [{"lora": str(lora.parent), "scale": 0.5}]
+    assert metadata["loras"] == [{"lora": str(lora.parent), "scale": 0.5, "name": lora.parent.name}]
     assert metadata["ip_adapter"]["weight_name"] == ip.name and metadata["exemplars"][0]["condition"] == 0.8
     assert metadata["control"] == {"kind": "canny", "image": None, "scale": 0.7, "start": 0.0, "end": 0.8}
     editor = loaded_editor(root, lora, ip, encoder)

@@ -115,7 +115,7 @@ def test_changing_one_region_s_text_changes_the_other_region_less(tiny_pipes):
 def test_a_family_that_cannot_mask_its_text_refuses_regions_by_name(tiny_pipes, family):
     editor = Editor.from_pipe(tiny_pipes(family))
     calls = calls_of(editor)
-    with pytest.raises(InputError, match=r"^regions: .*(needs cross-attention that can be masked by region|"
+    with pytest.raises(InputError, match=r"^regions: .*(needs? cross-attention that can be masked by region|"
                                          r"unconditional)") as error:
         editor.edit(photo(32, 32), strength_map=box_map(), seed=1, regions=[Region(box_map(), prompt="a fox")])
     assert family.split("-")[0] in str(error.value) and calls == []
@@ -123,7 +123,7 @@ def test_a_family_that_cannot_mask_its_text_refuses_regions_by_name(tiny_pipes, 
 
 @pytest.mark.parametrize("bad, message", [
     (Region(None, prompt="x"), r"^regions\[0\]\.strength_map: a region needs a strength_map"),
-    (Region(box_map()), r"^regions\[0\]: a region needs a prompt or a negative prompt"),
+    (Region(box_map()), r"^regions\[0\]: a region needs a prompt, a negative prompt or LoRA scales"),
     (Region(box_map(), prompt=3), r"^regions\[0\]\.prompt: expected a string"),
     (Region("missing.png", prompt="x"), r"^regions\[0\]\.strength_map"),
     ("a fox", r"^regions\[0\]: expected a Region, got str"),

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
+from pathlib import PurePath
 from typing import Any
 
 import diffusers
@@ -45,24 +46,51 @@ class Editor:
         self.model_id = model_id or getattr(adapter.pipe, "name_or_path", None) or type(adapter.pipe).__name__
         self.refiner: Adapter | None = None
         self.refiner_id: str | None = None
-        self.loras: list[dict[str, Any]] = []  # loaded LoRAs: {"lora", "scale", "weight_name"}
+        self.loras: list[dict[str, Any]] = []  # loaded LoRAs: {"lora", "scale", "weight_name", "adapter", "name"}
         self.ip_adapter: dict[str, Any] | None = None  # the loaded IP-Adapter, for the metadata
         self.controlnet_id: str | None = None
         if refiner is not None:
             self.set_refiner(refiner, refiner_id)
 
     # -- what extends the model ----------------------------------------------------------------------------
-    def load_lora(self, model: str, scale: float = 1.0, *, weight_name: str | None = None,
-                  allow_unsafe_pickle: bool = False, local_files_only: bool | None = None) -> None:
+    def load_lora(self, model: str, scale: float = 1.0, *, weight_name: str | None = None, name: str | None = None,
+                  allow_unsafe_pickle: bool = False, local_files_only: bool | None = None) -> str:
         """Add a LoRA (a hub id, a folder or a .safetensors file; diffusers' LoRA loading through peft) at
-        `scale`; several add up. Scale 0 leaves the model as it was. Recorded in every result's metadata."""
+        `scale`; several add up. Scale 0 leaves the model as it was (a LoRA for regions only: `Region.loras`).
+        Returns its name (`name`, default the file's or folder's stem, made unique), by which regions scale it.
+        Recorded in every result's metadata."""
         scale = check_scale(scale, "lora.scale", -4.0, 4.0)
-        name = f"pixels_lora_{len(self.loras)}"
-        load_lora(self.adapter, model, name, weight_name=weight_name, allow_unsafe_pickle=allow_unsafe_pickle,
+        name = lora_name(model, weight_name, name, [lora["name"] for lora in self.loras])
+        adapter = f"pixels_lora_{len(self.loras)}"
+        load_lora(self.adapter, model, adapter, weight_name=weight_name, allow_unsafe_pickle=allow_unsafe_pickle,
                   local_files_only=local_files_only)
-        self.loras.append({"lora": str(model), "scale": scale, "weight_name": weight_name, "adapter": name})
+        self.loras.append({"lora": str(model), "scale": scale, "weight_name": weight_name, "adapter": adapter,
+                           "name": name})
+        self.adapter.loras[name] = (adapter, scale)
         self.adapter.pipe.set_adapters([lora["adapter"] for lora in self.loras],
                                        adapter_weights=[lora["scale"] for lora in self.loras])
+        return name
+
+    def lora_named(self, key: str | int, param: str = "loras") -> str:
+        """The name of the loaded LoRA `key` means: its name, its source as loaded (with or without its file
+        name), or its position in the load order."""
+        names = [lora["name"] for lora in self.loras]
+        if isinstance(key, int) and not isinstance(key, bool):
+            if 0 <= key < len(names):
+                return names[key]
+        elif key in names:
+            return key
+        else:
+            found = {lora["name"] for lora in self.loras
+                     if key in (lora["lora"], f"{lora['lora']}/{lora['weight_name']}", lora["weight_name"])}
+            if len(found) == 1:
+                return found.pop()
+            if found:
+                raise InputError(f"{key!r} names {len(found)} loaded LoRAs ({', '.join(sorted(found))}); use one"
+                                 " of those names", param=param)
+        loaded = ", ".join(f"{n} ({lora['lora']})" for n, lora in zip(names, self.loras)) or "none"
+        raise InputError(f"no loaded LoRA {key!r}; loaded: {loaded}. Load it first (Editor.load_lora, --lora"
+                         " PATH:0 for regions only)", param=param)
 
     def load_ip_adapter(self, model: str, weight_name: str, *, subfolder: str = "", image_encoder: str | None = None,
                         allow_unsafe_pickle: bool = False, local_files_only: bool | None = None) -> None:
@@ -252,6 +280,8 @@ class Editor:
             for adapter in (self.adapter, self.refiner):
                 if adapter is not None:
                     adapter.check_texts(inputs.texts)
+            inputs = replace(inputs, texts=[text._replace(loras=tuple(
+                (self.lora_named(key, "loras"), scale) for key, scale in text.loras)) for text in inputs.texts])
         notes = list(job.notes)
         width, height = inputs.source.size
         metadata = {
@@ -265,7 +295,7 @@ class Editor:
             "refiner_model": self.refiner_id,
             "size": [width, height],
             **job.labels,
-            "loras": [{"lora": lora["lora"], "scale": lora["scale"]} for lora in self.loras],
+            "loras": [{"lora": lora["lora"], "scale": lora["scale"], "name": lora["name"]} for lora in self.loras],
             "ip_adapter": self.ip_adapter,
             "controlnet": self.controlnet_id if control is not None else None,
             "control": None if control is None else control.label(),
@@ -411,3 +441,20 @@ def _out_of_memory(adapter: Adapter, error: BaseException) -> ResourceError:
 
 
 __all__ = ["EditResult", "EditSettings", "Editor", "Exemplar"]
+
+
+def lora_name(model: Any, weight_name: str | None, name: str | None, taken: Sequence[str]) -> str:
+    """A LoRA's name: `name`, or the stem of its file (or folder, or hub repository), unique among `taken`."""
+    if name is not None:
+        if not isinstance(name, str) or not name.strip() or name.strip() != name:
+            raise InputError(f"expected a non-empty name, got {name!r}", param="lora.name")
+        if name in taken:
+            raise InputError(f"a LoRA named {name!r} is loaded already", param="lora.name")
+        return name
+    named = weight_name if weight_name and not weight_name.startswith("pytorch_lora_weights") else str(model)
+    stem = PurePath(named.rstrip("/\\")).name
+    stem = stem.removesuffix(".safetensors").removesuffix(".bin") or "lora"
+    found, k = stem, 2
+    while found in taken:
+        found, k = f"{stem}_{k}", k + 1
+    return found

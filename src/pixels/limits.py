@@ -17,6 +17,7 @@ MAX_CROP_RESIZE = 16384  # longest side of a resized crop, pixels
 MAX_WEIGHT = 100.0  # prompt-image weight
 MAX_EXEMPLARS = 64  # exemplars in one edit: each is a full-frame canvas, map and latent
 MAX_REGIONS = 16  # regions with text of their own in one edit: each adds its tokens to every cross-attention
+MAX_LORAS = 16  # LoRAs one region sets scales for
 
 
 @dataclass(frozen=True)

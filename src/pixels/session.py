@@ -28,7 +28,7 @@ from PIL import Image
 
 from . import __version__
 from .core.control import Control
-from .core.frame import ImageLike
+from .core.frame import ImageLike, RegionText
 from .core.settings import EditResult, EditSettings, Exemplar, Region, options
 from .editor import Editor
 from .errors import InputError, PixelsError, short, warn_note
@@ -59,8 +59,8 @@ class Step:
     control: dict[str, Any] | None = None  # kind, scale, start, end
     control_image: Image.Image | None = None  # kind "image": the control image, at the source's size
     parent: int = 0  # the step it edited (1-based, in the order the steps were made); 0: the source photo
-    texts: list[tuple[str | None, str | None, np.ndarray]] = field(default_factory=list)  # regional text, as
-    # applied: (prompt, negative prompt, (H, W) map); an exemplar's own text is one of them, on its map
+    texts: list[RegionText] = field(default_factory=list)  # regional text and LoRA scales, as applied; an
+    # exemplar's own is one of them, on its map
 
 
 class EditSession:
@@ -289,9 +289,10 @@ class EditSession:
                 prompts.append({"image": f"{name}/prompt-image-{j}.png", "weight": weight})
             np.save(staging / name / "strength.npy", step.strength)
             regions = []
-            for j, (prompt, negative, m) in enumerate(step.texts, 1):
-                np.save(staging / name / f"region-{j}-map.npy", m)
-                regions.append({"map": f"{name}/region-{j}-map.npy", "prompt": prompt, "negative_prompt": negative})
+            for j, text in enumerate(step.texts, 1):
+                np.save(staging / name / f"region-{j}-map.npy", text.map)
+                regions.append({"map": f"{name}/region-{j}-map.npy", "prompt": text.prompt,
+                                "negative_prompt": text.negative, **({"loras": dict(text.loras)} if text.loras else {})})
             step.result.save(staging / name / "result.png")
             steps.append({"parent": step.parent, "settings": step.settings, "exemplars": exemplars,
                           "strength_map": f"{name}/strength.npy", "prompt_images": prompts,
@@ -358,7 +359,7 @@ class EditSession:
                 prompts = [(_inside(root, p["image"], f"{where}.prompt_images[{j}].image"), p["weight"])
                            for j, p in enumerate(step.get("prompt_images", []))]
                 regions = [Region(_array(root, r["map"], f"{where}.regions[{j}].map", size), r.get("prompt"),
-                                  r.get("negative_prompt"))
+                                  r.get("negative_prompt"), r.get("loras"))
                            for j, r in enumerate(step.get("regions", []))]
                 result_path = _inside(root, step["result"], f"{where}.result")
             except (KeyError, TypeError, AttributeError) as error:

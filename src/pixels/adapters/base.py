@@ -16,7 +16,7 @@ from ..core.guidance import ClassifierFreeGuidance
 from ..core.release import img2img_timesteps, to_latent_map
 from ..core.schedulers import make_scheduler
 from ..errors import InputError
-from . import regions
+from . import regional_lora, regions
 
 
 @dataclass
@@ -28,6 +28,7 @@ class Conditioning:
     control: Any = None  # a ControlInput: ControlNet residuals added inside the model call
     shared: bool = True  # False: per-edit state (region masks, control) keeps the edit out of batches
     regional: Any = None  # a `regions.RegionalText`: text attended by region, set around the model call
+    regional_lora: Any = None  # a `regional_lora.RegionalLoRA`: LoRA scales by region, set around the model call
 
 
 class Adapter:
@@ -50,6 +51,8 @@ class Adapter:
     def __init__(self, pipe) -> None:
         self.pipe = pipe
         self.controlnet = None  # a ControlNet attached with Editor.load_controlnet (SD and SDXL)
+        self.loras: dict[str, tuple[str, float]] = {}  # LoRAs loaded with Editor.load_lora: name -> (peft
+        # adapter, the edit's scale)
 
     # -- loading -----------------------------------------------------------------------------
     @classmethod
@@ -211,17 +214,18 @@ class Adapter:
 
     # -- text by region ------------------------------------------------------------------------------
     def check_texts(self, texts: Sequence) -> None:
-        """Refuse regional text where this family cannot attend to it by region (never a silent global prompt)."""
+        """Refuse regional text and LoRA scales where this family cannot apply them by region (never a silent
+        global prompt), and a region's LoRA this model has not loaded."""
         if not texts:
             return
-        if not self.takes_text:
+        if not self.takes_text and any(t.prompt is not None or t.negative is not None for t in texts):
             raise InputError(f"this {self.family} model is unconditional: it takes no prompt, and no region's",
                              param="regions")
         if not self.takes_regional_text:
             raise InputError(
-                f"a region's own prompt needs cross-attention that can be masked by region, which pixels supports"
-                f" for SD 1.x/2.x and SDXL; this is a {self.family} model. Give the text as the edit's prompt",
-                param="regions"
+                f"a region's own prompt or LoRA scales need cross-attention that can be masked by region, which"
+                f" pixels supports for SD 1.x/2.x and SDXL; this is a {self.family} model. Give the text as the"
+                " edit's prompt and the LoRA at the edit's scale", param="regions"
             )
 
     def encode_text(self, prompt: str, negative_prompt: str | None, guidance: ClassifierFreeGuidance
@@ -236,17 +240,38 @@ class Adapter:
         The model call stays one per step however many regions."""
         if not texts:
             return cond
-        groups = [cond.kwargs["encoder_hidden_states"]]
-        for prompt, negative, _ in texts:
-            groups.append(self.encode_text(settings.prompt if prompt is None else prompt,
-                                           settings.negative_prompt if negative is None else negative, guidance))
-        states, tokens = regions.token_groups([g.to(self.device) for g in groups])
-        masks = torch.cat([to_latent_map(m, latent_size)[0] for _, _, m in texts]).to(self.device)
-        regions.install(self.denoiser)
-        cond.kwargs["encoder_hidden_states"] = states
-        cond.regional = regions.RegionalText(masks, tokens)
+        # the LoRAs some region scales otherwise than the edit (each region's scales: its own, else the edit's);
+        # a model without them (a refiner: LoRAs load into the base model) applies the text only
+        edit = {name: scale for name, (_, scale) in self.loras.items()}
+        scales = [{**edit, **{n: s for n, s in t.loras if n in edit}} for t in texts]
+        varied = sorted({n for r in scales for n in r if r[n] != edit[n]})
+        layers = regional_lora.lora_layers(self.denoiser, [self.loras[n][0] for n in varied]) if varied else ()
+        on_text = {a for module, kind in layers if kind == "text" for a in module.lora_A}
+        own = [t.prompt is not None or t.negative is not None
+               or any(r[n] != edit[n] and self.loras[n][0] in on_text for n in varied) for t, r in zip(texts, scales)]
+        maps = [to_latent_map(t.map, latent_size)[0] for t in texts]
+        groups = [cond.kwargs["encoder_hidden_states"].to(self.device)]
+        for t in (t for t, mine in zip(texts, own) if mine):  # a region with LoRA scales only: the edit's text
+            groups.append(groups[0] if t.prompt is None and t.negative is None else self.encode_text(
+                settings.prompt if t.prompt is None else t.prompt,
+                settings.negative_prompt if t.negative is None else t.negative, guidance).to(self.device))
+        if len(groups) > 1:
+            states, tokens = regions.token_groups(groups)
+            regions.install(self.denoiser)
+            cond.kwargs["encoder_hidden_states"] = states
+            cond.regional = regions.RegionalText(torch.cat([m for m, mine in zip(maps, own) if mine]).to(self.device),
+                                                 tokens)
+        if varied:
+            lora = [(t, m, r) for t, m, r in zip(texts, maps, scales) if any(r[n] != edit[n] for n in varied)]
+            grouped = [r for r, mine in zip(scales, own) if mine]
+            regional_lora.install(layers)
+            cond.regional_lora = regional_lora.RegionalLoRA(
+                tuple(self.loras[n][0] for n in varied), tuple(edit[n] for n in varied),
+                torch.cat([m for _, m, _ in lora]).to(self.device),
+                tuple(tuple(r[n] for n in varied) for _, _, r in lora),
+                tuple(tuple(r[n] for n in varied) for r in [edit, *grouped]), layers)
         cond.shared = False  # the masks are per edit
-        cond.settings = {**cond.settings, "regional_text": len(texts)}
+        cond.settings = {**cond.settings, "regional_text": len(groups) - 1, "regional_lora": len(varied)}
         return cond
 
     # -- sampling ----------------------------------------------------------------------------
@@ -350,9 +375,9 @@ class Adapter:
     def predict(self, latents: torch.Tensor, t: torch.Tensor, cond: Conditioning) -> torch.Tensor:
         """latents: (B, C, h, w), already expanded for guidance and scaled by the scheduler."""
         extra = self.control_kwargs(latents, t, cond)
-        if cond.regional is None:
+        if cond.regional is None and cond.regional_lora is None:
             return self.denoiser(latents, t, return_dict=False, **cond.kwargs, **extra)[0]
-        with regions.regional(cond.regional):
+        with regions.regional(cond.regional), regional_lora.applied(cond.regional_lora):
             return self.denoiser(latents, t, return_dict=False, **cond.kwargs, **extra)[0]
 
     def control_kwargs(self, latents: torch.Tensor, t: torch.Tensor, cond: Conditioning) -> dict:

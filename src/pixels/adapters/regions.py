@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 
 _ACTIVE: contextvars.ContextVar[RegionalText | None] = contextvars.ContextVar("pixels_regional_text", default=None)
+_GROUP: contextvars.ContextVar[int] = contextvars.ContextVar("pixels_token_group", default=0)
 
 
 @dataclass(frozen=True)
@@ -52,19 +53,39 @@ class RegionalText:
         """(R + 1, positions, 1): the blend weights of the groups at a layer of `positions` query positions."""
         key = ("weights", positions, dtype, device)
         if key not in self.cache:
-            masks = grid(self.masks, positions).to(device=device, dtype=torch.float32)
-            total = masks.sum(0, keepdim=True)
-            regional = masks / total.clamp(min=1.0)
-            self.cache[key] = torch.cat([(1.0 - total).clamp(min=0.0), regional]).reshape(
-                len(self.tokens), positions, 1).to(dtype)
+            self.cache[key] = blend(self.masks, positions, device)[..., None].to(dtype)
         return self.cache[key]
 
     def keys_values(self, attn, k: int, group: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Layer `attn`'s keys and values of token group `k` (`group`, the same tensor at every step)."""
         key = ("kv", id(attn), k, group.data_ptr(), tuple(group.shape))
         if key not in self.cache:
-            self.cache[key] = (attn.to_k(group), attn.to_v(group))
+            with token_group(k):
+                self.cache[key] = (attn.to_k(group), attn.to_v(group))
         return self.cache[key]
+
+
+def blend(masks: torch.Tensor, positions: int, device: torch.device) -> torch.Tensor:
+    """(R + 1, positions) float32: the weights of the edit's own conditioning and of each region's at a layer
+    of `positions` query positions (see the module), from the regions' masks (R, h, w)."""
+    masks = grid(masks, positions).to(device=device, dtype=torch.float32)
+    total = masks.sum(0, keepdim=True)
+    return torch.cat([(1.0 - total).clamp(min=0.0), masks / total.clamp(min=1.0)])
+
+
+@contextlib.contextmanager
+def token_group(k: int) -> Iterator[None]:
+    """Within the block, the layers run on token group `k`'s text (0: the edit's own; `current_group`)."""
+    token = _GROUP.set(k)
+    try:
+        yield
+    finally:
+        _GROUP.reset(token)
+
+
+def current_group() -> int:
+    """The token group the text layers are running on (0 outside a regional cross-attention layer)."""
+    return _GROUP.get()
 
 
 def grid(masks: torch.Tensor, positions: int) -> torch.Tensor:
@@ -135,7 +156,8 @@ class RegionalCrossAttention:
         out = None
         for k in used:
             states = groups[k] if image is None else (groups[k], image)
-            part = self.inner(attn, hidden_states, states, attention_mask, **extra)
+            with token_group(k):
+                part = self.inner(attn, hidden_states, states, attention_mask, **extra)
             weight = weights[k] if part.ndim == 3 else weights[k].reshape(1, 1, *part.shape[2:])
             out = part * weight if out is None else out + part * weight
         return out
@@ -189,4 +211,5 @@ def token_groups(embeddings: Sequence[torch.Tensor]) -> tuple[torch.Tensor, tupl
     return torch.cat(list(embeddings), dim=1), tuple(int(e.shape[1]) for e in embeddings)
 
 
-__all__ = ["RegionalCrossAttention", "RegionalText", "grid", "install", "regional", "token_groups"]
+__all__ = ["RegionalCrossAttention", "RegionalText", "blend", "current_group", "grid", "install", "regional",
+           "token_group", "token_groups"]

@@ -354,9 +354,9 @@ def restore_inputs(st: StudioSession, session: EditSession
         slots.append(Slot(str(path), "auto", (0, 0, 0, 0), "cover", "own map", float(weight)))
     slots += [Slot()] * (MAX_SLOTS - len(slots))
     regions = []
-    for k, (prompt, negative, m) in enumerate(last.texts[:len(REGION_TARGETS)]):
-        st.bases[REGION_TARGETS[k]] = np.array(m, dtype=np.float64)
-        regions.append((prompt or "", negative or ""))
+    for k, text in enumerate(last.texts[:len(REGION_TARGETS)]):
+        st.bases[REGION_TARGETS[k]] = np.array(text.map, dtype=np.float64)
+        regions.append((text.prompt or "", text.negative or ""))
     regions += [("", "")] * (len(REGION_TARGETS) - len(regions))
     return slots, from_metadata(last.settings), regions
 

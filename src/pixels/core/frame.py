@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any, NamedTuple, Union
 
 import numpy as np
 from PIL import Image
@@ -15,6 +15,20 @@ if TYPE_CHECKING:
     import torch
 
 ImageLike = Union[str, os.PathLike, Image.Image, np.ndarray]  # what every image argument accepts
+
+
+class RegionText(NamedTuple):
+    """What one exemplar's or region's map conditions of its own: its text (None: the edit's there) and its
+    LoRA scales ((LoRA name, scale) pairs; a LoRA it does not name keeps the edit's scale there)."""
+
+    prompt: str | None
+    negative: str | None
+    map: np.ndarray  # (H, W) in [0, 1]: where it applies, gray blending with the edit's own
+    loras: tuple[tuple[str | int, float], ...] = ()
+
+    def on(self, m: np.ndarray) -> RegionText:
+        """The same conditioning on another map (a crop, a resized or padded map)."""
+        return self._replace(map=m)
 
 
 @dataclass
@@ -29,8 +43,8 @@ class Inputs:
     notes: list[str]
     conditions: list[tuple[Image.Image, float, int]] = field(default_factory=list)  # (exemplar, weight, index)
     control: Image.Image | None = None  # a ControlNet's control image, on the source's canvas
-    texts: list[tuple[str | None, str | None, np.ndarray]] = field(default_factory=list)  # regional text:
-    # (prompt, negative prompt, (H, W) map) per region with text of its own (None: the edit's text there)
+    texts: list[RegionText] = field(default_factory=list)  # per exemplar or region with text or LoRA scales of
+    # its own
 
 
 def crop_inputs(inputs: Inputs, box: tuple[int, int, int, int]) -> Inputs:
@@ -44,7 +58,7 @@ def crop_inputs(inputs: Inputs, box: tuple[int, int, int, int]) -> Inputs:
         cut(inputs.source), [cut(e) for e in inputs.exemplars],
         [m[y:y + h, x:x + w] for m in inputs.exemplar_maps], inputs.strength[y:y + h, x:x + w],
         inputs.labels, inputs.notes, inputs.conditions, None if inputs.control is None else cut(inputs.control),
-        [(prompt, negative, m[y:y + h, x:x + w]) for prompt, negative, m in inputs.texts],
+        [text.on(text.map[y:y + h, x:x + w]) for text in inputs.texts],
     )
 
 

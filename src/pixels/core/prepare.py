@@ -20,7 +20,7 @@ from ..adapters import Adapter
 from ..errors import InputError, NonFiniteError
 from .control import Control, control_input
 from .crop import encode_region, resize_map
-from .frame import Inputs, pad, to_pil, to_tensor
+from .frame import Inputs, RegionText, pad, to_pil, to_tensor
 from .loop import Stage, Surgery, denoise, graft_exemplars, step_kwargs
 from .release import first_needed_step, to_latent_map
 from .schedulers import draws_noise, skipping_is_exact
@@ -34,13 +34,13 @@ def make_stages(
     base: Adapter, refiner: Adapter | None, settings: EditSettings, generator: torch.Generator,
     latent_size: tuple[int, int], frame: tuple[int, int], image_prompts: list[tuple[Image.Image, float]],
     regions: list[tuple[Image.Image, float, np.ndarray]] = (), control: tuple[np.ndarray, Control] | None = None,
-    texts: list[tuple[str | None, str | None, np.ndarray]] = (),
+    texts: list[RegionText] = (),
 ) -> list[Stage]:
     """The models that run the schedule: the base model, then the refiner from `switch_at` on.
 
     latent_size: (h, w) of the latents; frame: (H, W) of the padded picture; regions: image prompts masked to
     a region (exemplar, weight, (H, W) map); control: the padded control image (H, W, 3) and its settings;
-    texts: regional text (prompt, negative prompt, padded (H, W) map), None where the edit's text applies."""
+    texts: what regions condition of their own (text, LoRA scales by loaded adapter), on padded (H, W) maps."""
     def stage(adapter: Adapter, **truncation) -> Stage:
         sched = adapter.make_scheduler(settings.scheduler)
         timesteps = adapter.timesteps(sched, settings.num_inference_steps, settings.strength,
@@ -148,7 +148,7 @@ def prepare(
     height, width = src.shape[:2]
     pictures = [src] + [np.asarray(e) for e in inputs.exemplars]
     strength, maps = inputs.strength, inputs.exemplar_maps
-    text_maps = [m for _, _, m in inputs.texts]
+    text_maps = [text.map for text in inputs.texts]
     control_picture = None if inputs.control is None else inputs.control
     if scale_to is not None:
         pictures = [np.asarray(Image.fromarray(p).resize(scale_to, Image.LANCZOS)) for p in pictures]
@@ -167,7 +167,7 @@ def prepare(
     padded_maps = [pad(m, multiple) for m in maps]
     regions = [(picture, weight, padded_maps[k]) for picture, weight, k in inputs.conditions]
     controls = None if control is None else (pad(np.asarray(control_picture), multiple), control)
-    texts = [(prompt, negative, pad(m, multiple)) for (prompt, negative, _), m in zip(inputs.texts, text_maps)]
+    texts = [text.on(pad(m, multiple)) for text, m in zip(inputs.texts, text_maps)]
     stages = make_stages(base, refiner, settings, generator, latent_size, frame, image_prompts, regions, controls,
                          texts)
     surgery = make_surgery(base, settings, padded_pictures, padded_maps, keep, generator,

@@ -19,7 +19,7 @@ from PIL import Image
 
 from ..errors import InputError, short
 from ..limits import GUIDANCE_RANGE, MAX_CROP_RESIZE, MAX_MARGIN, MAX_STEPS, MAX_TEXT, finite
-from .frame import ImageLike
+from .frame import ImageLike, RegionText
 from .schedulers import SCHEDULERS, scheduler_name
 
 MODES = ("paper", "blend")
@@ -292,18 +292,22 @@ class Exemplar:
     cutout: Any = None  # a `pixels.select.Select` found on the exemplar image: only that part is grafted (its alpha)
     prompt: str | None = None  # its region's own text (None: the edit's prompt there)
     negative_prompt: str | None = None  # its region's own negative text (None: the edit's)
+    loras: Mapping[str | int, float] | None = None  # its region's own LoRA scales, as `Region.loras`
 
 
 @dataclass(frozen=True)
 class Region:
-    """A part of the photo with its own text, and no exemplar: where its map is above 0 the model attends to
-    `prompt` (and `negative_prompt`) instead of the edit's, blending the two where the map is gray. Its map is
-    also edited, as an exemplar's is: the edit's strength is the largest of every map. What a region does not
-    set comes from the edit's settings."""
+    """A part of the photo with its own text or LoRA scales, and no exemplar: where its map is above 0 the model
+    attends to `prompt` (and `negative_prompt`) instead of the edit's, and applies each LoRA `loras` names at
+    that scale instead of the edit's, blending the two where the map is gray. Its map is also edited, as an
+    exemplar's is: the edit's strength is the largest of every map. What a region does not set comes from the
+    edit's settings."""
 
     strength_map: Any  # an image, array or path (white = edit), or a `pixels.select.Select` found on the photo
     prompt: str | None = None  # None: the edit's prompt (with only a negative prompt of its own)
     negative_prompt: str | None = None  # None: the edit's negative prompt
+    loras: Mapping[str | int, float] | None = None  # {LoRA: scale}: a LoRA loaded into the editor (its name, its
+    # source as loaded, or its position in the load order) at this scale here; unnamed ones keep the edit's scale
 
 
 @dataclass
@@ -321,5 +325,5 @@ class EditResult:
     condition_images: list[Image.Image | None] = field(default_factory=list, repr=False)  # per exemplar: the
     # image its region was prompted with (None: no condition)
     control_image: Image.Image | None = field(default=None, repr=False)  # what the ControlNet followed (source size)
-    texts: list[tuple[str | None, str | None, np.ndarray]] = field(default_factory=list, repr=False)  # regional
-    # text as applied: (prompt, negative prompt, (H, W) map) per exemplar or region with text of its own
+    texts: list[RegionText] = field(default_factory=list, repr=False)  # what each exemplar or region conditioned
+    # of its own (text, LoRA scales by name), on its (H, W) map as applied

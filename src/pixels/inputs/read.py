@@ -4,7 +4,7 @@ edits places the same read inputs on each new source; nothing is read twice."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,11 +12,12 @@ import numpy as np
 from PIL import Image
 
 from ..core.control import Control
-from ..core.frame import ImageLike, Inputs
+from ..core.frame import ImageLike, Inputs, RegionText
 from ..core.placement import FITS, check_box, place, region_box
 from ..core.settings import Exemplar, Region, check_text
 from ..errors import InputError, short
-from ..limits import MAX_EXEMPLARS, MAX_PIXELS, MAX_REGIONS, finite
+from ..limits import MAX_EXEMPLARS, MAX_LORAS, MAX_PIXELS, MAX_REGIONS, finite
+from ..models.extensions import check_scale
 from ..select import Select, resolve_selection
 from .images import load_image, load_map
 
@@ -71,7 +72,7 @@ class ReadExemplar:
     fit: str
     condition: float  # the weight its region is prompted with (0: none)
     prompt: Image.Image | None  # the image its region is prompted with (None when condition is 0)
-    text: tuple[str | None, str | None] = (None, None)  # its region's own prompt and negative prompt
+    text: tuple = (None, None, ())  # its region's own prompt, negative prompt and LoRA scales (`region_text`)
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,7 @@ class ReadInputs:
     strength_map: np.ndarray | None  # the extra map, (H, W), inverted if asked
     labels: dict[str, Any]  # how each input was given (paths, or type names), for the metadata
     notes: tuple[str, ...]  # what reading converted (map sizes, transparency)
-    regions: tuple[tuple[str | None, str | None, np.ndarray], ...] = ()  # (prompt, negative, (H, W) map) each
+    regions: tuple[RegionText, ...] = ()  # each region's conditioning on its (H, W) map
 
 
 def read_inputs(
@@ -154,13 +155,13 @@ def read_inputs(
         if not isinstance(region, Region):
             raise InputError(f"expected a Region, got {type(region).__name__}", param=name)
         text = region_text(region, name)
-        if text == (None, None):
-            raise InputError("a region needs a prompt or a negative prompt of its own", param=name)
+        if text == (None, None, ()):
+            raise InputError("a region needs a prompt, a negative prompt or LoRA scales of its own", param=name)
         if region.strength_map is None:
             raise InputError("a region needs a strength_map: where its text applies", param=f"{name}.strength_map")
         m, map_notes = read_map(region.strength_map, f"{name}.strength_map", image, invert_map, max_pixels, selected)
         notes += map_notes
-        read_regions.append((*text, m))
+        read_regions.append(RegionText(*text[:2], m, text[2]))
     labels = {
         "source": label(source),
         "exemplars": [{"image": label(e.image),
@@ -176,17 +177,36 @@ def read_inputs(
     return ReadInputs(image, tuple(read), extra, labels, tuple(notes), tuple(read_regions))
 
 
-def region_text(given: Exemplar | Region, name: str) -> tuple[str | None, str | None]:
-    """An exemplar's or a region's own (prompt, negative prompt), checked; None where it has none."""
+def region_text(given: Exemplar | Region, name: str) -> tuple[str | None, str | None, tuple]:
+    """An exemplar's or a region's own (prompt, negative prompt, LoRA scales), checked; None (and no scales)
+    where it has none. Which LoRAs the names mean is the editor's to say: they are the ones loaded into it."""
     for key in ("prompt", "negative_prompt"):
         value = getattr(given, key)
         if value is not None:
             check_text(f"{name}.{key}", value)
-    return given.prompt, given.negative_prompt
+    return given.prompt, given.negative_prompt, lora_scales(given.loras, f"{name}.loras")
 
 
-def _text_labels(given: Exemplar | Region) -> dict[str, str]:
-    return {key: getattr(given, key) for key in ("prompt", "negative_prompt") if getattr(given, key) is not None}
+def lora_scales(value: Any, param: str) -> tuple[tuple[str | int, float], ...]:
+    """A region's {LoRA: scale} checked: each LoRA named by text or by its position in the load order, each
+    scale a number in [-4, 4] (as `Editor.load_lora` takes it)."""
+    if value is None:
+        return ()
+    if not isinstance(value, Mapping):
+        raise InputError(f"expected a mapping of LoRA to scale ({{'style': 0.8}}), got {short(value)}", param=param)
+    if len(value) > MAX_LORAS:
+        raise InputError(f"{len(value)} LoRAs, more than the limit of {MAX_LORAS}", param=param)
+    scales = []
+    for key, scale in value.items():
+        if isinstance(key, bool) or not (isinstance(key, int) and key >= 0 or isinstance(key, str) and key.strip()):
+            raise InputError(f"expected a LoRA's name, source or position, got {short(key)}", param=param)
+        scales.append((key, check_scale(scale, f"{param}[{key!r}]", -4.0, 4.0)))
+    return tuple(scales)
+
+
+def _text_labels(given: Exemplar | Region) -> dict[str, Any]:
+    labels = {key: getattr(given, key) for key in ("prompt", "negative_prompt") if getattr(given, key) is not None}
+    return labels | ({"loras": dict(given.loras)} if given.loras else {})
 
 
 def place_inputs(read: ReadInputs, source: Image.Image | None = None, mode: str = "paper") -> Inputs:
@@ -223,13 +243,13 @@ def place_inputs(read: ReadInputs, source: Image.Image | None = None, mode: str 
             notes.append(f"{name}: no strength_map given, {what} is its region")
         if exemplar.prompt is not None:
             conditions.append((exemplar.prompt, exemplar.condition, k))
-        if exemplar.text != (None, None):
-            texts.append((*exemplar.text, m))
+        if exemplar.text != (None, None, ()):
+            texts.append(RegionText(*exemplar.text[:2], m, exemplar.text[2]))
         images.append(picture)
         maps.append(m)
         boxes.append(box)
     texts += list(read.regions)
-    strengths = list(maps) + [m for _, _, m in read.regions] + \
+    strengths = list(maps) + [r.map for r in read.regions] + \
         ([read.strength_map] if read.strength_map is not None else [])
     if strengths:
         combined = np.maximum.reduce(strengths) if len(strengths) > 1 else strengths[0]
@@ -238,7 +258,7 @@ def place_inputs(read: ReadInputs, source: Image.Image | None = None, mode: str 
     labels = {**read.labels, "exemplars": [  # box: where it was placed (None: aligned with the source)
         {"image": given["image"], "strength_map": given["strength_map"], "box": box, "fit": given["fit"],
          "condition": given["condition"],
-         **{key: given[key] for key in ("cutout", "prompt", "negative_prompt") if key in given}}
+         **{key: given[key] for key in ("cutout", "prompt", "negative_prompt", "loras") if key in given}}
         for given, box in zip(read.labels["exemplars"], boxes)]}
     if mode == "paper":
         for k, m in enumerate(maps):
@@ -248,11 +268,12 @@ def place_inputs(read: ReadInputs, source: Image.Image | None = None, mode: str 
                     " it is never grafted: only pixels of strength exactly 1 take the exemplar. Paint the graft area"
                     " white (a colour reads as its luminance: pure red is 0.299), or use mode='blend'"
                 )
-    for prompt, negative, m in texts:
-        if not (m > 0).any():
-            notes.append(f"a region's text ({short(prompt if prompt is not None else negative)}) has an empty map:"
-                         " it applies nowhere")
-    texts = [(prompt, negative, m) for prompt, negative, m in texts if (m > 0).any()]
+    for text in texts:
+        if not (text.map > 0).any():
+            what = text.prompt if text.prompt is not None else text.negative
+            what = f"text ({short(what)})" if what is not None else f"LoRA scales ({short(dict(text.loras))})"
+            notes.append(f"a region's {what} has an empty map: it applies nowhere")
+    texts = [text for text in texts if (text.map > 0).any()]
     return Inputs(image, images, maps, combined.astype(np.float64), labels, notes, conditions, texts=texts)
 
 

@@ -281,10 +281,11 @@ def build(name: str, folder: Path):
 
 
 # -- what extends a model: LoRA, IP-Adapter and ControlNet weights, written as the hub files are ------------
-def write_lora(pipe, folder: Path, rank: int = 4, seed: int = 0) -> Path:
-    """A LoRA on the denoiser's attention projections (the UNet, or the transformer of SD3 and Flux) with
-    random weights (a zero-initialised B would do nothing), saved as diffusers' pytorch_lora_weights.safetensors;
-    the pipeline itself is left unchanged (needs peft)."""
+def write_lora(pipe, folder: Path, rank: int = 4, seed: int = 0,
+               targets: tuple[str, ...] = ("to_q", "to_k", "to_v")) -> Path:
+    """A LoRA on the denoiser's `targets` (default the attention projections of the UNet, or of the transformer
+    of SD3 and Flux) with random weights (a zero-initialised B would do nothing), saved as diffusers'
+    pytorch_lora_weights.safetensors; the pipeline itself is left unchanged (needs peft)."""
     from peft import LoraConfig
     from peft.utils import get_peft_model_state_dict
 
@@ -292,7 +293,7 @@ def write_lora(pipe, folder: Path, rank: int = 4, seed: int = 0) -> Path:
     original = getattr(pipe, name)
     denoiser = type(original).from_config(original.config)
     denoiser.load_state_dict(original.state_dict())
-    denoiser.add_adapter(LoraConfig(r=rank, lora_alpha=rank, target_modules=["to_q", "to_k", "to_v"],
+    denoiser.add_adapter(LoraConfig(r=rank, lora_alpha=rank, target_modules=list(targets),
                                     init_lora_weights=False))
     generator = torch.Generator().manual_seed(seed)
     state = {k: torch.randn(v.shape, generator=generator) * 0.1
