@@ -90,7 +90,7 @@ def test_exemplar_names_with_at_signs_still_work(tmp_path, monkeypatch):
         assert parse_placed(name) == (name, None)
         args = build_parser().parse_args(["edit", "photo.png", "-e", name, "--model", "demo", "-o", "out.png"])
         # path, map, box, condition, cut-out, prompt, negative prompt
-        assert args.exemplars == [[name, None, None, 0.0, None, None, None]]
+        assert args.exemplars == [[name, None, None, 0.0, None, None, None, {}]]
 
 
 # --- steps that run nothing -----------------------------------------------------------------------------------

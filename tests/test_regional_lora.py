@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import box_map, photo
+from PIL import Image
 
 from pixels import Editor, Exemplar, InputError, Region
 from pixels.testing.tiny import write_lora
@@ -174,3 +175,83 @@ def test_lora_names_are_unique_and_can_be_given(tiny_pipes, tmp_path):
             editor.lora_named(str(path.parent))
     finally:
         pipe.unload_lora_weights()
+
+
+# -- every front end: the command line, spec files, batch manifests, sessions -------------------------------------
+@pytest.fixture(scope="module")
+def cli_loras(tmp_path_factory, sd_pipe, sd_folder):
+    from pixels import maps
+
+    root = tmp_path_factory.mktemp("regional-lora-cli")
+    style = write_lora(sd_pipe, root / "style", seed=1)
+    every = write_lora(sd_pipe, root / "every", seed=2, targets=EVERY_KIND)
+    photo(32, 32, seed=1).save(root / "room.png")
+    maps.to_image(box_map(box=(2, 4, 14, 28))).save(root / "left.png")
+    maps.to_image(box_map(box=(18, 4, 30, 28))).save(root / "right.png")
+    return root, style, every
+
+
+def test_the_command_line_spec_batch_and_session_equal_the_api(cli_loras, sd_folder, tmp_path, capsys):
+    import json
+
+    from conftest import run_cli
+
+    from pixels import EditSession
+    from pixels.outputs.writers import read_metadata
+
+    root, style, every = cli_loras
+    loras = ["--lora", f"{style}:0", "--lora", f"{every.parent}:0"]
+    common = ["--model", sd_folder, "--steps", 4, "--guidance", 4, "--seed", 7, "--prompt", "a room", *loras]
+    out = tmp_path / "cli.png"
+    code, _, err = run_cli(["edit", root / "room.png", *common, "--region", root / "left.png", "--prompt-here",
+                            "a red fox", "--lora-here", "style:0.9", "--region", root / "right.png", "--lora-here",
+                            "every", "-o", out, "--save-session", tmp_path / "session"], capsys)
+    assert code == 0, err
+    md = read_metadata(out)
+    assert [r.get("loras") for r in md["regions"]] == [{"style": 0.9}, {"every": 1.0}]
+    assert md["regional_lora"] == 2 and [lora["name"] for lora in md["loras"]] == ["style", "every"]
+
+    editor = Editor.from_pretrained(str(sd_folder))
+    editor.load_lora(str(style.parent), 0.0, weight_name=style.name)  # as --lora FILE loads it
+    editor.load_lora(str(every.parent), 0.0)
+    api = editor.edit(root / "room.png", regions=[Region(root / "left.png", "a red fox", loras={"style": 0.9}),
+                                                  Region(root / "right.png", loras={"every": 1.0})],
+                      prompt="a room", num_inference_steps=4, guidance_scale=4.0, seed=7)
+    assert np.array_equal(np.asarray(api.image), np.asarray(Image.open(out).convert("RGB")))
+    session = EditSession.load(tmp_path / "session", editor)  # verify: every replayed result equals the saved one
+    assert session.steps[-1].texts[1].loras == (("every", 1.0),)
+
+    (tmp_path / "spec.yaml").write_text(
+        "source: room.png\nedits:\n  - prompt: a room\n    regions:\n"
+        "      - {map: left.png, prompt: a red fox, loras: {style: 0.9}}\n      - {map: right.png, loras: {every: 1}}\n")
+    for name in ("room.png", "left.png", "right.png"):
+        (tmp_path / name).write_bytes((root / name).read_bytes())
+    code, _, err = run_cli(["edit", "--spec", tmp_path / "spec.yaml", *common, "-o", tmp_path / "spec.png"], capsys)
+    assert code == 0, err
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "spec.png")), np.asarray(Image.open(out)))
+
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text(json.dumps({"source": "room.png", "output": "row.png", "prompt": "a room", "seed": 7, "steps": 4,
+                                "guidance": 4, "regions": [{"map": "left.png", "prompt": "a red fox",
+                                                            "loras": {"style": 0.9}},
+                                                           {"map": "right.png", "loras": {"every": 1}}]}) + "\n")
+    code, _, err = run_cli(["batch", rows, "-o", tmp_path / "batch", "--model", sd_folder, *loras, "-q"], capsys)
+    assert code == 0, err
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "batch" / "row.png")), np.asarray(Image.open(out)))
+
+
+def test_the_command_line_refuses_a_lora_scale_without_a_region_or_a_loaded_lora(cli_loras, sd_folder, tmp_path,
+                                                                                capsys):
+    from conftest import run_cli
+
+    root, style, _ = cli_loras
+    common = ["edit", root / "room.png", "--model", sd_folder, "--steps", 2, "--seed", 1, "-o", tmp_path / "x.png"]
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli([*common, "--lora-here", "style:0.5"], capsys)
+    assert exit_info.value.code == 2 and "must follow the -e EXEMPLAR or --region MAP" in capsys.readouterr().err
+    code, _, err = run_cli([*common, "--region", root / "left.png", "--lora-here", "style:0.5"], capsys)
+    assert code == 2 and "--lora-here: no loaded LoRA 'style'; loaded: none" in err, err
+    code, _, err = run_cli([*common, "--lora", f"{style}:0", "--region", root / "left.png", "--lora-here", "style:7"],
+                           capsys)
+    assert code == 2 and "regions[0].loras['style']: expected a number in [-4, 4], got 7.0" in err, err
+    assert not (tmp_path / "x.png").exists()

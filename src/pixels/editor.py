@@ -451,9 +451,12 @@ def lora_name(model: Any, weight_name: str | None, name: str | None, taken: Sequ
         if name in taken:
             raise InputError(f"a LoRA named {name!r} is loaded already", param="lora.name")
         return name
-    named = weight_name if weight_name and not weight_name.startswith("pytorch_lora_weights") else str(model)
-    stem = PurePath(named.rstrip("/\\")).name
-    stem = stem.removesuffix(".safetensors").removesuffix(".bin") or "lora"
+    path = PurePath(str(model).rstrip("/\\"))
+    path = path / weight_name if weight_name else path
+    stem = path.name.removesuffix(".safetensors").removesuffix(".bin")
+    if stem.startswith("pytorch_lora_weights"):  # diffusers' default file name: its folder names it
+        stem = path.parent.name
+    stem = stem or "lora"
     found, k = stem, 2
     while found in taken:
         found, k = f"{stem}_{k}", k + 1

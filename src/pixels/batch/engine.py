@@ -26,12 +26,14 @@ from .manifest import Row, in_row, load_rows, row_hash, row_seed
 from .results import append_result, done_record, read_results, record, write_failures, write_results
 
 
-def identity(model: str, device: str = "cpu", dtype: str = "auto", threads: int | None = None) -> dict[str, Any]:
+def identity(model: str, device: str = "cpu", dtype: str = "auto", threads: int | None = None,
+             loras: Sequence[tuple[str, str | None, float]] = ()) -> dict[str, Any]:
     """What of the engine a result depends on, for the settings hash: the model (a local one by its resolved
     path), the precision ("auto" is fp32 on the CPU; on a GPU it names each family's published precision),
-    the device kind, the CPU threads (reductions split across threads round differently; ignored on a GPU)
-    and pixels' version (a new release may change pixels). torch's and diffusers' versions are recorded in
-    each output's metadata but are not part of it."""
+    the device kind, the CPU threads (reductions split across threads round differently; ignored on a GPU),
+    the LoRAs loaded into it ((model, weight name, scale) each, local ones by their resolved paths) and pixels'
+    version (a new release may change pixels). torch's and diffusers' versions are recorded in each output's
+    metadata but are not part of it."""
     import torch
 
     from ..models.loading import DTYPES
@@ -42,8 +44,28 @@ def identity(model: str, device: str = "cpu", dtype: str = "auto", threads: int 
     precision = "fp32" if name == "auto" and kind == "cpu" else name
     if precision in DTYPES:
         precision = str(DTYPES[precision]).removeprefix("torch.")
-    return {"model": str(local.resolve()) if local.exists() else model, "dtype": precision, "device": kind,
-            "threads": threads if kind == "cpu" else None, "pixels": __version__}
+    found = {"model": str(local.resolve()) if local.exists() else model, "dtype": precision, "device": kind,
+             "threads": threads if kind == "cpu" else None, "pixels": __version__}
+    if loras:  # absent without LoRAs: the hashes of jobs that load none are unchanged
+        found["loras"] = [[str(Path(m).expanduser().resolve()) if Path(m).expanduser().exists() else m, w, s]
+                          for m, w, s in loras]
+    return found
+
+
+def load_editor(load: dict[str, Any]):
+    """The editor a batch runs with (local or on a Ray worker): `Editor.from_pretrained` with `load`'s arguments,
+    then the LoRAs `load["loras"]` lists ((model, weight name, scale) each) loaded in order, as `pixels edit
+    --lora` loads them."""
+    from ..editor import Editor
+
+    load = dict(load)
+    loras = load.pop("loras", ())
+    editor = Editor.from_pretrained(**load)
+    for model, weight_name, scale in loras:
+        editor.load_lora(model, scale, weight_name=weight_name, allow_unsafe_pickle=load.get("allow_unsafe_pickle",
+                                                                                          False),
+                         local_files_only=load.get("local_files_only"))
+    return editor
 
 
 @dataclass(frozen=True)

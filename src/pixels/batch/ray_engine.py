@@ -30,12 +30,12 @@ class RowWorker:
         os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
         os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
         set_threads(threads)  # the local engine's count: the same kernels, the same pixels
-        from ..editor import Editor
+        from .engine import load_editor
         from .manifest import load_rows
 
         self.rows = {row.number: row for row in load_rows(manifest, defaults)}
         self.destination, self.retries = destination, retries
-        self.editor = Editor.from_pretrained(**load)
+        self.editor = load_editor(load)
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list[str]]:
         rows = [self.rows[int(number)] for number in batch["row"]]
@@ -52,7 +52,7 @@ def run_ray(job: Plan, load: dict[str, Any], *, batch_size: int, workers: int, g
             ) -> dict[int, dict[str, Any]]:
     """Run the rows left to do on Ray: a local instance unless `address` names a cluster (or one is already
     initialised in this process; one started here is shut down at the end). load: `Editor.from_pretrained`
-    arguments for each worker; threads: torch's CPU threads in each."""
+    arguments for each worker (and the LoRAs to load, `engine.load_editor`); threads: torch's CPU threads in each."""
     import logging
     import os
 

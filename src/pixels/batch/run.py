@@ -5,12 +5,14 @@ command; `BatchProgress` is what it tells as it goes (the command line draws its
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
-from .engine import Plan, default_threads, identity, plan, run_local, set_threads
+from ..models.extensions import check_scale
+from .engine import Plan, default_threads, identity, load_editor, plan, run_local, set_threads
 
 ENGINES = ("local", "ray")
 
@@ -51,8 +53,11 @@ def run_batch(manifest: str | Path, folder: str | Path, model: str, *, engine: s
               dtype: str = "auto", threads: int | None = None, batch_size: int = 1, retries: int = 1,
               overwrite: bool = False, defaults: dict[str, Any] | None = None, workers: int = 1,
               gpus_per_worker: float = 0.0, address: str | None = None, allow_unsafe_pickle: bool = False,
-              local_files_only: bool | None = None, progress: BatchProgress | None = None) -> BatchResult:
+              local_files_only: bool | None = None, progress: BatchProgress | None = None,
+              loras: Sequence[tuple[str, str | None, float]] = ()) -> BatchResult:
     """Run every row of `manifest` into `folder` with `model`, resumably (docs/guides/batch.md).
+    loras: (model, weight file name or None, scale) of each LoRA loaded into the model (`Editor.load_lora`), by
+    name for the rows' regions;
     defaults: settings for what rows leave out (None: the model's recommended ones, as the command line);
     threads: torch's CPU threads for each model copy (None: this machine's cores shared by `workers`)."""
     import torch
@@ -78,22 +83,21 @@ def run_batch(manifest: str | Path, folder: str | Path, model: str, *, engine: s
         device = str(resolve_device(device))
     resolve_dtype(dtype, torch.device(device.split(":")[0]))  # the name
     threads = threads or default_threads(workers if ray else 1)
+    loras = [(str(m), w, check_scale(s, f"loras[{k}].scale", -4.0, 4.0)) for k, (m, w, s) in enumerate(loras)]
     if defaults is None:
         defaults = recommended(model)
     began = time.perf_counter()
-    with plan(manifest, folder, model, defaults, engine=identity(model, device, dtype, threads),
+    with plan(manifest, folder, model, defaults, engine=identity(model, device, dtype, threads, loras),
               overwrite=overwrite) as job:
         progress.planned(job)
         load = dict(model=model, device=device, dtype=dtype, allow_unsafe_pickle=allow_unsafe_pickle,
-                    local_files_only=local_files_only)
+                    local_files_only=local_files_only, loras=loras)
         if not job.todo:
             records = job.records  # plan() wrote them
         elif not ray:
-            from ..editor import Editor
-
             set_threads(threads)
             progress.loading(f"{model} on {device} ({threads} thread{'s' if threads > 1 else ''})")
-            editor = Editor.from_pretrained(**load)
+            editor = load_editor(load)
             progress.loaded(workers=False)
             records = run_local(job, editor, batch_size=batch_size, retries=retries, on_record=progress)
         else:

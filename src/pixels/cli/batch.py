@@ -60,12 +60,16 @@ def add_parser(commands, common: argparse.ArgumentParser) -> None:
     batch.add_argument("--log-every", type=number, default=30.0, metavar="SECONDS",
                        help="off a terminal, a progress line at most this often (default 30)")
     batch.add_argument("-q", "--quiet", action="store_true", help="no progress and no summary")
+    batch.add_argument("--lora", dest="loras", action="append", default=[], metavar="ID|PATH[:SCALE]",
+                       help="a LoRA loaded into the model at SCALE (default 1; 0 for the rows' regions only, which"
+                            " name it by its file's stem); repeat for several. Part of every row's settings hash")
     batch.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from ..batch.results import FAILURES
     from ..batch.run import run_batch
+    from .extensions import split_weight
 
     if args.engine == "local" and (args.address or args.workers != 1 or args.gpus_per_worker):
         raise InputError("--address, --workers and --gpus-per-worker are for --engine ray", param="--engine")
@@ -78,7 +82,8 @@ def run(args: argparse.Namespace) -> int:
                          dtype=args.dtype, threads=args.threads, batch_size=args.batch_size, retries=args.retries,
                          overwrite=args.overwrite, workers=args.workers, gpus_per_worker=args.gpus_per_worker,
                          address=args.address, allow_unsafe_pickle=args.allow_unsafe_pickle,
-                         local_files_only=True if args.offline else None, progress=report)
+                         local_files_only=True if args.offline else None, progress=report,
+                         loras=[split_weight(text, "lora", scale=True) for text in args.loras])
     finally:
         report.close()
     failed, job = done.failed, done.job

@@ -38,7 +38,8 @@ def text_type(parse: Callable[[str], Any]) -> Callable[[str], Any]:
 PARAMETER_FLAGS = {f.name: flag_of(f.name, option) for f, option in options()} | {
     "seed": flag_of("seed", SEED), "strength_map": "--map", "prompt_images": "--prompt-image", "refiner": "--refiner",
     "device": "--device", "dtype": "--dtype", "cpu_offload": "--cpu-offload", "max_megapixels": "--max-megapixels",
-    "control": "--control", "controlnet": "--controlnet", "lora": "--lora", "ip_adapter": "--ip-adapter",
+    "control": "--control", "controlnet": "--controlnet", "lora": "--lora", "loras": "--lora-here",
+    "ip_adapter": "--ip-adapter",
     "image_encoder": "--image-encoder", "overwrite": "--overwrite", "allow_unsafe_pickle": "--allow-unsafe-pickle",
     "vae_tiling": "--vae-tiling", "vae_slicing": "--vae-slicing", "attention_slicing": "--attention-slicing",
     "config": "--config", "model": "--model", "spec": "--spec", "save_session": "--save-session",

@@ -54,7 +54,8 @@ def parse_placed(value: str) -> tuple[str, tuple[int, int, int, int] | None]:
 
 class _ExemplarAction(argparse.Action):
     """-e starts a new exemplar and --region a new region; -m, --condition and --cutout belong to the exemplar
-    given just before them, --prompt-here and --negative-here to the exemplar or region given just before."""
+    given just before them, --prompt-here, --negative-here and --lora-here to the exemplar or region given just
+    before."""
 
     def __call__(self, parser, namespace, value, option_string=None):
         exemplars = list(getattr(namespace, "exemplars", None) or [])
@@ -64,20 +65,27 @@ class _ExemplarAction(argparse.Action):
                 path, box = parse_placed(value)  # ref.png@x,y,w,h
             except argparse.ArgumentTypeError as error:
                 raise argparse.ArgumentError(self, str(error)) from None
-            exemplars.append([path, None, box, 0.0, None, None, None])
+            exemplars.append([path, None, box, 0.0, None, None, None, {}])
             namespace.exemplars, namespace.last_part = exemplars, "exemplar"
             return
         if self.dest == "region_map":
-            regions.append([value, None, None])
+            regions.append([value, None, None, {}])
             namespace.regions, namespace.last_part = regions, "region"
             return
-        if self.dest in ("part_prompt", "part_negative"):
-            what = "prompt" if self.dest == "part_prompt" else "negative prompt"
+        if self.dest in ("part_prompt", "part_negative", "part_lora"):
+            what = {"part_prompt": "prompt", "part_negative": "negative prompt", "part_lora": "LoRA scale"}[self.dest]
             last = getattr(namespace, "last_part", None)
             if last is None:
                 parser.error(f"{option_string} {value!r}: a {what} must follow the -e EXEMPLAR or --region MAP it"
-                             " belongs to (--prompt is the edit's)")
+                             " belongs to (--prompt and --lora are the edit's)")
             part = exemplars[-1] if last == "exemplar" else regions[-1]
+            if self.dest == "part_lora":
+                name, scale = _lora_scale(value)
+                if name in part[-1]:
+                    parser.error(f"{option_string} {value!r}: {last} {part[0]!r} already scales LoRA {name!r}")
+                part[-1][name] = scale
+                namespace.exemplars, namespace.regions = exemplars, regions
+                return
             slot = (5 if self.dest == "part_prompt" else 6) if last == "exemplar" else \
                 (1 if self.dest == "part_prompt" else 2)
             if part[slot] is not None:
@@ -95,6 +103,18 @@ class _ExemplarAction(argparse.Action):
                          f" {exemplars[-1][slot]!r}; give one per -e")
         exemplars[-1][slot] = number(value) if slot == 3 else value
         namespace.exemplars = exemplars
+
+
+def _lora_scale(text: str) -> tuple[str, float]:
+    """--lora-here NAME[:SCALE]: a loaded LoRA (its name, or its source as --lora gave it) and a scale (default
+    1); the scale's range is checked with the edit's other inputs."""
+    name, colon, tail = text.rpartition(":")
+    if colon and name:
+        try:
+            return name, float(tail)
+        except ValueError:
+            pass
+    return text, 1.0
 
 
 def map_argument(value: str | None, flag: str):
@@ -187,6 +207,10 @@ def add_parser(commands, common: argparse.ArgumentParser) -> None:
                            " --prompt applies elsewhere)")
     edit.add_argument("--negative-here", dest="part_negative", metavar="TEXT", action=_ExemplarAction,
                       help="the negative prompt of the preceding -e or --region (default: the edit's)")
+    edit.add_argument("--lora-here", dest="part_lora", metavar="NAME[:SCALE]", action=_ExemplarAction,
+                      help="a LoRA loaded with --lora (its file's stem, or its source) at SCALE (default 1) only"
+                           " inside the preceding -e or --region; repeat for several. --lora PATH:0 loads one for"
+                           " regions only")
     edit.add_argument("--prompt-image", dest="prompt_images", action="append", default=[], metavar="PATH[:WEIGHT]",
                       help="an image mixed into the prompt with a weight (default 1); repeat for several"
                            " (models conditioned on image embeddings: Kandinsky 2.2)")
@@ -294,17 +318,17 @@ def plan(args: argparse.Namespace):
     if args.source is None:
         raise InputError("SOURCE: give the photo to edit, or --spec with a spec file")
     exemplars = [Exemplar(image, map_argument(strength_map, "-m"), box, args.fit, condition,
-                          cutout=cutout_argument(cutout), prompt=prompt, negative_prompt=negative)
-                 for image, strength_map, box, condition, cutout, prompt, negative in args.exemplars]
+                          cutout=cutout_argument(cutout), prompt=prompt, negative_prompt=negative, loras=loras or None)
+                 for image, strength_map, box, condition, cutout, prompt, negative, loras in args.exemplars]
     prompt_images = [parse_prompt_image(text) for text in args.prompt_images]
     settings = {**flags, "prompt_images": prompt_images} if prompt_images else dict(flags)
-    for where, prompt, negative in args.regions:
-        if prompt is None and negative is None:
-            raise InputError(f"{where}: give it --prompt-here TEXT (or --negative-here TEXT) after it",
-                             param="--region")
+    for where, prompt, negative, loras in args.regions:
+        if prompt is None and negative is None and not loras:
+            raise InputError(f"{where}: give it --prompt-here TEXT (or --negative-here TEXT, --lora-here NAME:SCALE)"
+                             " after it", param="--region")
     if args.regions:
-        settings["regions"] = [Region(map_argument(where, "--region"), prompt, negative)
-                               for where, prompt, negative in args.regions]
+        settings["regions"] = [Region(map_argument(where, "--region"), prompt, negative, loras or None)
+                               for where, prompt, negative, loras in args.regions]
     edit = EditSpec(exemplars, map_argument(args.map, "--map"), settings)
     args.recommended = [_note_recommended(args, defaults, [{}], given)]
     return Spec(Path.cwd(), args.source, [edit])

@@ -44,8 +44,9 @@ KEY_OF_ARGUMENT = {argument: key for key, (argument, _) in EDIT_KEYS.items()} | 
 # argument -> spec key
 PROMPT_IMAGE_KEYS = {"image": "path", "weight": "number"}
 EXEMPLAR_KEYS = {"image": "path", "map": "path or selection", "box": "[x, y, w, h]", "fit": "string",
-                 "condition": "number", "cutout": "selection", "prompt": "string", "negative_prompt": "string"}
-REGION_KEYS = {"map": "path or selection", "prompt": "string", "negative_prompt": "string"}
+                 "condition": "number", "cutout": "selection", "prompt": "string", "negative_prompt": "string",
+                 "loras": "{LoRA: scale}"}
+REGION_KEYS = {"map": "path or selection", "prompt": "string", "negative_prompt": "string", "loras": "{LoRA: scale}"}
 CONTROL_KEYS = {"kind": "string", "image": "path", "scale": "number", "start": "number", "end": "number"}
 TOP_KEYS = {"source": "path", "edits": "list of edits"}
 MAX_SPEC_BYTES = 1024 * 1024  # a spec lists edits and paths: a megabyte is thousands of edits
@@ -188,12 +189,19 @@ def spec_map(value: Any, where: str, base: Path) -> str | Select | None:
     return resolve_path(where, value, base)
 
 
-def _texts(item: dict, at: str) -> dict[str, str]:
-    """An exemplar's or a region's own `prompt` and `negative_prompt`, type-checked."""
+def _texts(item: dict, at: str) -> dict[str, Any]:
+    """An exemplar's or a region's own `prompt`, `negative_prompt` and `loras` ({name: scale}), type-checked."""
     for key in ("prompt", "negative_prompt"):
         if item.get(key) is not None:
             _check_type(f"{at}.{key}", item[key], "string")
-    return {key: item[key] for key in ("prompt", "negative_prompt") if item.get(key) is not None}
+    loras = item.get("loras")
+    if loras is not None:
+        if not isinstance(loras, dict):
+            raise InputError(f"expected a mapping of LoRA name to scale ({{style: 0.8}}), got {short(loras)}",
+                             param=f"{at}.loras")
+        for name, scale in loras.items():
+            _check_type(f"{at}.loras.{name}", scale, "number")
+    return {key: item[key] for key in ("prompt", "negative_prompt", "loras") if item.get(key) is not None}
 
 
 def parse_regions(value: Any, where: str, base: Path) -> list[Region]:
@@ -210,7 +218,7 @@ def parse_regions(value: Any, where: str, base: Path) -> list[Region]:
         _unknown(at, item, REGION_KEYS)
         texts = _texts(item, at)
         if not texts:
-            raise InputError("a region needs a prompt or a negative_prompt of its own", param=at)
+            raise InputError("a region needs a prompt, a negative_prompt or loras of its own", param=at)
         found.append(Region(spec_map(item["map"], f"{at}.map", base), **texts))
     return found
 
