@@ -128,10 +128,78 @@ def test_a_saved_session_brings_the_regions_back_onto_the_page(ctx, st):
     path = h.save_session(st)
     other = ctx.sessions.open("another browser")
     shown = h.load_session(ctx, other, str(path))
-    assert shown.regions == [("a red fox", "blur"), ("", ""), ("", "")]
+    assert shown.regions == [("a red fox", "blur", ""), ("", "", ""), ("", "", "")]
     np.testing.assert_array_equal(other.bases["region 1"], left)
     h.run_edit(ctx, other, None, None, 0, [], SETTINGS, texts=shown.regions)  # the page runs with them again
     again = other.history.frames[-1].result
     assert again.metadata["regions"][0]["prompt"] == "a red fox" and again.metadata["regions"][0]["negative_prompt"] \
         == "blur"
     np.testing.assert_array_equal(again.texts[0][2], left)
+
+
+# -- regional LoRA in the studio: each region's and each exemplar tab's "LoRAs here" field ----------------------
+@pytest.fixture
+def lora_ctx(sd_pipe, tmp_path):
+    from pixels.testing.tiny import write_lora
+
+    style = write_lora(sd_pipe, tmp_path / "style", seed=1)
+    every = write_lora(sd_pipe, tmp_path / "every", seed=2, targets=("conv1", "conv2", "to_k"))
+    editor = Editor.from_pipe(sd_pipe)
+    editor.load_lora(str(style.parent), 0.0)
+    editor.load_lora(str(every.parent), 0.0)
+    app = context.create(editor, "tiny-sd", root=tmp_path / "lora-app")
+    photo(32, 32, seed=1).save(tmp_path / "room.png")
+    yield app, app.sessions.open("browser")
+    app.close()
+    sd_pipe.unload_lora_weights()
+
+
+def test_region_and_exemplar_lora_fields_edit_as_the_api_does(lora_ctx, tmp_path):
+    ctx, st = lora_ctx
+    h.use_photo(ctx, st, str(tmp_path / "room.png"), name="room.png")
+    photo(32, 32, seed=5).save(tmp_path / "fox.png")
+    left, right = paint(st, "region 1", (0, 0, 12, 32)), paint(st, "region 2", (20, 0, 12, 32))
+    where = paint(st, "strength", (12, 8, 8, 16))
+    h.run_edit(ctx, st, None, None, 0, [Slot(str(tmp_path / "fox.png"), loras="every:-0.5")], SETTINGS,
+               texts=[("a red fox", "", "style:0.9"), ("", "", " every "), ("", "", "")])
+    result = st.history.frames[-1].result
+    md = result.metadata
+    assert [r.get("loras") for r in md["regions"]] == [{"style": 0.9}, {"every": 1.0}]
+    assert md["exemplars"][0]["loras"] == {"every": -0.5} and md["regional_lora"] == 2
+    api = ctx.engine.editor.edit(tmp_path / "room.png", [Exemplar(tmp_path / "fox.png", where,
+                                                                  loras={"every": -0.5})],
+                                 regions=[Region(left, "a red fox", loras={"style": 0.9}),
+                                          Region(right, loras={"every": 1.0})],
+                                 num_inference_steps=4, guidance_scale=4.0, seed=3, strength=1.0, prompt="a room")
+    np.testing.assert_array_equal(np.asarray(result.image), np.asarray(api.image))
+
+    path = h.save_session(st)  # a saved session brings the scales back onto the page
+    other = ctx.sessions.open("another browser")
+    shown = h.load_session(ctx, other, str(path))
+    assert ("", "", "every:1") in shown.regions and ("a red fox", "", "style:0.9") in shown.regions
+
+
+def test_bad_lora_fields_are_refused_by_name(lora_ctx, tmp_path):
+    ctx, st = lora_ctx
+    h.use_photo(ctx, st, str(tmp_path / "room.png"), name="room.png")
+    with pytest.raises(InputError, match=r"^region 1: it has a prompt or LoRA scales but nothing is painted"):
+        h.run_edit(ctx, st, None, None, 0, [], SETTINGS, texts=[("", "", "style:0.5")])
+    paint(st, "region 1", (0, 0, 8, 8))
+    with pytest.raises(InputError, match=r"^loras: no loaded LoRA 'nope'; loaded: style"):
+        h.run_edit(ctx, st, None, None, 0, [], SETTINGS, texts=[("", "", "nope:0.5")])
+    with pytest.raises(InputError, match=r"^region 1\.loras: LoRA 'style' is scaled twice"):
+        h.run_edit(ctx, st, None, None, 0, [], SETTINGS, texts=[("", "", "style:0.5, style")])
+    with pytest.raises(InputError, match=r"^regions\[0\]\.loras\['style'\]: expected a number in \[-4, 4\]"):
+        h.run_edit(ctx, st, None, None, 0, [], SETTINGS, texts=[("", "", "style:9")])
+    assert len(st.history.frames) == 1  # nothing was run
+
+
+def test_the_page_shows_lora_fields_only_with_loras_loaded(ctx, lora_ctx):
+    from pixels.app.ui import build
+
+    def ids(app):
+        return {b.elem_id: b for b in build(app).blocks.values() if getattr(b, "elem_id", None)}
+
+    with_loras, without = ids(lora_ctx[0]), ids(ctx)
+    assert with_loras["pixels-region-2-loras"].visible and with_loras["pixels-exemplar-1-loras"].visible
+    assert not without["pixels-region-2-loras"].visible and not without["pixels-exemplar-1-loras"].visible

@@ -22,6 +22,7 @@ from pixels import InputError, Region
 from pixels.core import placement
 from pixels.inputs import maps
 from pixels.inputs.images import load_image, load_map
+from pixels.inputs.read import lora_scales_text
 
 from .context import Context
 from .exemplars import MAX_SLOTS, Slot, placement_preview, to_exemplar, used_box
@@ -227,9 +228,10 @@ def clear_map(st: StudioSession | None) -> dict:
 
 # -- what the edit will use -----------------------------------------------------------------------------
 def edit_inputs(ctx: Context, st: StudioSession, canvas: dict | None, softness: float, slots: list[Slot],
-                texts: list[tuple[Any, Any]] | None = None) -> tuple[list, np.ndarray | None, list[Region]]:
+                texts: list[tuple[Any, ...]] | None = None) -> tuple[list, np.ndarray | None, list[Region]]:
     """(exemplars, strength_map, regions) for `EditSession.apply`, from the painted maps, the exemplar slots and
-    the prompt-only regions' texts ((prompt, negative prompt) per region target, see `region_inputs`)."""
+    the prompt-only regions' fields ((prompt, negative prompt, LoRA scales) per region target, see
+    `region_inputs`)."""
     history = require_photo(st)
     if len(slots) > MAX_SLOTS:
         raise InputError(f"exemplars: at most {MAX_SLOTS}, got {len(slots)}")
@@ -246,26 +248,27 @@ def edit_inputs(ctx: Context, st: StudioSession, canvas: dict | None, softness: 
     return exemplars, strength_map, regions
 
 
-def region_inputs(current: dict[str, np.ndarray], texts: list[tuple[Any, Any]] | None) -> list[Region]:
-    """The painted prompt-only regions (`current`: the maps as `painted` gives them) with their text ((prompt,
-    negative prompt) per region target): a region with text must be painted and a painted one must have text,
-    so that neither is silently left out."""
+def region_inputs(current: dict[str, np.ndarray], texts: list[tuple[Any, ...]] | None) -> list[Region]:
+    """The painted prompt-only regions (`current`: the maps as `painted` gives them) with their fields ((prompt,
+    negative prompt[, LoRA scales as "style:0.8, every"]) per region target): a region with a prompt or LoRA
+    scales must be painted and a painted one must have one, so that neither is silently left out."""
     texts = list(texts or [])
     if len(texts) > len(REGION_TARGETS):
         raise InputError(f"regions: at most {len(REGION_TARGETS)}, got {len(texts)}")
     regions = []
-    for k, (prompt, negative) in enumerate(texts):
+    for k, fields in enumerate(texts):
         name, target = f"region {k + 1}", REGION_TARGETS[k]
-        prompt, negative = (str(v).strip() if v is not None else "" for v in (prompt, negative))
+        prompt, negative, loras = (str(v).strip() if v is not None else "" for v in (*fields, "")[:3])
+        scales = lora_scales_text(loras, f"{name}.loras")
         drawn = bool(current[target].any())
-        if not prompt and not negative:
+        if not prompt and not negative and not scales:
             if drawn:
                 raise InputError(f"{name}: its map is painted but it has no prompt; give it one, or clear its map")
             continue
         if not drawn:
-            raise InputError(f"{name}: it has a prompt but nothing is painted on '{name.capitalize()}'; paint where"
-                             " its prompt applies")
-        regions.append(Region(current[target], prompt or None, negative or None))
+            raise InputError(f"{name}: it has a prompt{' or LoRA scales' if scales else ''} but nothing is painted"
+                             f" on '{name.capitalize()}'; paint where it applies")
+        regions.append(Region(current[target], prompt or None, negative or None, scales or None))
     return regions
 
 

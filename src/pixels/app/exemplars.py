@@ -25,7 +25,7 @@ from pixels import Exemplar, InputError
 from pixels.core import placement
 from pixels.core.placement import FITS, region_box
 from pixels.inputs.images import load_image
-from pixels.inputs.read import nested
+from pixels.inputs.read import lora_scales_text, nested
 from pixels.select import Select
 
 MAX_SLOTS = 4  # exemplar tabs in the studio; the library takes any number
@@ -46,6 +46,7 @@ class Slot:
     cutout: str = ""  # a selection found on the exemplar image (a phrase or `{...}` fields); "": the whole picture
     prompt: str = ""  # its region's own text ("": the edit's prompt there)
     negative: str = ""  # its region's own negative text ("": the edit's)
+    loras: str = ""  # its region's own LoRA scales, "style:0.8, every" ("": the edit's)
 
 
 def check_box(box: Any, name: str) -> tuple[int, int, int, int]:
@@ -99,7 +100,8 @@ def to_exemplar(slot: Slot, k: int, source_size: tuple[int, int], strength: np.n
         image = picture  # RGB: its alpha, if any, does not decide the region
     return Exemplar(image, strength_map=region, box=box, fit=slot.fit, condition=slot.condition,
                     cutout=cutout_of(slot.cutout, f"{name}.cutout"), prompt=slot.prompt.strip() or None,
-                    negative_prompt=slot.negative.strip() or None)
+                    negative_prompt=slot.negative.strip() or None,
+                    loras=lora_scales_text(slot.loras, f"{name}.loras") or None)
 
 
 def cutout_of(text: Any, name: str) -> Select | None:

@@ -21,6 +21,7 @@ from PIL import Image
 
 from pixels import Control, EditSession, InputError, plan_edit
 from pixels.inputs.images import ImageLike, load_image
+from pixels.inputs.read import lora_scales_label
 
 from . import archive, photos
 from .canvas import (
@@ -158,12 +159,12 @@ def cancel(st: StudioSession | None) -> str:
 def run_edit(ctx: Context, st: StudioSession | None, run_id: int | None, canvas: dict | None, softness: float,
              slots: list[Slot], settings: dict[str, Any], on_step: Progress | None = None,
              extensions: dict[str, Any] | None = None, variations: Any = 1,
-             texts: list[tuple[Any, Any]] | None = None) -> View:
+             texts: list[tuple[Any, ...]] | None = None) -> View:
     """Edit the source with the painted maps, the exemplars and the settings ({spec key: field value}, the
     model's recommended values for the rest) and `extensions` (`extension_kwargs`); the result becomes the
     candidate (see `History`). With `variations` N > 1, the edit runs with N seeds at once (the seed field's
     value, or a random one, and the N - 1 after it), denoised together; the first is shown and `pick` shows
-    another. `texts`: (prompt, negative prompt) of each prompt-only region, painted on "region k".
+    another. `texts`: (prompt, negative prompt, LoRA scales) of each prompt-only region, painted on "region k".
     Cancelled: the history is unchanged and the status says so."""
     st = require(st)
     count = check_variations(variations)
@@ -334,11 +335,11 @@ def load_session(ctx: Context, st: StudioSession | None, path: str | None) -> Vi
 
 
 def restore_inputs(st: StudioSession, session: EditSession
-                   ) -> tuple[list[Slot] | None, dict[str, Any] | None, list[tuple[str, str]] | None]:
+                   ) -> tuple[list[Slot] | None, dict[str, Any] | None, list[tuple[str, str, str]] | None]:
     """The page's inputs as the session's last step applied them: its combined strength map on the canvas, its
     exemplars (placed on the photo, so aligned) each with its own map as its region and its condition weight,
-    its settings, and its regional text, each on a region's map (an exemplar's own text too, on its map: the
-    same edit). None, None, None for a session of no step."""
+    its settings, and its regional text and LoRA scales, each on a region's map (an exemplar's own too, on its
+    map: the same edit). None, None, None for a session of no step."""
     steps = session.steps
     if not steps:
         return None, None, None
@@ -356,8 +357,8 @@ def restore_inputs(st: StudioSession, session: EditSession
     regions = []
     for k, text in enumerate(last.texts[:len(REGION_TARGETS)]):
         st.bases[REGION_TARGETS[k]] = np.array(text.map, dtype=np.float64)
-        regions.append((text.prompt or "", text.negative or ""))
-    regions += [("", "")] * (len(REGION_TARGETS) - len(regions))
+        regions.append((text.prompt or "", text.negative or "", lora_scales_label(text.loras)))
+    regions += [("", "", "")] * (len(REGION_TARGETS) - len(regions))
     return slots, from_metadata(last.settings), regions
 
 

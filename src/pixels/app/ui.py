@@ -104,6 +104,7 @@ class SlotUI:
     cutout: gr.Textbox
     prompt: gr.Textbox
     negative: gr.Textbox
+    loras: gr.Textbox
     remove: gr.Button
     up: gr.Button
     down: gr.Button
@@ -111,20 +112,20 @@ class SlotUI:
     @property
     def fields(self) -> list:
         """The values that make a `Slot`, in its order (image, placement, x, y, w, h, fit, region, condition,
-        cutout, prompt, negative)."""
+        cutout, prompt, negative, loras)."""
         return [self.image, self.placement, self.x, self.y, self.w, self.h, self.fit, self.region, self.condition,
-                self.cutout, self.prompt, self.negative]
+                self.cutout, self.prompt, self.negative, self.loras]
 
 
 def slots_from(values: list) -> list[Slot]:
     """`Slot`s from the flat list of every tab's field values."""
-    width = 12
-    return [Slot(v[0], v[1], (v[2], v[3], v[4], v[5]), v[6], v[7], v[8], v[9] or "", v[10] or "", v[11] or "")
-            for v in (values[k:k + width] for k in range(0, len(values), width))]
+    width = 13
+    return [Slot(v[0], v[1], (v[2], v[3], v[4], v[5]), v[6], v[7], v[8], v[9] or "", v[10] or "", v[11] or "",
+                 v[12] or "") for v in (values[k:k + width] for k in range(0, len(values), width))]
 
 
 def _empty_slot() -> list:
-    return [None, "auto", 0, 0, 0, 0, "cover", "strength map", 0.0, "", "", ""]
+    return [None, "auto", 0, 0, 0, 0, "cover", "strength map", 0.0, "", "", "", ""]
 
 
 def _download(path: Any) -> dict:
@@ -211,6 +212,8 @@ def build(ctx: Context) -> gr.Blocks:
     engine = ctx.engine
     defaults = engine.defaults
     samples = list(catalogue())
+    regional_loras = engine.takes_regional_text and bool(engine.loras)  # a region can scale the loaded LoRAs
+    lora_hint = ", ".join(f"{name}:{max(scale, 0.0) or 1:g}" for name, _, scale in engine.loras[:2]) or "style:0.8"
 
     def close_state(value: Any) -> None:
         if value is not None:
@@ -351,12 +354,15 @@ def build(ctx: Context) -> gr.Blocks:
                                 not_here = gr.Textbox("", label="Negative prompt here", max_lines=2,
                                                       placeholder="empty: the edit's negative prompt",
                                                       elem_id=f"pixels-exemplar-{k + 1}-negative")
+                            loras_here = gr.Textbox("", label="LoRAs here (name:scale, comma-separated)", max_lines=1,
+                                                    placeholder=lora_hint, visible=regional_loras,
+                                                    elem_id=f"pixels-exemplar-{k + 1}-loras")
                             with gr.Row():
                                 remove = gr.Button("Remove", size="sm")
                                 up = gr.Button("Move left", size="sm", interactive=k > 0)
                                 down = gr.Button("Move right", size="sm", interactive=k < MAX_SLOTS - 1)
                             slot_uis.append(SlotUI(image, preview, placement, *boxes, fit, region, condition, cutout,
-                                                   here, not_here, remove, up, down))
+                                                   here, not_here, loras_here, remove, up, down))
             with gr.Column(scale=1, min_width=420):
                 gr.Markdown("### 4 · Settings" + ("" if engine.takes_prompt else
                                                    " (this model is unconditional: it takes no prompt)"))
@@ -366,10 +372,11 @@ def build(ctx: Context) -> gr.Blocks:
                                                         engine.max_steps if f.key == "steps" else None)
                     if f.key == "seed":
                         dice = gr.Button("Random seed", size="sm")
-                with gr.Accordion("Regions: their own prompt", open=False, elem_id="pixels-regions",
-                                  visible=engine.takes_regional_text):
-                    gr.Markdown("Paint a region on **Region k** (under *Paint on*) and give it a prompt: the model"
-                                " attends to it only there, and to the edit's prompt elsewhere. Its map is edited too.")
+                with gr.Accordion("Regions: their own prompt" + (" and LoRAs" if regional_loras else ""), open=False,
+                                  elem_id="pixels-regions", visible=engine.takes_regional_text):
+                    gr.Markdown("Paint a region on **Region k** (under *Paint on*) and give it a prompt"
+                                + (" or LoRA scales" if regional_loras else "") + ": the model attends to it only"
+                                " there, and to the edit's prompt elsewhere. Its map is edited too.")
                     region_fields = []
                     for k in range(1, len(REGION_TARGETS) + 1):
                         with gr.Row():
@@ -378,6 +385,9 @@ def build(ctx: Context) -> gr.Blocks:
                             region_fields.append(gr.Textbox("", label=f"Region {k}: negative prompt", max_lines=2,
                                                             placeholder="empty: the edit's",
                                                             elem_id=f"pixels-region-{k}-negative"))
+                        region_fields.append(gr.Textbox("", label=f"Region {k}: LoRAs here", max_lines=1,
+                                                        placeholder=lora_hint, visible=regional_loras,
+                                                        elem_id=f"pixels-region-{k}-loras"))
                 with gr.Accordion("Advanced", open=False, elem_id="pixels-advanced"):
                     for f in ORDER[len(MAIN):]:
                         settings[f.key] = setting_component(f, defaults[f.key], engine.takes_prompt)
@@ -385,7 +395,10 @@ def build(ctx: Context) -> gr.Blocks:
                                   visible=engine.takes_prompt_images or engine.takes_control or bool(engine.loras)):
                     if engine.loras:
                         gr.Markdown("LoRAs loaded for every edit: " + ", ".join(
-                            f"`{html.escape(name)}` at {scale:g}" for name, scale in engine.loras))
+                            f"`{html.escape(name)}` ({html.escape(source)}) at {scale:g}"
+                            for name, source, scale in engine.loras)
+                            + (". A region's or an exemplar's *LoRAs here* field scales them by name inside its map"
+                               " (`style:0.8, other`)." if engine.takes_regional_text else ""))
                     with gr.Row(visible=engine.takes_prompt_images):
                         prompt_image = ImageUpload(label="Prompt image (mixed into the prompt)", type="filepath",
                                                 image_mode=None, height=140, elem_id="pixels-prompt-image")
@@ -616,7 +629,7 @@ def build(ctx: Context) -> gr.Blocks:
             settings = dict(zip([f.key for f in ORDER], given[:len(ORDER)]))
             extensions = h.extension_kwargs(*given[len(ORDER):len(ORDER) + len(extension_fields)])
             texts = given[len(ORDER) + len(extension_fields):]
-            regions = [(texts[k], texts[k + 1]) for k in range(0, len(texts), 2)]
+            regions = [tuple(texts[k:k + 3]) for k in range(0, len(texts), 3)]
 
             def step(done: int, total: int) -> None:
                 progress((done, total), desc="denoising", unit="steps")
@@ -682,7 +695,7 @@ def build(ctx: Context) -> gr.Blocks:
             slots = [gr.skip()] * len(slot_fields) if shown.slots is None else [
                 value for slot in shown.slots for value in (slot.image, slot.placement, *slot.box, slot.fit,
                                                             slot.region, slot.condition, slot.cutout, slot.prompt,
-                                                            slot.negative)]
+                                                            slot.negative, slot.loras)]
             values = [gr.skip()] * len(ORDER) if shown.settings is None else [
                 shown.settings.get(f.key, gr.skip()) for f in ORDER]
             texts = [gr.skip()] * len(region_fields) if shown.regions is None else [

@@ -80,7 +80,9 @@ class _ExemplarAction(argparse.Action):
                              " belongs to (--prompt and --lora are the edit's)")
             part = exemplars[-1] if last == "exemplar" else regions[-1]
             if self.dest == "part_lora":
-                name, scale = _lora_scale(value)
+                from ..inputs.read import lora_scale_text
+
+                name, scale = lora_scale_text(value)
                 if name in part[-1]:
                     parser.error(f"{option_string} {value!r}: {last} {part[0]!r} already scales LoRA {name!r}")
                 part[-1][name] = scale
@@ -103,18 +105,6 @@ class _ExemplarAction(argparse.Action):
                          f" {exemplars[-1][slot]!r}; give one per -e")
         exemplars[-1][slot] = number(value) if slot == 3 else value
         namespace.exemplars = exemplars
-
-
-def _lora_scale(text: str) -> tuple[str, float]:
-    """--lora-here NAME[:SCALE]: a loaded LoRA (its name, or its source as --lora gave it) and a scale (default
-    1); the scale's range is checked with the edit's other inputs."""
-    name, colon, tail = text.rpartition(":")
-    if colon and name:
-        try:
-            return name, float(tail)
-        except ValueError:
-            pass
-    return text, 1.0
 
 
 def map_argument(value: str | None, flag: str):

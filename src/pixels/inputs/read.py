@@ -204,6 +204,34 @@ def lora_scales(value: Any, param: str) -> tuple[tuple[str | int, float], ...]:
     return tuple(scales)
 
 
+def lora_scale_text(text: str) -> tuple[str, float]:
+    """NAME[:SCALE] (a loaded LoRA's name or source, and a scale, default 1) from text, as `--lora-here` and the
+    studio's fields take it; the scale's range is checked with the edit's other inputs (`lora_scales`)."""
+    name, colon, tail = text.strip().rpartition(":")
+    if colon and name:
+        try:
+            return name.strip(), float(tail)
+        except ValueError:
+            pass
+    return text.strip(), 1.0
+
+
+def lora_scales_text(text: str, param: str) -> dict[str, float]:
+    """"style:0.8, every" -> {"style": 0.8, "every": 1.0}: LoRA scales written as text, comma-separated."""
+    scales: dict[str, float] = {}
+    for part in filter(None, (p.strip() for p in str(text or "").split(","))):
+        name, scale = lora_scale_text(part)
+        if name in scales:
+            raise InputError(f"LoRA {name!r} is scaled twice", param=param)
+        scales[name] = scale
+    return scales
+
+
+def lora_scales_label(scales: Sequence[tuple[str | int, float]]) -> str:
+    """The text `lora_scales_text` reads back: "style:0.8, every:1"."""
+    return ", ".join(f"{name}:{scale:g}" for name, scale in scales)
+
+
 def _text_labels(given: Exemplar | Region) -> dict[str, Any]:
     labels = {key: getattr(given, key) for key in ("prompt", "negative_prompt") if getattr(given, key) is not None}
     return labels | ({"loras": dict(given.loras)} if given.loras else {})
