@@ -250,16 +250,16 @@ class Adapter:
         own = [t.prompt is not None or t.negative is not None
                or any(r[n] != edit[n] and self.loras[n][0] in on_text for n in varied) for t, r in zip(texts, scales)]
         maps = [to_latent_map(t.map, latent_size)[0] for t in texts]
-        groups = [cond.kwargs["encoder_hidden_states"].to(self.device)]
+        device = self.device  # the pipeline finds it by looking through its modules: once
+        groups = [cond.kwargs["encoder_hidden_states"].to(device)]
+        encoded: dict[tuple, torch.Tensor] = {}  # each distinct text once
         for t in (t for t, mine in zip(texts, own) if mine):  # a region with LoRA scales only: the edit's text
-            groups.append(groups[0] if t.prompt is None and t.negative is None else self.encode_text(
-                settings.prompt if t.prompt is None else t.prompt,
-                settings.negative_prompt if t.negative is None else t.negative, guidance).to(self.device))
+            groups.append(self._group_states(t.prompt, t.negative, settings, guidance, groups[0], encoded))
         if len(groups) > 1:
             states, tokens = regions.token_groups(groups)
             regions.install(self.denoiser)
             cond.kwargs["encoder_hidden_states"] = states
-            cond.regional = regions.RegionalText(torch.cat([m for m, mine in zip(maps, own) if mine]).to(self.device),
+            cond.regional = regions.RegionalText(torch.cat([m for m, mine in zip(maps, own) if mine]).to(device),
                                                  tokens)
         if varied:
             lora = [(t, m, r) for t, m, r in zip(texts, maps, scales) if any(r[n] != edit[n] for n in varied)]
@@ -267,12 +267,29 @@ class Adapter:
             regional_lora.install(layers)
             cond.regional_lora = regional_lora.RegionalLoRA(
                 tuple(self.loras[n][0] for n in varied), tuple(edit[n] for n in varied),
-                torch.cat([m for _, m, _ in lora]).to(self.device),
+                torch.cat([m for _, m, _ in lora]).to(device),
                 tuple(tuple(r[n] for n in varied) for _, _, r in lora),
                 tuple(tuple(r[n] for n in varied) for r in [edit, *grouped]), layers)
         cond.shared = False  # the masks are per edit
         cond.settings = {**cond.settings, "regional_text": len(groups) - 1, "regional_lora": len(varied)}
         return cond
+
+    def _group_states(self, prompt: str | None, negative: str | None, settings: Any, guidance: ClassifierFreeGuidance,
+                      edit: torch.Tensor, encoded: dict) -> torch.Tensor:
+        """A region's token states, batched for guidance: the edit's own halves where it keeps the edit's prompt or
+        negative prompt (the text encoder runs only for what differs), each distinct text encoded once."""
+        prompt = settings.prompt if prompt is None else prompt
+        negative = settings.negative_prompt if negative is None else negative
+        key = (prompt, negative)
+        if key not in encoded:
+            if prompt == settings.prompt and negative == settings.negative_prompt:
+                encoded[key] = edit
+            elif guidance.enabled and negative == settings.negative_prompt:
+                alone = self.encode_text(prompt, None, ClassifierFreeGuidance(1.0)).to(edit.device)
+                encoded[key] = torch.cat([edit.chunk(2)[0], alone])
+            else:
+                encoded[key] = self.encode_text(prompt, negative, guidance).to(edit.device)
+        return encoded[key]
 
     # -- sampling ----------------------------------------------------------------------------
     def make_scheduler(self, name: str | None):

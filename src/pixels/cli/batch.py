@@ -10,6 +10,7 @@ from pathlib import Path
 
 from ..errors import InputError
 from .common import EXIT_OK, EXIT_PARTIAL, Progress, add_model_flags, note, number
+from .extensions import add_lora_flag, split_weight
 
 
 def _at_least(low: int) -> Callable[[str], int]:
@@ -60,16 +61,13 @@ def add_parser(commands, common: argparse.ArgumentParser) -> None:
     batch.add_argument("--log-every", type=number, default=30.0, metavar="SECONDS",
                        help="off a terminal, a progress line at most this often (default 30)")
     batch.add_argument("-q", "--quiet", action="store_true", help="no progress and no summary")
-    batch.add_argument("--lora", dest="loras", action="append", default=[], metavar="ID|PATH[:SCALE]",
-                       help="a LoRA loaded into the model at SCALE (default 1; 0 for the rows' regions only, which"
-                            " name it by its file's stem); repeat for several. Part of every row's settings hash")
+    add_lora_flag(batch)  # loaded into the model (local and on every Ray worker); in every row's settings hash
     batch.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from ..batch.results import FAILURES
     from ..batch.run import run_batch
-    from .extensions import split_weight
 
     if args.engine == "local" and (args.address or args.workers != 1 or args.gpus_per_worker):
         raise InputError("--address, --workers and --gpus-per-worker are for --engine ray", param="--engine")

@@ -10,10 +10,16 @@ from pathlib import Path
 from ..errors import InputError
 
 
+def add_lora_flag(group) -> None:
+    """--lora (repeatable): every command that loads a model takes it."""
+    group.add_argument("--lora", dest="loras", action="append", default=[], metavar="ID|PATH[:SCALE]",
+                       help="a LoRA (hub id, folder or .safetensors file) at SCALE (default 1; 0: only where a"
+                            " region scales it, by its file's stem); repeat for several")
+
+
 def add_extension_flags(group, *, controlnet_help: str) -> None:
     """--lora (repeatable), --ip-adapter, --image-encoder and --controlnet."""
-    group.add_argument("--lora", dest="loras", action="append", default=[], metavar="ID|PATH[:SCALE]",
-                       help="a LoRA (hub id, folder or .safetensors file) at SCALE (default 1); repeat for several")
+    add_lora_flag(group)
     group.add_argument("--ip-adapter", metavar="ID|PATH[:WEIGHT_NAME]",
                        help="an IP-Adapter, e.g. h94/IP-Adapter:models/ip-adapter_sd15.safetensors: exemplars with a"
                             " condition weight prompt their region, prompt images the whole frame")
