@@ -680,3 +680,92 @@ def test_on_a_tablet_the_canvas_takes_the_width_a_tap_paints_and_two_fingers_zoo
                 browser.close()
     finally:
         running.close()
+
+
+def test_two_regions_with_their_own_prompts_and_a_lora_edit_as_the_api_does_in_chromium(tmp_path, sd_pipe):
+    """A tiny SD model with a LoRA loaded at scale 0: a rectangle painted on Region 1 and one on Region 2, each
+    given its own prompt under *Regions* (Region 1 also the LoRA at 0.9), then Run. The page's edit has both
+    regions' text and the LoRA scale, and equals the Python API's edit of the same maps, bit for bit."""
+    sync_playwright = browser_driver()
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    from pixels import Editor, Region
+    from pixels.app.server import start
+    from pixels.testing.tiny import write_lora
+
+    deadline = Deadline(BUDGET_S)
+    lora = write_lora(sd_pipe, tmp_path / "style", seed=1)
+    editor = Editor.from_pipe(sd_pipe)
+    editor.load_lora(str(lora.parent), 0.0)
+    running = start("tiny-sd", port=None, editor=editor)
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
+            try:
+                page = browser.new_page(viewport={"width": 1440, "height": 1000})
+                open_page(page, running, deadline)
+                st = next(iter(running.context.sessions._open.values()))
+                page.locator("#pixels-source input[type=file]").set_input_files(str(ASSETS / "rocket.png"))
+                ready = "() => document.querySelector('#pixels-canvas .pxb').dataset.ready === '1'"
+                page.wait_for_function(ready, timeout=deadline.ms())
+
+                def rectangle(target: str, x0: float, x1: float) -> None:
+                    """A rectangle at 100 % on `target`, from x0 to x1 (shares of the canvas' width), drawn again
+                    (at most three times) until the server has it: a photo still loading clears the canvas."""
+                    page.locator(f"#pixels-target input[value='{target}']").check()
+                    while st.target != target and deadline.ms() > 0:
+                        time.sleep(0.05)
+                    summary = page.locator("#pixels-map-summary")
+                    for _ in range(3):
+                        page.wait_for_function(ready, timeout=deadline.ms())
+                        before = summary.inner_text()
+                        page.keyboard.press("r")
+                        box = page.locator("#pixels-canvas canvas.pxb-view").bounding_box()
+                        page.mouse.move(box["x"] + box["width"] * x0, box["y"] + box["height"] * 0.3)
+                        page.mouse.down()
+                        page.mouse.move(box["x"] + box["width"] * x1, box["y"] + box["height"] * 0.7, steps=3)
+                        page.mouse.up()
+                        try:  # the server's summary of the painted map has changed
+                            page.wait_for_function("b => { const t = document.querySelector('#pixels-map-summary')"
+                                                   ".innerText; return t !== b && /Map: [1-9]/.test(t); }",
+                                                   arg=before, timeout=min(10_000, deadline.ms()))
+                            return
+                        except PlaywrightTimeout:
+                            continue
+                    pytest.fail(f"three rectangles painted on {target} never reached the server")
+
+                rectangle("region 1", 0.1, 0.4)
+                rectangle("region 2", 0.6, 0.9)
+                page.click("#pixels-regions button")  # the accordion, opened
+                for elem, text in (("region-1-prompt", "a red fox"), ("region-1-loras", "style:0.9"),
+                                   ("region-2-prompt", "brass lamp")):
+                    field = page.locator(f"#pixels-{elem} textarea, #pixels-{elem} input").first
+                    field.fill(text, timeout=deadline.ms())
+                    field.press("Tab")
+                page.locator("#pixels-seed input, #pixels-seed textarea").first.fill("5")
+                page.locator("#pixels-steps input[type=number]").first.fill("4")
+                page.locator("#pixels-steps input[type=number]").first.press("Enter")
+                page.click("#pixels-run")
+                page.wait_for_function("() => document.querySelector('#pixels-status').innerText.includes('Done in')"
+                                       " || document.querySelector('.toast-body.error')", timeout=deadline.ms())
+                errors = page.locator(".toast-body.error")
+                assert not errors.count(), f"the page shows an error: {errors.first.inner_text()}"
+                result = st.history.frames[-1].result  # before the page closes, which closes its session
+            finally:
+                browser.close()
+        md = result.metadata
+        assert [(r.get("prompt"), r.get("loras")) for r in md["regions"]] == [("a red fox", {"style": 0.9}),
+                                                                              ("brass lamp", None)]
+        assert md["regional_text"] == 2 and md["regional_lora"] == 1 and md["num_inference_steps"] == 4
+        left, right = (text.map for text in result.texts)
+        columns = np.arange(left.shape[1])
+        assert left.any() and right.any() and not ((left > 0) & (right > 0)).any()
+        assert columns[left.any(0)].mean() < columns[right.any(0)].mean()  # region 1 on the left, 2 on the right
+        settings = {k: md[k] for k in ("prompt", "negative_prompt", "num_inference_steps", "strength",
+                                       "guidance_scale", "seed")}
+        api = editor.edit(ASSETS / "rocket.png", regions=[Region(left, "a red fox", loras={"style": 0.9}),
+                                                          Region(right, "brass lamp")], **settings)
+        np.testing.assert_array_equal(np.asarray(result.image), np.asarray(api.image))
+    finally:
+        running.close()
+        sd_pipe.unload_lora_weights()
