@@ -74,6 +74,7 @@ def main(job_file: str) -> None:
         nodes.masks(dump, report)
         nodes.differential_diffusion(dump)
         nodes.reference_loop(dump)
+        nodes.regional_text(dump)
         report["errors"] = nodes.errors()
     np.savez(job["dump"], **{k: v.detach().cpu().numpy() if hasattr(v, "detach") else v for k, v in dump.items()})
     Path(job["report"]).write_text(json.dumps(report, indent=1))
@@ -268,6 +269,26 @@ class Nodes:
         dump["loop_pixels"] = out
         dump["loop_noise"] = noise
 
+    def regional_text(self, dump: dict) -> None:
+        """Regional prompts in ComfyUI: ComfyUI's own masked conditioning (ConditioningSetMask, combined) sampled
+        through the PIXELS-patched model, with the left region's text as given and changed."""
+        nodes, strength = self.nodes, self.mask("binary")
+        left = torch_mask(0, 32)
+        right = torch_mask(32, 64)
+
+        def regional(left_text: str):
+            conds = [nodes.ConditioningSetMask().append(nodes.CLIPTextEncode().encode(self.clip, text)[0], m, "default",
+                                                        1.0)[0] for text, m in ((left_text, left), ("a blue cube", right))]
+            return nodes.ConditioningCombine().combine(*conds)[0]
+
+        patched, latent, _ = self.run("PixelsSurgery", model=self.model, latent=self.latent, mode="paper",
+                                      release="reference", strength=strength, exemplars=None)
+        for name, text in (("red", "a red ball"), ("green", "a green tree")):
+            dump[f"regional_{name}"] = self.nodes.common_ksampler(patched, SEED, 6, 4.0, "euler", "normal",
+                                                                  regional(text), self.negative, latent,
+                                                                  denoise=0.7)[0]["samples"]
+        dump["regional_strength"] = strength
+
     def errors(self) -> dict[str, str]:
         """The message each bad input gives (the node's exception, as ComfyUI shows it)."""
         import torch
@@ -349,6 +370,15 @@ class NoGuidance:
 
     def combine(self, prediction):
         return prediction
+
+
+def torch_mask(x0: int, x1: int):
+    """A 64x64 MASK, 1 in the columns [x0, x1)."""
+    import torch
+
+    mask = torch.zeros(1, 64, 64)
+    mask[:, :, x0:x1] = 1.0
+    return mask
 
 
 def torch_image(picture):

@@ -183,6 +183,19 @@ def test_binary_map_without_exemplar_equals_comfyuis_differential_diffusion_inpa
     assert not np.allclose(dump["dd_pixels"], dump["dd_plain"], atol=1e-2)
 
 
+def test_comfyuis_masked_conditioning_gives_regions_their_own_prompt_through_the_pixels_model(comfy):
+    """Regional prompts in ComfyUI are ComfyUI's own masked conditioning: sampled through the PIXELS-patched model
+    (whose kept pixels PIXELS Paste Back restores exactly), the left region's text moves the edited cells of the
+    left half more than those of the right."""
+    _, _, dump = comfy
+    red, green = dump["regional_red"], dump["regional_green"]
+    keep = to_latent_map(1.0 - dump["regional_strength"][0].astype(np.float64), (8, 8))[0, 0].numpy() >= 1.0
+    change = np.abs(red - green)[0].mean(0)  # (8, 8) latent cells; the edited box spans columns 2-4
+    columns = np.arange(8)[None, :].repeat(8, 0)
+    inside_left, inside_right = ~keep & (columns < 4), ~keep & (columns >= 4)
+    assert change[inside_left].mean() > change[inside_right].mean() > 0
+
+
 def test_release_reference_follows_pixels_own_loop(comfy):
     _, _, dump = comfy
     ours, theirs, shifted = dump["loop_pixels"], dump["loop_comfyui_reference"], dump["loop_comfyui_current"]
