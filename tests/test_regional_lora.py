@@ -155,7 +155,7 @@ def test_a_family_that_cannot_mask_refuses_region_loras(tiny_pipes, tmp_path):
     editor = Editor.from_pipe(pipe)
     editor.load_lora(str(write_lora(pipe, tmp_path / "l").parent), 0.0)
     try:
-        with pytest.raises(InputError, match=r"^regions: a region's own prompt or LoRA scales need cross-attention"):
+        with pytest.raises(InputError, match=r"^loras: a region's own LoRA scales need LoRA layers that can be scaled"):
             editor.edit(photo(), regions=[Region(left_half(), loras={"l": 1.0})], seed=1, **FAST)
     finally:
         pipe.unload_lora_weights()

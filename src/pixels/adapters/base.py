@@ -47,6 +47,7 @@ class Adapter:
     shared_with_refiner: ClassVar[tuple[str, ...]] = ("vae",)  # components a refiner reuses instead of loading
     unbatched_conditions: ClassVar[tuple[str, ...]] = ()  # denoiser arguments shared by a batch, not per edit
     takes_regional_text: ClassVar[bool] = False  # its cross-attention layers can attend to text by region
+    takes_regional_lora: ClassVar[bool] = False  # its LoRA layers can be scaled by region
 
     def __init__(self, pipe) -> None:
         self.pipe = pipe
@@ -223,9 +224,15 @@ class Adapter:
                              param="regions")
         if not self.takes_regional_text:
             raise InputError(
-                f"a region's own prompt or LoRA scales need cross-attention that can be masked by region, which"
-                f" pixels supports for SD 1.x/2.x and SDXL; this is a {self.family} model. Give the text as the"
+                f"a region's own prompt or LoRA scales need attention that can be masked by region, which pixels"
+                f" supports for SD 1.x/2.x, SDXL, SD3 and Flux; this is a {self.family} model. Give the text as the"
                 " edit's prompt and the LoRA at the edit's scale", param="regions"
+            )
+        if not self.takes_regional_lora and any(t.loras for t in texts):
+            raise InputError(
+                f"a region's own LoRA scales need LoRA layers that can be scaled by position, which pixels supports"
+                f" for SD 1.x/2.x and SDXL; this is a {self.family} model. Apply the LoRA to the whole edit",
+                param="loras"
             )
 
     def encode_text(self, prompt: str, negative_prompt: str | None, guidance: ClassifierFreeGuidance
@@ -257,7 +264,7 @@ class Adapter:
             groups.append(self._group_states(t.prompt, t.negative, settings, guidance, groups[0], encoded))
         if len(groups) > 1:
             states, tokens = regions.token_groups(groups)
-            regions.install(self.denoiser)
+            self.install_regional_text()
             cond.kwargs["encoder_hidden_states"] = states
             cond.regional = regions.RegionalText(torch.cat([m for m, mine in zip(maps, own) if mine]).to(device),
                                                  tokens)
@@ -273,6 +280,10 @@ class Adapter:
         cond.shared = False  # the masks are per edit
         cond.settings = {**cond.settings, "regional_text": len(groups) - 1, "regional_lora": len(varied)}
         return cond
+
+    def install_regional_text(self) -> None:
+        """Wrap the denoiser's attention layers that attend to text so that they can attend by region."""
+        regions.install(self.denoiser)
 
     def _group_states(self, prompt: str | None, negative: str | None, settings: Any, guidance: ClassifierFreeGuidance,
                       edit: torch.Tensor, encoded: dict) -> torch.Tensor:

@@ -23,6 +23,7 @@ from ..core.release import check_steps
 from ..core.schedulers import make_scheduler as fresh_scheduler
 from ..core.schedulers import scheduler_name
 from ..errors import InputError
+from . import joint_regions, regions
 from .base import Adapter, Conditioning
 
 FLOW_SCHEDULERS = ("default", "euler")  # the scheduler names that apply to flow-matching models
@@ -190,6 +191,10 @@ class StableDiffusion3Adapter(FlowMatchingAdapter):
     pipeline_classes = ("StableDiffusion3Pipeline", "StableDiffusion3Img2ImgPipeline")
     default_max_shift = 1.16
     max_sequence_length: ClassVar[int] = 256  # T5 tokens, the pipeline's default
+    takes_regional_text = True  # each region's text attended with the image on its own (`joint_regions`)
+
+    def install_regional_text(self) -> None:
+        joint_regions.install(self.denoiser, text_first=False)
 
     def schedule_kwargs(self, scheduler, num_inference_steps: int, latent_size: tuple[int, int]) -> dict[str, Any]:
         kwargs: dict[str, Any] = {"num_inference_steps": num_inference_steps}
@@ -215,9 +220,20 @@ class StableDiffusion3Adapter(FlowMatchingAdapter):
             settings={"t5_encoder": self.pipe.text_encoder_3 is not None},
         )
 
+    @torch.no_grad()
+    def encode_text(self, prompt: str, negative_prompt: str | None, guidance: ClassifierFreeGuidance
+                    ) -> torch.Tensor:
+        embeds, negative, _, _ = self.pipe.encode_prompt(
+            prompt=prompt, prompt_2=None, prompt_3=None, device=self.device, num_images_per_prompt=1,
+            do_classifier_free_guidance=guidance.enabled, negative_prompt=negative_prompt,
+            max_sequence_length=self.max_sequence_length,
+        )  # the pooled projections stay the edit's: they condition the whole frame
+        return torch.cat([negative, embeds]) if guidance.enabled else embeds
+
     def predict(self, latents: torch.Tensor, t: torch.Tensor, cond: Conditioning) -> torch.Tensor:
         timestep = t.expand(latents.shape[0])
-        return self.denoiser(hidden_states=latents, timestep=timestep, return_dict=False, **cond.kwargs)[0]
+        with regions.regional(cond.regional):
+            return self.denoiser(hidden_states=latents, timestep=timestep, return_dict=False, **cond.kwargs)[0]
 
 
 class FluxAdapter(FlowMatchingAdapter):
@@ -232,6 +248,10 @@ class FluxAdapter(FlowMatchingAdapter):
     unbatched_conditions = ("txt_ids", "img_ids")  # positions, the same for every edit of one size
     latent_patch = 2
     max_sequence_length: ClassVar[int] = 512  # T5 tokens, the pipeline's default
+    takes_regional_text = True  # each region's text attended with the image on its own (`joint_regions`)
+
+    def install_regional_text(self) -> None:
+        joint_regions.install(self.denoiser, text_first=True)
 
     @property
     def guidance_embeds(self) -> bool:
@@ -277,10 +297,34 @@ class FluxAdapter(FlowMatchingAdapter):
             settings={"distilled_guidance": guidance.distilled if self.guidance_embeds else None},
         )
 
+    @torch.no_grad()
+    def encode_text(self, prompt: str, negative_prompt: str | None, guidance: ClassifierFreeGuidance
+                    ) -> torch.Tensor:
+        if negative_prompt:
+            raise InputError("Flux models are guidance-distilled and run no unconditional branch; a region's"
+                             " negative prompt has nothing to act on", param="regions")
+        embeds, _, _ = self.pipe.encode_prompt(prompt=prompt, prompt_2=None, device=self.device,
+                                               num_images_per_prompt=1, max_sequence_length=self.max_sequence_length)
+        return embeds  # the pooled projections stay the edit's: they condition the whole frame
+
+    def with_texts(self, cond: Conditioning, texts: Sequence, settings: Any, guidance: ClassifierFreeGuidance,
+                   latent_size: tuple[int, int]) -> Conditioning:
+        """As every family's, with the text positions (`txt_ids`) of every group: each group's text is at the
+        positions the edit's own text is at."""
+        cond = super().with_texts(cond, texts, settings, guidance, latent_size)
+        if cond.regional is not None:
+            ids = cond.kwargs["txt_ids"]
+            if any(n != ids.shape[0] for n in cond.regional.tokens):
+                raise ValueError(f"regional text: token groups of {cond.regional.tokens} tokens, expected"
+                                 f" {ids.shape[0]} each")
+            cond.kwargs["txt_ids"] = torch.cat([ids] * len(cond.regional.tokens))
+        return cond
+
     def predict(self, latents: torch.Tensor, t: torch.Tensor, cond: Conditioning) -> torch.Tensor:
         b, c, h, w = latents.shape
         tokens = self.pipe._pack_latents(latents, b, c, h, w)
         timestep = t.expand(b).to(latents.dtype) / 1000  # Flux takes the timestep in [0, 1]
-        out = self.denoiser(hidden_states=tokens, timestep=timestep, return_dict=False, **cond.kwargs)[0]
+        with regions.regional(cond.regional):
+            out = self.denoiser(hidden_states=tokens, timestep=timestep, return_dict=False, **cond.kwargs)[0]
         f = self.vae_scale_factor
         return self.pipe._unpack_latents(out, h * f, w * f, f)

@@ -83,6 +83,11 @@ def token_group(k: int) -> Iterator[None]:
         _GROUP.reset(token)
 
 
+def active() -> RegionalText | None:
+    """The regions set around the model call now (`regional`), or None."""
+    return _ACTIVE.get()
+
+
 def current_group() -> int:
     """The token group the text layers are running on (0 outside a regional cross-attention layer)."""
     return _GROUP.get()
@@ -211,5 +216,5 @@ def token_groups(embeddings: Sequence[torch.Tensor]) -> tuple[torch.Tensor, tupl
     return torch.cat(list(embeddings), dim=1), tuple(int(e.shape[1]) for e in embeddings)
 
 
-__all__ = ["RegionalCrossAttention", "RegionalText", "blend", "current_group", "grid", "install", "regional",
+__all__ = ["RegionalCrossAttention", "RegionalText", "active", "blend", "current_group", "grid", "install", "regional",
            "token_group", "token_groups"]

@@ -19,6 +19,7 @@ class StableDiffusionAdapter(Adapter):
     takes_ip_adapter = True  # (and SDXL) diffusers' IP-Adapter, whose attention masks pixels uses
     takes_controlnet = True
     takes_regional_text = True  # (and SDXL) each region's text, attended by its masked cross-attention
+    takes_regional_lora = True  # (and SDXL) LoRA deltas scaled per position
 
     @classmethod
     def single_file_pipeline(cls, keys: list[str] | None) -> str | None:

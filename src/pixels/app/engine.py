@@ -57,6 +57,7 @@ class Engine:
         self.takes_prompt_images = self.takes_conditions or getattr(adapter, "takes_image_prompts", False)
         self.takes_control = getattr(adapter, "controlnet", None) is not None
         self.takes_regional_text = self.takes_prompt and getattr(adapter, "takes_regional_text", False)
+        self.takes_regional_lora = self.takes_regional_text and getattr(adapter, "takes_regional_lora", False)
         self.loras = [(lora["name"], lora["lora"], lora["scale"]) for lora in getattr(editor, "loras", [])]
         self._lock = threading.Lock()
         self.runs = 0  # jobs that have had the model so far: the next one's order is runs + 1

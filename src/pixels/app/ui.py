@@ -212,7 +212,7 @@ def build(ctx: Context) -> gr.Blocks:
     engine = ctx.engine
     defaults = engine.defaults
     samples = list(catalogue())
-    regional_loras = engine.takes_regional_text and bool(engine.loras)  # a region can scale the loaded LoRAs
+    regional_loras = engine.takes_regional_lora and bool(engine.loras)  # a region can scale the loaded LoRAs
     lora_hint = ", ".join(f"{name}:{max(scale, 0.0) or 1:g}" for name, _, scale in engine.loras[:2]) or "style:0.8"
 
     def close_state(value: Any) -> None:
@@ -398,7 +398,7 @@ def build(ctx: Context) -> gr.Blocks:
                             f"`{html.escape(name)}` ({html.escape(source)}) at {scale:g}"
                             for name, source, scale in engine.loras)
                             + (". A region's or an exemplar's *LoRAs here* field scales them by name inside its map"
-                               " (`style:0.8, other`)." if engine.takes_regional_text else ""))
+                               " (`style:0.8, other`)." if regional_loras else ""))
                     with gr.Row(visible=engine.takes_prompt_images):
                         prompt_image = ImageUpload(label="Prompt image (mixed into the prompt)", type="filepath",
                                                 image_mode=None, height=140, elem_id="pixels-prompt-image")

@@ -190,8 +190,9 @@ def add_parser(commands, common: argparse.ArgumentParser) -> None:
     edit.add_argument("--map", metavar="MAP", help="extra strength map for prompt-only regions, or the only map; a"
                                                    " file, or a selection such as '{text: the sofa, grow: 4}'")
     edit.add_argument("--region", dest="region_map", metavar="MAP", action=_ExemplarAction,
-                      help="a region with text of its own (give it --prompt-here and/or --negative-here): a map"
-                           " file or a selection; it is edited as an exemplar's map is. SD 1.x/2.x and SDXL")
+                      help="a region with text or LoRA scales of its own (give it --prompt-here, --negative-here"
+                           " or --lora-here): a map file or a selection; it is edited as an exemplar's map is. Text:"
+                           " SD 1.x/2.x, SDXL, SD3, Flux; LoRA: SD 1.x/2.x, SDXL")
     edit.add_argument("--prompt-here", dest="part_prompt", metavar="TEXT", action=_ExemplarAction,
                       help="the prompt of the preceding -e or --region, attended only inside its map (the edit's"
                            " --prompt applies elsewhere)")
