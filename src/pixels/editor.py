@@ -89,8 +89,8 @@ class Editor:
                 raise InputError(f"{key!r} names {len(found)} loaded LoRAs ({', '.join(sorted(found))}); use one"
                                  " of those names", param=param)
         loaded = ", ".join(f"{n} ({lora['lora']})" for n, lora in zip(names, self.loras)) or "none"
-        raise InputError(f"no loaded LoRA {key!r}; loaded: {loaded}. Load it first (Editor.load_lora, --lora"
-                         " PATH:0 for regions only)", param=param)
+        raise InputError(f"no loaded LoRA {key!r}; loaded: {loaded}. Load it first with Editor.load_lora() (at"
+                         " scale 0 for regions only)", param=param)
 
     def load_ip_adapter(self, model: str, weight_name: str, *, subfolder: str = "", image_encoder: str | None = None,
                         allow_unsafe_pickle: bool = False, local_files_only: bool | None = None) -> None:
