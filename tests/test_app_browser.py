@@ -96,6 +96,18 @@ def open_page(page, running, deadline: Deadline) -> None:
         time.sleep(0.05)
 
 
+READY = "() => document.querySelector('#pixels-canvas .pxb').dataset.ready === '1'"  # the canvas has the photo
+
+
+def photo_page(page, running, deadline: Deadline):
+    """`open_page`, then the bundled rocket photo uploaded and on the canvas; returns the page's server session."""
+    open_page(page, running, deadline)
+    st = next(iter(running.context.sessions._open.values()))
+    page.locator("#pixels-source input[type=file]").set_input_files(str(ASSETS / "rocket.png"))
+    page.wait_for_function(READY, timeout=deadline.ms())
+    return st
+
+
 def test_paint_add_an_exemplar_run_download_and_undo_in_chromium(tmp_path, shots):
     sync_playwright = browser_driver()
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
@@ -386,11 +398,7 @@ def test_the_canvas_paints_a_translucent_overlay_zooms_undoes_and_drags_boxes_in
             browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
             try:
                 page = browser.new_page(viewport={"width": 1440, "height": 900})
-                open_page(page, running, deadline)
-                st = next(iter(running.context.sessions._open.values()))
-                page.locator("#pixels-source input[type=file]").set_input_files(str(ASSETS / "rocket.png"))
-                page.wait_for_function("() => document.querySelector('#pixels-canvas .pxb').dataset.ready === '1'",
-                                       timeout=deadline.ms())
+                st = photo_page(page, running, deadline)
                 view = page.locator("#pixels-canvas canvas.pxb-view")
 
                 # side by side: the canvas and the result panel are both on the first screen, next to each other
@@ -703,11 +711,7 @@ def test_two_regions_with_their_own_prompts_and_a_lora_edit_as_the_api_does_in_c
             browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
             try:
                 page = browser.new_page(viewport={"width": 1440, "height": 1000})
-                open_page(page, running, deadline)
-                st = next(iter(running.context.sessions._open.values()))
-                page.locator("#pixels-source input[type=file]").set_input_files(str(ASSETS / "rocket.png"))
-                ready = "() => document.querySelector('#pixels-canvas .pxb').dataset.ready === '1'"
-                page.wait_for_function(ready, timeout=deadline.ms())
+                st = photo_page(page, running, deadline)
 
                 def rectangle(target: str, x0: float, x1: float) -> None:
                     """A rectangle at 100 % on `target`, from x0 to x1 (shares of the canvas' width), drawn again
@@ -717,7 +721,7 @@ def test_two_regions_with_their_own_prompts_and_a_lora_edit_as_the_api_does_in_c
                         time.sleep(0.05)
                     summary = page.locator("#pixels-map-summary")
                     for _ in range(3):
-                        page.wait_for_function(ready, timeout=deadline.ms())
+                        page.wait_for_function(READY, timeout=deadline.ms())
                         before = summary.inner_text()
                         page.keyboard.press("r")
                         box = page.locator("#pixels-canvas canvas.pxb-view").bounding_box()

@@ -29,7 +29,7 @@ from .core.prepare import Prepared, batch_key, denoise_batch, finish, prepare, s
 from .core.settings import EditResult, EditSettings, Exemplar, Region
 from .errors import InputError, ResourceError, warn_note
 from .inputs.job import EditJob, plan_edit
-from .limits import Limits
+from .limits import LORA_SCALE, Limits
 from .models.estimate import check_memory, cost_note
 from .models.extensions import check_scale, load_controlnet, load_ip_adapter, load_lora
 from .models.loading import load_pipeline, resolve_device, resolve_dtype
@@ -59,7 +59,7 @@ class Editor:
         `scale`; several add up. Scale 0 leaves the model as it was (a LoRA for regions only: `Region.loras`).
         Returns its name (`name`, default the file's or folder's stem, made unique), by which regions scale it.
         Recorded in every result's metadata."""
-        scale = check_scale(scale, "lora.scale", -4.0, 4.0)
+        scale = check_scale(scale, "lora.scale", *LORA_SCALE)
         name = lora_name(model, weight_name, name, [lora["name"] for lora in self.loras])
         adapter = f"pixels_lora_{len(self.loras)}"
         load_lora(self.adapter, model, adapter, weight_name=weight_name, allow_unsafe_pickle=allow_unsafe_pickle,

@@ -18,6 +18,7 @@ MAX_WEIGHT = 100.0  # prompt-image weight
 MAX_EXEMPLARS = 64  # exemplars in one edit: each is a full-frame canvas, map and latent
 MAX_REGIONS = 16  # regions with text of their own in one edit: each adds its tokens to every cross-attention
 MAX_LORAS = 16  # LoRAs one region sets scales for
+LORA_SCALE = (-4.0, 4.0)  # a LoRA's scale, for the edit or a region
 
 
 @dataclass(frozen=True)

@@ -271,7 +271,7 @@ class Adapter:
         if varied:
             lora = [(t, m, r) for t, m, r in zip(texts, maps, scales) if any(r[n] != edit[n] for n in varied)]
             grouped = [r for r, mine in zip(scales, own) if mine]
-            regional_lora.install(layers)
+            regional_lora.install(self.denoiser, layers)
             cond.regional_lora = regional_lora.RegionalLoRA(
                 tuple(self.loras[n][0] for n in varied), tuple(edit[n] for n in varied),
                 torch.cat([m for _, m, _ in lora]).to(device),

@@ -68,18 +68,11 @@ def lora_layers(denoiser: torch.nn.Module, adapters: Sequence[str]) -> tuple[tup
     is added by position at the resnet's second norm) or "grid" (any other: by the positions of its input). A LoRA
     fused into the weights or a DoRA one is refused: neither can be scaled by position."""
     from diffusers.models.attention_processor import Attention
-    from diffusers.models.resnet import ResnetBlock2D
     from peft.tuners.lora import LoraLayer
 
     kinds = {id(getattr(module, name)): "text" for module in denoiser.modules()
              if isinstance(module, Attention) and module.is_cross_attention for name in ("to_k", "to_v")}
-    for module in denoiser.modules():
-        if isinstance(module, ResnetBlock2D) and module.time_emb_proj is not None \
-                and module.time_embedding_norm == "default":
-            kinds[id(module.time_emb_proj)] = "time"
-            if not hasattr(module.norm2, _HOOKED):  # where the resnet has added the time embedding to the grid
-                module.norm2.register_forward_pre_hook(_time_by_position(module))
-                setattr(module.norm2, _HOOKED, True)
+    kinds |= {id(module.time_emb_proj): "time" for module in _resnets(denoiser)}
     found = []
     for module in denoiser.modules():
         if not isinstance(module, LoraLayer) or not any(a in module.lora_A for a in adapters):
@@ -94,12 +87,26 @@ def lora_layers(denoiser: torch.nn.Module, adapters: Sequence[str]) -> tuple[tup
     return tuple(found)
 
 
-def install(layers: Sequence[tuple[torch.nn.Module, str]]) -> None:
-    """Hook every layer once (idempotent): with no regional scales set, a hooked layer computes what it did."""
+def _resnets(denoiser: torch.nn.Module) -> list[torch.nn.Module]:
+    """The resnets that add their time-embedding projection to the grid before their second norm."""
+    from diffusers.models.resnet import ResnetBlock2D
+
+    return [module for module in denoiser.modules() if isinstance(module, ResnetBlock2D)
+            and module.time_emb_proj is not None and module.time_embedding_norm == "default"]
+
+
+def install(denoiser: torch.nn.Module, layers: Sequence[tuple[torch.nn.Module, str]]) -> None:
+    """Hook every layer once, and the second norm of each resnet whose time projection is one of them
+    (idempotent): with no regional scales set, a hooked layer computes what it did."""
     for module, kind in layers:
         if not hasattr(module, _HOOKED):
             module.register_forward_hook(_after_layer(kind))
             setattr(module, _HOOKED, True)
+    timed = {id(module) for module, kind in layers if kind == "time"}
+    for resnet in _resnets(denoiser):
+        if id(resnet.time_emb_proj) in timed and not hasattr(resnet.norm2, _HOOKED):
+            resnet.norm2.register_forward_pre_hook(_time_by_position(resnet))  # the grid with the time added
+            setattr(resnet.norm2, _HOOKED, True)
 
 
 @contextlib.contextmanager

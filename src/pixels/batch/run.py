@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
+from ..limits import LORA_SCALE
 from ..models.extensions import check_scale
 from .engine import Plan, default_threads, identity, load_editor, plan, run_local, set_threads
 
@@ -83,7 +84,7 @@ def run_batch(manifest: str | Path, folder: str | Path, model: str, *, engine: s
         device = str(resolve_device(device))
     resolve_dtype(dtype, torch.device(device.split(":")[0]))  # the name
     threads = threads or default_threads(workers if ray else 1)
-    loras = [(str(m), w, check_scale(s, f"loras[{k}].scale", -4.0, 4.0)) for k, (m, w, s) in enumerate(loras)]
+    loras = [(str(m), w, check_scale(s, f"loras[{k}].scale", *LORA_SCALE)) for k, (m, w, s) in enumerate(loras)]
     if defaults is None:
         defaults = recommended(model)
     began = time.perf_counter()

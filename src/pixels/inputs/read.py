@@ -16,7 +16,7 @@ from ..core.frame import ImageLike, Inputs, RegionText
 from ..core.placement import FITS, check_box, place, region_box
 from ..core.settings import Exemplar, Region, check_text
 from ..errors import InputError, short
-from ..limits import MAX_EXEMPLARS, MAX_LORAS, MAX_PIXELS, MAX_REGIONS, finite
+from ..limits import LORA_SCALE, MAX_EXEMPLARS, MAX_LORAS, MAX_PIXELS, MAX_REGIONS, finite
 from ..models.extensions import check_scale
 from ..select import Select, resolve_selection
 from .images import load_image, load_map
@@ -200,7 +200,7 @@ def lora_scales(value: Any, param: str) -> tuple[tuple[str | int, float], ...]:
     for key, scale in value.items():
         if isinstance(key, bool) or not (isinstance(key, int) and key >= 0 or isinstance(key, str) and key.strip()):
             raise InputError(f"expected a LoRA's name, source or position, got {short(key)}", param=param)
-        scales.append((key, check_scale(scale, f"{param}[{key!r}]", -4.0, 4.0)))
+        scales.append((key, check_scale(scale, f"{param}[{key!r}]", *LORA_SCALE)))
     return tuple(scales)
 
 
