@@ -741,11 +741,21 @@ def test_two_regions_with_their_own_prompts_and_a_lora_edit_as_the_api_does_in_c
                 rectangle("region 1", 0.1, 0.4)
                 rectangle("region 2", 0.6, 0.9)
                 page.click("#pixels-regions button")  # the accordion, opened
-                for elem, text in (("region-1-prompt", "a red fox"), ("region-1-loras", "style:0.9"),
-                                   ("region-2-prompt", "brass lamp")):
-                    field = page.locator(f"#pixels-{elem} textarea, #pixels-{elem} input").first
-                    field.fill(text, timeout=deadline.ms())
-                    field.press("Tab")
+                page.locator("#pixels-regions [data-testid=accordion-content]").first.wait_for(
+                    state="visible", timeout=deadline.ms())
+                texts = {"region-1-prompt": "a red fox", "region-1-loras": "style:0.9",
+                         "region-2-prompt": "brass lamp"}
+                fields = {elem: page.locator(f"#pixels-{elem} textarea, #pixels-{elem} input").first
+                          for elem in texts}
+                for _ in range(3):  # a field the page had not finished showing can drop what was typed: again
+                    lost = [elem for elem, field in fields.items() if field.input_value() != texts[elem]]
+                    if not lost:
+                        break
+                    for elem in lost:
+                        fields[elem].fill(texts[elem], timeout=deadline.ms())
+                        fields[elem].press("Tab")
+                    time.sleep(0.3)
+                assert all(field.input_value() == texts[elem] for elem, field in fields.items())
                 page.locator("#pixels-seed input, #pixels-seed textarea").first.fill("5")
                 page.locator("#pixels-steps input[type=number]").first.fill("4")
                 page.locator("#pixels-steps input[type=number]").first.press("Enter")
