@@ -75,6 +75,7 @@ def main(job_file: str) -> None:
         nodes.differential_diffusion(dump)
         nodes.reference_loop(dump)
         nodes.regional_text(dump)
+        nodes.regional_lora(dump, report)
         report["errors"] = nodes.errors()
     np.savez(job["dump"], **{k: v.detach().cpu().numpy() if hasattr(v, "detach") else v for k, v in dump.items()})
     Path(job["report"]).write_text(json.dumps(report, indent=1))
@@ -145,6 +146,7 @@ class Nodes:
         from PIL import Image
 
         self.m, self.model, self.clip, self.vae, self.job = mappings, model, clip, vae, job
+        self.more_errors: dict = {}  # bad inputs of later sections, reported with errors()
         self.nodes = nodes
         load = lambda path: nodes.LoadImage().load_image(Path(path).name)[0]  # noqa: E731
         folder = Path(job["input_dir"])
@@ -289,6 +291,74 @@ class Nodes:
                                                                   denoise=0.7)[0]["samples"]
         dump["regional_strength"] = strength
 
+    def regional_lora(self, dump: dict, report: dict) -> None:
+        """PIXELS Regional LoRA against ComfyUI's own LoRA loader and the model alone; two LoRAs in two regions."""
+        import folder_paths
+        import nodes
+        import torch
+
+        folder = Path(self.job["input_dir"]).parent / "loras"
+        folder.mkdir(exist_ok=True)
+        folder_paths.add_model_folder_path("loras", str(folder))
+        for seed in (1, 2, 3):
+            write_tiny_lora(self.model, folder / f"tiny_{seed}.safetensors", seed)
+        write_tiny_lora(self.model, folder / "text_only.safetensors", 4, text_only=True)
+        white, black = torch.ones(1, 64, 64), torch.zeros(1, 64, 64)
+        left, right = torch_mask(0, 32), torch_mask(32, 64)
+
+        def regional(*pairs):
+            model = self.model
+            for name, strength, mask in pairs:
+                model = self.run("PixelsRegionalLoRA", model=model, lora_name=name, strength=strength,
+                                 region=mask)[0]
+            return model
+
+        decode = lambda samples: self.vae.decode(samples)  # noqa: E731
+        dump["rlora_plain"] = self.sample(self.model, self.latent)
+        dump["rlora_white"] = self.sample(regional(("tiny_1.safetensors", 0.8, white)), self.latent)
+        comfy_lora = nodes.LoraLoaderModelOnly().load_lora_model_only(self.model, "tiny_1.safetensors", 0.8)[0]
+        dump["rlora_comfyui"] = self.sample(comfy_lora, self.latent)
+        dump["rlora_white_pixels"] = decode(dump["rlora_white"])
+        dump["rlora_comfyui_pixels"] = decode(dump["rlora_comfyui"])
+        dump["rlora_black"] = self.sample(regional(("tiny_1.safetensors", 0.8, black)), self.latent)
+        dump["rlora_left"] = self.sample(regional(("tiny_1.safetensors", 1.0, left)), self.latent)
+        dump["rlora_two"] = self.sample(regional(("tiny_1.safetensors", 1.0, left), ("tiny_2.safetensors", 1.0, right)),
+                                        self.latent)
+        dump["rlora_two_changed"] = self.sample(regional(("tiny_1.safetensors", 1.0, left),
+                                                         ("tiny_3.safetensors", 1.0, right)), self.latent)
+        import comfy.patcher_extension
+
+        for key, model in (("plain", self.model), ("left", regional(("tiny_1.safetensors", 1.0, left)))):
+            recorded = model.clone()
+
+            def record(executor, *args, key=key, **kwargs):  # inside the regional wrapper: its hooks run first
+                layer = executor.class_obj.input_blocks[1][0].in_layers[2]
+                handle = layer.register_forward_hook(
+                    lambda m, a, out: dump.setdefault(f"rlora_layer_{key}", out.detach().clone()))
+                try:
+                    return executor(*args, **kwargs)
+                finally:
+                    handle.remove()
+            recorded.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, "pixels_test", record)
+            self.sample(recorded, self.latent, steps=1)
+        calls = {"plain": 0, "regional": 0}
+        for key, model in (("plain", self.model), ("regional", regional(("tiny_1.safetensors", 1.0, left),
+                                                                        ("tiny_2.safetensors", 1.0, right)))):
+            counted = model.clone()
+
+            def count(apply, args, key=key):
+                calls[key] += 1
+                return apply(args["input"], args["timestep"], **args["c"])
+            counted.set_model_unet_function_wrapper(count)
+            self.sample(counted, self.latent)
+        report["rlora_calls"] = calls
+        self.more_errors = {
+            "rlora_size": lambda: self.sample(regional(("tiny_1.safetensors", 1.0, torch.ones(1, 40, 64))),
+                                              self.latent),
+            "rlora_strength": lambda: regional(("tiny_1.safetensors", 9.0, white)),
+            "rlora_text_only": lambda: regional(("text_only.safetensors", 1.0, white)),
+        }
+
     def errors(self) -> dict[str, str]:
         """The message each bad input gives (the node's exception, as ComfyUI shows it)."""
         import torch
@@ -319,7 +389,7 @@ class Nodes:
                                               feather=0.0, invert=False),
         }
         messages = {}
-        for name, case in cases.items():
+        for name, case in {**cases, **self.more_errors}.items():
             try:
                 case()
                 messages[name] = None
@@ -370,6 +440,35 @@ class NoGuidance:
 
     def combine(self, prediction):
         return prediction
+
+
+def write_tiny_lora(model, path: Path, seed: int, text_only: bool = False) -> None:
+    """A random rank-4 LoRA in the kohya format on the tiny UNet's attention projections (self and cross, keys and
+    values included), feed-forwards, transformer proj_in/out, resblock convolutions and time-embedding projections;
+    `text_only`: one on the text encoder alone."""
+    import torch
+    from safetensors.torch import save_file
+
+    generator = torch.Generator().manual_seed(seed)
+    tensors = {}
+    if text_only:
+        tensors["lora_te_text_model_encoder_layers_0_mlp_fc1.lora_down.weight"] = torch.randn(4, 32, generator=generator)
+        tensors["lora_te_text_model_encoder_layers_0_mlp_fc1.lora_up.weight"] = torch.randn(64, 4, generator=generator)
+        save_file(tensors, str(path))
+        return
+    targets = ("to_q", "to_k", "to_v", "to_out.0", "ff.net.0.proj", "ff.net.2", "proj_in", "proj_out",
+               "in_layers.2", "out_layers.3", "emb_layers.1")
+    for key, weight in model.model.diffusion_model.state_dict().items():
+        module = key[:-len(".weight")]
+        if not key.endswith(".weight") or weight.ndim < 2 or not module.endswith(targets):
+            continue
+        name = "lora_unet_" + module.replace(".", "_")
+        rank = 4
+        down = torch.randn(rank, *weight.shape[1:], generator=generator) / weight[0].numel() ** 0.5
+        up = torch.randn(weight.shape[0], rank, *([1] * (weight.ndim - 2)), generator=generator) * 0.05
+        tensors[f"{name}.lora_down.weight"], tensors[f"{name}.lora_up.weight"] = down, up
+        tensors[f"{name}.alpha"] = torch.tensor(2.0)
+    save_file(tensors, str(path))
 
 
 def torch_mask(x0: int, x1: int):

@@ -116,7 +116,7 @@ def test_the_pack_loads_as_a_custom_node_folder(comfy):
     _, report, _ = comfy
     expected = {"PixelsExemplar", "PixelsSurgery", "PixelsPasteBack", "PixelsSelect", "PixelsMapBox",
                 "PixelsMapEllipse", "PixelsMapRadial", "PixelsMapLinear", "PixelsMapFeather", "PixelsMapCombine",
-                "PixelsMapInvert"}
+                "PixelsMapInvert", "PixelsRegionalLoRA"}
     assert expected <= set(report["nodes"])
     assert set(report["entrypoint_nodes"]) == {n for n in report["nodes"] if n != "PixelsTestTinyCheckpoint"}
     assert report["model_layers"] == []  # the pack loads none of pixels' model layers (nor diffusers)
@@ -264,6 +264,9 @@ def test_auto_placement_into_the_region_is_pixels_placement(comfy):
     ("radial", ["radial:", "inner=20.0, outer=10.0"]),
     ("combine_sizes", ["combine:", "same shape"]),
     ("select_points", ["points:", "'1,2,3'", "2 numbers"]),
+    ("rlora_size", ["region:", "64x40", "8x8"]),
+    ("rlora_strength", ["strength:", "9.0", "[-4, 4]"]),
+    ("rlora_text_only", ["lora_name:", "text_only.safetensors", "no layer"]),
 ])
 def test_bad_inputs_give_clear_messages(comfy, case, words):
     _, report, _ = comfy
@@ -289,3 +292,42 @@ def test_the_shipped_editor_graph_is_the_example_workflow(comfy):
         assert prompt[str(target)]["inputs"][socket["name"]] == [str(origin), slot]
     wired = sum(isinstance(v, list) for node in prompt.values() for v in node["inputs"].values())
     assert len(shipped["links"]) == wired
+
+
+def test_a_white_regional_lora_is_comfyuis_own_lora_loader(comfy):
+    """PIXELS Regional LoRA over the whole frame (a rank-4 LoRA on every attention projection, cross-attention keys
+    and values included, the feed-forwards, proj_in/out, the resblocks' convolutions and time embeddings) samples
+    what ComfyUI's own LoRA loader samples at the same strength, within one 8-bit level of the decoded picture."""
+    _, _, dump = comfy
+    ours, theirs = dump["rlora_white_pixels"], dump["rlora_comfyui_pixels"]
+    assert np.abs(np.round(ours * 255) - np.round(theirs * 255)).max() <= 1
+    assert np.allclose(dump["rlora_white"], dump["rlora_comfyui"], atol=1e-4)
+    assert not np.allclose(dump["rlora_white"], dump["rlora_plain"], atol=1e-2)  # the LoRA does change the edit
+
+
+def test_a_black_regional_lora_changes_nothing_bit_for_bit(comfy):
+    _, _, dump = comfy
+    assert np.array_equal(dump["rlora_black"], dump["rlora_plain"])
+
+
+def test_a_regional_lora_leaves_a_layers_output_outside_its_mask_bit_for_bit(comfy):
+    """The first LoRA'd convolution of the first model call: outside the left half's latent columns its output is
+    the model's own, bit for bit; inside, the LoRA's delta is added."""
+    _, _, dump = comfy
+    plain, left = dump["rlora_layer_plain"], dump["rlora_layer_left"]
+    assert plain.shape == left.shape and plain.shape[-1] == 8
+    assert np.array_equal(plain[..., 4:], left[..., 4:])
+    assert (np.abs(plain[..., :4] - left[..., :4]) > 0).mean() > 0.9
+
+
+def test_a_regional_lora_moves_its_region_and_two_chain_in_one_model_call(comfy):
+    """A LoRA on the left half moves the left latent cells more than the right; with a second LoRA on the right,
+    changing that LoRA moves the right half more than the left; the model calls per sampling stay the same. The
+    tiny UNet's self-attention and group norms span its whole 8x8 latent, so the other half moves too."""
+    _, report, dump = comfy
+    columns = np.arange(8)
+    left = np.abs(dump["rlora_left"] - dump["rlora_plain"])[0].mean(0)
+    assert left[:, columns < 4].mean() > 1.3 * left[:, columns >= 4].mean() > 0  # measured 1.58
+    changed = np.abs(dump["rlora_two_changed"] - dump["rlora_two"])[0].mean(0)
+    assert changed[:, columns >= 4].mean() > 1.3 * changed[:, columns < 4].mean() > 0  # measured 1.46
+    assert report["rlora_calls"]["regional"] == report["rlora_calls"]["plain"] > 0

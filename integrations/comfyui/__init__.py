@@ -12,10 +12,12 @@ from comfy_api.latest import ComfyExtension, io
 from .exemplar import PixelsExemplar
 from .maps import MAP_NODES
 from .paste import PixelsPasteBack
+from .regional_lora import PixelsRegionalLoRA
 from .selection import PixelsSelect
 from .surgery import PixelsSurgery
 
-NODES: list[type[io.ComfyNode]] = [PixelsExemplar, PixelsSurgery, PixelsPasteBack, *MAP_NODES, PixelsSelect]
+NODES: list[type[io.ComfyNode]] = [PixelsExemplar, PixelsSurgery, PixelsPasteBack, *MAP_NODES, PixelsSelect,
+                                 PixelsRegionalLoRA]
 
 
 class PixelsExtension(ComfyExtension):

@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
+from ..core.grid import layer_grid as grid
+
 _ACTIVE: contextvars.ContextVar[RegionalText | None] = contextvars.ContextVar("pixels_regional_text", default=None)
 _GROUP: contextvars.ContextVar[int] = contextvars.ContextVar("pixels_token_group", default=0)
 
@@ -91,23 +93,6 @@ def active() -> RegionalText | None:
 def current_group() -> int:
     """The token group the text layers are running on (0 outside a regional cross-attention layer)."""
     return _GROUP.get()
-
-
-def grid(masks: torch.Tensor, positions: int) -> torch.Tensor:
-    """The masks (R, h, w) resized to the grid of a layer with `positions` query positions: the UNet halves
-    the latent frame (rounding up) at each level, so the grid is the frame divided by the first power of two
-    that gives that many positions. Averaging (area) keeps a position fully outside a region exactly 0."""
-    _, h, w = masks.shape
-    for level in range(8):
-        gh, gw = math.ceil(h / 2 ** level), math.ceil(w / 2 ** level)
-        if gh * gw == positions:
-            break
-    else:
-        raise ValueError(f"regional text: no grid of {positions} positions for a {h}x{w} latent frame")
-    if (gh, gw) == (h, w):
-        return masks.reshape(masks.shape[0], positions)
-    resized = F.adaptive_avg_pool2d(masks[None].float(), (gh, gw))[0]
-    return resized.reshape(masks.shape[0], positions)
 
 
 @contextlib.contextmanager
