@@ -352,11 +352,15 @@ class Nodes:
             counted.set_model_unet_function_wrapper(count)
             self.sample(counted, self.latent)
         report["rlora_calls"] = calls
+        other_family = self.model.clone()  # a model whose diffusion model is not a UNet (a stand-in for DiT ones)
+        other_family.add_object_patch("diffusion_model", torch.nn.Linear(4, 4))
         self.more_errors = {
             "rlora_size": lambda: self.sample(regional(("tiny_1.safetensors", 1.0, torch.ones(1, 40, 64))),
                                               self.latent),
             "rlora_strength": lambda: regional(("tiny_1.safetensors", 9.0, white)),
             "rlora_text_only": lambda: regional(("text_only.safetensors", 1.0, white)),
+            "rlora_family": lambda: self.run("PixelsRegionalLoRA", model=other_family, lora_name="tiny_1.safetensors",
+                                             strength=1.0, region=white),
         }
 
     def errors(self) -> dict[str, str]:

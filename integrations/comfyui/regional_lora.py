@@ -100,10 +100,14 @@ def _layers(model, lora: dict[str, torch.Tensor], name: str) -> dict[str, tuple[
     """The LoRA's UNet layers, by ComfyUI's own key map and loader; refuses what cannot be scaled by position."""
     import comfy.lora
     import comfy.utils
+    from comfy.ldm.modules.diffusionmodules.openaimodel import UNetModel
     from comfy.weight_adapter.lora import LoRAAdapter
 
-    patches = comfy.lora.load_lora(lora, comfy.lora.model_lora_keys_unet(model.model, {}), log_missing=False)
     unet = model.get_model_object("diffusion_model")
+    if not isinstance(unet, UNetModel):
+        raise InputError(f"this model's diffusion model is a {type(unet).__name__}: a LoRA is applied by region"
+                         " in SD 1.x/2.x and SDXL UNets only", param="model")
+    patches = comfy.lora.load_lora(lora, comfy.lora.model_lora_keys_unet(model.model, {}), log_missing=False)
     layers: dict[str, tuple[str, Layer]] = {}
     for key, patch in patches.items():
         if not key.startswith("diffusion_model.") or not key.endswith(".weight"):
