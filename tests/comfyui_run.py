@@ -354,7 +354,10 @@ class Nodes:
         report["rlora_calls"] = calls
         other_family = self.model.clone()  # a model whose diffusion model is not a UNet (a stand-in for DiT ones)
         other_family.add_object_patch("diffusion_model", torch.nn.Linear(4, 4))
+        replaced = regional(("tiny_1.safetensors", 1.0, left)).clone()  # a later node's own cross-attention
+        replaced.set_model_attn2_replace(lambda q, k, v, extra: q, "input", 1, 0)
         self.more_errors = {
+            "rlora_replaced": lambda: self.sample(replaced, self.latent),
             "rlora_size": lambda: self.sample(regional(("tiny_1.safetensors", 1.0, torch.ones(1, 40, 64))),
                                               self.latent),
             "rlora_strength": lambda: regional(("tiny_1.safetensors", 9.0, white)),

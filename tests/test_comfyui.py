@@ -267,6 +267,7 @@ def test_auto_placement_into_the_region_is_pixels_placement(comfy):
     ("rlora_size", ["region:", "64x40", "8x8"]),
     ("rlora_strength", ["strength:", "9.0", "[-4, 4]"]),
     ("rlora_text_only", ["lora_name:", "text_only.safetensors", "no layer"]),
+    ("rlora_replaced", ["model:", "input_blocks.1.1.transformer_blocks.0.attn2", "after it"]),
     ("rlora_family", ["model:", "Linear", "SD 1.x/2.x and SDXL UNets only"]),
 ])
 def test_bad_inputs_give_clear_messages(comfy, case, words):

@@ -247,6 +247,11 @@ def _call(executor, x, *args, **kwargs):
                              " an area samples a crop; give regions by masked conditioning)", param="region")
     modules = dict(unet.named_modules())
     groups = _groups(plan)
+    replaces = options.get("patches_replace", {}).get("attn2", {})
+    for attn, members in groups.items():
+        if not (isinstance(found := replaces.get(_block(attn)), GroupedAttention) and found.members == members):
+            raise InputError(f"a node after PIXELS Regional LoRA replaced the cross-attention of {attn}, which"
+                             " attends the regions' keys and values: put PIXELS Regional LoRA after it", param="model")
     stash: dict = {}
     handles = []
     try:
