@@ -31,7 +31,8 @@ from comfy_api.latest import io
 from pixels.core.grid import layer_grid
 from pixels.errors import InputError
 
-from .convert import size_text, to_map
+from .convert import to_map
+from .surgery import check_fit
 
 KEY = "pixels_regional_lora"  # the plan's key in transformer_options, and the wrappers'
 STRENGTH = (-4.0, 4.0)
@@ -63,26 +64,18 @@ class Layer:
 @dataclass(frozen=True)
 class Region:
     """One node: its mask (1, H, W) at the picture's size, its strength and its LoRA's layers by module path
-    (relative to the diffusion model) and kind ('grid', 'text', 'time')."""
+    (relative to the diffusion model; `_target` tells their kind)."""
 
-    name: str
     mask: torch.Tensor
     strength: float
-    layers: dict[str, tuple[str, Layer]]
+    layers: dict[str, Layer]
     cache: dict = field(default_factory=dict, compare=False, repr=False)
 
     def at(self, positions: int, like: torch.Tensor) -> torch.Tensor:
         """(positions,) of like's dtype and device: the mask on a layer grid of `positions` positions."""
         key = (positions, like.dtype, like.device)
-        if key not in self.cache:
-            try:
-                self.cache[key] = layer_grid(self.mask, positions)[0].to(like)
-            except ValueError:
-                h, w = self.mask.shape[-2:]
-                raise InputError(f"the region mask is {size_text((w, h))}, which no layer of {positions} positions"
-                                 " divides: the model was called on a latent of another size (a prompt set to an"
-                                 " area samples a crop); give regions by masked conditioning",
-                                 param="region") from None
+        if key not in self.cache:  # the mask fits the latent (checked at every model call): every grid exists
+            self.cache[key] = layer_grid(self.mask, positions)[0].to(like)
         return self.cache[key]
 
 
@@ -96,7 +89,7 @@ def _target(name: str) -> str:
     return "grid"
 
 
-def _layers(model, lora: dict[str, torch.Tensor], name: str) -> dict[str, tuple[str, Layer]]:
+def _layers(model, lora: dict[str, torch.Tensor], name: str) -> dict[str, Layer]:
     """The LoRA's UNet layers, by ComfyUI's own key map and loader; refuses what cannot be scaled by position."""
     import comfy.lora
     import comfy.utils
@@ -108,7 +101,7 @@ def _layers(model, lora: dict[str, torch.Tensor], name: str) -> dict[str, tuple[
         raise InputError(f"this model's diffusion model is a {type(unet).__name__}: a LoRA is applied by region"
                          " in SD 1.x/2.x and SDXL UNets only", param="model")
     patches = comfy.lora.load_lora(lora, comfy.lora.model_lora_keys_unet(model.model, {}), log_missing=False)
-    layers: dict[str, tuple[str, Layer]] = {}
+    layers: dict[str, Layer] = {}
     for key, patch in patches.items():
         if not key.startswith("diffusion_model.") or not key.endswith(".weight"):
             raise InputError(f"{name} patches {key}, which a region cannot scale by position: only LoRA"
@@ -125,8 +118,7 @@ def _layers(model, lora: dict[str, torch.Tensor], name: str) -> dict[str, tuple[
         if path.startswith(("time_embed.", "label_emb.")):
             continue  # the model-wide embeddings have no position: left as they are (see the module)
         module = comfy.utils.get_attr(unet, path)
-        kind = _target(path)
-        if kind == "time":
+        if _target(path) == "time":
             resblock = comfy.utils.get_attr(unet, path.rsplit(".emb_layers.", 1)[0])
             if getattr(resblock, "use_scale_shift_norm", False):
                 raise InputError(f"{name} targets {path}, a scale-shift resblock's time embedding, which a region"
@@ -142,7 +134,7 @@ def _layers(model, lora: dict[str, torch.Tensor], name: str) -> dict[str, tuple[
             raise InputError(f"{name} targets {path}, a {type(module).__name__}: a region scales Linear and Conv2d"
                              " layers only", param="lora_name")
         unit = 1.0 if alpha is None else float(alpha) / down.shape[0]
-        layers[path] = (kind, Layer(down.float(), up.float(), unit, conv))
+        layers[path] = Layer(down.float(), up.float(), unit, conv)
     if not layers:
         raise InputError(f"{name} targets no layer of this model's UNet (a LoRA for another model family, or for"
                          " the text encoder only)", param="lora_name")
@@ -153,8 +145,8 @@ def _groups(plan: tuple[Region, ...]) -> dict[str, list[int]]:
     """Each cross-attention layer (path) whose keys or values some region's LoRA targets: those regions."""
     groups: dict[str, list[int]] = {}
     for k, region in enumerate(plan):
-        for path, (kind, _) in region.layers.items():
-            if kind == "text":
+        for path in region.layers:
+            if _target(path) == "text":
                 attn = path.rsplit(".", 1)[0]
                 if k not in groups.setdefault(attn, []):
                     groups[attn].append(k)
@@ -169,7 +161,7 @@ def _grid_hook(plan: tuple[Region, ...], path: str):
             if path in region.layers:
                 scale = region.at(positions, output) * region.strength
                 scale = scale.reshape(1, 1, *output.shape[2:]) if output.ndim == 4 else scale[None, :, None]
-                output = output + region.layers[path][1].delta(x) * scale
+                output = output + region.layers[path].delta(x) * scale
         return output
     return hook
 
@@ -180,7 +172,7 @@ def _text_hook(plan: tuple[Region, ...], path: str, members: list[int]):
         parts = [output]
         for k in members:
             entry = plan[k].layers.get(path)
-            parts.append(output if entry is None else output + entry[1].delta(args[0]) * plan[k].strength)
+            parts.append(output if entry is None else output + entry.delta(args[0]) * plan[k].strength)
         return torch.cat(parts, dim=1)
     return hook
 
@@ -188,7 +180,7 @@ def _text_hook(plan: tuple[Region, ...], path: str, members: list[int]):
 def _time_hooks(plan: tuple[Region, ...], path: str, stash: dict):
     """The time embedding's delta, kept by the projection; added by position before the resblock's second norm."""
     def keep(module, args, output):
-        stash[path] = [(region, region.layers[path][1].delta(args[0])) for region in plan if path in region.layers]
+        stash[path] = [(region, region.layers[path].delta(args[0])) for region in plan if path in region.layers]
         return None
 
     def add(module, args):
@@ -239,12 +231,8 @@ def _call(executor, x, *args, **kwargs):
     options = args[4] if len(args) > 4 else kwargs.get("transformer_options", {})
     plan: tuple[Region, ...] = options[KEY]
     unet = executor.class_obj
-    for region in plan:
-        h, w = region.mask.shape[-2:]
-        if h % x.shape[-2] or w % x.shape[-1] or h // x.shape[-2] != w // x.shape[-1]:
-            raise InputError(f"the region mask is {size_text((w, h))}, the latent sampled"
-                             f" {x.shape[-1]}x{x.shape[-2]}: give a mask of the picture's size (a prompt set to"
-                             " an area samples a crop; give regions by masked conditioning)", param="region")
+    for region in plan:  # a prompt set to an area samples a crop of the latent: refused here
+        check_fit(tuple(region.mask.shape[-2:]), x, "region")
     modules = dict(unet.named_modules())
     groups = _groups(plan)
     replaces = options.get("patches_replace", {}).get("attn2", {})
@@ -256,8 +244,7 @@ def _call(executor, x, *args, **kwargs):
     handles = []
     try:
         for path in dict.fromkeys(p for region in plan for p in region.layers):
-            kind = next(region.layers[path][0] for region in plan if path in region.layers)
-            module = modules[path]
+            kind, module = _target(path), modules[path]
             if kind == "grid":
                 handles.append(module.register_forward_hook(_grid_hook(plan, path)))
             elif kind == "text":
@@ -284,7 +271,7 @@ def regional_lora(model, lora_path: str, strength: float, region) -> object:
     layers = _layers(model, comfy.utils.load_torch_file(lora_path, safe_load=True), name)
     patched = model.clone()
     options = patched.model_options.setdefault("transformer_options", {})
-    plan = (*options.get(KEY, ()), Region(name, mask, float(strength), layers))
+    plan = (*options.get(KEY, ()), Region(mask, float(strength), layers))
     options = patched.model_options["transformer_options"] = {**options, KEY: plan}
     replaces = options.get("patches_replace", {}).get("attn2", {})
     for attn, members in _groups(plan).items():
